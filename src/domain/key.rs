@@ -1,0 +1,72 @@
+use super::{
+    Environment, KeyHash, KeyId, KeyName, KeyType, Metadata, OwnerId, Reason, Scope, Timestamp,
+};
+
+/// Everything keysmith knows about one key. Never holds the secret.
+///
+/// Records are immutable once built: a change makes a new record with a
+/// higher `version`, so readers holding an `Arc` never see a half-update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: KeyId,
+    pub hash: KeyHash,
+    pub owner_id: OwnerId,
+    pub name: KeyName,
+    pub key_type: KeyType,
+    pub environment: Environment,
+    pub scopes: Vec<Scope>,
+    pub metadata: Metadata,
+    /// Prefix and last four characters of the key, e.g. `sk_live_…a1B2`.
+    pub hint: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub revoke_reason: Option<Reason>,
+    pub disabled_at: Option<Timestamp>,
+    pub disable_reason: Option<Reason>,
+    pub rotated_from: Option<KeyId>,
+    pub rotated_to: Option<KeyId>,
+    /// Starts at 1; every committed change adds 1.
+    pub version: i64,
+}
+
+/// What a key's state is at a given moment. Precedence follows the verify
+/// decision: revoked beats disabled beats expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    Active,
+    Expired,
+    Revoked,
+    Disabled,
+}
+
+impl KeyRecord {
+    pub fn state(&self, now: Timestamp) -> KeyState {
+        if self.revoked_at.is_some() {
+            KeyState::Revoked
+        } else if self.disabled_at.is_some() {
+            KeyState::Disabled
+        } else if self.is_expired(now) {
+            KeyState::Expired
+        } else {
+            KeyState::Active
+        }
+    }
+
+    /// A key expires at its expiry instant: `now >= expires_at`.
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+}
+
+impl KeyState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Disabled => "disabled",
+        }
+    }
+}

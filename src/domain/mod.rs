@@ -1,0 +1,22 @@
+//! Domain types. Each parses its input, so a value of the type is valid.
+
+pub mod admin_token;
+pub mod api_key;
+mod base62;
+mod fields;
+mod key;
+mod key_hash;
+mod key_id;
+mod kind;
+pub mod scope;
+mod time;
+
+pub use api_key::{ApiKey, KeyFormatError, PresentedKey};
+pub use fields::MAX_SCOPES;
+pub use fields::{FieldError, KeyName, Metadata, MetadataError, OwnerId, Reason, RequestId};
+pub use key::{KeyRecord, KeyState};
+pub use key_hash::KeyHash;
+pub use key_id::{KeyId, KeyIdError};
+pub use kind::{Environment, KeyType, UnknownVariant};
+pub use scope::{Scope, ScopeError};
+pub use time::Timestamp;

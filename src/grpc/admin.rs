@@ -1,0 +1,135 @@
+//! KeyAdmin handlers: authenticate, parse, call, convert.
+
+use tonic::{Request, Response, Status};
+
+use super::{bearer, convert, pb, pb::key_admin_server::KeyAdmin};
+use crate::{
+    auth::AdminAuth,
+    domain::Timestamp,
+    keys::{Actor, Keys},
+};
+
+pub struct AdminService {
+    keys: Keys,
+    auth: AdminAuth,
+}
+
+impl AdminService {
+    pub fn new(keys: Keys, auth: AdminAuth) -> Self {
+        Self { keys, auth }
+    }
+
+    async fn actor<T>(&self, req: &Request<T>) -> Result<Actor, Status> {
+        Ok(self.auth.authenticate(bearer(req)).await?)
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl KeyAdmin for AdminService {
+    #[tracing::instrument(skip_all)]
+    async fn create_key(&self, req: Request<pb::CreateKeyRequest>) -> Reply<pb::CreateKeyResponse> {
+        let actor = self.actor(&req).await?;
+        let create = convert::create_request(req.into_inner())?;
+        let created = self.keys.create(create, &actor).await?;
+        tracing::info!(key_id = %created.key.id, replayed = created.secret.is_none(), "key created");
+        Ok(Response::new(convert::created(created, Timestamp::now())))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_key(&self, req: Request<pb::GetKeyRequest>) -> Reply<pb::GetKeyResponse> {
+        self.actor(&req).await?;
+        let pb::GetKeyRequest { id } = req.into_inner();
+        let key = self.keys.get(&convert::key_id("id", &id)?).await?;
+        let key = Some(convert::key_message(&key, Timestamp::now()));
+        Ok(Response::new(pb::GetKeyResponse { key }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_keys(&self, req: Request<pb::ListKeysRequest>) -> Reply<pb::ListKeysResponse> {
+        self.actor(&req).await?;
+        let page = self
+            .keys
+            .list(convert::key_query(req.into_inner())?)
+            .await?;
+        Ok(Response::new(convert::keys_page(page, Timestamp::now())))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_key(&self, req: Request<pb::UpdateKeyRequest>) -> Reply<pb::UpdateKeyResponse> {
+        let actor = self.actor(&req).await?;
+        let (id, patch) = convert::key_patch(req.into_inner())?;
+        let key = self.keys.update(&id, patch, &actor).await?;
+        let key = Some(convert::key_message(&key, Timestamp::now()));
+        Ok(Response::new(pb::UpdateKeyResponse { key }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_key(&self, req: Request<pb::RotateKeyRequest>) -> Reply<pb::RotateKeyResponse> {
+        let actor = self.actor(&req).await?;
+        let pb::RotateKeyRequest { id, grace_period } = req.into_inner();
+        let id = convert::key_id("id", &id)?;
+        let grace = grace_period
+            .map(|d| convert::duration("grace_period", d))
+            .transpose()?;
+        let rotated = self.keys.rotate(&id, grace, &actor).await?;
+        tracing::info!(key_id = %id, successor = %rotated.key.id, "key rotated");
+        Ok(Response::new(convert::rotated(rotated, Timestamp::now())))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn revoke_key(&self, req: Request<pb::RevokeKeyRequest>) -> Reply<pb::RevokeKeyResponse> {
+        let actor = self.actor(&req).await?;
+        let pb::RevokeKeyRequest { id, reason } = req.into_inner();
+        let id = convert::key_id("id", &id)?;
+        let key = self
+            .keys
+            .revoke(&id, convert::reason("reason", &reason)?, &actor)
+            .await?;
+        tracing::info!(key_id = %id, "key revoked");
+        let key = Some(convert::key_message(&key, Timestamp::now()));
+        Ok(Response::new(pb::RevokeKeyResponse { key }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn disable_key(
+        &self,
+        req: Request<pb::DisableKeyRequest>,
+    ) -> Reply<pb::DisableKeyResponse> {
+        let actor = self.actor(&req).await?;
+        let pb::DisableKeyRequest { id, reason } = req.into_inner();
+        let id = convert::key_id("id", &id)?;
+        let key = self
+            .keys
+            .disable(&id, convert::reason("reason", &reason)?, &actor)
+            .await?;
+        let key = Some(convert::key_message(&key, Timestamp::now()));
+        Ok(Response::new(pb::DisableKeyResponse { key }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn enable_key(&self, req: Request<pb::EnableKeyRequest>) -> Reply<pb::EnableKeyResponse> {
+        let actor = self.actor(&req).await?;
+        let pb::EnableKeyRequest { id } = req.into_inner();
+        let key = self
+            .keys
+            .enable(&convert::key_id("id", &id)?, &actor)
+            .await?;
+        let key = Some(convert::key_message(&key, Timestamp::now()));
+        Ok(Response::new(pb::EnableKeyResponse { key }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_audit_events(
+        &self,
+        req: Request<pb::ListAuditEventsRequest>,
+    ) -> Reply<pb::ListAuditEventsResponse> {
+        self.actor(&req).await?;
+        let page = self
+            .keys
+            .audit_events(convert::audit_query(req.into_inner())?)
+            .await?;
+        Ok(Response::new(convert::audit_page(page)))
+    }
+}

@@ -1,0 +1,197 @@
+use super::{
+    duration, environment, key_id, key_type, metadata, opt_owner_id, owner_id, page_size, pb,
+    scopes, timestamp, to_environment, to_key_type, to_timestamp,
+};
+use crate::{
+    domain::{KeyName, KeyRecord, KeyState, RequestId, Timestamp},
+    error::{Error, Result},
+    keys::{self, CreateKey, Created, Expiry, KeyPatch, KeyQuery, Page, Rotated},
+};
+
+pub fn key_message(k: &KeyRecord, now: Timestamp) -> pb::Key {
+    let state = match k.state(now) {
+        KeyState::Active => pb::KeyState::Active,
+        KeyState::Expired => pb::KeyState::Expired,
+        KeyState::Revoked => pb::KeyState::Revoked,
+        KeyState::Disabled => pb::KeyState::Disabled,
+    };
+    pb::Key {
+        id: k.id.to_string(),
+        owner_id: k.owner_id.to_string(),
+        name: k.name.to_string(),
+        r#type: to_key_type(k.key_type).into(),
+        environment: to_environment(k.environment).into(),
+        scopes: k.scopes.iter().map(ToString::to_string).collect(),
+        metadata: k
+            .metadata
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect(),
+        hint: k.hint.clone(),
+        state: state.into(),
+        create_time: Some(to_timestamp(k.created_at)),
+        update_time: Some(to_timestamp(k.updated_at)),
+        expire_time: k.expires_at.map(to_timestamp),
+        revoke_time: k.revoked_at.map(to_timestamp),
+        revoke_reason: k
+            .revoke_reason
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        disable_time: k.disabled_at.map(to_timestamp),
+        rotated_from: k
+            .rotated_from
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        rotated_to: k
+            .rotated_to
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        version: k.version,
+    }
+}
+
+pub fn create_request(req: pb::CreateKeyRequest) -> Result<CreateKey> {
+    let pb::CreateKeyRequest {
+        owner_id: owner,
+        name,
+        r#type,
+        environment: env,
+        scopes: raw_scopes,
+        expire_time,
+        metadata: raw_metadata,
+        request_id,
+        ttl,
+    } = req;
+    let expiry = match (expire_time, ttl) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid("ttl", "set expire_time or ttl, not both"));
+        }
+        (Some(t), None) => Some(Expiry::At(timestamp("expire_time", t)?)),
+        (None, Some(d)) => Some(Expiry::After(duration("ttl", d)?)),
+        (None, None) => None,
+    };
+    let request_id = if request_id.is_empty() {
+        None
+    } else {
+        Some(RequestId::parse(&request_id).map_err(|e| Error::invalid("request_id", e))?)
+    };
+    Ok(CreateKey {
+        owner_id: owner_id("owner_id", &owner)?,
+        name: KeyName::parse(&name).map_err(|e| Error::invalid("name", e))?,
+        key_type: key_type("type", r#type)?,
+        environment: environment("environment", env)?,
+        scopes: scopes("scopes", raw_scopes)?,
+        expiry,
+        metadata: metadata("metadata", raw_metadata)?,
+        request_id,
+    })
+}
+
+pub fn created(c: Created, now: Timestamp) -> pb::CreateKeyResponse {
+    pb::CreateKeyResponse {
+        key: Some(key_message(&c.key, now)),
+        replayed: c.secret.is_none(),
+        secret: c
+            .secret
+            .map(|s| s.expose_secret().to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+pub fn rotated(r: Rotated, now: Timestamp) -> pb::RotateKeyResponse {
+    pb::RotateKeyResponse {
+        key: Some(key_message(&r.key, now)),
+        secret: r.secret.expose_secret().to_owned(),
+        previous: Some(key_message(&r.previous, now)),
+    }
+}
+
+/// The id and patch of an UpdateKey request. Only the fields the mask names
+/// are read from `key`; the mask must name at least one.
+pub fn key_patch(req: pb::UpdateKeyRequest) -> Result<(crate::domain::KeyId, KeyPatch)> {
+    let pb::UpdateKeyRequest { key, update_mask } = req;
+    let key = key.ok_or_else(|| Error::invalid("key", "is required"))?;
+    let id = key_id("key.id", &key.id)?;
+    let paths = update_mask.map(|m| m.paths).unwrap_or_default();
+    if paths.is_empty() {
+        return Err(Error::invalid(
+            "update_mask",
+            "must name at least one of name, scopes, metadata, expire_time",
+        ));
+    }
+    let mut patch = KeyPatch::default();
+    let pb::Key {
+        name,
+        scopes: raw_scopes,
+        metadata: raw_metadata,
+        expire_time,
+        ..
+    } = key;
+    let (mut name, mut raw_scopes, mut raw_metadata) =
+        (Some(name), Some(raw_scopes), Some(raw_metadata));
+    let mut expire_time = Some(expire_time);
+    for (i, path) in paths.iter().enumerate() {
+        let dup = || Error::invalid(format!("update_mask.paths[{i}]"), "is repeated");
+        match path.as_str() {
+            "name" => {
+                let n = name.take().ok_or_else(dup)?;
+                patch.name = Some(KeyName::parse(&n).map_err(|e| Error::invalid("key.name", e))?);
+            }
+            "scopes" => {
+                patch.scopes = Some(scopes("key.scopes", raw_scopes.take().ok_or_else(dup)?)?)
+            }
+            "metadata" => {
+                patch.metadata = Some(metadata(
+                    "key.metadata",
+                    raw_metadata.take().ok_or_else(dup)?,
+                )?)
+            }
+            "expire_time" => {
+                let t = expire_time.take().ok_or_else(dup)?;
+                patch.expires_at = Some(t.map(|t| timestamp("key.expire_time", t)).transpose()?);
+            }
+            other => {
+                return Err(Error::invalid(
+                    format!("update_mask.paths[{i}]"),
+                    format!(
+                        "`{other}` cannot be updated; use name, scopes, metadata or expire_time"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((id, patch))
+}
+
+pub fn key_query(req: pb::ListKeysRequest) -> Result<KeyQuery> {
+    let pb::ListKeysRequest {
+        owner_id,
+        state,
+        page_size: size,
+        page_token,
+    } = req;
+    let state = match pb::KeyState::try_from(state) {
+        Ok(pb::KeyState::Unspecified) => None,
+        Ok(pb::KeyState::Active) => Some(KeyState::Active),
+        Ok(pb::KeyState::Expired) => Some(KeyState::Expired),
+        Ok(pb::KeyState::Revoked) => Some(KeyState::Revoked),
+        Ok(pb::KeyState::Disabled) => Some(KeyState::Disabled),
+        Err(_) => return Err(Error::invalid("state", "unknown key state")),
+    };
+    Ok(KeyQuery {
+        owner_id: opt_owner_id("owner_id", &owner_id)?,
+        state,
+        page_size: page_size(size)?,
+        after: keys::parse_key_token(&page_token)?,
+    })
+}
+
+pub fn keys_page(page: Page<KeyRecord>, now: Timestamp) -> pb::ListKeysResponse {
+    pb::ListKeysResponse {
+        keys: page.items.iter().map(|k| key_message(k, now)).collect(),
+        next_page_token: page.next_page_token.unwrap_or_default(),
+    }
+}

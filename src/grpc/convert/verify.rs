@@ -1,0 +1,57 @@
+use super::{pb, to_environment, to_key_type, to_timestamp};
+use crate::{
+    domain::{MAX_SCOPES, scope},
+    error::{Error, Result},
+    verify::{Code, Outcome},
+};
+
+/// Required scopes are the caller's own configuration: a bad one is an
+/// INVALID_ARGUMENT for the caller, not a denial of the key.
+pub fn check_required_scopes(required: &[String]) -> Result<()> {
+    if required.len() > MAX_SCOPES {
+        return Err(Error::invalid(
+            "required_scopes",
+            format!("at most {MAX_SCOPES} scopes"),
+        ));
+    }
+    for (i, s) in required.iter().enumerate() {
+        scope::check_required(s).map_err(|e| Error::invalid(format!("required_scopes[{i}]"), e))?;
+    }
+    Ok(())
+}
+
+fn code(c: Code) -> pb::VerifyCode {
+    match c {
+        Code::Valid => pb::VerifyCode::Valid,
+        Code::Malformed => pb::VerifyCode::Malformed,
+        Code::NotFound => pb::VerifyCode::NotFound,
+        Code::Revoked => pb::VerifyCode::Revoked,
+        Code::Expired => pb::VerifyCode::Expired,
+        Code::Disabled => pb::VerifyCode::Disabled,
+        Code::InsufficientScope => pb::VerifyCode::InsufficientScope,
+    }
+}
+
+pub fn verify_response(o: &Outcome<'_>) -> pb::VerifyResponse {
+    let mut resp = pb::VerifyResponse {
+        valid: o.decision.is_valid(),
+        code: code(o.decision.code).into(),
+        missing_scope: o.decision.missing_scope.unwrap_or_default().to_owned(),
+        detail: o.detail.to_owned(),
+        ..Default::default()
+    };
+    if let Some(k) = &o.record {
+        resp.key_id = k.id.to_string();
+        resp.owner_id = k.owner_id.to_string();
+        resp.scopes = k.scopes.iter().map(ToString::to_string).collect();
+        resp.environment = to_environment(k.environment).into();
+        resp.r#type = to_key_type(k.key_type).into();
+        resp.expire_time = k.expires_at.map(to_timestamp);
+        resp.metadata = k
+            .metadata
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect();
+    }
+    resp
+}

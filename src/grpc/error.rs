@@ -1,0 +1,43 @@
+//! The one map from keysmith errors to gRPC statuses. Internal causes are
+//! logged here and never sent to the client.
+
+use tonic::Status;
+
+use crate::{error::Error, store::StoreError};
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::InvalidArgument { field, reason } => {
+                Status::invalid_argument(format!("{field}: {reason}"))
+            }
+            Error::NotFound(what) => Status::not_found(format!("{what} not found")),
+            Error::FailedPrecondition(msg) => Status::failed_precondition(msg),
+            Error::AlreadyExists(msg) => Status::already_exists(msg),
+            Error::Unauthenticated => Status::unauthenticated("missing or invalid admin token"),
+            Error::Unavailable(msg) => Status::unavailable(msg),
+            Error::Store(e) => store_status(e),
+            Error::Internal(msg) => {
+                tracing::error!(error = %msg, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+fn store_status(err: StoreError) -> Status {
+    match err {
+        StoreError::Conflict => Status::aborted("the key changed concurrently; retry"),
+        StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+            tracing::warn!(error = %err, "database unavailable");
+            Status::unavailable("database unavailable; retry")
+        }
+        StoreError::Duplicate
+        | StoreError::Corrupt(_)
+        | StoreError::Database(_)
+        | StoreError::Migrate(_) => {
+            tracing::error!(error = %err, "store error");
+            Status::internal("internal error")
+        }
+    }
+}

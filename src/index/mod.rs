@@ -1,0 +1,92 @@
+//! The in-memory index Verify answers from.
+//!
+//! **Invariant:** the index holds every key that exists, including revoked
+//! and expired ones, so a miss is authoritative (NOT_FOUND) and a hit gives a
+//! precise answer (REVOKED, EXPIRED) without touching the database.
+
+mod hasher;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicI64, Ordering},
+};
+
+use dashmap::{DashMap, mapref::entry::Entry};
+
+use crate::domain::{KeyHash, KeyRecord};
+use hasher::BuildKeyHashHasher;
+
+/// Key hash → immutable record. Written by the local admin path right after
+/// a commit and by the change feed; read by every Verify.
+pub struct KeyIndex {
+    keys: DashMap<KeyHash, Arc<KeyRecord>, BuildKeyHashHasher>,
+    /// Highest change-log sequence whose effect the index reflects.
+    applied_seq: AtomicI64,
+    /// Set once the initial snapshot is loaded; Verify refuses before that.
+    ready: AtomicBool,
+}
+
+impl Default for KeyIndex {
+    fn default() -> Self {
+        Self {
+            keys: DashMap::with_hasher(BuildKeyHashHasher),
+            applied_seq: AtomicI64::new(0),
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+impl KeyIndex {
+    /// The record for `hash`, if the key exists. Clones an `Arc`, never a record.
+    #[inline]
+    pub fn get(&self, hash: &KeyHash) -> Option<Arc<KeyRecord>> {
+        self.keys.get(hash).map(|r| Arc::clone(r.value()))
+    }
+
+    /// Inserts or replaces a record, unless the index already holds a newer
+    /// version of it. Writers race (local commit vs change feed); versions
+    /// make the outcome independent of their order.
+    pub fn upsert(&self, record: KeyRecord) {
+        match self.keys.entry(record.hash) {
+            Entry::Occupied(mut held) => {
+                if held.get().version < record.version {
+                    held.insert(Arc::new(record));
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(Arc::new(record));
+            }
+        }
+    }
+
+    /// Merges a snapshot taken at change sequence `seq` and marks the index ready.
+    pub fn load(&self, records: Vec<KeyRecord>, seq: i64) {
+        for record in records {
+            self.upsert(record);
+        }
+        self.advance_to(seq);
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Records that every change up to `seq` is applied.
+    pub fn advance_to(&self, seq: i64) {
+        self.applied_seq.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    pub fn applied_seq(&self) -> i64 {
+        self.applied_seq.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}

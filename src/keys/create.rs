@@ -1,0 +1,149 @@
+use std::time::Duration;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{Actor, Keys, audit_event};
+use crate::{
+    domain::{
+        ApiKey, Environment, KeyId, KeyName, KeyRecord, KeyType, Metadata, OwnerId, RequestId,
+        Scope, Timestamp,
+    },
+    error::{Error, Result},
+    store::{ChangeKind, Idempotency, WriteBatch, WriteOutcome},
+};
+
+/// Longest lifetime a key may be given at creation.
+pub const MAX_TTL: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
+/// When a new key expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    At(Timestamp),
+    After(Duration),
+}
+
+/// A parsed CreateKey request.
+#[derive(Clone, Debug)]
+pub struct CreateKey {
+    pub owner_id: OwnerId,
+    pub name: KeyName,
+    pub key_type: KeyType,
+    pub environment: Environment,
+    pub scopes: Vec<Scope>,
+    pub expiry: Option<Expiry>,
+    pub metadata: Metadata,
+    pub request_id: Option<RequestId>,
+}
+
+/// The outcome of CreateKey. `secret` is `None` for a replayed request: the
+/// secret was shown once, to the first call.
+#[derive(Debug)]
+pub struct Created {
+    pub key: KeyRecord,
+    pub secret: Option<ApiKey>,
+}
+
+impl CreateKey {
+    /// A digest of everything but the request id, so a retry can be told
+    /// apart from a reuse of the id for a different key.
+    fn fingerprint(&self) -> [u8; 32] {
+        let expiry = match self.expiry {
+            None => json!(null),
+            Some(Expiry::At(t)) => json!({ "at": t.as_millis() }),
+            Some(Expiry::After(d)) => json!({ "after_ms": d.as_millis() as u64 }),
+        };
+        let canonical = json!([
+            self.owner_id.as_str(),
+            self.name.as_str(),
+            self.key_type.as_str(),
+            self.environment.as_str(),
+            self.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
+            expiry,
+            self.metadata.as_map(),
+        ]);
+        Sha256::digest(canonical.to_string().as_bytes()).into()
+    }
+}
+
+impl Keys {
+    pub async fn create(&self, req: CreateKey, actor: &Actor) -> Result<Created> {
+        let now = Timestamp::now();
+        let expires_at = match req.expiry {
+            None => None,
+            Some(Expiry::At(at)) if at <= now => {
+                return Err(Error::invalid("expire_time", "must be in the future"));
+            }
+            Some(Expiry::At(at)) => Some(at),
+            Some(Expiry::After(ttl)) if ttl.is_zero() || ttl > MAX_TTL => {
+                return Err(Error::invalid(
+                    "ttl",
+                    "must be positive and at most 10 years",
+                ));
+            }
+            Some(Expiry::After(ttl)) => Some(now.saturating_add(ttl)),
+        };
+        let secret = ApiKey::generate(req.key_type, req.environment)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let idempotency = req.request_id.clone().map(|request_id| Idempotency {
+            request_id,
+            fingerprint: req.fingerprint(),
+        });
+        let key = KeyRecord {
+            id: KeyId::generate(),
+            hash: secret.hash(),
+            owner_id: req.owner_id,
+            name: req.name,
+            key_type: req.key_type,
+            environment: req.environment,
+            scopes: req.scopes,
+            metadata: req.metadata,
+            hint: secret.hint(),
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            revoked_at: None,
+            revoke_reason: None,
+            disabled_at: None,
+            disable_reason: None,
+            rotated_from: None,
+            rotated_to: None,
+            version: 1,
+        };
+        let changes = json!({
+            "scopes": key.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
+            "expires_at": key.expires_at.map(Timestamp::as_millis),
+        });
+        let request_id = req.request_id.as_ref().map(|r| r.as_str().to_owned());
+        let audit = audit_event(now, actor, "key.created", &key, None, changes, request_id);
+        let batch = WriteBatch {
+            insert: Some((key.clone(), idempotency.clone())),
+            update: vec![],
+            audit: vec![audit],
+            changes: vec![(key.id.clone(), key.hash, ChangeKind::Created)],
+        };
+        match self.commit(batch, vec![key.clone()]).await? {
+            WriteOutcome::Committed { .. } => Ok(Created {
+                key,
+                secret: Some(secret),
+            }),
+            WriteOutcome::Replayed {
+                existing,
+                fingerprint,
+            } => {
+                let same = idempotency
+                    .is_some_and(|i| fingerprint.as_deref() == Some(i.fingerprint.as_slice()));
+                if same {
+                    Ok(Created {
+                        key: *existing,
+                        secret: None,
+                    })
+                } else {
+                    Err(Error::AlreadyExists(
+                        "request_id was already used for a different CreateKey request".into(),
+                    ))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Admin operations on keys: the rules between a parsed request and the store.
+//!
+//! Each mutation reads the key, builds its next version with plain domain
+//! logic, and commits it with its audit event and change-log row in one
+//! [`WriteBatch`]; the index is updated right after the commit, so the next
+//! Verify on this replica sees the change.
+
+mod create;
+mod lifecycle;
+mod page;
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::json;
+
+use crate::{
+    domain::{KeyId, KeyRecord, Timestamp},
+    error::{Error, Result},
+    index::KeyIndex,
+    store::{
+        AuditEvent, AuditFilter, KeyFilter, NewAuditEvent, Store, StoreError, WriteBatch,
+        WriteOutcome,
+    },
+};
+
+pub use create::{CreateKey, Created, Expiry};
+pub use lifecycle::{KeyPatch, Rotated};
+pub use page::{
+    AuditQuery, KeyQuery, MAX_PAGE_SIZE, Page, page_size, parse_audit_token, parse_key_token,
+};
+
+/// Longest grace period RotateKey accepts.
+pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Who performs an admin call, as audit events name them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor(pub String);
+
+#[derive(Clone, Debug)]
+pub struct KeysConfig {
+    /// Default RotateKey grace period (`--rotation-grace`).
+    pub rotation_grace: Duration,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            rotation_grace: Duration::from_secs(48 * 3600),
+        }
+    }
+}
+
+/// The admin side of keysmith. Cheap to clone.
+#[derive(Clone)]
+pub struct Keys {
+    store: Arc<dyn Store>,
+    index: Arc<KeyIndex>,
+    config: KeysConfig,
+}
+
+/// How often a mutation re-reads and retries after losing a version race.
+const CONFLICT_RETRIES: usize = 5;
+
+impl Keys {
+    pub fn new(store: Arc<dyn Store>, index: Arc<KeyIndex>, config: KeysConfig) -> Self {
+        Self {
+            store,
+            index,
+            config,
+        }
+    }
+
+    pub async fn get(&self, id: &KeyId) -> Result<KeyRecord> {
+        self.store
+            .get_key(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("key {id}")))
+    }
+
+    pub async fn list(&self, query: KeyQuery) -> Result<Page<KeyRecord>> {
+        let limit = query.page_size;
+        let filter = KeyFilter {
+            owner_id: query.owner_id,
+            state: query.state,
+            after: query.after,
+            limit: limit + 1,
+            now: Timestamp::now(),
+        };
+        let keys = self.store.list_keys(&filter).await?;
+        Ok(Page::from_overfetch(keys, limit, |k| {
+            page::key_token(&k.id)
+        }))
+    }
+
+    pub async fn audit_events(&self, query: AuditQuery) -> Result<Page<AuditEvent>> {
+        let limit = query.page_size;
+        let filter = AuditFilter {
+            key_id: query.key_id,
+            owner_id: query.owner_id,
+            before: query.before,
+            limit: limit + 1,
+        };
+        let events = self.store.list_audit_events(&filter).await?;
+        Ok(Page::from_overfetch(events, limit, |e| {
+            page::audit_token(e.id)
+        }))
+    }
+
+    /// Commits `batch` and applies `records` to the index after the commit.
+    async fn commit(&self, batch: WriteBatch, records: Vec<KeyRecord>) -> Result<WriteOutcome> {
+        let outcome = self.store.write(batch).await?;
+        // The applied sequence is not advanced here: earlier sequences may
+        // be other replicas' writes that this index has not applied yet.
+        if matches!(outcome, WriteOutcome::Committed { .. }) {
+            for r in records {
+                self.index.upsert(r);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Reads key `id`, lets `change` build its next version, and commits it.
+    /// Retries when another writer changed the key in between.
+    async fn mutate<F>(&self, id: &KeyId, actor: &Actor, change: F) -> Result<KeyRecord>
+    where
+        F: Fn(&KeyRecord, Timestamp) -> Result<Option<Mutation>>,
+    {
+        for _ in 0..CONFLICT_RETRIES {
+            let current = self.get(id).await?;
+            let now = Timestamp::now();
+            let Some(m) = change(&current, now)? else {
+                return Ok(current);
+            };
+            let mut next = m.next;
+            next.version = current.version + 1;
+            next.updated_at = now;
+            let audit = audit_event(now, actor, m.action, &next, m.reason, m.changes, None);
+            let batch = WriteBatch {
+                insert: None,
+                update: vec![next.clone()],
+                audit: vec![audit],
+                changes: vec![(next.id.clone(), next.hash, m.kind)],
+            };
+            match self.commit(batch, vec![next.clone()]).await {
+                Ok(_) => return Ok(next),
+                Err(Error::Store(StoreError::Conflict)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Unavailable("the key is changing too often; retry"))
+    }
+}
+
+/// One planned change to a key.
+struct Mutation {
+    next: KeyRecord,
+    kind: crate::store::ChangeKind,
+    action: &'static str,
+    reason: Option<String>,
+    changes: serde_json::Value,
+}
+
+fn audit_event(
+    at: Timestamp,
+    actor: &Actor,
+    action: &'static str,
+    key: &KeyRecord,
+    reason: Option<String>,
+    changes: serde_json::Value,
+    request_id: Option<String>,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        at,
+        actor: actor.0.clone(),
+        action,
+        key_id: key.id.clone(),
+        owner_id: key.owner_id.clone(),
+        reason,
+        changes,
+        request_id,
+    }
+}
+
+/// `{"old": a, "new": b}` for one changed field.
+fn diff(old: impl serde::Serialize, new: impl serde::Serialize) -> serde_json::Value {
+    json!({ "old": old, "new": new })
+}

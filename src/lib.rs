@@ -1,0 +1,18 @@
+//! keysmith: API key management over gRPC.
+//!
+//! See ARCHITECTURE.md for the data flow, the code map and the invariants.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod index;
+pub mod keys;
+pub mod store;
+pub mod telemetry;
+pub mod verify;
+
+pub use app::App;
+pub use config::Config;

@@ -1,0 +1,163 @@
+//! The `keysmith` binary: parses the command line and calls the library.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use keysmith::{App, Config, app, auth::AdminAuth, config::DbConfig, telemetry};
+
+#[derive(Parser)]
+#[command(name = "keysmith", version, about = "API key management over gRPC")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DbArgs),
+    /// Manage admin tokens.
+    #[command(subcommand)]
+    AdminToken(AdminTokenCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminTokenCommand {
+    /// Mint an admin token and print it once; the last line is the token alone.
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        /// A label for the token, shown in audit events.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+#[derive(Args)]
+struct DbArgs {
+    /// `postgres://…` or `sqlite://…`. Without it, SQLite in --data-dir.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Where the embedded SQLite database lives.
+    #[arg(long, env = "KEYSMITH_DATA_DIR", default_value = "./keysmith-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[arg(long, env = "KEYSMITH_VERIFY_ADDR", default_value = "127.0.0.1:50051")]
+    verify_addr: String,
+    #[arg(long, env = "KEYSMITH_ADMIN_ADDR", default_value = "127.0.0.1:50052")]
+    admin_addr: String,
+    /// Default grace period of RotateKey, e.g. `48h`, `30m`.
+    #[arg(long, env = "KEYSMITH_ROTATION_GRACE", default_value = "48h", value_parser = parse_duration)]
+    rotation_grace: Duration,
+    /// Do not apply migrations at startup.
+    #[arg(long, env = "KEYSMITH_NO_MIGRATE")]
+    no_migrate: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+impl From<DbArgs> for DbConfig {
+    fn from(a: DbArgs) -> Self {
+        Self {
+            database_url: a.database_url.filter(|u| !u.is_empty()),
+            data_dir: a.data_dir,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init();
+    let result = match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(db) => app::open_store(&db.into(), true)
+            .await
+            .map(|_| eprintln!("migrations applied"))
+            .map_err(|e| e.to_string()),
+        Command::AdminToken(AdminTokenCommand::Create { db, name }) => {
+            mint_token(db.into(), &name).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keysmith: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let config = Config {
+        verify_addr: args.verify_addr,
+        admin_addr: args.admin_addr,
+        db: args.db.into(),
+        rotation_grace: args.rotation_grace,
+        migrate: !args.no_migrate,
+    };
+    let app = App::build(&config).await.map_err(|e| e.to_string())?;
+    if let Some(token) = app
+        .auth()
+        .mint_bootstrap()
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        // Printed, never logged: stdout is the operator's terminal.
+        println!(
+            "\n==================== keysmith admin token ====================\n\
+             No admin token existed, so one was minted. It is shown once.\n\
+             \n    {}\n\n\
+             Use it as `authorization: Bearer <token>` on the admin port.\n\
+             ==============================================================\n",
+            token.expose_secret()
+        );
+    }
+    app.run(shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+async fn mint_token(db: DbConfig, name: &str) -> Result<(), String> {
+    let store = app::open_store(&db, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (token, info) = AdminAuth::new(store)
+        .mint(name)
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "minted admin token {} ({}); it is shown once:",
+        info.id, info.name
+    );
+    println!("{}", token.expose_secret());
+    Ok(())
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,225 @@
+//! Durable storage: one [`Store`] trait, two backends.
+//!
+//! Both backends run the same SQL (see `sql.rs`); their schemas differ only
+//! in column types (`migrations/postgres`, `migrations/sqlite`).
+//!
+//! **Invariant:** every write goes through [`Store::write`], which commits the
+//! key rows, their audit events and their change-log rows in one transaction.
+
+mod postgres;
+mod rows;
+mod sql;
+mod sqlite;
+
+use std::{path::Path, sync::Arc};
+
+use async_trait::async_trait;
+
+use crate::domain::{KeyHash, KeyId, KeyRecord, KeyState, OwnerId, RequestId, Timestamp};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The key was changed by someone else since it was read (version check).
+    #[error("the key changed concurrently")]
+    Conflict,
+    #[error("a unique value already exists")]
+    Duplicate,
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
+        matches!(err, sqlx::Error::Database(e) if e.is_unique_violation())
+    }
+}
+
+/// What changed about a key, as the change log records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Created,
+    Updated,
+    Rotated,
+    Revoked,
+    Disabled,
+    Enabled,
+}
+
+impl ChangeKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Rotated => "rotated",
+            Self::Revoked => "revoked",
+            Self::Disabled => "disabled",
+            Self::Enabled => "enabled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Created,
+            Self::Updated,
+            Self::Rotated,
+            Self::Revoked,
+            Self::Disabled,
+            Self::Enabled,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// An audit event about to be written.
+#[derive(Clone, Debug)]
+pub struct NewAuditEvent {
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: &'static str,
+    pub key_id: KeyId,
+    pub owner_id: OwnerId,
+    pub reason: Option<String>,
+    /// Field -> {"old": …, "new": …}.
+    pub changes: serde_json::Value,
+    pub request_id: Option<String>,
+}
+
+/// An audit event as stored.
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub key_id: Option<String>,
+    pub owner_id: Option<String>,
+    pub reason: Option<String>,
+    pub changes: serde_json::Value,
+    pub request_id: Option<String>,
+}
+
+/// One row of the change log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub seq: i64,
+    pub key_id: KeyId,
+    pub key_hash: KeyHash,
+    pub kind: ChangeKind,
+    pub at: Timestamp,
+}
+
+/// A CreateKey's idempotency key, and a fingerprint of its request so a reuse
+/// with different parameters can be told apart from a retry.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    pub request_id: RequestId,
+    pub fingerprint: [u8; 32],
+}
+
+/// One atomic write: new keys, changed keys (each checked against the
+/// version it was read at), their audit events and change-log rows.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    pub insert: Option<(KeyRecord, Option<Idempotency>)>,
+    /// Each record's `version` must be exactly one more than the stored one.
+    pub update: Vec<KeyRecord>,
+    pub audit: Vec<NewAuditEvent>,
+    pub changes: Vec<(KeyId, KeyHash, ChangeKind)>,
+}
+
+#[derive(Debug)]
+pub enum WriteOutcome {
+    /// Committed; `last_seq` is the change-log sequence of the last change.
+    Committed { last_seq: i64 },
+    /// The batch's idempotency key was used before; nothing was written.
+    Replayed {
+        existing: Box<KeyRecord>,
+        fingerprint: Option<Vec<u8>>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyFilter {
+    pub owner_id: Option<OwnerId>,
+    pub state: Option<KeyState>,
+    /// Keyset pagination: only ids after this one.
+    pub after: Option<KeyId>,
+    pub limit: u32,
+    /// The instant against which expiry is judged for `state`.
+    pub now: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuditFilter {
+    pub key_id: Option<KeyId>,
+    pub owner_id: Option<OwnerId>,
+    /// Keyset pagination, newest first: only ids below this one.
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// Every key and the change-log sequence the set reflects, read in one
+/// consistent snapshot.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub keys: Vec<KeyRecord>,
+    pub seq: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct AdminTokenInfo {
+    pub id: String,
+    pub name: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies forward-only migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Commits the batch atomically, or nothing.
+    async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome, StoreError>;
+    async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
+    async fn list_keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError>;
+    async fn list_audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+    async fn snapshot(&self) -> Result<Snapshot, StoreError>;
+    async fn changes_after(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError>;
+    async fn insert_admin_token(
+        &self,
+        info: &AdminTokenInfo,
+        hash: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    async fn find_admin_token(&self, hash: &[u8; 32])
+    -> Result<Option<AdminTokenInfo>, StoreError>;
+    async fn count_admin_tokens(&self) -> Result<i64, StoreError>;
+    /// The backend's name, for logs.
+    fn backend(&self) -> &'static str;
+}
+
+/// Opens the store named by `database_url`, or the embedded SQLite file in
+/// `data_dir` when there is none.
+pub async fn open(
+    database_url: Option<&str>,
+    data_dir: &Path,
+) -> Result<Arc<dyn Store>, StoreError> {
+    match database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Arc::new(PgStore::connect(url).await?))
+        }
+        Some(url) if url.starts_with("sqlite:") => {
+            Ok(Arc::new(SqliteStore::connect_url(url).await?))
+        }
+        Some(_) => Err(StoreError::Database(sqlx::Error::Configuration(
+            "database url must start with postgres://, postgresql:// or sqlite:".into(),
+        ))),
+        None => Ok(Arc::new(SqliteStore::open_in(data_dir).await?)),
+    }
+}

@@ -1,0 +1,73 @@
+use std::time::Duration;
+
+use sqlx::{
+    PgPool, Postgres, Transaction,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use super::{StoreError, sql::impl_sql_store};
+
+/// The channel every replica LISTENs on. The payload is the newest change
+/// sequence; it is only a wake-up, the change log is the truth.
+pub const CHANGE_CHANNEL: &str = "keysmith_changes";
+
+/// PostgreSQL, for several replicas sharing one database.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    options: PgConnectOptions,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await?;
+        Ok(Self { pool, options })
+    }
+
+    /// Options to open more connections to the same database (the listener).
+    pub fn connect_options(&self) -> &PgConnectOptions {
+        &self.options
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn run_migrations(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?)
+    }
+
+    async fn notify(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        seq: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGE_CHANNEL)
+            .bind(seq.to_string())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+impl_sql_store!(PgStore, Postgres, "postgres");

@@ -1,0 +1,317 @@
+//! The SQL both backends share, written once and instantiated per backend
+//! by [`impl_sql_store!`]. A macro rather than generics: sqlx's trait bounds
+//! for code generic over the database are unreadable, and the two backends
+//! accept the same SQL (`$n` parameters, `RETURNING`, JSON as text or JSONB).
+
+/// Implements [`super::Store`] for `$store`, a struct with a `pool: Pool<$db>`
+/// field and the inherent methods `begin_write`, `begin_snapshot`, `notify`
+/// and `run_migrations`.
+macro_rules! impl_sql_store {
+    ($store:ty, $db:ty, $backend:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn migrate(&self) -> Result<(), $crate::store::StoreError> {
+                self.run_migrations().await
+            }
+
+            async fn write(
+                &self,
+                batch: $crate::store::WriteBatch,
+            ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
+                use $crate::store::{StoreError, WriteOutcome, rows::KeyValues};
+                let mut tx = self.begin_write().await?;
+                if let Some((key, idem)) = &batch.insert {
+                    let v = KeyValues::from(key);
+                    let inserted = sqlx::query::<$db>(
+                        "INSERT INTO keys (id, key_hash, owner_id, name, key_type, environment, \
+                         scopes, metadata, hint, created_at, updated_at, expires_at, revoked_at, \
+                         revoke_reason, disabled_at, disable_reason, rotated_from, rotated_to, \
+                         version, request_id, request_fingerprint) VALUES ($1, $2, $3, $4, $5, \
+                         $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+                    )
+                    .bind(v.id)
+                    .bind(v.hash)
+                    .bind(v.owner_id)
+                    .bind(v.name)
+                    .bind(v.key_type)
+                    .bind(v.environment)
+                    .bind(v.scopes)
+                    .bind(v.metadata)
+                    .bind(v.hint)
+                    .bind(v.created_at)
+                    .bind(v.updated_at)
+                    .bind(v.expires_at)
+                    .bind(v.revoked_at)
+                    .bind(v.revoke_reason)
+                    .bind(v.disabled_at)
+                    .bind(v.disable_reason)
+                    .bind(v.rotated_from)
+                    .bind(v.rotated_to)
+                    .bind(v.version)
+                    .bind(idem.as_ref().map(|i| i.request_id.as_str().to_owned()))
+                    .bind(idem.as_ref().map(|i| i.fingerprint.to_vec()))
+                    .execute(&mut *tx)
+                    .await;
+                    match (inserted, idem) {
+                        (Ok(_), _) => {}
+                        (Err(e), Some(idem)) if StoreError::is_unique_violation(&e) => {
+                            drop(tx);
+                            return self.replayed(idem.request_id.as_str()).await.map(
+                                |(existing, fingerprint)| WriteOutcome::Replayed {
+                                    existing: Box::new(existing),
+                                    fingerprint,
+                                },
+                            );
+                        }
+                        (Err(e), _) if StoreError::is_unique_violation(&e) => {
+                            return Err(StoreError::Duplicate);
+                        }
+                        (Err(e), _) => return Err(e.into()),
+                    }
+                }
+                for key in &batch.update {
+                    let v = KeyValues::from(key);
+                    let done = sqlx::query::<$db>(
+                        "UPDATE keys SET name = $2, scopes = $3, metadata = $4, updated_at = $5, \
+                         expires_at = $6, revoked_at = $7, revoke_reason = $8, disabled_at = $9, \
+                         disable_reason = $10, rotated_to = $11, version = $12 \
+                         WHERE id = $1 AND version = $12 - 1",
+                    )
+                    .bind(v.id)
+                    .bind(v.name)
+                    .bind(v.scopes)
+                    .bind(v.metadata)
+                    .bind(v.updated_at)
+                    .bind(v.expires_at)
+                    .bind(v.revoked_at)
+                    .bind(v.revoke_reason)
+                    .bind(v.disabled_at)
+                    .bind(v.disable_reason)
+                    .bind(v.rotated_to)
+                    .bind(v.version)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() != 1 {
+                        return Err(StoreError::Conflict);
+                    }
+                }
+                for event in &batch.audit {
+                    sqlx::query::<$db>(
+                        "INSERT INTO audit_events (at, actor, action, key_id, owner_id, reason, \
+                         changes, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(event.at.as_millis())
+                    .bind(event.actor.clone())
+                    .bind(event.action)
+                    .bind(event.key_id.as_str().to_owned())
+                    .bind(event.owner_id.as_str().to_owned())
+                    .bind(event.reason.clone())
+                    .bind(sqlx::types::Json(event.changes.clone()))
+                    .bind(event.request_id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                // Last, so the row lock on change_seq (PostgreSQL) is held as
+                // briefly as possible; it serialises committers, which keeps
+                // sequence order equal to commit order.
+                let n = i64::try_from(batch.changes.len()).unwrap_or(i64::MAX);
+                let last: i64 = sqlx::query_scalar::<$db, i64>(
+                    "UPDATE change_seq SET last = last + $1 WHERE id = 1 RETURNING last",
+                )
+                .bind(n)
+                .fetch_one(&mut *tx)
+                .await?;
+                let at = $crate::domain::Timestamp::now().as_millis();
+                for (i, (id, hash, kind)) in (last - n + 1..).zip(&batch.changes) {
+                    sqlx::query::<$db>(
+                        "INSERT INTO key_changes (seq, key_id, key_hash, kind, at) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(i)
+                    .bind(id.as_str().to_owned())
+                    .bind(hash.as_bytes().to_vec())
+                    .bind(kind.as_str())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if n > 0 {
+                    self.notify(&mut tx, last).await?;
+                }
+                tx.commit().await?;
+                Ok(WriteOutcome::Committed { last_seq: last })
+            }
+
+            async fn get_key(
+                &self,
+                id: &$crate::domain::KeyId,
+            ) -> Result<Option<$crate::domain::KeyRecord>, $crate::store::StoreError> {
+                let row = sqlx::query_as::<$db, $crate::store::rows::KeyRow>(concat!(
+                    "SELECT ",
+                    $crate::store::rows::key_columns!(),
+                    " FROM keys WHERE id = $1"
+                ))
+                .bind(id.as_str().to_owned())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn list_keys(
+                &self,
+                f: &$crate::store::KeyFilter,
+            ) -> Result<Vec<$crate::domain::KeyRecord>, $crate::store::StoreError> {
+                let rows = sqlx::query_as::<$db, $crate::store::rows::KeyRow>(concat!(
+                    "SELECT ",
+                    $crate::store::rows::key_columns!(),
+                    " FROM keys WHERE ($1 IS NULL OR owner_id = $1) AND ($2 IS NULL OR id > $2) \
+                     AND ($3 = '' \
+                      OR ($3 = 'revoked' AND revoked_at IS NOT NULL) \
+                      OR ($3 = 'disabled' AND revoked_at IS NULL AND disabled_at IS NOT NULL) \
+                      OR ($3 = 'expired' AND revoked_at IS NULL AND disabled_at IS NULL \
+                          AND expires_at <= $4) \
+                      OR ($3 = 'active' AND revoked_at IS NULL AND disabled_at IS NULL \
+                          AND (expires_at IS NULL OR expires_at > $4))) \
+                     ORDER BY id LIMIT $5"
+                ))
+                .bind(f.owner_id.as_ref().map(|o| o.as_str().to_owned()))
+                .bind(f.after.as_ref().map(|a| a.as_str().to_owned()))
+                .bind(f.state.map_or("", |s| s.as_str()))
+                .bind(f.now.as_millis())
+                .bind(i64::from(f.limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn list_audit_events(
+                &self,
+                f: &$crate::store::AuditFilter,
+            ) -> Result<Vec<$crate::store::AuditEvent>, $crate::store::StoreError> {
+                let rows = sqlx::query_as::<$db, $crate::store::rows::AuditRow>(
+                    "SELECT id, at, actor, action, key_id, owner_id, reason, changes, request_id \
+                     FROM audit_events WHERE ($1 IS NULL OR key_id = $1) \
+                     AND ($2 IS NULL OR owner_id = $2) AND ($3 IS NULL OR id < $3) \
+                     ORDER BY id DESC LIMIT $4",
+                )
+                .bind(f.key_id.as_ref().map(|k| k.as_str().to_owned()))
+                .bind(f.owner_id.as_ref().map(|o| o.as_str().to_owned()))
+                .bind(f.before)
+                .bind(i64::from(f.limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn snapshot(&self) -> Result<$crate::store::Snapshot, $crate::store::StoreError> {
+                let mut tx = self.begin_snapshot().await?;
+                let seq: i64 =
+                    sqlx::query_scalar::<$db, i64>("SELECT last FROM change_seq WHERE id = 1")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let rows = sqlx::query_as::<$db, $crate::store::rows::KeyRow>(concat!(
+                    "SELECT ",
+                    $crate::store::rows::key_columns!(),
+                    " FROM keys"
+                ))
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let keys = rows
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect::<Result<_, _>>()?;
+                Ok($crate::store::Snapshot { keys, seq })
+            }
+
+            async fn changes_after(
+                &self,
+                seq: i64,
+                limit: u32,
+            ) -> Result<Vec<$crate::store::Change>, $crate::store::StoreError> {
+                let rows = sqlx::query_as::<$db, $crate::store::rows::ChangeRow>(
+                    "SELECT seq, key_id, key_hash, kind, at FROM key_changes WHERE seq > $1 \
+                     ORDER BY seq LIMIT $2",
+                )
+                .bind(seq)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn insert_admin_token(
+                &self,
+                info: &$crate::store::AdminTokenInfo,
+                hash: &[u8; 32],
+                at: $crate::domain::Timestamp,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query::<$db>(
+                    "INSERT INTO admin_tokens (id, token_hash, name, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(info.id.clone())
+                .bind(hash.to_vec())
+                .bind(info.name.clone())
+                .bind(at.as_millis())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn find_admin_token(
+                &self,
+                hash: &[u8; 32],
+            ) -> Result<Option<$crate::store::AdminTokenInfo>, $crate::store::StoreError> {
+                let row = sqlx::query_as::<$db, (String, String)>(
+                    "SELECT id, name FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+                )
+                .bind(hash.to_vec())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(id, name)| $crate::store::AdminTokenInfo { id, name }))
+            }
+
+            async fn count_admin_tokens(&self) -> Result<i64, $crate::store::StoreError> {
+                Ok(sqlx::query_scalar::<$db, i64>(
+                    "SELECT COUNT(*) FROM admin_tokens WHERE revoked_at IS NULL",
+                )
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+        }
+
+        impl $store {
+            /// The key an earlier CreateKey made under `request_id`, and its
+            /// request fingerprint.
+            async fn replayed(
+                &self,
+                request_id: &str,
+            ) -> Result<($crate::domain::KeyRecord, Option<Vec<u8>>), $crate::store::StoreError>
+            {
+                let fingerprint: Option<Option<Vec<u8>>> = sqlx::query_scalar::<$db, Option<Vec<u8>>>(
+                    "SELECT request_fingerprint FROM keys WHERE request_id = $1",
+                )
+                .bind(request_id.to_owned())
+                .fetch_optional(&self.pool)
+                .await?;
+                let row = sqlx::query_as::<$db, $crate::store::rows::KeyRow>(concat!(
+                    "SELECT ",
+                    $crate::store::rows::key_columns!(),
+                    " FROM keys WHERE request_id = $1"
+                ))
+                .bind(request_id.to_owned())
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or($crate::store::StoreError::Duplicate)?;
+                Ok((row.try_into()?, fingerprint.flatten()))
+            }
+        }
+    };
+}
+
+pub(super) use impl_sql_store;
