@@ -1,0 +1,13 @@
+//! keysmith's integration suite: a real server on port 0, real databases
+//! (SQLite in a temp dir, PostgreSQL from DATABASE_URL), generated clients.
+
+mod helpers;
+
+mod admin_auth;
+mod audit;
+mod bad_input;
+mod lifecycle;
+mod listing;
+mod persistence;
+mod readme_session;
+mod verify;

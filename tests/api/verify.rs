@@ -1,0 +1,124 @@
+//! Verify's answers for keys that are not (or not quite) valid keys.
+
+use keysmith::grpc::pb::{self, VerifyCode};
+use tonic::Code;
+
+use crate::helpers::{Backend, assert_status, spawn};
+
+async fn malformed_keys_are_told_apart_from_unknown_ones(backend: Backend) {
+    let app = spawn(backend).await;
+    let created = app.create_with_scopes(&[]).await;
+    let secret = created.secret;
+
+    for (bad, detail) in [
+        ("", "empty key"),
+        ("sk_live_short", "wrong length"),
+        (&*format!("xx_live_{}", &secret[8..]), "unknown prefix"),
+        (
+            &*format!("{}\u{0}{}", &secret[..20], &secret[21..]),
+            "invalid character",
+        ),
+    ] {
+        let v = app.verify_scopes(bad, &[]).await;
+        assert_eq!(v.code(), VerifyCode::Malformed, "{bad:?}");
+        assert_eq!(v.detail, detail);
+        assert!(!v.valid);
+        assert!(v.key_id.is_empty());
+    }
+
+    // Flip one body character: the checksum catches it.
+    let mut bytes = secret.clone().into_bytes();
+    bytes[20] = if bytes[20] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(bytes).expect("ascii");
+    let v = app.verify_scopes(&flipped, &[]).await;
+    assert_eq!(v.code(), VerifyCode::Malformed);
+    assert_eq!(v.detail, "checksum mismatch");
+
+    // A well-formed key that was never issued.
+    let other = keysmith::domain::ApiKey::generate(
+        keysmith::domain::KeyType::Secret,
+        keysmith::domain::Environment::Live,
+    )
+    .expect("rng");
+    assert_eq!(
+        app.verify_code(other.expose_secret()).await,
+        VerifyCode::NotFound
+    );
+}
+
+async fn wildcards_grant_and_missing_scopes_are_named(backend: Backend) {
+    let app = spawn(backend).await;
+    let key = app
+        .create_with_scopes(&["invoices:*", "customers:read"])
+        .await
+        .secret;
+    assert_eq!(
+        app.verify_scopes(
+            &key,
+            &["invoices:read", "invoices:lines:write", "customers:read"]
+        )
+        .await
+        .code(),
+        VerifyCode::Valid
+    );
+    let v = app
+        .verify_scopes(&key, &["customers:read", "customers:write"])
+        .await;
+    assert_eq!(v.code(), VerifyCode::InsufficientScope);
+    assert_eq!(v.missing_scope, "customers:write");
+    // The denied answer still names the key, for the gateway's logs.
+    assert!(!v.key_id.is_empty());
+
+    let star = app.create_with_scopes(&["*"]).await.secret;
+    assert!(app.verify_scopes(&star, &["anything:at:all"]).await.valid);
+}
+
+async fn bad_required_scopes_are_the_callers_error(backend: Backend) {
+    let app = spawn(backend).await;
+    let key = app.create_with_scopes(&["invoices:*"]).await.secret;
+    let mut verify = app.verify.clone();
+    let wildcard = pb::VerifyRequest {
+        key: key.clone(),
+        required_scopes: vec!["invoices:read".into(), "invoices:*".into()],
+        ..Default::default()
+    };
+    assert_status(
+        verify.verify(wildcard).await,
+        Code::InvalidArgument,
+        "required_scopes[1]",
+    );
+    let too_many = pb::VerifyRequest {
+        key,
+        required_scopes: (0..101).map(|i| format!("s{i}")).collect(),
+        ..Default::default()
+    };
+    assert_status(
+        verify.verify(too_many).await,
+        Code::InvalidArgument,
+        "required_scopes",
+    );
+}
+
+async fn oversized_verify_request_is_refused_and_server_stays_up(backend: Backend) {
+    let app = spawn(backend).await;
+    let created = app.create_with_scopes(&[]).await;
+    let huge = pb::VerifyRequest {
+        key: "k".repeat(1 << 20),
+        ..Default::default()
+    };
+    let status = app
+        .verify
+        .clone()
+        .verify(huge)
+        .await
+        .expect_err("too large");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(app.verify_code(&created.secret).await, VerifyCode::Valid);
+}
+
+crate::backend_tests!(
+    malformed_keys_are_told_apart_from_unknown_ones,
+    wildcards_grant_and_missing_scopes_are_named,
+    bad_required_scopes_are_the_callers_error,
+    oversized_verify_request_is_refused_and_server_stays_up,
+);
