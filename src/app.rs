@@ -2,7 +2,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
@@ -11,14 +11,18 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     auth::AdminAuth,
     config::{Config, DbConfig, MAX_ADMIN_MESSAGE, MAX_VERIFY_MESSAGE},
+    domain::Timestamp,
     grpc::{
         AdminService, VerifyService,
         pb::{self, key_admin_server::KeyAdminServer, key_verify_server::KeyVerifyServer},
     },
-    index::KeyIndex,
+    index::{ChangeFeed, FeedHandle, KeyIndex, Pruner, ReplicaState},
     keys::{Keys, KeysConfig},
     store::{self, Store},
+    watch::Watcher,
 };
+
+mod reflection;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -46,10 +50,12 @@ pub async fn open_store(db: &DbConfig, migrate: bool) -> Result<Arc<dyn Store>, 
 
 /// A keysmith server with its listeners bound, ready to [`App::run`].
 pub struct App {
+    config: Config,
     verify_listener: TcpListener,
     admin_listener: TcpListener,
     store: Arc<dyn Store>,
     index: Arc<KeyIndex>,
+    feed: FeedHandle,
     keys: Keys,
     auth: AdminAuth,
 }
@@ -67,16 +73,20 @@ impl App {
     pub async fn build(config: &Config) -> Result<Self, AppError> {
         let store = open_store(&config.db, config.migrate).await?;
         let index = Arc::new(KeyIndex::default());
+        let feed = FeedHandle::new(&config.feed);
         let keys_config = KeysConfig {
             rotation_grace: config.rotation_grace,
+            replica_live_window: (config.feed.poll_interval * 5).max(Duration::from_secs(5)),
         };
-        let keys = Keys::new(store.clone(), index.clone(), keys_config);
+        let keys = Keys::new(store.clone(), index.clone(), feed.clone(), keys_config);
         let auth = AdminAuth::new(store.clone());
         Ok(Self {
+            config: config.clone(),
             verify_listener: bind(&config.verify_addr).await?,
             admin_listener: bind(&config.admin_addr).await?,
             store,
             index,
+            feed,
             keys,
             auth,
         })
@@ -102,9 +112,15 @@ impl App {
         &self.store
     }
 
+    pub fn replica(&self) -> &Arc<ReplicaState> {
+        &self.feed.replica
+    }
+
     /// Serves both listeners until `shutdown` resolves, then drains.
     ///
-    /// Health answers NOT_SERVING until the index holds every key.
+    /// Health answers NOT_SERVING until the index has caught up with the
+    /// change log, and again whenever the replica is staler than
+    /// `max_staleness`.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -113,16 +129,27 @@ impl App {
         let (reporter, health) = tonic_health::server::health_reporter();
         set_health(&reporter, ServingStatus::NotServing).await;
         let stop = CancellationToken::new();
+        let watcher = Watcher::new(
+            self.store.clone(),
+            self.feed.clone(),
+            self.config.watch.clone(),
+            stop.clone(),
+        );
 
+        let verify_service = VerifyService::new(
+            self.index.clone(),
+            self.feed.replica.clone(),
+            watcher,
+            self.config.fail_closed_after,
+        );
         let verify = Server::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(health.clone())
-            .add_service(reflection_v1(pb::key_verify_server::SERVICE_NAME)?)
-            .add_service(reflection_v1alpha(pb::key_verify_server::SERVICE_NAME)?)
+            .add_service(reflection::v1(pb::key_verify_server::SERVICE_NAME)?)
+            .add_service(reflection::v1alpha(pb::key_verify_server::SERVICE_NAME)?)
             .add_service(
-                KeyVerifyServer::new(VerifyService::new(self.index.clone()))
-                    .max_decoding_message_size(MAX_VERIFY_MESSAGE),
+                KeyVerifyServer::new(verify_service).max_decoding_message_size(MAX_VERIFY_MESSAGE),
             )
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(self.verify_listener),
@@ -131,8 +158,8 @@ impl App {
         let admin = Server::builder()
             .tcp_nodelay(true)
             .add_service(health)
-            .add_service(reflection_v1(pb::key_admin_server::SERVICE_NAME)?)
-            .add_service(reflection_v1alpha(pb::key_admin_server::SERVICE_NAME)?)
+            .add_service(reflection::v1(pb::key_admin_server::SERVICE_NAME)?)
+            .add_service(reflection::v1alpha(pb::key_admin_server::SERVICE_NAME)?)
             .add_service(
                 KeyAdminServer::new(AdminService::new(self.keys.clone(), self.auth.clone()))
                     .max_decoding_message_size(MAX_ADMIN_MESSAGE),
@@ -141,34 +168,96 @@ impl App {
                 TcpListenerStream::new(self.admin_listener),
                 stop.clone().cancelled_owned(),
             );
-        tracing::info!(%verify_addr, %admin_addr, backend = self.store.backend(), "keysmith listening");
-        let verify = tokio::spawn(verify);
-        let admin = tokio::spawn(admin);
-
-        let started = std::time::Instant::now();
-        let snapshot = self.store.snapshot().await?;
-        let count = snapshot.keys.len();
-        self.index.load(snapshot.keys, snapshot.seq);
-        set_health(&reporter, ServingStatus::Serving).await;
         tracing::info!(
-            keys = count,
-            seq = self.index.applied_seq(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "index loaded; serving"
+            %verify_addr,
+            %admin_addr,
+            backend = self.store.backend(),
+            replica = %self.feed.replica.id,
+            "keysmith listening"
         );
+        let mut servers = JoinSet::new();
+        servers.spawn(verify);
+        servers.spawn(admin);
+
+        let mut tasks = JoinSet::new();
+        let (caught_up_tx, caught_up) = watch::channel(false);
+        let feed = ChangeFeed::new(
+            self.store.clone(),
+            self.index.clone(),
+            self.feed.clone(),
+            self.config.feed.clone(),
+        );
+        tasks.spawn(feed.run(caught_up_tx, stop.clone()));
+        let pruner = Pruner {
+            store: self.store.clone(),
+            retention: self.config.change_retention,
+            interval: self.config.prune_interval,
+        };
+        tasks.spawn(pruner.run(stop.clone()));
+        let monitor = HealthMonitor {
+            reporter: reporter.clone(),
+            replica: self.feed.replica.clone(),
+            caught_up,
+            max_staleness: self.config.max_staleness,
+            interval: self.config.feed.poll_interval.min(Duration::from_secs(1)),
+        };
+        tasks.spawn(monitor.run(stop.clone()));
 
         shutdown.await;
         tracing::info!("shutting down");
         set_health(&reporter, ServingStatus::NotServing).await;
         stop.cancel();
-        let (v, a) = tokio::join!(verify, admin);
-        for result in [v, a] {
+        while let Some(result) = servers.join_next().await {
             match result {
                 Ok(r) => r?,
                 Err(e) => tracing::error!(error = %e, "server task failed"),
             }
         }
+        tasks.join_all().await;
         Ok(())
+    }
+}
+
+/// Keeps health in step with the replica's freshness.
+struct HealthMonitor {
+    reporter: HealthReporter,
+    replica: Arc<ReplicaState>,
+    caught_up: watch::Receiver<bool>,
+    max_staleness: Duration,
+    interval: Duration,
+}
+
+impl HealthMonitor {
+    async fn run(mut self, shutdown: CancellationToken) {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = self.caught_up.wait_for(|c| *c) => if r.is_err() { return },
+        }
+        tracing::info!("caught up with the change log; serving");
+        let mut current = None;
+        let mut tick = tokio::time::interval(self.interval);
+        loop {
+            let fresh = self
+                .replica
+                .staleness(Timestamp::now())
+                .is_some_and(|s| s <= self.max_staleness);
+            let status = if fresh {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            if current != Some(status) {
+                if !fresh {
+                    tracing::warn!(max_staleness = ?self.max_staleness, "replica is stale; health NOT_SERVING");
+                }
+                set_health(&self.reporter, status).await;
+                current = Some(status);
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+        }
     }
 }
 
@@ -180,42 +269,4 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     ] {
         reporter.set_service_status(name, status).await;
     }
-}
-
-const HEALTH: &str = "grpc.health.v1.Health";
-const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
-const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
-
-/// Reflection that advertises `service` (and health and reflection) only,
-/// so each listener lists what it really serves.
-fn reflection_builder(service: &str) -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .with_service_name(service)
-        .with_service_name(HEALTH)
-        .with_service_name(REFLECTION_V1)
-        .with_service_name(REFLECTION_V1ALPHA)
-}
-
-fn reflection_v1(
-    service: &str,
-) -> Result<
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-    AppError,
-> {
-    Ok(reflection_builder(service).build_v1()?)
-}
-
-fn reflection_v1alpha(
-    service: &str,
-) -> Result<
-    tonic_reflection::server::v1alpha::ServerReflectionServer<
-        impl tonic_reflection::server::v1alpha::ServerReflection,
-    >,
-    AppError,
-> {
-    Ok(reflection_builder(service).build_v1alpha()?)
 }

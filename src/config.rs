@@ -2,6 +2,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use crate::{index::FeedConfig, watch::WatchConfig};
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Where KeyVerify listens; port 0 picks a free port.
@@ -13,6 +15,16 @@ pub struct Config {
     pub rotation_grace: Duration,
     /// Apply migrations at startup.
     pub migrate: bool,
+    pub feed: FeedConfig,
+    pub watch: WatchConfig,
+    /// Health turns NOT_SERVING when the change log was last read longer ago.
+    pub max_staleness: Duration,
+    /// Verify refuses (UNAVAILABLE) when the change log was last read longer ago.
+    pub fail_closed_after: Option<Duration>,
+    /// How long change-log rows are kept for resuming streams.
+    pub change_retention: Duration,
+    /// How often old change-log rows are pruned.
+    pub prune_interval: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -33,6 +45,12 @@ impl Default for Config {
             },
             rotation_grace: Duration::from_secs(48 * 3600),
             migrate: true,
+            feed: FeedConfig::default(),
+            watch: WatchConfig::default(),
+            max_staleness: Duration::from_secs(30),
+            fail_closed_after: None,
+            change_retention: Duration::from_secs(7 * 24 * 3600),
+            prune_interval: Duration::from_secs(600),
         }
     }
 }

@@ -19,6 +19,14 @@ pub enum Error {
     /// Temporarily unable to answer, e.g. the index is still loading.
     #[error("{0}")]
     Unavailable(&'static str),
+    /// A cursor outside the retained change log.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A stream ended early; the message says how to resume.
+    #[error("{0}")]
+    Aborted(String),
+    #[error("{0}")]
+    ResourceExhausted(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod store;
 pub mod telemetry;
 pub mod verify;
+pub mod watch;
 
 pub use app::App;
 pub use config::Config;

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
-use keysmith::{App, Config, app, auth::AdminAuth, config::DbConfig, telemetry};
+use keysmith::{App, Config, app, auth::AdminAuth, config::DbConfig, index::FeedConfig, telemetry};
 
 #[derive(Parser)]
 #[command(name = "keysmith", version, about = "API key management over gRPC")]
@@ -59,6 +59,19 @@ struct ServeArgs {
     /// Do not apply migrations at startup.
     #[arg(long, env = "KEYSMITH_NO_MIGRATE")]
     no_migrate: bool,
+    /// Read the change log at least this often, whatever NOTIFY does.
+    #[arg(long, env = "KEYSMITH_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    poll_interval: Duration,
+    /// Health turns NOT_SERVING when the change log was last read longer ago.
+    #[arg(long, env = "KEYSMITH_MAX_STALENESS", default_value = "30s", value_parser = parse_duration)]
+    max_staleness: Duration,
+    /// Verify refuses with UNAVAILABLE when the change log was last read
+    /// longer ago. Unset: keep answering from the index (availability).
+    #[arg(long, env = "KEYSMITH_FAIL_CLOSED_AFTER", value_parser = parse_duration)]
+    fail_closed_after: Option<Duration>,
+    /// How long the change log keeps rows for resuming revocation streams.
+    #[arg(long, env = "KEYSMITH_CHANGE_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    change_retention: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -97,12 +110,23 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
+    let defaults = Config::default();
     let config = Config {
         verify_addr: args.verify_addr,
         admin_addr: args.admin_addr,
         db: args.db.into(),
         rotation_grace: args.rotation_grace,
         migrate: !args.no_migrate,
+        feed: FeedConfig {
+            poll_interval: args.poll_interval.max(Duration::from_millis(10)),
+            ..defaults.feed
+        },
+        max_staleness: args.max_staleness,
+        fail_closed_after: args.fail_closed_after,
+        change_retention: args.change_retention,
+        prune_interval: (args.change_retention / 10)
+            .clamp(Duration::from_secs(1), defaults.prune_interval),
+        ..defaults
     };
     let app = App::build(&config).await.map_err(|e| e.to_string())?;
     if let Some(token) = app

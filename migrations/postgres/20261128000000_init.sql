@@ -45,18 +45,39 @@ CREATE INDEX audit_events_owner_id ON audit_events (owner_id, id);
 -- order: the sequence comes from change_seq, whose row lock is held until
 -- the writing transaction commits.
 CREATE TABLE key_changes (
-    seq      BIGINT PRIMARY KEY,
-    key_id   TEXT NOT NULL,
-    key_hash BYTEA NOT NULL,
-    kind     TEXT NOT NULL,
-    at       BIGINT NOT NULL
+    seq         BIGINT PRIMARY KEY,
+    key_id      TEXT NOT NULL,
+    key_hash    BYTEA NOT NULL,
+    kind        TEXT NOT NULL,
+    owner_id    TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    expires_at  BIGINT,
+    at          BIGINT NOT NULL
 );
+CREATE INDEX key_changes_at ON key_changes (at);
 
 CREATE TABLE change_seq (
     id   INTEGER PRIMARY KEY CHECK (id = 1),
     last BIGINT NOT NULL
 );
 INSERT INTO change_seq (id, last) VALUES (1, 0);
+
+-- Retention: rows up to this sequence have been deleted, so a cursor below
+-- it cannot be resumed.
+CREATE TABLE change_log_state (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    pruned_through BIGINT NOT NULL
+);
+INSERT INTO change_log_state (id, pruned_through) VALUES (1, 0);
+
+-- Each running replica's progress through the change log, for staleness
+-- reports and revocation receipts.
+CREATE TABLE replicas (
+    id           TEXT PRIMARY KEY,
+    applied_seq  BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    started_at   BIGINT NOT NULL
+);
 
 CREATE TABLE admin_tokens (
     id         TEXT PRIMARY KEY,

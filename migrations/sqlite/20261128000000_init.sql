@@ -41,18 +41,39 @@ CREATE INDEX audit_events_key_id ON audit_events (key_id, id);
 CREATE INDEX audit_events_owner_id ON audit_events (owner_id, id);
 
 CREATE TABLE key_changes (
-    seq      INTEGER PRIMARY KEY,
-    key_id   TEXT NOT NULL,
-    key_hash BLOB NOT NULL,
-    kind     TEXT NOT NULL,
-    at       INTEGER NOT NULL
+    seq         INTEGER PRIMARY KEY,
+    key_id      TEXT NOT NULL,
+    key_hash    BLOB NOT NULL,
+    kind        TEXT NOT NULL,
+    owner_id    TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    expires_at  INTEGER,
+    at          INTEGER NOT NULL
 );
+CREATE INDEX key_changes_at ON key_changes (at);
 
 CREATE TABLE change_seq (
     id   INTEGER PRIMARY KEY CHECK (id = 1),
     last INTEGER NOT NULL
 );
 INSERT INTO change_seq (id, last) VALUES (1, 0);
+
+-- Retention: rows up to this sequence have been deleted, so a cursor below
+-- it cannot be resumed.
+CREATE TABLE change_log_state (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    pruned_through INTEGER NOT NULL
+);
+INSERT INTO change_log_state (id, pruned_through) VALUES (1, 0);
+
+-- Each running replica's progress through the change log, for staleness
+-- reports and revocation receipts.
+CREATE TABLE replicas (
+    id           TEXT PRIMARY KEY,
+    applied_seq  INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    started_at   INTEGER NOT NULL
+);
 
 CREATE TABLE admin_tokens (
     id         TEXT PRIMARY KEY,

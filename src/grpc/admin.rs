@@ -6,7 +6,7 @@ use super::{bearer, convert, pb, pb::key_admin_server::KeyAdmin};
 use crate::{
     auth::AdminAuth,
     domain::Timestamp,
-    keys::{Actor, Keys},
+    keys::{Actor, Keys, MAX_PROPAGATION_TIMEOUT},
 };
 
 pub struct AdminService {
@@ -81,15 +81,32 @@ impl KeyAdmin for AdminService {
     #[tracing::instrument(skip_all)]
     async fn revoke_key(&self, req: Request<pb::RevokeKeyRequest>) -> Reply<pb::RevokeKeyResponse> {
         let actor = self.actor(&req).await?;
-        let pb::RevokeKeyRequest { id, reason } = req.into_inner();
+        let pb::RevokeKeyRequest {
+            id,
+            reason,
+            wait_for_propagation,
+            propagation_timeout,
+        } = req.into_inner();
         let id = convert::key_id("id", &id)?;
-        let key = self
-            .keys
-            .revoke(&id, convert::reason("reason", &reason)?, &actor)
-            .await?;
-        tracing::info!(key_id = %id, "key revoked");
+        let reason = convert::reason("reason", &reason)?;
+        let timeout = propagation_timeout
+            .map(|d| convert::duration("propagation_timeout", d))
+            .transpose()?;
+        if timeout.is_some_and(|t| t > MAX_PROPAGATION_TIMEOUT) {
+            return Err(Status::invalid_argument(
+                "propagation_timeout: must be at most 60s",
+            ));
+        }
+        let (key, seq) = self.keys.revoke(&id, reason, &actor).await?;
+        tracing::info!(key_id = %id, seq, "key revoked");
+        let propagation = match wait_for_propagation {
+            true => Some(convert::propagation(
+                &self.keys.await_propagation(seq, timeout).await?,
+            )),
+            false => None,
+        };
         let key = Some(convert::key_message(&key, Timestamp::now()));
-        Ok(Response::new(pb::RevokeKeyResponse { key }))
+        Ok(Response::new(pb::RevokeKeyResponse { key, propagation }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -131,5 +148,17 @@ impl KeyAdmin for AdminService {
             .audit_events(convert::audit_query(req.into_inner())?)
             .await?;
         Ok(Response::new(convert::audit_page(page)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_replica_status(
+        &self,
+        req: Request<pb::GetReplicaStatusRequest>,
+    ) -> Reply<pb::GetReplicaStatusResponse> {
+        self.actor(&req).await?;
+        let pb::GetReplicaStatusRequest {} = req.into_inner();
+        Ok(Response::new(convert::replica_status(
+            self.keys.replica_status().await?,
+        )))
     }
 }

@@ -16,6 +16,9 @@ impl From<Error> for Status {
             Error::AlreadyExists(msg) => Status::already_exists(msg),
             Error::Unauthenticated => Status::unauthenticated("missing or invalid admin token"),
             Error::Unavailable(msg) => Status::unavailable(msg),
+            Error::OutOfRange(msg) => Status::out_of_range(msg),
+            Error::Aborted(msg) => Status::aborted(msg),
+            Error::ResourceExhausted(msg) => Status::resource_exhausted(msg),
             Error::Store(e) => store_status(e),
             Error::Internal(msg) => {
                 tracing::error!(error = %msg, "internal error");

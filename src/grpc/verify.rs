@@ -1,7 +1,8 @@
-//! KeyVerify handlers. Nothing here awaits: Verify answers from memory.
+//! KeyVerify handlers. Verify never awaits: it answers from memory.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
+use futures::StreamExt;
 use tonic::{Request, Response, Status};
 use zeroize::Zeroize;
 
@@ -9,19 +10,37 @@ use super::{convert, pb, pb::key_verify_server::KeyVerify};
 use crate::{
     domain::Timestamp,
     error::Error,
-    index::KeyIndex,
+    index::{KeyIndex, ReplicaState},
     verify::{self, Request as VerifyRequest},
+    watch::Watcher,
 };
 
 pub struct VerifyService {
     index: Arc<KeyIndex>,
+    replica: Arc<ReplicaState>,
+    watcher: Watcher,
+    /// Refuse to answer when the change log was last read longer ago than this.
+    fail_closed_after: Option<Duration>,
 }
 
 impl VerifyService {
-    pub fn new(index: Arc<KeyIndex>) -> Self {
-        Self { index }
+    pub fn new(
+        index: Arc<KeyIndex>,
+        replica: Arc<ReplicaState>,
+        watcher: Watcher,
+        fail_closed_after: Option<Duration>,
+    ) -> Self {
+        Self {
+            index,
+            replica,
+            watcher,
+            fail_closed_after,
+        }
     }
 }
+
+type EventStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::KeyEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl KeyVerify for VerifyService {
@@ -31,6 +50,15 @@ impl KeyVerify for VerifyService {
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         if !self.index.is_ready() {
             return Err(Error::Unavailable("the key index is still loading").into());
+        }
+        let now = Timestamp::now();
+        if let Some(bound) = self.fail_closed_after
+            && self.replica.staleness(now).is_none_or(|s| s > bound)
+        {
+            return Err(Error::Unavailable(
+                "this replica lost contact with the database (fail-closed)",
+            )
+            .into());
         }
         let pb::VerifyRequest {
             mut key,
@@ -43,8 +71,24 @@ impl KeyVerify for VerifyService {
         let request = VerifyRequest {
             required_scopes: &required_scopes,
         };
-        let outcome = verify::verify(&self.index, &key, &request, Timestamp::now());
+        let outcome = verify::verify(&self.index, &key, &request, now);
         key.zeroize();
         Ok(Response::new(convert::verify_response(&outcome)))
+    }
+
+    type WatchRevocationsStream = EventStream;
+
+    #[tracing::instrument(skip_all)]
+    async fn watch_revocations(
+        &self,
+        req: Request<pb::WatchRevocationsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let watch = convert::watch_request(req.into_inner())?;
+        let events = self.watcher.watch(watch).await?;
+        let stream = events.map(|item| match item {
+            Ok(change) => Ok(convert::key_event(&change)),
+            Err(e) => Err(Status::from(e)),
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }

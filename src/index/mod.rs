@@ -4,7 +4,9 @@
 //! and expired ones, so a miss is authoritative (NOT_FOUND) and a hit gives a
 //! precise answer (REVOKED, EXPIRED) without touching the database.
 
+mod feed;
 mod hasher;
+mod retention;
 
 use std::sync::{
     Arc,
@@ -14,7 +16,9 @@ use std::sync::{
 use dashmap::{DashMap, mapref::entry::Entry};
 
 use crate::domain::{KeyHash, KeyRecord};
+pub use feed::{ChangeFeed, FeedConfig, FeedHandle, ReplicaState};
 use hasher::BuildKeyHashHasher;
+pub use retention::Pruner;
 
 /// Key hash → immutable record. Written by the local admin path right after
 /// a commit and by the change feed; read by every Verify.
@@ -22,7 +26,7 @@ pub struct KeyIndex {
     keys: DashMap<KeyHash, Arc<KeyRecord>, BuildKeyHashHasher>,
     /// Highest change-log sequence whose effect the index reflects.
     applied_seq: AtomicI64,
-    /// Set once the initial snapshot is loaded; Verify refuses before that.
+    /// Set once the index has caught up after startup; Verify refuses before that.
     ready: AtomicBool,
 }
 
@@ -59,12 +63,16 @@ impl KeyIndex {
         }
     }
 
-    /// Merges a snapshot taken at change sequence `seq` and marks the index ready.
+    /// Merges a snapshot taken at change sequence `seq`.
     pub fn load(&self, records: Vec<KeyRecord>, seq: i64) {
         for record in records {
             self.upsert(record);
         }
         self.advance_to(seq);
+    }
+
+    /// Lets Verify answer: called once the index has caught up with the log.
+    pub fn mark_ready(&self) {
         self.ready.store(true, Ordering::Release);
     }
 

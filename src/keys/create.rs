@@ -10,7 +10,7 @@ use crate::{
         Scope, Timestamp,
     },
     error::{Error, Result},
-    store::{ChangeKind, Idempotency, WriteBatch, WriteOutcome},
+    store::{ChangeKind, Idempotency, NewChange, WriteBatch, WriteOutcome},
 };
 
 /// Longest lifetime a key may be given at creation.
@@ -120,7 +120,7 @@ impl Keys {
             insert: Some((key.clone(), idempotency.clone())),
             update: vec![],
             audit: vec![audit],
-            changes: vec![(key.id.clone(), key.hash, ChangeKind::Created)],
+            changes: vec![NewChange::of(ChangeKind::Created, &key)],
         };
         match self.commit(batch, vec![key.clone()]).await? {
             WriteOutcome::Committed { .. } => Ok(Created {

@@ -6,7 +6,7 @@ use super::{Actor, Keys, MAX_GRACE, Mutation, audit_event, diff};
 use crate::{
     domain::{ApiKey, KeyId, KeyName, KeyRecord, KeyState, Metadata, Reason, Scope, Timestamp},
     error::{Error, Result},
-    store::{ChangeKind, StoreError, WriteBatch},
+    store::{ChangeKind, NewChange, StoreError, WriteBatch},
 };
 
 /// UpdateKey's changes; `None` leaves a field alone.
@@ -85,34 +85,58 @@ impl Keys {
             if changes.is_empty() {
                 return Ok(None);
             }
+            let kind = if key.scopes.iter().any(|s| !next.scopes.contains(s)) {
+                ChangeKind::ScopesNarrowed
+            } else if next
+                .expires_at
+                .is_some_and(|n| key.expires_at.is_none_or(|o| n < o))
+            {
+                ChangeKind::ExpiryShortened
+            } else {
+                ChangeKind::Updated
+            };
             Ok(Some(Mutation {
                 next,
-                kind: ChangeKind::Updated,
+                kind,
                 action: "key.updated",
                 reason: None,
                 changes: changes.into(),
             }))
         })
         .await
+        .map(|(key, _)| key)
     }
 
-    pub async fn revoke(&self, id: &KeyId, reason: Reason, actor: &Actor) -> Result<KeyRecord> {
-        self.mutate(id, actor, |key, now| {
-            if key.revoked_at.is_some() {
-                return Ok(None);
-            }
-            let mut next = key.clone();
-            next.revoked_at = Some(now);
-            next.revoke_reason = Some(reason.clone());
-            Ok(Some(Mutation {
-                next,
-                kind: ChangeKind::Revoked,
-                action: "key.revoked",
-                reason: Some(reason.as_str().to_owned()),
-                changes: json!({ "revoked_at": diff(None::<i64>, now.as_millis()) }),
-            }))
-        })
-        .await
+    /// Revokes key `id`; also returns the change-log sequence that a
+    /// revocation receipt waits for.
+    pub async fn revoke(
+        &self,
+        id: &KeyId,
+        reason: Reason,
+        actor: &Actor,
+    ) -> Result<(KeyRecord, i64)> {
+        let revoked = self
+            .mutate(id, actor, |key, now| {
+                if key.revoked_at.is_some() {
+                    return Ok(None);
+                }
+                let mut next = key.clone();
+                next.revoked_at = Some(now);
+                next.revoke_reason = Some(reason.clone());
+                Ok(Some(Mutation {
+                    next,
+                    kind: ChangeKind::Revoked,
+                    action: "key.revoked",
+                    reason: Some(reason.as_str().to_owned()),
+                    changes: json!({ "revoked_at": diff(None::<i64>, now.as_millis()) }),
+                }))
+            })
+            .await?;
+        match revoked {
+            (key, Some(seq)) => Ok((key, seq)),
+            // Already revoked earlier: anything at the log head has applied it.
+            (key, None) => Ok((key, self.store.log_bounds().await?.head)),
+        }
     }
 
     pub async fn disable(&self, id: &KeyId, reason: Reason, actor: &Actor) -> Result<KeyRecord> {
@@ -133,6 +157,7 @@ impl Keys {
             }))
         })
         .await
+        .map(|(key, _)| key)
     }
 
     pub async fn enable(&self, id: &KeyId, actor: &Actor) -> Result<KeyRecord> {
@@ -153,6 +178,7 @@ impl Keys {
             }))
         })
         .await
+        .map(|(key, _)| key)
     }
 
     /// Issues a successor to key `id`. The old key keeps working until
@@ -223,8 +249,8 @@ impl Keys {
                     audit_event(now, actor, "key.created", &new, None, created, None),
                 ],
                 changes: vec![
-                    (new.id.clone(), new.hash, ChangeKind::Created),
-                    (previous.id.clone(), previous.hash, ChangeKind::Rotated),
+                    NewChange::of(ChangeKind::Created, &new),
+                    NewChange::of(ChangeKind::Rotated, &previous),
                 ],
             };
             match self

@@ -8,6 +8,7 @@
 mod create;
 mod lifecycle;
 mod page;
+mod propagation;
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,10 +17,10 @@ use serde_json::json;
 use crate::{
     domain::{KeyId, KeyRecord, Timestamp},
     error::{Error, Result},
-    index::KeyIndex,
+    index::{FeedHandle, KeyIndex},
     store::{
-        AuditEvent, AuditFilter, KeyFilter, NewAuditEvent, Store, StoreError, WriteBatch,
-        WriteOutcome,
+        AuditEvent, AuditFilter, KeyFilter, NewAuditEvent, NewChange, Store, StoreError,
+        WriteBatch, WriteOutcome,
     },
 };
 
@@ -28,6 +29,7 @@ pub use lifecycle::{KeyPatch, Rotated};
 pub use page::{
     AuditQuery, KeyQuery, MAX_PAGE_SIZE, Page, page_size, parse_audit_token, parse_key_token,
 };
+pub use propagation::{MAX_PROPAGATION_TIMEOUT, Propagation, StatusReport};
 
 /// Longest grace period RotateKey accepts.
 pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -40,12 +42,16 @@ pub struct Actor(pub String);
 pub struct KeysConfig {
     /// Default RotateKey grace period (`--rotation-grace`).
     pub rotation_grace: Duration,
+    /// A replica whose heartbeat is older than this is not waited for by
+    /// revocation receipts.
+    pub replica_live_window: Duration,
 }
 
 impl Default for KeysConfig {
     fn default() -> Self {
         Self {
             rotation_grace: Duration::from_secs(48 * 3600),
+            replica_live_window: Duration::from_secs(5),
         }
     }
 }
@@ -55,6 +61,7 @@ impl Default for KeysConfig {
 pub struct Keys {
     store: Arc<dyn Store>,
     index: Arc<KeyIndex>,
+    feed: FeedHandle,
     config: KeysConfig,
 }
 
@@ -62,10 +69,16 @@ pub struct Keys {
 const CONFLICT_RETRIES: usize = 5;
 
 impl Keys {
-    pub fn new(store: Arc<dyn Store>, index: Arc<KeyIndex>, config: KeysConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        index: Arc<KeyIndex>,
+        feed: FeedHandle,
+        config: KeysConfig,
+    ) -> Self {
         Self {
             store,
             index,
+            feed,
             config,
         }
     }
@@ -115,13 +128,21 @@ impl Keys {
             for r in records {
                 self.index.upsert(r);
             }
+            // Streams and the applied sequence follow through the feed.
+            self.feed.wake();
         }
         Ok(outcome)
     }
 
     /// Reads key `id`, lets `change` build its next version, and commits it.
-    /// Retries when another writer changed the key in between.
-    async fn mutate<F>(&self, id: &KeyId, actor: &Actor, change: F) -> Result<KeyRecord>
+    /// Retries when another writer changed the key in between. Returns the
+    /// key and the change-log sequence of the change (`None` for a no-op).
+    async fn mutate<F>(
+        &self,
+        id: &KeyId,
+        actor: &Actor,
+        change: F,
+    ) -> Result<(KeyRecord, Option<i64>)>
     where
         F: Fn(&KeyRecord, Timestamp) -> Result<Option<Mutation>>,
     {
@@ -129,7 +150,7 @@ impl Keys {
             let current = self.get(id).await?;
             let now = Timestamp::now();
             let Some(m) = change(&current, now)? else {
-                return Ok(current);
+                return Ok((current, None));
             };
             let mut next = m.next;
             next.version = current.version + 1;
@@ -139,10 +160,13 @@ impl Keys {
                 insert: None,
                 update: vec![next.clone()],
                 audit: vec![audit],
-                changes: vec![(next.id.clone(), next.hash, m.kind)],
+                changes: vec![NewChange::of(m.kind, &next)],
             };
             match self.commit(batch, vec![next.clone()]).await {
-                Ok(_) => return Ok(next),
+                Ok(WriteOutcome::Committed { last_seq }) => return Ok((next, Some(last_seq))),
+                Ok(WriteOutcome::Replayed { .. }) => {
+                    return Err(Error::Internal("an update was replayed".into()));
+                }
                 Err(Error::Store(StoreError::Conflict)) => continue,
                 Err(e) => return Err(e),
             }

@@ -15,9 +15,11 @@ use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 
-use crate::domain::{KeyHash, KeyId, KeyRecord, KeyState, OwnerId, RequestId, Timestamp};
+use crate::domain::{
+    Environment, KeyHash, KeyId, KeyRecord, KeyState, OwnerId, RequestId, Timestamp,
+};
 
-pub use postgres::PgStore;
+pub use postgres::{PgStore, PgWakeups};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,14 +47,31 @@ impl StoreError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChangeKind {
     Created,
+    /// A change that takes nothing away (a rename, wider scopes, a later expiry).
     Updated,
+    /// The key got a successor; its expiry moved to the end of the grace period.
     Rotated,
     Revoked,
     Disabled,
     Enabled,
+    /// Its scopes lost at least one entry.
+    ScopesNarrowed,
+    /// Its expiry moved earlier (or it got one).
+    ExpiryShortened,
 }
 
 impl ChangeKind {
+    const ALL: [Self; 8] = [
+        Self::Created,
+        Self::Updated,
+        Self::Rotated,
+        Self::Revoked,
+        Self::Disabled,
+        Self::Enabled,
+        Self::ScopesNarrowed,
+        Self::ExpiryShortened,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Created => "created",
@@ -61,20 +80,26 @@ impl ChangeKind {
             Self::Revoked => "revoked",
             Self::Disabled => "disabled",
             Self::Enabled => "enabled",
+            Self::ScopesNarrowed => "scopes_narrowed",
+            Self::ExpiryShortened => "expiry_shortened",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Created,
-            Self::Updated,
-            Self::Rotated,
-            Self::Revoked,
-            Self::Disabled,
-            Self::Enabled,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether the change takes something away from a key: what a gateway
+    /// caching verify answers must hear about.
+    pub const fn is_restrictive(self) -> bool {
+        matches!(
+            self,
+            Self::Rotated
+                | Self::Revoked
+                | Self::Disabled
+                | Self::ScopesNarrowed
+                | Self::ExpiryShortened
+        )
     }
 }
 
@@ -110,10 +135,55 @@ pub struct AuditEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     pub seq: i64,
+    pub kind: ChangeKind,
     pub key_id: KeyId,
     pub key_hash: KeyHash,
-    pub kind: ChangeKind,
+    pub owner_id: OwnerId,
+    pub environment: Environment,
+    /// The key's expiry after the change.
+    pub expires_at: Option<Timestamp>,
     pub at: Timestamp,
+}
+
+/// A change-log row about to be written, taken from the key's new version.
+#[derive(Clone, Debug)]
+pub struct NewChange {
+    pub kind: ChangeKind,
+    pub key_id: KeyId,
+    pub key_hash: KeyHash,
+    pub owner_id: OwnerId,
+    pub environment: Environment,
+    pub expires_at: Option<Timestamp>,
+}
+
+impl NewChange {
+    pub fn of(kind: ChangeKind, key: &KeyRecord) -> Self {
+        Self {
+            kind,
+            key_id: key.id.clone(),
+            key_hash: key.hash,
+            owner_id: key.owner_id.clone(),
+            environment: key.environment,
+            expires_at: key.expires_at,
+        }
+    }
+}
+
+/// Which part of the change log exists: cursors in `pruned_through..=head`
+/// can be resumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogBounds {
+    pub pruned_through: i64,
+    pub head: i64,
+}
+
+/// A replica's last report of its progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaRow {
+    pub id: String,
+    pub applied_seq: i64,
+    pub heartbeat_at: Timestamp,
+    pub started_at: Timestamp,
 }
 
 /// A CreateKey's idempotency key, and a fingerprint of its request so a reuse
@@ -132,7 +202,7 @@ pub struct WriteBatch {
     /// Each record's `version` must be exactly one more than the stored one.
     pub update: Vec<KeyRecord>,
     pub audit: Vec<NewAuditEvent>,
-    pub changes: Vec<(KeyId, KeyHash, ChangeKind)>,
+    pub changes: Vec<NewChange>,
 }
 
 #[derive(Debug)]
@@ -200,6 +270,16 @@ pub trait Store: Send + Sync + 'static {
     async fn find_admin_token(&self, hash: &[u8; 32])
     -> Result<Option<AdminTokenInfo>, StoreError>;
     async fn count_admin_tokens(&self) -> Result<i64, StoreError>;
+    async fn log_bounds(&self) -> Result<LogBounds, StoreError>;
+    /// Deletes change-log rows written before `before`; returns the new bounds.
+    async fn prune_changes(&self, before: Timestamp) -> Result<LogBounds, StoreError>;
+    /// Records a replica's progress (insert or update).
+    async fn report_replica(&self, replica: &ReplicaRow) -> Result<(), StoreError>;
+    /// Replicas whose last heartbeat is at or after `since`.
+    async fn live_replicas(&self, since: Timestamp) -> Result<Vec<ReplicaRow>, StoreError>;
+    async fn remove_replica(&self, id: &str) -> Result<(), StoreError>;
+    /// Where NOTIFY wake-ups come from; `None` where writes are all local (SQLite).
+    fn wakeups(&self) -> Option<PgWakeups>;
     /// The backend's name, for logs.
     fn backend(&self) -> &'static str;
 }

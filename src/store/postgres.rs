@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use sqlx::{
     PgPool, Postgres, Transaction,
-    postgres::{PgConnectOptions, PgPoolOptions},
+    postgres::{PgConnectOptions, PgListener, PgPoolOptions},
 };
 
 use super::{StoreError, sql::impl_sql_store};
@@ -29,13 +29,10 @@ impl PgStore {
         Ok(Self { pool, options })
     }
 
-    /// Options to open more connections to the same database (the listener).
-    pub fn connect_options(&self) -> &PgConnectOptions {
-        &self.options
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    fn pg_wakeups(&self) -> Option<PgWakeups> {
+        Some(PgWakeups {
+            options: self.options.clone(),
+        })
     }
 
     async fn run_migrations(&self) -> Result<(), StoreError> {
@@ -71,3 +68,30 @@ impl PgStore {
 }
 
 impl_sql_store!(PgStore, Postgres, "postgres");
+
+/// Opens LISTEN connections for the change feed.
+#[derive(Clone)]
+pub struct PgWakeups {
+    options: PgConnectOptions,
+}
+
+impl PgWakeups {
+    /// A connection LISTENing on [`CHANGE_CHANNEL`], named
+    /// `keysmith-listener-<replica>` in `pg_stat_activity` so an operator
+    /// (or a test) can find it.
+    pub async fn listen(&self, replica: &str) -> Result<PgListener, StoreError> {
+        let options = self
+            .options
+            .clone()
+            .application_name(&format!("keysmith-listener-{replica}"));
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options);
+        let mut listener = PgListener::connect_with(&pool).await?;
+        // The feed rebuilds a lost listener itself, then catches up from the
+        // change log; a reconnect inside `try_recv` would only delay that.
+        listener.eager_reconnect(false);
+        listener.listen(CHANGE_CHANNEL).await?;
+        Ok(listener)
+    }
+}

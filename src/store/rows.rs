@@ -177,6 +177,9 @@ pub(super) struct ChangeRow {
     key_id: String,
     key_hash: Vec<u8>,
     kind: String,
+    owner_id: String,
+    environment: String,
+    expires_at: Option<i64>,
     at: i64,
 }
 
@@ -190,6 +193,9 @@ impl TryFrom<ChangeRow> for Change {
             key_id: r.key_id.parse().map_err(|_| bad())?,
             key_hash: KeyHash::try_from(r.key_hash.as_slice()).map_err(|_| bad())?,
             kind: ChangeKind::parse(&r.kind).ok_or_else(bad)?,
+            owner_id: OwnerId::parse(&r.owner_id).map_err(|_| bad())?,
+            environment: r.environment.parse().map_err(|_| bad())?,
+            expires_at: r.expires_at.map(Timestamp::from_millis),
             at: Timestamp::from_millis(r.at),
         })
     }

@@ -62,6 +62,10 @@ impl SqliteStore {
         Ok(self.pool.begin().await?)
     }
 
+    fn pg_wakeups(&self) -> Option<super::PgWakeups> {
+        None
+    }
+
     /// SQLite has no NOTIFY; the in-process feed is woken by the writer.
     async fn notify(
         &self,

@@ -37,6 +37,7 @@ async fn every_mutation_is_audited_with_actor_and_changes(backend: Backend) {
         .revoke_key(pb::RevokeKeyRequest {
             id: id.clone(),
             reason: "rotated out".into(),
+            ..Default::default()
         })
         .await
         .expect("revoke");

@@ -174,6 +174,7 @@ async fn ids_grace_and_paging_are_checked(backend: Backend) {
             .revoke_key(pb::RevokeKeyRequest {
                 id: missing.into(),
                 reason: String::new(),
+                ..Default::default()
             })
             .await,
         Code::NotFound,

@@ -144,6 +144,7 @@ async fn revoked_key_is_rejected_at_once(backend: Backend) {
         .revoke_key(pb::RevokeKeyRequest {
             id: id.clone(),
             reason: "leaked in a log".into(),
+            ..Default::default()
         })
         .await
         .expect("revoke")
@@ -161,6 +162,7 @@ async fn revoked_key_is_rejected_at_once(backend: Backend) {
         .revoke_key(pb::RevokeKeyRequest {
             id: id.clone(),
             reason: "again".into(),
+            ..Default::default()
         })
         .await
         .expect("second revoke")

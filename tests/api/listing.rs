@@ -70,6 +70,7 @@ async fn list_filters_by_state(backend: Backend) {
         .revoke_key(pb::RevokeKeyRequest {
             id: revoked.clone(),
             reason: String::new(),
+            ..Default::default()
         })
         .await
         .expect("revoke");

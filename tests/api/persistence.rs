@@ -14,6 +14,7 @@ async fn keys_survive_a_restart_with_their_state(backend: Backend) {
         .revoke_key(pb::RevokeKeyRequest {
             id: revoked.key.expect("key").id,
             reason: String::new(),
+            ..Default::default()
         })
         .await
         .expect("revoke");

@@ -3,12 +3,14 @@
 //! is handled here.
 
 mod audit;
+mod events;
 mod key;
 mod verify;
 
 use std::{collections::HashMap, time::Duration};
 
 pub use audit::{audit_page, audit_query};
+pub use events::{key_event, propagation, replica_status, watch_request};
 pub use key::{create_request, created, key_message, key_patch, key_query, keys_page, rotated};
 pub use verify::{check_required_scopes, verify_response};
 

@@ -1,0 +1,34 @@
+//! Server reflection, v1 and v1alpha (many grpcurl builds speak only v1alpha).
+
+use tonic_reflection::server::{Builder, v1, v1alpha};
+
+use super::AppError;
+use crate::grpc::pb;
+
+const HEALTH: &str = "grpc.health.v1.Health";
+const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
+const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
+
+/// Reflection that advertises `service` (and health and reflection) only,
+/// so each listener lists what it really serves.
+fn builder(service: &str) -> Builder<'static> {
+    Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(service)
+        .with_service_name(HEALTH)
+        .with_service_name(REFLECTION_V1)
+        .with_service_name(REFLECTION_V1ALPHA)
+}
+
+pub fn v1(
+    service: &str,
+) -> Result<v1::ServerReflectionServer<impl v1::ServerReflection>, AppError> {
+    Ok(builder(service).build_v1()?)
+}
+
+pub fn v1alpha(
+    service: &str,
+) -> Result<v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>, AppError> {
+    Ok(builder(service).build_v1alpha()?)
+}

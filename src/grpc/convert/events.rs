@@ -1,0 +1,93 @@
+use super::{environment, opt_owner_id, pb, to_environment, to_timestamp};
+use crate::{
+    error::{Error, Result},
+    keys::{Propagation, StatusReport},
+    store::{Change, ChangeKind},
+    watch::WatchRequest,
+};
+
+pub fn watch_request(req: pb::WatchRevocationsRequest) -> Result<WatchRequest> {
+    let pb::WatchRevocationsRequest {
+        after_cursor,
+        owner_id,
+        environment: env,
+        all_changes,
+    } = req;
+    if after_cursor.is_some_and(|c| c < 0) {
+        return Err(Error::invalid("after_cursor", "must not be negative"));
+    }
+    let environment = match pb::Environment::try_from(env) {
+        Ok(pb::Environment::Unspecified) => None,
+        Ok(_) => Some(environment("environment", env)?),
+        Err(_) => return Err(Error::invalid("environment", "unknown environment")),
+    };
+    Ok(WatchRequest {
+        after: after_cursor,
+        owner_id: opt_owner_id("owner_id", &owner_id)?,
+        environment,
+        all_changes,
+    })
+}
+
+fn kind(k: ChangeKind) -> pb::KeyEventKind {
+    match k {
+        ChangeKind::Revoked => pb::KeyEventKind::Revoked,
+        ChangeKind::Disabled => pb::KeyEventKind::Disabled,
+        ChangeKind::Rotated | ChangeKind::ExpiryShortened => pb::KeyEventKind::ExpiresEarlier,
+        ChangeKind::ScopesNarrowed => pb::KeyEventKind::ScopesNarrowed,
+        ChangeKind::Created => pb::KeyEventKind::Created,
+        ChangeKind::Updated => pb::KeyEventKind::Updated,
+        ChangeKind::Enabled => pb::KeyEventKind::Enabled,
+    }
+}
+
+pub fn key_event(c: &Change) -> pb::KeyEvent {
+    pb::KeyEvent {
+        cursor: c.seq,
+        key_id: c.key_id.to_string(),
+        key_hash: c.key_hash.to_hex(),
+        kind: kind(c.kind).into(),
+        time: Some(to_timestamp(c.at)),
+        owner_id: c.owner_id.to_string(),
+        environment: to_environment(c.environment).into(),
+        expire_time: c.expires_at.map(to_timestamp),
+    }
+}
+
+fn duration(d: std::time::Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+pub fn propagation(p: &Propagation) -> pb::Propagation {
+    pb::Propagation {
+        complete: p.complete(),
+        confirmed_replicas: p.confirmed as i32,
+        live_replicas: p.live as i32,
+        elapsed: Some(duration(p.elapsed)),
+        cursor: p.seq,
+    }
+}
+
+pub fn replica_status(s: StatusReport) -> pb::GetReplicaStatusResponse {
+    pb::GetReplicaStatusResponse {
+        replica_id: s.replica_id,
+        applied_seq: s.applied_seq,
+        head_seq: s.head_seq,
+        last_contact_time: s.last_contact.map(to_timestamp),
+        staleness: s.staleness.map(duration),
+        index_size: s.index_size as i64,
+        replicas: s
+            .replicas
+            .into_iter()
+            .map(|r| pb::ReplicaStatus {
+                replica_id: r.id,
+                applied_seq: r.applied_seq,
+                heartbeat_time: Some(to_timestamp(r.heartbeat_at)),
+                start_time: Some(to_timestamp(r.started_at)),
+            })
+            .collect(),
+    }
+}

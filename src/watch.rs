@@ -1,0 +1,226 @@
+//! WatchRevocations: the change log's backlog after a cursor, then live
+//! events, with a bounded buffer per subscriber.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::{Stream, StreamExt};
+use tokio::sync::{broadcast::error::RecvError, mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    domain::{Environment, OwnerId},
+    error::{Error, Result},
+    index::FeedHandle,
+    store::{Change, Store},
+};
+
+/// What a subscriber asked for.
+#[derive(Clone, Debug, Default)]
+pub struct WatchRequest {
+    pub after: Option<i64>,
+    pub owner_id: Option<OwnerId>,
+    pub environment: Option<Environment>,
+    pub all_changes: bool,
+}
+
+impl WatchRequest {
+    fn wants(&self, c: &Change) -> bool {
+        (self.all_changes || c.kind.is_restrictive())
+            && self.owner_id.as_ref().is_none_or(|o| *o == c.owner_id)
+            && self.environment.is_none_or(|e| e == c.environment)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WatchConfig {
+    /// Events queued per subscriber before it counts as slow.
+    pub subscriber_buffer: usize,
+    /// How long a full subscriber may stall before it is cut off.
+    pub slow_subscriber_timeout: Duration,
+    pub max_subscribers: usize,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            subscriber_buffer: 256,
+            slow_subscriber_timeout: Duration::from_secs(5),
+            max_subscribers: 1000,
+        }
+    }
+}
+
+/// An event stream item: a change, or the error that ends the stream.
+pub type WatchItem = Result<Arc<Change>>;
+
+/// Events, then at most one final error.
+pub type WatchStream = std::pin::Pin<Box<dyn Stream<Item = WatchItem> + Send>>;
+
+#[derive(Clone)]
+pub struct Watcher {
+    store: Arc<dyn Store>,
+    feed: FeedHandle,
+    config: WatchConfig,
+    active: Arc<AtomicUsize>,
+    shutdown: CancellationToken,
+}
+
+const BACKLOG_BATCH: u32 = 500;
+
+impl Watcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        feed: FeedHandle,
+        config: WatchConfig,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            store,
+            feed,
+            config,
+            active: Arc::new(AtomicUsize::new(0)),
+            shutdown,
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Starts a subscription. Fails fast on a cursor outside the log or too
+    /// many subscribers; later failures end the stream with an error item.
+    pub async fn watch(&self, req: WatchRequest) -> Result<WatchStream> {
+        if self.active.fetch_add(1, Ordering::AcqRel) >= self.config.max_subscribers {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::ResourceExhausted("too many revocation subscribers"));
+        }
+        let guard = ActiveGuard(self.active.clone());
+        // Subscribe before reading the backlog, so nothing committed in
+        // between is missed; overlap is skipped by cursor.
+        let live = self.feed.subscribe();
+        let bounds = self.store.log_bounds().await?;
+        let cursor = match req.after {
+            None => bounds.head,
+            Some(c) if c < bounds.pruned_through => {
+                return Err(Error::OutOfRange(format!(
+                    "cursor {c} is older than the change-log retention (oldest resumable: {}); resync",
+                    bounds.pruned_through
+                )));
+            }
+            Some(c) if c > bounds.head => {
+                return Err(Error::OutOfRange(format!(
+                    "cursor {c} is ahead of the change log (head: {})",
+                    bounds.head
+                )));
+            }
+            Some(c) => c,
+        };
+        let (tx, rx) = mpsc::channel(self.config.subscriber_buffer.max(1));
+        // The final error travels apart from the (maybe full) event buffer,
+        // so a stalled subscriber still learns why it was cut off once it
+        // reads again.
+        let (end_tx, end_rx) = oneshot::channel::<Error>();
+        let task = Subscription {
+            store: self.store.clone(),
+            req,
+            cursor,
+            tx,
+            timeout: self.config.slow_subscriber_timeout,
+            _guard: guard,
+        };
+        let shutdown = self.shutdown.clone();
+        // Ends on its own when the client leaves, falls behind, or at shutdown.
+        tokio::spawn(async move {
+            let end = tokio::select! {
+                end = task.run(live) => end,
+                () = shutdown.cancelled() => Some(Error::Unavailable("server shutting down; resume with the last cursor")),
+            };
+            if let Some(e) = end {
+                let _ = end_tx.send(e);
+            }
+        });
+        let end = futures::stream::once(end_rx).filter_map(|r| async move { r.ok().map(Err) });
+        Ok(Box::pin(ReceiverStream::new(rx).chain(end)))
+    }
+}
+
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+struct Subscription {
+    store: Arc<dyn Store>,
+    req: WatchRequest,
+    /// The last sequence delivered or skipped.
+    cursor: i64,
+    tx: mpsc::Sender<WatchItem>,
+    timeout: Duration,
+    _guard: ActiveGuard,
+}
+
+impl Subscription {
+    /// Delivers until the client leaves (`None`) or the stream must end with
+    /// an error.
+    async fn run(
+        mut self,
+        mut live: tokio::sync::broadcast::Receiver<Arc<Change>>,
+    ) -> Option<Error> {
+        let result: Result<(), Error> = async {
+            self.backlog().await?;
+            loop {
+                match live.recv().await {
+                    Ok(c) if c.seq <= self.cursor => {}
+                    Ok(c) => self.deliver(c).await?,
+                    Err(RecvError::Lagged(_)) => return Err(self.too_slow()),
+                    Err(RecvError::Closed) => return Ok(()),
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => None,
+            Err(_) if self.tx.is_closed() => None,
+            Err(e) => Some(e),
+        }
+    }
+
+    fn too_slow(&self) -> Error {
+        Error::Aborted(format!(
+            "subscriber too slow; resume with after_cursor={}",
+            self.cursor
+        ))
+    }
+
+    async fn backlog(&mut self) -> Result<(), Error> {
+        loop {
+            let batch = self.store.changes_after(self.cursor, BACKLOG_BATCH).await?;
+            let done = batch.len() < BACKLOG_BATCH as usize;
+            for c in batch {
+                self.deliver(Arc::new(c)).await?;
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn deliver(&mut self, c: Arc<Change>) -> Result<(), Error> {
+        let seq = c.seq;
+        if self.req.wants(&c) && self.tx.send_timeout(Ok(c), self.timeout).await.is_err() {
+            return Err(self.too_slow());
+        }
+        self.cursor = seq;
+        Ok(())
+    }
+}
