@@ -31,7 +31,7 @@ impl From<Error> for Status {
 fn store_status(err: StoreError) -> Status {
     match err {
         StoreError::Conflict => Status::aborted("the key changed concurrently; retry"),
-        StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+        StoreError::Database(ref e) if is_unavailable(e) => {
             tracing::warn!(error = %err, "database unavailable");
             Status::unavailable("database unavailable; retry")
         }
@@ -42,5 +42,21 @@ fn store_status(err: StoreError) -> Status {
             tracing::error!(error = %err, "store error");
             Status::internal("internal error")
         }
+    }
+}
+
+/// Errors that mean "the database cannot be reached right now": retryable.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
+        // SQLSTATE class 08 (connection exception) and 57 (operator
+        // intervention, e.g. the server is shutting down).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57")),
+        _ => false,
     }
 }

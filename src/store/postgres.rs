@@ -84,8 +84,11 @@ impl PgWakeups {
             .options
             .clone()
             .application_name(&format!("keysmith-listener-{replica}"));
+        // Fail fast while the server is down: the feed polls meanwhile and
+        // retries on its next round.
         let pool = PgPoolOptions::new()
             .max_connections(1)
+            .acquire_timeout(Duration::from_secs(2))
             .connect_lazy_with(options);
         let mut listener = PgListener::connect_with(&pool).await?;
         // The feed rebuilds a lost listener itself, then catches up from the

@@ -53,7 +53,7 @@ impl TestDb {
 }
 
 /// Creates an empty database on the server named by `DATABASE_URL`.
-async fn fresh_pg_database() -> String {
+pub async fn fresh_pg_database() -> String {
     let base = std::env::var("DATABASE_URL").expect(
         "DATABASE_URL must name a PostgreSQL server for the postgres tests; \
          run scripts/test, which starts one",
@@ -117,14 +117,28 @@ pub async fn spawn(backend: Backend) -> TestApp {
     spawn_on(TestDb::new(backend).await, None).await
 }
 
+/// Starts a server with a configuration adjusted by `configure`.
+pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_configured(TestDb::new(backend).await, None, configure).await
+}
+
 /// Starts a server on `db`, minting an admin token unless one is given.
 pub async fn spawn_on(db: TestDb, token: Option<String>) -> TestApp {
-    let config = Config {
+    spawn_configured(db, token, |_| {}).await
+}
+
+async fn spawn_configured(
+    db: TestDb,
+    token: Option<String>,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
+    let mut config = Config {
         verify_addr: "127.0.0.1:0".into(),
         admin_addr: "127.0.0.1:0".into(),
         db: db.config.clone(),
         ..Config::default()
     };
+    configure(&mut config);
     let app = App::build(&config).await.expect("build app");
     let token = match token {
         Some(t) => t,
@@ -161,7 +175,7 @@ pub async fn spawn_on(db: TestDb, token: Option<String>) -> TestApp {
     test
 }
 
-async fn connect(addr: std::net::SocketAddr) -> Channel {
+pub async fn connect(addr: std::net::SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
         .expect("uri")
         .connect()
@@ -247,6 +261,21 @@ impl TestApp {
         self.verify_scopes(key, &[]).await.code()
     }
 
+    /// Revokes key `id`, with a reason.
+    pub async fn revoke(&self, id: &str) -> pb::RevokeKeyResponse {
+        let req = pb::RevokeKeyRequest {
+            id: id.into(),
+            reason: "test".into(),
+            ..Default::default()
+        };
+        self.admin
+            .clone()
+            .revoke_key(req)
+            .await
+            .expect("revoke")
+            .into_inner()
+    }
+
     pub async fn get(&self, id: &str) -> pb::Key {
         let req = pb::GetKeyRequest { id: id.into() };
         let resp = self.admin.clone().get_key(req).await.expect("get key");
@@ -255,6 +284,22 @@ impl TestApp {
 }
 
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Waits until the server behind `channel` reports SERVING.
+pub async fn wait_until_serving(channel: &Channel) {
+    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    eventually("health SERVING", || {
+        let mut health = health.clone();
+        async move {
+            let req = tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            };
+            health.check(req).await.ok().map(|r| r.into_inner().status)
+                == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+        }
+    })
+    .await;
+}
 
 /// Polls `condition` until it holds, failing the test after a deadline.
 pub async fn eventually<F, Fut>(what: &str, mut condition: F)

@@ -1,0 +1,236 @@
+//! Several `keysmith serve` processes on one PostgreSQL agree.
+
+use keysmith::grpc::pb::{self, VerifyCode};
+use sqlx::Connection;
+
+use crate::{
+    helpers::{eventually, fresh_pg_database},
+    process::{Replica, mint_token},
+};
+
+async fn code(r: &Replica, key: &str) -> VerifyCode {
+    try_code(r, key).await.expect("verify")
+}
+
+async fn try_code(r: &Replica, key: &str) -> Result<VerifyCode, tonic::Status> {
+    let req = pb::VerifyRequest {
+        key: key.into(),
+        ..Default::default()
+    };
+    Ok(r.verify.clone().verify(req).await?.into_inner().code())
+}
+
+async fn create(r: &Replica) -> (String, String) {
+    let req = pb::CreateKeyRequest {
+        owner_id: "acct_1".into(),
+        ..Default::default()
+    };
+    let resp = r
+        .admin
+        .clone()
+        .create_key(req)
+        .await
+        .expect("create")
+        .into_inner();
+    (resp.key.expect("key").id, resp.secret)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_see_creations_and_revocations() {
+    let url = fresh_pg_database().await;
+    let token = mint_token(&url).await;
+    let a = Replica::start(&url, &token, &[]).await;
+    let b = Replica::start(&url, &token, &[]).await;
+    let c = Replica::start(&url, &token, &[]).await;
+
+    let (id, secret) = create(&a).await;
+    for r in [&b, &c] {
+        eventually("a key created on A to verify on B and C", || async {
+            code(r, &secret).await == VerifyCode::Valid
+        })
+        .await;
+    }
+
+    // A revocation receipt: once it says complete, every replica denies.
+    let req = pb::RevokeKeyRequest {
+        id,
+        reason: "leaked".into(),
+        wait_for_propagation: true,
+        propagation_timeout: Some(prost_types::Duration {
+            seconds: 10,
+            nanos: 0,
+        }),
+    };
+    let receipt = a
+        .admin
+        .clone()
+        .revoke_key(req)
+        .await
+        .expect("revoke")
+        .into_inner();
+    let p = receipt.propagation.expect("propagation");
+    assert!(p.complete, "{p:?}");
+    assert_eq!((p.confirmed_replicas, p.live_replicas), (3, 3));
+    for r in [&a, &b, &c] {
+        assert_eq!(
+            code(r, &secret).await,
+            VerifyCode::Revoked,
+            "no waiting after a receipt"
+        );
+    }
+
+    let status = b
+        .admin
+        .clone()
+        .get_replica_status(pb::GetReplicaStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(status.replica_id, b.id);
+    assert_eq!(status.replicas.len(), 3);
+    assert!(status.applied_seq >= p.cursor);
+    assert!(status.staleness.expect("staleness").seconds < 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_listener_connection_loses_nothing() {
+    let url = fresh_pg_database().await;
+    let token = mint_token(&url).await;
+    // Polling far apart: convergence within the deadline must come from the
+    // rebuilt listener, not from the poll.
+    let slow_poll = ["--poll-interval", "120s"];
+    let a = Replica::start(&url, &token, &slow_poll).await;
+    let b = Replica::start(&url, &token, &slow_poll).await;
+    let mut keys = Vec::new();
+    for _ in 0..20 {
+        keys.push(create(&a).await);
+    }
+    for (_, secret) in &keys {
+        eventually("B to see A's keys", || async {
+            code(&b, secret).await == VerifyCode::Valid
+        })
+        .await;
+    }
+
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(format!("keysmith-listener-{}", b.id))
+    .fetch_all(&mut conn)
+    .await
+    .expect("terminate");
+    assert_eq!(
+        killed,
+        [true],
+        "B's listener connection was found and killed"
+    );
+
+    for (id, _) in &keys {
+        let req = pb::RevokeKeyRequest {
+            id: id.clone(),
+            ..Default::default()
+        };
+        a.admin.clone().revoke_key(req).await.expect("revoke");
+    }
+    for (_, secret) in &keys {
+        eventually("B to deny every key revoked on A", || async {
+            code(&b, secret).await == VerifyCode::Revoked
+        })
+        .await;
+    }
+}
+
+async fn health(r: &Replica) -> i32 {
+    let mut h = tonic_health::pb::health_client::HealthClient::new(r.verify_channel.clone());
+    let req = tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    };
+    h.check(req).await.expect("health").into_inner().status
+}
+
+const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+const NOT_SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_keeps_verify_answering_and_loses_nothing() {
+    let pg = crate::pg_cluster::PgCluster::start_new();
+    let url = pg.url();
+    let token = mint_token(&url).await;
+    let args = ["--poll-interval", "100ms", "--max-staleness", "1s"];
+    let a = Replica::start(&url, &token, &args).await;
+    let b = Replica::start(&url, &token, &args).await;
+    let strict = Replica::start(
+        &url,
+        &token,
+        &[&args[..], &["--fail-closed-after", "1s"]].concat(),
+    )
+    .await;
+    let mut keys = Vec::new();
+    for _ in 0..10 {
+        keys.push(create(&a).await);
+    }
+    for (_, secret) in &keys {
+        eventually("B to see A's keys", || async {
+            code(&b, secret).await == VerifyCode::Valid
+        })
+        .await;
+    }
+
+    pg.stop();
+    // Writes fail, and say so; Verify keeps answering from the index.
+    let req = pb::RevokeKeyRequest {
+        id: keys[0].0.clone(),
+        ..Default::default()
+    };
+    let status = a
+        .admin
+        .clone()
+        .revoke_key(req)
+        .await
+        .expect_err("database down");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(code(&b, &keys[1].1).await, VerifyCode::Valid);
+    // Staleness shows in health, and a fail-closed replica refuses.
+    eventually("B's health to turn NOT_SERVING", || async {
+        health(&b).await == NOT_SERVING
+    })
+    .await;
+    assert_eq!(
+        code(&b, &keys[1].1).await,
+        VerifyCode::Valid,
+        "B still answers"
+    );
+    eventually("the fail-closed replica to refuse", || async {
+        let req = pb::VerifyRequest { key: keys[1].1.clone(), ..Default::default() };
+        matches!(strict.verify.clone().verify(req).await, Err(s) if s.code() == tonic::Code::Unavailable)
+    })
+    .await;
+
+    pg.start();
+    for (id, _) in &keys {
+        eventually(
+            "A's revocation to succeed once PostgreSQL is back",
+            || async {
+                let req = pb::RevokeKeyRequest {
+                    id: id.clone(),
+                    ..Default::default()
+                };
+                a.admin.clone().revoke_key(req).await.is_ok()
+            },
+        )
+        .await;
+    }
+    for r in [&a, &b, &strict] {
+        for (_, secret) in &keys {
+            eventually("every replica to deny every revoked key", || async {
+                try_code(r, secret).await.is_ok_and(|c| c == VerifyCode::Revoked)
+            })
+            .await;
+        }
+        eventually("health SERVING again", || async {
+            health(r).await == SERVING
+        })
+        .await;
+    }
+}

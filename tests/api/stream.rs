@@ -1,0 +1,254 @@
+//! WatchRevocations: backlog, live events, resume, filters, retention, slow
+//! subscribers.
+
+use std::time::Duration;
+
+use keysmith::grpc::pb::{self, KeyEventKind};
+use sha2::{Digest, Sha256};
+use tonic::{Code, Streaming};
+
+use crate::helpers::{Backend, TestApp, spawn, spawn_with};
+
+async fn watch(app: &TestApp, req: pb::WatchRevocationsRequest) -> Streaming<pb::KeyEvent> {
+    app.verify
+        .clone()
+        .watch_revocations(req)
+        .await
+        .expect("watch")
+        .into_inner()
+}
+
+async fn next(stream: &mut Streaming<pb::KeyEvent>) -> pb::KeyEvent {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("an event within the deadline")
+        .expect("stream ok")
+        .expect("stream open")
+}
+
+async fn revocations_stream_live_with_key_hash(backend: Backend) {
+    let app = spawn(backend).await;
+    let created = app.create_with_scopes(&[]).await;
+    let id = created.key.expect("key").id;
+    let mut events = watch(&app, Default::default()).await;
+    app.revoke(&id).await;
+    let e = next(&mut events).await;
+    assert_eq!(e.key_id, id);
+    assert_eq!(e.kind(), KeyEventKind::Revoked);
+    assert_eq!(e.owner_id, "acct_test");
+    let hashed = &created.secret[..created.secret.len() - 6];
+    assert_eq!(e.key_hash, hex::encode(Sha256::digest(hashed.as_bytes())));
+    assert!(e.cursor > 0);
+}
+
+async fn resumed_stream_has_no_gap_and_no_duplicate(backend: Backend) {
+    let app = spawn(backend).await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(app.create_with_scopes(&[]).await.key.expect("key").id);
+    }
+    let mut events = watch(
+        &app,
+        pb::WatchRevocationsRequest {
+            after_cursor: Some(0),
+            ..Default::default()
+        },
+    )
+    .await;
+    app.revoke(&ids[0]).await;
+    app.revoke(&ids[1]).await;
+    let first = next(&mut events).await;
+    let second = next(&mut events).await;
+    assert_eq!(
+        (first.key_id.as_str(), second.key_id.as_str()),
+        (ids[0].as_str(), ids[1].as_str())
+    );
+    drop(events);
+
+    // While disconnected: more revocations, and creations the stream skips.
+    for id in &ids[2..5] {
+        app.revoke(id).await;
+    }
+    app.create_with_scopes(&[]).await;
+    let resume = pb::WatchRevocationsRequest {
+        after_cursor: Some(second.cursor),
+        ..Default::default()
+    };
+    let mut events = watch(&app, resume).await;
+    app.revoke(&ids[5]).await;
+    let mut got = Vec::new();
+    let mut last = second.cursor;
+    for _ in 2..6 {
+        let e = next(&mut events).await;
+        assert!(e.cursor > last, "cursors increase");
+        last = e.cursor;
+        got.push(e.key_id);
+    }
+    assert_eq!(got, ids[2..6].to_vec(), "backlog then live, each once");
+}
+
+async fn filters_and_all_changes(backend: Backend) {
+    let app = spawn(backend).await;
+    let other = app
+        .create(pb::CreateKeyRequest {
+            owner_id: "acct_other".into(),
+            ..Default::default()
+        })
+        .await
+        .key
+        .expect("key")
+        .id;
+    let mine = app
+        .create_with_scopes(&["a:read", "a:write"])
+        .await
+        .key
+        .expect("key")
+        .id;
+    let only_mine = pb::WatchRevocationsRequest {
+        after_cursor: Some(0),
+        owner_id: "acct_test".into(),
+        ..Default::default()
+    };
+    let mut events = watch(&app, only_mine).await;
+    let everything = pb::WatchRevocationsRequest {
+        after_cursor: Some(0),
+        all_changes: true,
+        ..Default::default()
+    };
+    let mut all = watch(&app, everything).await;
+    app.revoke(&other).await;
+    app.admin
+        .clone()
+        .update_key(pb::UpdateKeyRequest {
+            key: Some(pb::Key {
+                id: mine.clone(),
+                scopes: vec!["a:read".into()],
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["scopes".into()],
+            }),
+        })
+        .await
+        .expect("narrow");
+    let e = next(&mut events).await;
+    assert_eq!(
+        (e.key_id.as_str(), e.kind()),
+        (mine.as_str(), KeyEventKind::ScopesNarrowed)
+    );
+
+    let kinds: Vec<KeyEventKind> = [
+        next(&mut all).await,
+        next(&mut all).await,
+        next(&mut all).await,
+        next(&mut all).await,
+    ]
+    .iter()
+    .map(|e| e.kind())
+    .collect();
+    assert_eq!(
+        kinds,
+        [
+            KeyEventKind::Created,
+            KeyEventKind::Created,
+            KeyEventKind::Revoked,
+            KeyEventKind::ScopesNarrowed
+        ]
+    );
+}
+
+async fn cursor_older_than_retention_is_out_of_range(backend: Backend) {
+    let app = spawn_with(backend, |c| {
+        c.change_retention = Duration::ZERO;
+        c.prune_interval = Duration::from_millis(20);
+    })
+    .await;
+    let id = app.create_with_scopes(&[]).await.key.expect("key").id;
+    app.revoke(&id).await;
+    let mut verify = app.verify.clone();
+    crate::helpers::eventually("the change log to be pruned", || {
+        let mut verify = verify.clone();
+        async move {
+            let req = pb::WatchRevocationsRequest {
+                after_cursor: Some(0),
+                ..Default::default()
+            };
+            matches!(verify.watch_revocations(req).await, Err(s) if s.code() == Code::OutOfRange)
+        }
+    })
+    .await;
+    let ahead = pb::WatchRevocationsRequest {
+        after_cursor: Some(1_000_000),
+        ..Default::default()
+    };
+    let status = verify
+        .watch_revocations(ahead)
+        .await
+        .expect_err("cursor ahead of the log");
+    assert_eq!(status.code(), Code::OutOfRange);
+    // Pruning never hides a key: the index and Verify are unaffected.
+    let created = app.create_with_scopes(&[]).await;
+    assert!(app.verify_scopes(&created.secret, &[]).await.valid);
+}
+
+async fn slow_subscriber_is_cut_off_with_its_cursor(backend: Backend) {
+    let app = spawn_with(backend, |c| {
+        c.watch.subscriber_buffer = 2;
+        c.watch.slow_subscriber_timeout = Duration::from_millis(100);
+        c.feed.event_buffer = 4;
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        ids.push(app.create_with_scopes(&[]).await.key.expect("key").id);
+    }
+    // A client with a tiny receive window: flow control stops the server
+    // after a few events unless the client reads.
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", app.verify_channel_addr()))
+            .expect("uri")
+            .initial_stream_window_size(1024)
+            .initial_connection_window_size(1024)
+            .connect()
+            .await
+            .expect("connect");
+    let mut client = pb::key_verify_client::KeyVerifyClient::new(channel);
+    let mut events = client
+        .watch_revocations(pb::WatchRevocationsRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    // Never read while 60 revocations happen: flow control fills, then the
+    // server's buffer, then the subscriber is cut off.
+    for id in &ids {
+        app.revoke(id).await;
+    }
+    let mut received = 0;
+    let status = loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.message())
+            .await
+            .expect("deadline")
+        {
+            Ok(Some(_)) => received += 1,
+            Ok(None) => panic!("stream ended without a status after {received} events"),
+            Err(status) => break status,
+        }
+    };
+    assert!(
+        received < 60,
+        "a slow subscriber does not get everything buffered"
+    );
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert!(status.message().contains("after_cursor="), "{status:?}");
+    // The server is fine, and a resumed stream works.
+    let created = app.create_with_scopes(&[]).await;
+    assert!(app.verify_scopes(&created.secret, &[]).await.valid);
+}
+
+crate::backend_tests!(
+    revocations_stream_live_with_key_hash,
+    resumed_stream_has_no_gap_and_no_duplicate,
+    filters_and_all_changes,
+    cursor_older_than_retention_is_out_of_range,
+    slow_subscriber_is_cut_off_with_its_cursor,
+);
