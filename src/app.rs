@@ -3,9 +3,8 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
+use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
@@ -143,7 +142,6 @@ impl App {
             self.config.fail_closed_after,
         );
         let verify = Server::builder()
-            .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(health.clone())
             .add_service(reflection::v1(pb::key_verify_server::SERVICE_NAME)?)
@@ -152,11 +150,10 @@ impl App {
                 KeyVerifyServer::new(verify_service).max_decoding_message_size(MAX_VERIFY_MESSAGE),
             )
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.verify_listener),
+                incoming(self.verify_listener),
                 stop.clone().cancelled_owned(),
             );
         let admin = Server::builder()
-            .tcp_nodelay(true)
             .add_service(health)
             .add_service(reflection::v1(pb::key_admin_server::SERVICE_NAME)?)
             .add_service(reflection::v1alpha(pb::key_admin_server::SERVICE_NAME)?)
@@ -165,7 +162,7 @@ impl App {
                     .max_decoding_message_size(MAX_ADMIN_MESSAGE),
             )
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.admin_listener),
+                incoming(self.admin_listener),
                 stop.clone().cancelled_owned(),
             );
         tracing::info!(
@@ -216,6 +213,13 @@ impl App {
         tasks.join_all().await;
         Ok(())
     }
+}
+
+/// Accepted connections with Nagle off. `Server::tcp_nodelay` applies only
+/// to listeners tonic binds itself; without this, a unary response's
+/// trailers wait for the client's delayed ACK (about 40 ms).
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// Keeps health in step with the replica's freshness.

@@ -224,7 +224,9 @@ async fn postgres_outage_keeps_verify_answering_and_loses_nothing() {
     for r in [&a, &b, &strict] {
         for (_, secret) in &keys {
             eventually("every replica to deny every revoked key", || async {
-                try_code(r, secret).await.is_ok_and(|c| c == VerifyCode::Revoked)
+                try_code(r, secret)
+                    .await
+                    .is_ok_and(|c| c == VerifyCode::Revoked)
             })
             .await;
         }
