@@ -1,0 +1,95 @@
+//! The Verify path in process: key parse + checksum, SHA-256, index lookup
+//! at 1M keys, and the whole decision. `scripts/bench verify`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use keysmith::{
+    domain::{
+        ApiKey, Environment, KeyId, KeyName, KeyRecord, KeyType, Metadata, OwnerId, Scope,
+        Timestamp, api_key,
+    },
+    index::KeyIndex,
+    verify::{self, Request},
+};
+use sha2::{Digest, Sha256};
+
+const KEYS: usize = 1_000_000;
+
+fn record(key: &ApiKey) -> KeyRecord {
+    KeyRecord {
+        id: KeyId::generate(),
+        hash: key.hash(),
+        owner_id: OwnerId::parse("acct_bench").expect("owner"),
+        name: KeyName::parse("bench").expect("name"),
+        key_type: key.key_type(),
+        environment: key.environment(),
+        scopes: vec![
+            Scope::parse("invoices:*").expect("scope"),
+            Scope::parse("customers:read").expect("scope"),
+        ],
+        metadata: Metadata::default(),
+        hint: key.hint(),
+        created_at: Timestamp::now(),
+        updated_at: Timestamp::now(),
+        expires_at: None,
+        revoked_at: None,
+        revoke_reason: None,
+        disabled_at: None,
+        disable_reason: None,
+        rotated_from: None,
+        rotated_to: None,
+        version: 1,
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let index = KeyIndex::default();
+    let mut probes = Vec::new();
+    for i in 0..KEYS {
+        let key = ApiKey::generate(KeyType::Secret, Environment::Live).expect("rng");
+        index.upsert(record(&key));
+        if i % (KEYS / 1024) == 0 {
+            probes.push(key);
+        }
+    }
+    index.mark_ready();
+    let secrets: Vec<String> = probes
+        .iter()
+        .map(|k| k.expose_secret().to_owned())
+        .collect();
+    let hashes: Vec<_> = probes.iter().map(ApiKey::hash).collect();
+    let required = vec!["invoices:read".to_owned()];
+    let now = Timestamp::now();
+
+    let mut i = 0usize;
+    let mut next = move || {
+        i = (i + 1) % 1024;
+        i
+    };
+    c.bench_function("parse+checksum+hash (57-byte key, 51 hashed)", |b| {
+        b.iter(|| api_key::parse(black_box(&secrets[next()])))
+    });
+    c.bench_function("sha256 51 bytes (one block)", |b| {
+        b.iter(|| Sha256::digest(black_box(&secrets[0].as_bytes()[..51])))
+    });
+    c.bench_function("sha256 57 bytes (two blocks)", |b| {
+        b.iter(|| Sha256::digest(black_box(secrets[0].as_bytes())))
+    });
+    c.bench_function("index lookup, 1M keys", |b| {
+        b.iter(|| index.get(black_box(&hashes[next()])))
+    });
+    c.bench_function("full decision: parse, lookup, decide", |b| {
+        b.iter(|| {
+            let req = Request {
+                required_scopes: &required,
+            };
+            verify::verify(&index, black_box(&secrets[next()]), &req, now)
+                .decision
+                .code
+        })
+    });
+}
+
+criterion_group!(name = verify_path; config = Criterion::default().sample_size(50); targets = benches);
+criterion_main!(verify_path);
