@@ -7,14 +7,23 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use keysmith::{
     domain::{
         ApiKey, Environment, KeyId, KeyName, KeyRecord, KeyType, Metadata, OwnerId, Scope,
-        Timestamp, api_key,
+        Timestamp, api_key, mono_nanos,
     },
     index::KeyIndex,
+    usage::Recorder,
     verify::{self, Request},
 };
 use sha2::{Digest, Sha256};
 
-const KEYS: usize = 1_000_000;
+/// 1M keys under `cargo bench`; a few under `cargo test --all-targets`,
+/// which runs each benchmark once to check that it works.
+fn key_count() -> usize {
+    if std::env::args().any(|a| a == "--bench") {
+        1_000_000
+    } else {
+        2048
+    }
+}
 
 fn record(key: &ApiKey) -> KeyRecord {
     KeyRecord {
@@ -40,16 +49,20 @@ fn record(key: &ApiKey) -> KeyRecord {
         rotated_from: None,
         rotated_to: None,
         version: 1,
+        restrictions: Default::default(),
+        last_used_at: None,
+        last_client_ip: None,
     }
 }
 
 fn benches(c: &mut Criterion) {
     let index = KeyIndex::default();
     let mut probes = Vec::new();
-    for i in 0..KEYS {
+    let keys = key_count();
+    for i in 0..keys {
         let key = ApiKey::generate(KeyType::Secret, Environment::Live).expect("rng");
         index.upsert(record(&key));
-        if i % (KEYS / 1024) == 0 {
+        if i % (keys / 1024) == 0 {
             probes.push(key);
         }
     }
@@ -61,6 +74,7 @@ fn benches(c: &mut Criterion) {
     let hashes: Vec<_> = probes.iter().map(ApiKey::hash).collect();
     let required = vec!["invoices:read".to_owned()];
     let now = Timestamp::now();
+    let usage = Recorder::default();
 
     let mut i = 0usize;
     let mut next = move || {
@@ -83,8 +97,10 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let req = Request {
                 required_scopes: &required,
+                ..Default::default()
             };
-            verify::verify(&index, black_box(&secrets[next()]), &req, now)
+            let key = black_box(&secrets[next()]);
+            verify::verify(&index, &usage, key, &req, now, mono_nanos())
                 .decision
                 .code
         })

@@ -18,6 +18,7 @@ use crate::{
     index::{ChangeFeed, FeedHandle, KeyIndex, Pruner, ReplicaState},
     keys::{Keys, KeysConfig},
     store::{self, Store},
+    usage::{Recorder, UsageFlusher},
     watch::Watcher,
 };
 
@@ -57,6 +58,7 @@ pub struct App {
     feed: FeedHandle,
     keys: Keys,
     auth: AdminAuth,
+    usage: Arc<Recorder>,
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, AppError> {
@@ -76,6 +78,7 @@ impl App {
         let keys_config = KeysConfig {
             rotation_grace: config.rotation_grace,
             replica_live_window: (config.feed.poll_interval * 5).max(Duration::from_secs(5)),
+            clock: config.clock.clone(),
         };
         let keys = Keys::new(store.clone(), index.clone(), feed.clone(), keys_config);
         let auth = AdminAuth::new(store.clone());
@@ -88,6 +91,7 @@ impl App {
             feed,
             keys,
             auth,
+            usage: Arc::default(),
         })
     }
 
@@ -127,7 +131,10 @@ impl App {
         let (verify_addr, admin_addr) = (self.verify_addr(), self.admin_addr());
         let (reporter, health) = tonic_health::server::health_reporter();
         set_health(&reporter, ServingStatus::NotServing).await;
+        // Servers (and their streams) stop first; the background tasks
+        // after them, so the last usage flush sees every served call.
         let stop = CancellationToken::new();
+        let stop_tasks = CancellationToken::new();
         let watcher = Watcher::new(
             self.store.clone(),
             self.feed.clone(),
@@ -137,6 +144,8 @@ impl App {
 
         let verify_service = VerifyService::new(
             self.index.clone(),
+            self.usage.clone(),
+            self.config.clock.clone(),
             self.feed.replica.clone(),
             watcher,
             self.config.fail_closed_after,
@@ -184,13 +193,20 @@ impl App {
             self.feed.clone(),
             self.config.feed.clone(),
         );
-        tasks.spawn(feed.run(caught_up_tx, stop.clone()));
+        tasks.spawn(feed.run(caught_up_tx, stop_tasks.clone()));
         let pruner = Pruner {
             store: self.store.clone(),
             retention: self.config.change_retention,
             interval: self.config.prune_interval,
         };
-        tasks.spawn(pruner.run(stop.clone()));
+        tasks.spawn(pruner.run(stop_tasks.clone()));
+        let flusher = UsageFlusher {
+            store: self.store.clone(),
+            recorder: self.usage.clone(),
+            interval: self.config.usage_flush_interval,
+            clock: self.config.clock.clone(),
+        };
+        tasks.spawn(flusher.run(stop_tasks.clone()));
         let monitor = HealthMonitor {
             reporter: reporter.clone(),
             replica: self.feed.replica.clone(),
@@ -198,7 +214,7 @@ impl App {
             max_staleness: self.config.max_staleness,
             interval: self.config.feed.poll_interval.min(Duration::from_secs(1)),
         };
-        tasks.spawn(monitor.run(stop.clone()));
+        tasks.spawn(monitor.run(stop_tasks.clone()));
 
         shutdown.await;
         tracing::info!("shutting down");
@@ -210,6 +226,7 @@ impl App {
                 Err(e) => tracing::error!(error = %e, "server task failed"),
             }
         }
+        stop_tasks.cancel();
         tasks.join_all().await;
         Ok(())
     }

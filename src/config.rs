@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::{index::FeedConfig, watch::WatchConfig};
+use crate::{domain::Clock, index::FeedConfig, watch::WatchConfig};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -25,6 +25,10 @@ pub struct Config {
     pub change_retention: Duration,
     /// How often old change-log rows are pruned.
     pub prune_interval: Duration,
+    /// How often usage counters are written; a crash loses at most this much.
+    pub usage_flush_interval: Duration,
+    /// "Now" for key times; tests inject a manual clock.
+    pub clock: Clock,
 }
 
 #[derive(Clone, Debug)]
@@ -51,6 +55,8 @@ impl Default for Config {
             fail_closed_after: None,
             change_retention: Duration::from_secs(7 * 24 * 3600),
             prune_interval: Duration::from_secs(600),
+            usage_flush_interval: Duration::from_secs(10),
+            clock: Clock::system(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod index;
 pub mod keys;
 pub mod store;
 pub mod telemetry;
+pub mod usage;
 pub mod verify;
 pub mod watch;
 

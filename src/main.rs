@@ -69,6 +69,10 @@ struct ServeArgs {
     /// longer ago. Unset: keep answering from the index (availability).
     #[arg(long, env = "KEYSMITH_FAIL_CLOSED_AFTER", value_parser = parse_duration)]
     fail_closed_after: Option<Duration>,
+    /// How often usage counters are written to the database. A crash loses
+    /// at most this much usage.
+    #[arg(long, env = "KEYSMITH_USAGE_FLUSH_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    usage_flush_interval: Duration,
     /// How long the change log keeps rows for resuming revocation streams.
     #[arg(long, env = "KEYSMITH_CHANGE_RETENTION", default_value = "7d", value_parser = parse_duration)]
     change_retention: Duration,
@@ -124,6 +128,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         max_staleness: args.max_staleness,
         fail_closed_after: args.fail_closed_after,
         change_retention: args.change_retention,
+        usage_flush_interval: args.usage_flush_interval.max(Duration::from_millis(10)),
         prune_interval: (args.change_retention / 10)
             .clamp(Duration::from_secs(1), defaults.prune_interval),
         ..defaults

@@ -1,19 +1,31 @@
-//! The verify decision: one pure function of (record, request, now).
+//! The verify decision: one pure function of (record, request, now), and
+//! [`verify`], which parses, looks up, decides, applies the rate limit and
+//! counts usage.
 //!
 //! Order of checks, first failure wins:
-//! 1. format (`MALFORMED`) and existence (`NOT_FOUND`) are decided by the
-//!    caller before a record is found;
+//! 1. format (`MALFORMED`) and existence (`NOT_FOUND`), before any record;
 //! 2. `REVOKED`: permanent, so it outranks everything;
 //! 3. `DISABLED`: an operator's suspension, reversible;
 //! 4. `EXPIRED`: `now >= expires_at`, judged against the clock on every call;
-//! 5. `INSUFFICIENT_SCOPE`: every required scope must be granted (all-of).
+//! 5. `IP_NOT_ALLOWED`, `REFERRER_NOT_ALLOWED`, `RESOURCE_NOT_ALLOWED`: where
+//!    the call comes from and what it touches; a missing input is a denial;
+//! 6. `INSUFFICIENT_SCOPE`: every required scope must be granted (all-of);
+//! 7. `RATE_LIMITED`: last, so that only calls that would otherwise pass
+//!    spend a token.
 //!
 //! State checks come before request checks so that a dead key never leaks
-//! which scopes it would have had.
+//! which restrictions or scopes it has. A report-only restriction that fails
+//! is recorded in [`Decision::would_deny`] and the check goes on.
 
-use crate::domain::{KeyRecord, Timestamp};
+use std::{net::IpAddr, time::Duration};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+use crate::{
+    domain::{KeyRecord, Rule, Timestamp, restriction::Take},
+    index::{Entry, KeyIndex},
+    usage::Recorder,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Code {
     Valid,
     Malformed,
@@ -22,6 +34,68 @@ pub enum Code {
     Expired,
     Disabled,
     InsufficientScope,
+    IpNotAllowed,
+    ReferrerNotAllowed,
+    ResourceNotAllowed,
+    RateLimited,
+}
+
+impl Code {
+    /// Every code, in a fixed order (usage counters are indexed by it).
+    pub const ALL: [Code; 11] = [
+        Code::Valid,
+        Code::Malformed,
+        Code::NotFound,
+        Code::Revoked,
+        Code::Expired,
+        Code::Disabled,
+        Code::InsufficientScope,
+        Code::IpNotAllowed,
+        Code::ReferrerNotAllowed,
+        Code::ResourceNotAllowed,
+        Code::RateLimited,
+    ];
+
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A fixed explanation of a denial, safe for any client.
+    pub const fn detail(self) -> &'static str {
+        match self {
+            Code::Valid => "",
+            Code::Malformed => "malformed key",
+            Code::NotFound => "unknown key",
+            Code::Revoked => "key was revoked",
+            Code::Expired => "key has expired",
+            Code::Disabled => "key is disabled",
+            Code::InsufficientScope => "a required scope is not granted",
+            Code::IpNotAllowed => "client_ip is missing or not allowed",
+            Code::ReferrerNotAllowed => "referrer is missing or not allowed",
+            Code::ResourceNotAllowed => "resource is missing or not allowed",
+            Code::RateLimited => "rate limit exceeded",
+        }
+    }
+}
+
+/// Report-only restrictions that failed, as a small set of codes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WouldDeny(u16);
+
+impl WouldDeny {
+    pub fn insert(&mut self, code: Code) {
+        self.0 |= 1 << code.index();
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Code> {
+        Code::ALL
+            .into_iter()
+            .filter(move |c| self.0 & (1 << c.index()) != 0)
+    }
 }
 
 /// The outcome of a decision. Borrows the request, so deciding allocates nothing.
@@ -30,6 +104,7 @@ pub struct Decision<'a> {
     pub code: Code,
     /// For `InsufficientScope`: the first required scope not granted.
     pub missing_scope: Option<&'a str>,
+    pub would_deny: WouldDeny,
 }
 
 impl Decision<'_> {
@@ -37,6 +112,7 @@ impl Decision<'_> {
         Self {
             code,
             missing_scope: None,
+            would_deny: WouldDeny(0),
         }
     }
 
@@ -45,11 +121,37 @@ impl Decision<'_> {
     }
 }
 
-/// What the caller asks of a key. Required scopes must already be checked by
+/// What the caller asks of a key, with the end client's values as the
+/// gateway saw them. Required scopes must already be checked by
 /// [`crate::domain::scope::check_required`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Request<'a> {
     pub required_scopes: &'a [String],
+    pub client_ip: Option<IpAddr>,
+    /// Empty when the call carries none.
+    pub referrer: &'a str,
+    /// Empty when the call carries none.
+    pub resource: &'a str,
+}
+
+/// Applies one restriction: `Err` for an enforced denial, a note in
+/// `would_deny` for a report-only one.
+fn check<T>(
+    rule: &Option<Rule<T>>,
+    allowed: impl FnOnce(&T) -> bool,
+    code: Code,
+    d: &mut Decision,
+) -> Result<(), Code> {
+    match rule {
+        Some(r) if !allowed(&r.allow) => {
+            if r.enforced() {
+                return Err(code);
+            }
+            d.would_deny.insert(code);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 pub fn decide<'a>(record: &KeyRecord, request: &Request<'a>, now: Timestamp) -> Decision<'a> {
@@ -62,6 +164,33 @@ pub fn decide<'a>(record: &KeyRecord, request: &Request<'a>, now: Timestamp) -> 
     if record.is_expired(now) {
         return Decision::of(Code::Expired);
     }
+    let mut d = Decision::of(Code::Valid);
+    let r = &record.restrictions;
+    let restricted = check(
+        &r.ip,
+        |a| request.client_ip.is_some_and(|ip| a.contains(ip)),
+        Code::IpNotAllowed,
+        &mut d,
+    )
+    .and_then(|()| {
+        check(
+            &r.referrer,
+            |a| !request.referrer.is_empty() && a.allows(request.referrer),
+            Code::ReferrerNotAllowed,
+            &mut d,
+        )
+    })
+    .and_then(|()| {
+        check(
+            &r.resource,
+            |a| !request.resource.is_empty() && a.allows(request.resource),
+            Code::ResourceNotAllowed,
+            &mut d,
+        )
+    });
+    if let Err(code) = restricted {
+        return Decision { code, ..d };
+    }
     let missing = request
         .required_scopes
         .iter()
@@ -70,64 +199,80 @@ pub fn decide<'a>(record: &KeyRecord, request: &Request<'a>, now: Timestamp) -> 
         return Decision {
             code: Code::InsufficientScope,
             missing_scope: Some(missing),
+            ..d
         };
     }
-    Decision::of(Code::Valid)
+    d
 }
 
-#[cfg(test)]
-mod tests;
-
-/// What Verify answers: the decision, and the record when the key exists.
+/// What Verify answers: the decision, the key when it exists, and the rate
+/// limit's state when the key has one.
 #[derive(Debug)]
 pub struct Outcome<'a> {
     pub decision: Decision<'a>,
-    pub record: Option<std::sync::Arc<KeyRecord>>,
+    pub entry: Option<std::sync::Arc<Entry>>,
     /// A fixed explanation for denials; empty when valid.
     pub detail: &'static str,
+    pub rate_limit_remaining: Option<u32>,
+    pub retry_after: Option<Duration>,
 }
 
-/// Parses `key`, looks it up in `index` and decides. Never touches the
-/// database; allocates nothing but the `Arc` clone of the record.
+/// Parses `key`, looks it up in `index`, decides, takes a rate-limit token
+/// and counts the call. Never touches the database; allocates nothing but
+/// the `Arc` clone of the entry.
 pub fn verify<'a>(
-    index: &crate::index::KeyIndex,
+    index: &KeyIndex,
+    usage: &Recorder,
     key: &str,
     request: &Request<'a>,
     now: Timestamp,
+    mono_nanos: u64,
 ) -> Outcome<'a> {
     let presented = match crate::domain::api_key::parse(key) {
         Ok(p) => p,
         Err(e) => {
-            return Outcome {
-                decision: Decision::of(Code::Malformed),
-                record: None,
-                detail: e.detail(),
-            };
+            usage.unknown(Code::Malformed);
+            return bare(Code::Malformed, e.detail());
         }
     };
-    let Some(record) = index.get(&presented.hash) else {
-        return Outcome {
-            decision: Decision::of(Code::NotFound),
-            record: None,
-            detail: "unknown key",
-        };
+    let Some(entry) = index.get(&presented.hash) else {
+        usage.unknown(Code::NotFound);
+        return bare(Code::NotFound, Code::NotFound.detail());
     };
-    let decision = decide(&record, request, now);
+    let mut decision = decide(&entry.record, request, now);
+    let (mut remaining, mut retry_after) = (None, None);
+    if let (true, Some(rule)) = (decision.is_valid(), &entry.record.restrictions.rate_limit) {
+        match entry.runtime.take_token(rule.allow, mono_nanos) {
+            Take::Allowed { remaining: r } => remaining = Some(r),
+            Take::Limited { retry_after: after } if rule.enforced() => {
+                decision.code = Code::RateLimited;
+                (remaining, retry_after) = (Some(0), Some(after));
+            }
+            Take::Limited { .. } => {
+                decision.would_deny.insert(Code::RateLimited);
+                remaining = Some(0);
+            }
+        }
+    }
+    usage.record(&entry.runtime, &decision, request.client_ip, now);
     Outcome {
-        detail: detail(decision.code),
+        detail: decision.code.detail(),
         decision,
-        record: Some(record),
+        entry: Some(entry),
+        rate_limit_remaining: remaining,
+        retry_after,
     }
 }
 
-const fn detail(code: Code) -> &'static str {
-    match code {
-        Code::Valid => "",
-        Code::Malformed => "malformed key",
-        Code::NotFound => "unknown key",
-        Code::Revoked => "key was revoked",
-        Code::Expired => "key has expired",
-        Code::Disabled => "key is disabled",
-        Code::InsufficientScope => "a required scope is not granted",
+fn bare(code: Code, detail: &'static str) -> Outcome<'static> {
+    Outcome {
+        decision: Decision::of(code),
+        entry: None,
+        detail,
+        rate_limit_remaining: None,
+        retry_after: None,
     }
 }
+
+#[cfg(test)]
+mod tests;

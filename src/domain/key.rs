@@ -1,5 +1,6 @@
 use super::{
-    Environment, KeyHash, KeyId, KeyName, KeyType, Metadata, OwnerId, Reason, Scope, Timestamp,
+    Environment, KeyHash, KeyId, KeyName, KeyType, Metadata, OwnerId, Reason, Restrictions, Scope,
+    Timestamp,
 };
 
 /// Everything keysmith knows about one key. Never holds the secret.
@@ -29,6 +30,44 @@ pub struct KeyRecord {
     pub rotated_to: Option<KeyId>,
     /// Starts at 1; every committed change adds 1.
     pub version: i64,
+    pub restrictions: Restrictions,
+    /// When Verify last saw the key, as of the last usage flush. Written by
+    /// the usage flusher, not by key changes, and not versioned.
+    pub last_used_at: Option<Timestamp>,
+    pub last_client_ip: Option<String>,
+}
+
+/// Why a key's settings break the rules for its type.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PolicyViolation {
+    pub field: &'static str,
+    pub reason: &'static str,
+}
+
+/// Publishable keys ship to browsers, where anyone can read them. So they
+/// must be bound to their callers (an enforced IP or referrer allowlist),
+/// and may only hold concrete `…:read` scopes.
+pub fn check_type_policy(
+    key_type: KeyType,
+    scopes: &[Scope],
+    restrictions: &Restrictions,
+) -> Result<(), PolicyViolation> {
+    if key_type != KeyType::Publishable {
+        return Ok(());
+    }
+    if !restrictions.binds_caller() {
+        return Err(PolicyViolation {
+            field: "restrictions",
+            reason: "publishable keys need an enforced ip or referrer restriction",
+        });
+    }
+    if scopes.iter().any(|s| !s.as_str().ends_with(":read")) {
+        return Err(PolicyViolation {
+            field: "scopes",
+            reason: "publishable keys may only hold `…:read` scopes",
+        });
+    }
+    Ok(())
 }
 
 /// What a key's state is at a given moment. Precedence follows the verify

@@ -28,3 +28,45 @@ impl Timestamp {
         Self(self.0.saturating_add(ms))
     }
 }
+
+/// Where "now" comes from. The system clock in production; tests inject a
+/// manual one to move time without waiting.
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<dyn Fn() -> Timestamp + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Self(std::sync::Arc::new(Timestamp::now))
+    }
+
+    /// A clock that reads `source`.
+    pub fn from_fn(source: impl Fn() -> Timestamp + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(source))
+    }
+
+    #[inline]
+    pub fn now(&self) -> Timestamp {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({:?})", self.now())
+    }
+}
+
+/// Nanoseconds on a monotonic clock (since the first call), for rate limits.
+pub fn mono_nanos() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}

@@ -5,7 +5,6 @@ use tonic::{Request, Response, Status};
 use super::{bearer, convert, pb, pb::key_admin_server::KeyAdmin};
 use crate::{
     auth::AdminAuth,
-    domain::Timestamp,
     keys::{Actor, Keys, MAX_PROPAGATION_TIMEOUT},
 };
 
@@ -34,7 +33,7 @@ impl KeyAdmin for AdminService {
         let create = convert::create_request(req.into_inner())?;
         let created = self.keys.create(create, &actor).await?;
         tracing::info!(key_id = %created.key.id, replayed = created.secret.is_none(), "key created");
-        Ok(Response::new(convert::created(created, Timestamp::now())))
+        Ok(Response::new(convert::created(created, self.keys.now())))
     }
 
     #[tracing::instrument(skip_all)]
@@ -42,7 +41,7 @@ impl KeyAdmin for AdminService {
         self.actor(&req).await?;
         let pb::GetKeyRequest { id } = req.into_inner();
         let key = self.keys.get(&convert::key_id("id", &id)?).await?;
-        let key = Some(convert::key_message(&key, Timestamp::now()));
+        let key = Some(convert::key_message(&key, self.keys.now()));
         Ok(Response::new(pb::GetKeyResponse { key }))
     }
 
@@ -53,7 +52,7 @@ impl KeyAdmin for AdminService {
             .keys
             .list(convert::key_query(req.into_inner())?)
             .await?;
-        Ok(Response::new(convert::keys_page(page, Timestamp::now())))
+        Ok(Response::new(convert::keys_page(page, self.keys.now())))
     }
 
     #[tracing::instrument(skip_all)]
@@ -61,7 +60,7 @@ impl KeyAdmin for AdminService {
         let actor = self.actor(&req).await?;
         let (id, patch) = convert::key_patch(req.into_inner())?;
         let key = self.keys.update(&id, patch, &actor).await?;
-        let key = Some(convert::key_message(&key, Timestamp::now()));
+        let key = Some(convert::key_message(&key, self.keys.now()));
         Ok(Response::new(pb::UpdateKeyResponse { key }))
     }
 
@@ -75,7 +74,7 @@ impl KeyAdmin for AdminService {
             .transpose()?;
         let rotated = self.keys.rotate(&id, grace, &actor).await?;
         tracing::info!(key_id = %id, successor = %rotated.key.id, "key rotated");
-        Ok(Response::new(convert::rotated(rotated, Timestamp::now())))
+        Ok(Response::new(convert::rotated(rotated, self.keys.now())))
     }
 
     #[tracing::instrument(skip_all)]
@@ -105,7 +104,7 @@ impl KeyAdmin for AdminService {
             )),
             false => None,
         };
-        let key = Some(convert::key_message(&key, Timestamp::now()));
+        let key = Some(convert::key_message(&key, self.keys.now()));
         Ok(Response::new(pb::RevokeKeyResponse { key, propagation }))
     }
 
@@ -121,7 +120,7 @@ impl KeyAdmin for AdminService {
             .keys
             .disable(&id, convert::reason("reason", &reason)?, &actor)
             .await?;
-        let key = Some(convert::key_message(&key, Timestamp::now()));
+        let key = Some(convert::key_message(&key, self.keys.now()));
         Ok(Response::new(pb::DisableKeyResponse { key }))
     }
 
@@ -133,7 +132,7 @@ impl KeyAdmin for AdminService {
             .keys
             .enable(&convert::key_id("id", &id)?, &actor)
             .await?;
-        let key = Some(convert::key_message(&key, Timestamp::now()));
+        let key = Some(convert::key_message(&key, self.keys.now()));
         Ok(Response::new(pb::EnableKeyResponse { key }))
     }
 
@@ -159,6 +158,45 @@ impl KeyAdmin for AdminService {
         let pb::GetReplicaStatusRequest {} = req.into_inner();
         Ok(Response::new(convert::replica_status(
             self.keys.replica_status().await?,
+        )))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_key_usage(
+        &self,
+        req: Request<pb::GetKeyUsageRequest>,
+    ) -> Reply<pb::GetKeyUsageResponse> {
+        self.actor(&req).await?;
+        let pb::GetKeyUsageRequest { id, from, to } = req.into_inner();
+        let id = convert::key_id("id", &id)?;
+        let (from, to) = convert::range(from, to)?;
+        let usage = self.keys.usage(&id, from, to).await?;
+        Ok(Response::new(convert::key_usage(usage)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_stale_keys(
+        &self,
+        req: Request<pb::ListStaleKeysRequest>,
+    ) -> Reply<pb::ListKeysResponse> {
+        self.actor(&req).await?;
+        let page = self
+            .keys
+            .list(convert::stale_query(req.into_inner())?)
+            .await?;
+        Ok(Response::new(convert::keys_page(page, self.keys.now())))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_unknown_key_stats(
+        &self,
+        req: Request<pb::GetUnknownKeyStatsRequest>,
+    ) -> Reply<pb::GetUnknownKeyStatsResponse> {
+        self.actor(&req).await?;
+        let pb::GetUnknownKeyStatsRequest { from, to } = req.into_inner();
+        let (from, to) = convert::range(from, to)?;
+        Ok(Response::new(convert::unknown_stats(
+            self.keys.unknown_stats(from, to).await?,
         )))
     }
 }

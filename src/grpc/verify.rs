@@ -8,15 +8,18 @@ use zeroize::Zeroize;
 
 use super::{convert, pb, pb::key_verify_server::KeyVerify};
 use crate::{
-    domain::Timestamp,
+    domain::{Clock, mono_nanos},
     error::Error,
     index::{KeyIndex, ReplicaState},
+    usage::Recorder,
     verify::{self, Request as VerifyRequest},
     watch::Watcher,
 };
 
 pub struct VerifyService {
     index: Arc<KeyIndex>,
+    usage: Arc<Recorder>,
+    clock: Clock,
     replica: Arc<ReplicaState>,
     watcher: Watcher,
     /// Refuse to answer when the change log was last read longer ago than this.
@@ -26,12 +29,16 @@ pub struct VerifyService {
 impl VerifyService {
     pub fn new(
         index: Arc<KeyIndex>,
+        usage: Arc<Recorder>,
+        clock: Clock,
         replica: Arc<ReplicaState>,
         watcher: Watcher,
         fail_closed_after: Option<Duration>,
     ) -> Self {
         Self {
             index,
+            usage,
+            clock,
             replica,
             watcher,
             fail_closed_after,
@@ -51,7 +58,7 @@ impl KeyVerify for VerifyService {
         if !self.index.is_ready() {
             return Err(Error::Unavailable("the key index is still loading").into());
         }
-        let now = Timestamp::now();
+        let now = self.clock.now();
         if let Some(bound) = self.fail_closed_after
             && self.replica.staleness(now).is_none_or(|s| s > bound)
         {
@@ -63,15 +70,18 @@ impl KeyVerify for VerifyService {
         let pb::VerifyRequest {
             mut key,
             required_scopes,
-            client_ip: _,
-            referrer: _,
-            resource: _,
+            client_ip,
+            referrer,
+            resource,
         } = req.into_inner();
         convert::check_required_scopes(&required_scopes)?;
         let request = VerifyRequest {
             required_scopes: &required_scopes,
+            client_ip: convert::client_ip(&client_ip)?,
+            referrer: &referrer,
+            resource: &resource,
         };
-        let outcome = verify::verify(&self.index, &key, &request, now);
+        let outcome = verify::verify(&self.index, &self.usage, &key, &request, now, mono_nanos());
         key.zeroize();
         Ok(Response::new(convert::verify_response(&outcome)))
     }

@@ -7,23 +7,32 @@
 mod feed;
 mod hasher;
 mod retention;
+mod runtime;
 
 use std::sync::{
     Arc,
     atomic::{AtomicBool, AtomicI64, Ordering},
 };
 
-use dashmap::{DashMap, mapref::entry::Entry};
+use dashmap::{DashMap, mapref::entry::Entry as MapEntry};
 
 use crate::domain::{KeyHash, KeyRecord};
 pub use feed::{ChangeFeed, FeedConfig, FeedHandle, ReplicaState};
 use hasher::BuildKeyHashHasher;
 pub use retention::Pruner;
+pub use runtime::KeyRuntime;
 
-/// Key hash → immutable record. Written by the local admin path right after
-/// a commit and by the change feed; read by every Verify.
+/// One indexed key: its immutable record and its live state.
+#[derive(Debug)]
+pub struct Entry {
+    pub record: KeyRecord,
+    pub runtime: Arc<KeyRuntime>,
+}
+
+/// Key hash → entry. Written by the local admin path right after a commit
+/// and by the change feed; read by every Verify.
 pub struct KeyIndex {
-    keys: DashMap<KeyHash, Arc<KeyRecord>, BuildKeyHashHasher>,
+    keys: DashMap<KeyHash, Arc<Entry>, BuildKeyHashHasher>,
     /// Highest change-log sequence whose effect the index reflects.
     applied_seq: AtomicI64,
     /// Set once the index has caught up after startup; Verify refuses before that.
@@ -41,9 +50,9 @@ impl Default for KeyIndex {
 }
 
 impl KeyIndex {
-    /// The record for `hash`, if the key exists. Clones an `Arc`, never a record.
+    /// The entry for `hash`, if the key exists. Clones an `Arc`, never a record.
     #[inline]
-    pub fn get(&self, hash: &KeyHash) -> Option<Arc<KeyRecord>> {
+    pub fn get(&self, hash: &KeyHash) -> Option<Arc<Entry>> {
         self.keys.get(hash).map(|r| Arc::clone(r.value()))
     }
 
@@ -52,13 +61,15 @@ impl KeyIndex {
     /// make the outcome independent of their order.
     pub fn upsert(&self, record: KeyRecord) {
         match self.keys.entry(record.hash) {
-            Entry::Occupied(mut held) => {
-                if held.get().version < record.version {
-                    held.insert(Arc::new(record));
+            MapEntry::Occupied(mut held) => {
+                if held.get().record.version < record.version {
+                    let runtime = Arc::clone(&held.get().runtime);
+                    held.insert(Arc::new(Entry { record, runtime }));
                 }
             }
-            Entry::Vacant(slot) => {
-                slot.insert(Arc::new(record));
+            MapEntry::Vacant(slot) => {
+                let runtime = Arc::new(KeyRuntime::new(record.id.clone()));
+                slot.insert(Arc::new(Entry { record, runtime }));
             }
         }
     }

@@ -7,7 +7,7 @@ use super::{Actor, Keys, audit_event};
 use crate::{
     domain::{
         ApiKey, Environment, KeyId, KeyName, KeyRecord, KeyType, Metadata, OwnerId, RequestId,
-        Scope, Timestamp,
+        Restrictions, Scope, Timestamp, check_type_policy,
     },
     error::{Error, Result},
     store::{ChangeKind, Idempotency, NewChange, WriteBatch, WriteOutcome},
@@ -34,6 +34,7 @@ pub struct CreateKey {
     pub expiry: Option<Expiry>,
     pub metadata: Metadata,
     pub request_id: Option<RequestId>,
+    pub restrictions: Restrictions,
 }
 
 /// The outcome of CreateKey. `secret` is `None` for a replayed request: the
@@ -61,6 +62,7 @@ impl CreateKey {
             self.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
             expiry,
             self.metadata.as_map(),
+            self.restrictions.to_json(),
         ]);
         Sha256::digest(canonical.to_string().as_bytes()).into()
     }
@@ -68,7 +70,9 @@ impl CreateKey {
 
 impl Keys {
     pub async fn create(&self, req: CreateKey, actor: &Actor) -> Result<Created> {
-        let now = Timestamp::now();
+        check_type_policy(req.key_type, &req.scopes, &req.restrictions)
+            .map_err(|v| Error::invalid(v.field, v.reason))?;
+        let now = self.config.clock.now();
         let expires_at = match req.expiry {
             None => None,
             Some(Expiry::At(at)) if at <= now => {
@@ -109,10 +113,14 @@ impl Keys {
             rotated_from: None,
             rotated_to: None,
             version: 1,
+            restrictions: req.restrictions,
+            last_used_at: None,
+            last_client_ip: None,
         };
         let changes = json!({
             "scopes": key.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
             "expires_at": key.expires_at.map(Timestamp::as_millis),
+            "restrictions": key.restrictions.to_json(),
         });
         let request_id = req.request_id.as_ref().map(|r| r.as_str().to_owned());
         let audit = audit_event(now, actor, "key.created", &key, None, changes, request_id);

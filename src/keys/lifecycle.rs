@@ -4,7 +4,10 @@ use serde_json::json;
 
 use super::{Actor, Keys, MAX_GRACE, Mutation, audit_event, diff};
 use crate::{
-    domain::{ApiKey, KeyId, KeyName, KeyRecord, KeyState, Metadata, Reason, Scope, Timestamp},
+    domain::{
+        ApiKey, KeyId, KeyName, KeyRecord, KeyState, Metadata, Reason, Restrictions, Scope,
+        Timestamp, check_type_policy,
+    },
     error::{Error, Result},
     store::{ChangeKind, NewChange, StoreError, WriteBatch},
 };
@@ -17,6 +20,8 @@ pub struct KeyPatch {
     pub metadata: Option<Metadata>,
     /// `Some(None)` removes the expiry.
     pub expires_at: Option<Option<Timestamp>>,
+    /// Replaces all restrictions.
+    pub restrictions: Option<Restrictions>,
 }
 
 #[derive(Debug)]
@@ -44,7 +49,7 @@ fn not_revoked(key: &KeyRecord) -> Result<()> {
 impl Keys {
     pub async fn update(&self, id: &KeyId, patch: KeyPatch, actor: &Actor) -> Result<KeyRecord> {
         if let Some(Some(at)) = patch.expires_at
-            && at <= Timestamp::now()
+            && at <= self.config.clock.now()
         {
             return Err(Error::invalid("key.expire_time", "must be in the future"));
         }
@@ -82,9 +87,18 @@ impl Keys {
                 );
                 next.expires_at = expires_at;
             }
+            if let Some(restrictions) = &patch.restrictions
+                && *restrictions != key.restrictions
+            {
+                let d = diff(key.restrictions.to_json(), restrictions.to_json());
+                changes.insert("restrictions".into(), d);
+                next.restrictions = restrictions.clone();
+            }
             if changes.is_empty() {
                 return Ok(None);
             }
+            check_type_policy(next.key_type, &next.scopes, &next.restrictions)
+                .map_err(|v| Error::invalid(format!("key.{}", v.field), v.reason))?;
             let kind = if key.scopes.iter().any(|s| !next.scopes.contains(s)) {
                 ChangeKind::ScopesNarrowed
             } else if next
@@ -197,7 +211,7 @@ impl Keys {
         }
         for _ in 0..super::CONFLICT_RETRIES {
             let old = self.get(id).await?;
-            let now = Timestamp::now();
+            let now = self.config.clock.now();
             match old.state(now) {
                 KeyState::Active => {}
                 state => {

@@ -9,13 +9,14 @@ mod create;
 mod lifecycle;
 mod page;
 mod propagation;
+mod usage;
 
 use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 
 use crate::{
-    domain::{KeyId, KeyRecord, Timestamp},
+    domain::{Clock, KeyId, KeyRecord, Timestamp},
     error::{Error, Result},
     index::{FeedHandle, KeyIndex},
     store::{
@@ -30,6 +31,10 @@ pub use page::{
     AuditQuery, KeyQuery, MAX_PAGE_SIZE, Page, page_size, parse_audit_token, parse_key_token,
 };
 pub use propagation::{MAX_PROPAGATION_TIMEOUT, Propagation, StatusReport};
+pub use usage::{KeyUsage, MAX_USAGE_RANGE};
+
+/// How long a key must go unused to count as stale, unless asked otherwise.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Longest grace period RotateKey accepts.
 pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -45,6 +50,8 @@ pub struct KeysConfig {
     /// A replica whose heartbeat is older than this is not waited for by
     /// revocation receipts.
     pub replica_live_window: Duration,
+    /// "Now" for key times (creation, expiry, staleness).
+    pub clock: Clock,
 }
 
 impl Default for KeysConfig {
@@ -52,6 +59,7 @@ impl Default for KeysConfig {
         Self {
             rotation_grace: Duration::from_secs(48 * 3600),
             replica_live_window: Duration::from_secs(5),
+            clock: Clock::system(),
         }
     }
 }
@@ -83,6 +91,11 @@ impl Keys {
         }
     }
 
+    /// Now, by this service's clock.
+    pub fn now(&self) -> Timestamp {
+        self.config.clock.now()
+    }
+
     pub async fn get(&self, id: &KeyId) -> Result<KeyRecord> {
         self.store
             .get_key(id)
@@ -92,16 +105,23 @@ impl Keys {
 
     pub async fn list(&self, query: KeyQuery) -> Result<Page<KeyRecord>> {
         let limit = query.page_size;
+        let now = self.config.clock.now();
+        let unused_before = query.unused_for.map(|d| {
+            let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            Timestamp::from_millis(now.as_millis().saturating_sub(ms))
+        });
         let filter = KeyFilter {
             owner_id: query.owner_id,
             state: query.state,
+            unused_before,
+            order: query.order,
             after: query.after,
             limit: limit + 1,
-            now: Timestamp::now(),
+            now,
         };
         let keys = self.store.list_keys(&filter).await?;
         Ok(Page::from_overfetch(keys, limit, |k| {
-            page::key_token(&k.id)
+            page::key_token(query.order, k)
         }))
     }
 
@@ -148,7 +168,7 @@ impl Keys {
     {
         for _ in 0..CONFLICT_RETRIES {
             let current = self.get(id).await?;
-            let now = Timestamp::now();
+            let now = self.config.clock.now();
             let Some(m) = change(&current, now)? else {
                 return Ok((current, None));
             };

@@ -3,8 +3,9 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use crate::{
-    domain::{KeyId, KeyState, OwnerId},
+    domain::{KeyId, KeyRecord, KeyState, OwnerId},
     error::{Error, Result},
+    store::KeyOrder,
 };
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -14,8 +15,12 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 pub struct KeyQuery {
     pub owner_id: Option<OwnerId>,
     pub state: Option<KeyState>,
+    /// Only keys unused (or, never used, created) for at least this long.
+    pub unused_for: Option<std::time::Duration>,
+    pub order: KeyOrder,
     pub page_size: u32,
-    pub after: Option<KeyId>,
+    /// From the page token: continue after this (sort key, id).
+    pub after: Option<(i64, KeyId)>,
 }
 
 #[derive(Clone, Debug)]
@@ -63,8 +68,9 @@ pub fn page_size(requested: i32) -> Result<u32> {
     }
 }
 
-pub(super) fn key_token(id: &KeyId) -> String {
-    URL_SAFE_NO_PAD.encode(format!("k:{id}"))
+pub(super) fn key_token(order: KeyOrder, key: &KeyRecord) -> String {
+    let (factor, sort) = (order.factor(), order.sort_key(key));
+    URL_SAFE_NO_PAD.encode(format!("k:{factor}:{sort}:{}", key.id))
 }
 
 pub(super) fn audit_token(id: i64) -> String {
@@ -78,15 +84,26 @@ fn decode(token: &str, tag: &str) -> Result<String> {
     text.strip_prefix(tag).map(str::to_owned).ok_or_else(bad)
 }
 
-/// The key id a ListKeys page token continues after; empty means the start.
-pub fn parse_key_token(token: &str) -> Result<Option<KeyId>> {
+/// Where a ListKeys page token continues; empty means the start. A token
+/// made under another order is refused.
+pub fn parse_key_token(token: &str, order: KeyOrder) -> Result<Option<(i64, KeyId)>> {
     if token.is_empty() {
         return Ok(None);
     }
-    let id = decode(token, "k:")?;
-    id.parse()
-        .map(Some)
-        .map_err(|_| Error::invalid("page_token", "is not a token from this list"))
+    let bad = || Error::invalid("page_token", "is not a token from this list");
+    let text = decode(token, "k:")?;
+    let mut parts = text.splitn(3, ':');
+    let (Some(factor), Some(sort), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    if factor.parse::<i64>().map_err(|_| bad())? != order.factor() {
+        return Err(Error::invalid(
+            "page_token",
+            "was made for a different order_by",
+        ));
+    }
+    let sort = sort.parse().map_err(|_| bad())?;
+    Ok(Some((sort, id.parse().map_err(|_| bad())?)))
 }
 
 /// The audit event id a ListAuditEvents page token continues below.

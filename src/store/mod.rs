@@ -58,10 +58,12 @@ pub enum ChangeKind {
     ScopesNarrowed,
     /// Its expiry moved earlier (or it got one).
     ExpiryShortened,
+    /// Its IP, referrer, resource or rate restrictions changed.
+    RestrictionsChanged,
 }
 
 impl ChangeKind {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Created,
         Self::Updated,
         Self::Rotated,
@@ -70,6 +72,7 @@ impl ChangeKind {
         Self::Enabled,
         Self::ScopesNarrowed,
         Self::ExpiryShortened,
+        Self::RestrictionsChanged,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -82,6 +85,7 @@ impl ChangeKind {
             Self::Enabled => "enabled",
             Self::ScopesNarrowed => "scopes_narrowed",
             Self::ExpiryShortened => "expiry_shortened",
+            Self::RestrictionsChanged => "restrictions_changed",
         }
     }
 
@@ -99,6 +103,7 @@ impl ChangeKind {
                 | Self::Disabled
                 | Self::ScopesNarrowed
                 | Self::ExpiryShortened
+                | Self::RestrictionsChanged
         )
     }
 }
@@ -216,15 +221,107 @@ pub enum WriteOutcome {
     },
 }
 
+/// How ListKeys orders keys. Never-used keys count as used before any
+/// other; ties go by id.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyOrder {
+    /// By id, i.e. by creation.
+    #[default]
+    Id,
+    LastUsedAsc,
+    LastUsedDesc,
+}
+
+impl KeyOrder {
+    /// The factor the SQL multiplies `COALESCE(last_used_at, -1)` by, so one
+    /// statement serves every order.
+    pub(crate) fn factor(self) -> i64 {
+        match self {
+            Self::Id => 0,
+            Self::LastUsedAsc => 1,
+            Self::LastUsedDesc => -1,
+        }
+    }
+
+    /// The sort key of `key` under this order.
+    pub fn sort_key(self, key: &KeyRecord) -> i64 {
+        self.factor() * key.last_used_at.map_or(-1, Timestamp::as_millis)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct KeyFilter {
     pub owner_id: Option<OwnerId>,
     pub state: Option<KeyState>,
-    /// Keyset pagination: only ids after this one.
-    pub after: Option<KeyId>,
+    /// Only keys last used (or, never used, created) before this instant.
+    pub unused_before: Option<Timestamp>,
+    pub order: KeyOrder,
+    /// Keyset pagination: only keys after this (sort key, id).
+    pub after: Option<(i64, KeyId)>,
     pub limit: u32,
     /// The instant against which expiry is judged for `state`.
     pub now: Timestamp,
+}
+
+/// Verify counts for one key and hour, by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct UsageCounts {
+    pub total: i64,
+    pub valid: i64,
+    pub revoked: i64,
+    pub expired: i64,
+    pub disabled: i64,
+    pub insufficient_scope: i64,
+    pub ip_not_allowed: i64,
+    pub referrer_not_allowed: i64,
+    pub resource_not_allowed: i64,
+    pub rate_limited: i64,
+    /// Calls that passed but a report-only restriction would have denied.
+    pub would_deny: i64,
+}
+
+impl UsageCounts {
+    pub fn add(&mut self, o: &UsageCounts) {
+        self.total += o.total;
+        self.valid += o.valid;
+        self.revoked += o.revoked;
+        self.expired += o.expired;
+        self.disabled += o.disabled;
+        self.insufficient_scope += o.insufficient_scope;
+        self.ip_not_allowed += o.ip_not_allowed;
+        self.referrer_not_allowed += o.referrer_not_allowed;
+        self.resource_not_allowed += o.resource_not_allowed;
+        self.rate_limited += o.rate_limited;
+        self.would_deny += o.would_deny;
+    }
+}
+
+/// One key's counts since the last flush, as the flusher writes them.
+#[derive(Clone, Debug)]
+pub struct UsageWrite {
+    pub key_id: KeyId,
+    pub counts: UsageCounts,
+    pub last_used_at: Option<Timestamp>,
+    pub last_client_ip: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageRow {
+    /// Start of the hour.
+    pub hour: Timestamp,
+    pub counts: UsageCounts,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownRow {
+    pub hour: Timestamp,
+    pub malformed: i64,
+    pub not_found: i64,
+}
+
+/// The start of the hour `t` falls in.
+pub fn hour_of(t: Timestamp) -> Timestamp {
+    Timestamp::from_millis(t.as_millis().div_euclid(3_600_000) * 3_600_000)
 }
 
 #[derive(Clone, Debug)]
@@ -278,6 +375,27 @@ pub trait Store: Send + Sync + 'static {
     /// Replicas whose last heartbeat is at or after `since`.
     async fn live_replicas(&self, since: Timestamp) -> Result<Vec<ReplicaRow>, StoreError>;
     async fn remove_replica(&self, id: &str) -> Result<(), StoreError>;
+    /// Adds usage counts to the hourly buckets of `at`, and moves each key's
+    /// last use forward; one transaction.
+    async fn flush_usage(
+        &self,
+        at: Timestamp,
+        keys: &[UsageWrite],
+        unknown: (i64, i64),
+    ) -> Result<(), StoreError>;
+    /// Hourly buckets of key `id` whose hour starts in `[from, to)`.
+    async fn key_usage(
+        &self,
+        id: &KeyId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<UsageRow>, StoreError>;
+    /// Hourly counts of malformed and unknown keys in `[from, to)`.
+    async fn unknown_attempts(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<UnknownRow>, StoreError>;
     /// Where NOTIFY wake-ups come from; `None` where writes are all local (SQLite).
     fn wakeups(&self) -> Option<PgWakeups>;
     /// The backend's name, for logs.

@@ -6,7 +6,7 @@ use sqlx::types::Json;
 
 use super::{AuditEvent, Change, ChangeKind, StoreError};
 use crate::domain::{
-    KeyHash, KeyId, KeyName, KeyRecord, Metadata, OwnerId, Reason, Scope, Timestamp,
+    KeyHash, KeyId, KeyName, KeyRecord, Metadata, OwnerId, Reason, Restrictions, Scope, Timestamp,
 };
 
 /// The columns of `keys` that make a [`KeyRecord`], as a literal for `concat!`.
@@ -14,7 +14,8 @@ macro_rules! key_columns {
     () => {
         "id, key_hash, owner_id, name, key_type, environment, scopes, metadata, hint, \
          created_at, updated_at, expires_at, revoked_at, revoke_reason, disabled_at, \
-         disable_reason, rotated_from, rotated_to, version"
+         disable_reason, rotated_from, rotated_to, version, restrictions, last_used_at, \
+         last_client_ip"
     };
 }
 pub(super) use key_columns;
@@ -40,6 +41,9 @@ pub(super) struct KeyRow {
     rotated_from: Option<String>,
     rotated_to: Option<String>,
     version: i64,
+    restrictions: Json<serde_json::Value>,
+    last_used_at: Option<i64>,
+    last_client_ip: Option<String>,
 }
 
 fn corrupt(what: &str, id: &str) -> StoreError {
@@ -85,6 +89,10 @@ impl TryFrom<KeyRow> for KeyRecord {
             rotated_from: key_id(r.rotated_from)?,
             rotated_to: key_id(r.rotated_to)?,
             version: r.version,
+            restrictions: Restrictions::from_json(&r.restrictions.0)
+                .map_err(|_| bad("restrictions"))?,
+            last_used_at: ts(r.last_used_at),
+            last_client_ip: r.last_client_ip,
             id,
         })
     }
@@ -111,6 +119,7 @@ pub(super) struct KeyValues {
     pub rotated_from: Option<String>,
     pub rotated_to: Option<String>,
     pub version: i64,
+    pub restrictions: Json<serde_json::Value>,
 }
 
 impl From<&KeyRecord> for KeyValues {
@@ -138,6 +147,7 @@ impl From<&KeyRecord> for KeyValues {
             rotated_from: id(&k.rotated_from),
             rotated_to: id(&k.rotated_to),
             version: k.version,
+            restrictions: Json(k.restrictions.to_json()),
         }
     }
 }

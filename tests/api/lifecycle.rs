@@ -15,6 +15,13 @@ async fn created_key_verifies_with_its_details(backend: Backend) {
             environment: pb::Environment::Test.into(),
             scopes: vec!["invoices:read".into()],
             metadata: [("team".to_string(), "billing".to_string())].into(),
+            restrictions: Some(pb::Restrictions {
+                referrer: Some(pb::ReferrerRestriction {
+                    allow: vec!["shop.example.com".into()],
+                    mode: pb::RestrictionMode::Enforce.into(),
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await;
@@ -26,7 +33,19 @@ async fn created_key_verifies_with_its_details(backend: Backend) {
         format!("pk_test_…{}", &created.secret[created.secret.len() - 4..])
     );
 
-    let v = app.verify_scopes(&created.secret, &["invoices:read"]).await;
+    let req = pb::VerifyRequest {
+        key: created.secret.clone(),
+        required_scopes: vec!["invoices:read".into()],
+        referrer: "https://shop.example.com/cart".into(),
+        ..Default::default()
+    };
+    let v = app
+        .verify
+        .clone()
+        .verify(req)
+        .await
+        .expect("verify")
+        .into_inner();
     assert!(v.valid);
     assert_eq!(v.code(), VerifyCode::Valid);
     assert_eq!(v.key_id, key.id);

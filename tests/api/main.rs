@@ -13,5 +13,6 @@ mod pg_cluster;
 mod process;
 mod readme_session;
 mod replicas;
+mod restrictions;
 mod stream;
 mod verify;

@@ -35,6 +35,7 @@ fn kind(k: ChangeKind) -> pb::KeyEventKind {
         ChangeKind::Disabled => pb::KeyEventKind::Disabled,
         ChangeKind::Rotated | ChangeKind::ExpiryShortened => pb::KeyEventKind::ExpiresEarlier,
         ChangeKind::ScopesNarrowed => pb::KeyEventKind::ScopesNarrowed,
+        ChangeKind::RestrictionsChanged => pb::KeyEventKind::RestrictionsChanged,
         ChangeKind::Created => pb::KeyEventKind::Created,
         ChangeKind::Updated => pb::KeyEventKind::Updated,
         ChangeKind::Enabled => pb::KeyEventKind::Enabled,

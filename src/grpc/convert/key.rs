@@ -1,11 +1,12 @@
 use super::{
     duration, environment, key_id, key_type, metadata, opt_owner_id, owner_id, page_size, pb,
-    scopes, timestamp, to_environment, to_key_type, to_timestamp,
+    restrictions, scopes, timestamp, to_environment, to_key_type, to_restrictions, to_timestamp,
 };
 use crate::{
     domain::{KeyName, KeyRecord, KeyState, RequestId, Timestamp},
     error::{Error, Result},
     keys::{self, CreateKey, Created, Expiry, KeyPatch, KeyQuery, Page, Rotated},
+    store::KeyOrder,
 };
 
 pub fn key_message(k: &KeyRecord, now: Timestamp) -> pb::Key {
@@ -50,6 +51,9 @@ pub fn key_message(k: &KeyRecord, now: Timestamp) -> pb::Key {
             .map(ToString::to_string)
             .unwrap_or_default(),
         version: k.version,
+        restrictions: to_restrictions(&k.restrictions),
+        last_used_time: k.last_used_at.map(to_timestamp),
+        last_client_ip: k.last_client_ip.clone().unwrap_or_default(),
     }
 }
 
@@ -64,6 +68,7 @@ pub fn create_request(req: pb::CreateKeyRequest) -> Result<CreateKey> {
         metadata: raw_metadata,
         request_id,
         ttl,
+        restrictions: raw_restrictions,
     } = req;
     let expiry = match (expire_time, ttl) {
         (Some(_), Some(_)) => {
@@ -87,6 +92,7 @@ pub fn create_request(req: pb::CreateKeyRequest) -> Result<CreateKey> {
         expiry,
         metadata: metadata("metadata", raw_metadata)?,
         request_id,
+        restrictions: restrictions("restrictions", raw_restrictions)?,
     })
 }
 
@@ -119,52 +125,54 @@ pub fn key_patch(req: pb::UpdateKeyRequest) -> Result<(crate::domain::KeyId, Key
     if paths.is_empty() {
         return Err(Error::invalid(
             "update_mask",
-            "must name at least one of name, scopes, metadata, expire_time",
+            format!("must name at least one of {}", UPDATABLE.join(", ")),
         ));
     }
-    let mut patch = KeyPatch::default();
+    for (i, path) in paths.iter().enumerate() {
+        let field = || format!("update_mask.paths[{i}]");
+        if !UPDATABLE.contains(&path.as_str()) {
+            let reason = format!("`{path}` cannot be updated; use {}", UPDATABLE.join(", "));
+            return Err(Error::invalid(field(), reason));
+        }
+        if paths[..i].contains(path) {
+            return Err(Error::invalid(field(), "is repeated"));
+        }
+    }
+    let named = |p: &str| paths.iter().any(|x| x == p);
     let pb::Key {
         name,
         scopes: raw_scopes,
         metadata: raw_metadata,
         expire_time,
+        restrictions: raw_restrictions,
         ..
     } = key;
-    let (mut name, mut raw_scopes, mut raw_metadata) =
-        (Some(name), Some(raw_scopes), Some(raw_metadata));
-    let mut expire_time = Some(expire_time);
-    for (i, path) in paths.iter().enumerate() {
-        let dup = || Error::invalid(format!("update_mask.paths[{i}]"), "is repeated");
-        match path.as_str() {
-            "name" => {
-                let n = name.take().ok_or_else(dup)?;
-                patch.name = Some(KeyName::parse(&n).map_err(|e| Error::invalid("key.name", e))?);
-            }
-            "scopes" => {
-                patch.scopes = Some(scopes("key.scopes", raw_scopes.take().ok_or_else(dup)?)?)
-            }
-            "metadata" => {
-                patch.metadata = Some(metadata(
-                    "key.metadata",
-                    raw_metadata.take().ok_or_else(dup)?,
-                )?)
-            }
-            "expire_time" => {
-                let t = expire_time.take().ok_or_else(dup)?;
-                patch.expires_at = Some(t.map(|t| timestamp("key.expire_time", t)).transpose()?);
-            }
-            other => {
-                return Err(Error::invalid(
-                    format!("update_mask.paths[{i}]"),
-                    format!(
-                        "`{other}` cannot be updated; use name, scopes, metadata or expire_time"
-                    ),
-                ));
-            }
-        }
-    }
+    let patch = KeyPatch {
+        name: named("name")
+            .then(|| KeyName::parse(&name).map_err(|e| Error::invalid("key.name", e)))
+            .transpose()?,
+        scopes: named("scopes")
+            .then(|| scopes("key.scopes", raw_scopes))
+            .transpose()?,
+        metadata: named("metadata")
+            .then(|| metadata("key.metadata", raw_metadata))
+            .transpose()?,
+        expires_at: named("expire_time")
+            .then(|| {
+                expire_time
+                    .map(|t| timestamp("key.expire_time", t))
+                    .transpose()
+            })
+            .transpose()?,
+        restrictions: named("restrictions")
+            .then(|| restrictions("key.restrictions", raw_restrictions))
+            .transpose()?,
+    };
     Ok((id, patch))
 }
+
+/// The `update_mask` paths UpdateKey accepts.
+const UPDATABLE: [&str; 5] = ["name", "scopes", "metadata", "expire_time", "restrictions"];
 
 pub fn key_query(req: pb::ListKeysRequest) -> Result<KeyQuery> {
     let pb::ListKeysRequest {
@@ -172,6 +180,8 @@ pub fn key_query(req: pb::ListKeysRequest) -> Result<KeyQuery> {
         state,
         page_size: size,
         page_token,
+        order_by,
+        unused_for,
     } = req;
     let state = match pb::KeyState::try_from(state) {
         Ok(pb::KeyState::Unspecified) => None,
@@ -181,11 +191,42 @@ pub fn key_query(req: pb::ListKeysRequest) -> Result<KeyQuery> {
         Ok(pb::KeyState::Disabled) => Some(KeyState::Disabled),
         Err(_) => return Err(Error::invalid("state", "unknown key state")),
     };
+    let order = match pb::KeyOrder::try_from(order_by) {
+        Ok(pb::KeyOrder::Unspecified) => KeyOrder::Id,
+        Ok(pb::KeyOrder::LastUsedAsc) => KeyOrder::LastUsedAsc,
+        Ok(pb::KeyOrder::LastUsedDesc) => KeyOrder::LastUsedDesc,
+        Err(_) => return Err(Error::invalid("order_by", "unknown order")),
+    };
     Ok(KeyQuery {
         owner_id: opt_owner_id("owner_id", &owner_id)?,
         state,
+        unused_for: unused_for.map(|d| duration("unused_for", d)).transpose()?,
+        order,
         page_size: page_size(size)?,
-        after: keys::parse_key_token(&page_token)?,
+        after: keys::parse_key_token(&page_token, order)?,
+    })
+}
+
+/// ListStaleKeys: active keys unused for `unused_for` (default 90 days),
+/// least recently used first.
+pub fn stale_query(req: pb::ListStaleKeysRequest) -> Result<KeyQuery> {
+    let pb::ListStaleKeysRequest {
+        unused_for,
+        owner_id,
+        page_size: size,
+        page_token,
+    } = req;
+    let unused_for = match unused_for {
+        Some(d) => duration("unused_for", d)?,
+        None => keys::DEFAULT_STALE_AFTER,
+    };
+    Ok(KeyQuery {
+        owner_id: opt_owner_id("owner_id", &owner_id)?,
+        state: Some(KeyState::Active),
+        unused_for: Some(unused_for),
+        order: KeyOrder::LastUsedAsc,
+        page_size: page_size(size)?,
+        after: keys::parse_key_token(&page_token, KeyOrder::LastUsedAsc)?,
     })
 }
 

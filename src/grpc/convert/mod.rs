@@ -5,14 +5,20 @@
 mod audit;
 mod events;
 mod key;
+mod restrictions;
+mod usage;
 mod verify;
 
 use std::{collections::HashMap, time::Duration};
 
 pub use audit::{audit_page, audit_query};
 pub use events::{key_event, propagation, replica_status, watch_request};
-pub use key::{create_request, created, key_message, key_patch, key_query, keys_page, rotated};
-pub use verify::{check_required_scopes, verify_response};
+pub use key::{
+    create_request, created, key_message, key_patch, key_query, keys_page, rotated, stale_query,
+};
+pub use restrictions::{restrictions, to_restrictions};
+pub use usage::{key_usage, range, unknown_stats};
+pub use verify::{check_required_scopes, client_ip, verify_response};
 
 use super::pb;
 use crate::{

@@ -1,9 +1,21 @@
+use std::net::IpAddr;
+
 use super::{pb, to_environment, to_key_type, to_timestamp};
 use crate::{
     domain::{MAX_SCOPES, scope},
     error::{Error, Result},
     verify::{Code, Outcome},
 };
+
+/// The end client's IP as the gateway passed it: empty means none.
+pub fn client_ip(s: &str) -> Result<Option<IpAddr>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| Error::invalid("client_ip", "is not an IP address"))
+}
 
 /// Required scopes are the caller's own configuration: a bad one is an
 /// INVALID_ARGUMENT for the caller, not a denial of the key.
@@ -29,6 +41,10 @@ fn code(c: Code) -> pb::VerifyCode {
         Code::Expired => pb::VerifyCode::Expired,
         Code::Disabled => pb::VerifyCode::Disabled,
         Code::InsufficientScope => pb::VerifyCode::InsufficientScope,
+        Code::IpNotAllowed => pb::VerifyCode::IpNotAllowed,
+        Code::ReferrerNotAllowed => pb::VerifyCode::ReferrerNotAllowed,
+        Code::ResourceNotAllowed => pb::VerifyCode::ResourceNotAllowed,
+        Code::RateLimited => pb::VerifyCode::RateLimited,
     }
 }
 
@@ -38,9 +54,21 @@ pub fn verify_response(o: &Outcome<'_>) -> pb::VerifyResponse {
         code: code(o.decision.code).into(),
         missing_scope: o.decision.missing_scope.unwrap_or_default().to_owned(),
         detail: o.detail.to_owned(),
+        would_deny: o
+            .decision
+            .would_deny
+            .iter()
+            .map(|c| code(c).into())
+            .collect(),
+        rate_limit_remaining: o.rate_limit_remaining,
+        retry_after: o.retry_after.map(|d| prost_types::Duration {
+            seconds: d.as_secs() as i64,
+            nanos: d.subsec_nanos() as i32,
+        }),
         ..Default::default()
     };
-    if let Some(k) = &o.record {
+    if let Some(entry) = &o.entry {
+        let k = &entry.record;
         resp.key_id = k.id.to_string();
         resp.owner_id = k.owner_id.to_string();
         resp.scopes = k.scopes.iter().map(ToString::to_string).collect();

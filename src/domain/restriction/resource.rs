@@ -1,0 +1,156 @@
+//! Resource allowlists: `/`-separated patterns such as `acct_123/*`.
+//!
+//! - A literal segment matches itself.
+//! - `*` in the middle matches exactly one segment (`acct_*` style partial
+//!   globs are refused as ambiguous).
+//! - `*` as the last segment matches one or more remaining segments.
+//!
+//! A presented resource with an empty, `.` or `..` segment is never allowed:
+//! whatever normalises paths downstream could otherwise walk out of a prefix.
+
+use super::MAX_ALLOWLIST;
+
+pub const MAX_RESOURCE_LEN: usize = 512;
+const MAX_SEGMENTS: usize = 32;
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceError {
+    #[error("pattern is empty")]
+    Empty,
+    #[error("pattern is longer than {MAX_RESOURCE_LEN} bytes or {MAX_SEGMENTS} segments")]
+    TooLong,
+    #[error("`*` must be a whole segment")]
+    PartialWildcard,
+    #[error("segments must be non-empty printable ASCII, not `.` or `..`")]
+    Segment,
+    #[error("an allowlist needs at least one entry")]
+    NoEntries,
+    #[error("at most {MAX_ALLOWLIST} entries")]
+    TooMany,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceAllowlist(Vec<String>);
+
+fn check_segment(seg: &str, pattern: bool) -> Result<(), ResourceError> {
+    if pattern && seg.contains('*') && seg != "*" {
+        return Err(ResourceError::PartialWildcard);
+    }
+    let printable = seg.bytes().all(|b| b.is_ascii_graphic());
+    if seg.is_empty() || seg == "." || seg == ".." || !printable {
+        return Err(ResourceError::Segment);
+    }
+    Ok(())
+}
+
+fn check(s: &str, pattern: bool) -> Result<(), ResourceError> {
+    if s.is_empty() {
+        return Err(ResourceError::Empty);
+    }
+    if s.len() > MAX_RESOURCE_LEN || s.split('/').count() > MAX_SEGMENTS {
+        return Err(ResourceError::TooLong);
+    }
+    s.split('/').try_for_each(|seg| check_segment(seg, pattern))
+}
+
+/// Whether a presented resource is well-formed (see the module docs).
+pub fn check_resource(s: &str) -> Result<(), ResourceError> {
+    check(s, false)
+}
+
+impl ResourceAllowlist {
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, (usize, ResourceError)> {
+        if entries.is_empty() {
+            return Err((0, ResourceError::NoEntries));
+        }
+        if entries.len() > MAX_ALLOWLIST {
+            return Err((MAX_ALLOWLIST, ResourceError::TooMany));
+        }
+        for (i, e) in entries.iter().enumerate() {
+            check(e.as_ref(), true).map_err(|err| (i, err))?;
+        }
+        Ok(Self(
+            entries.iter().map(|e| e.as_ref().to_owned()).collect(),
+        ))
+    }
+
+    /// Whether `resource` is allowed. A malformed resource is not.
+    pub fn allows(&self, resource: &str) -> bool {
+        check_resource(resource).is_ok() && self.0.iter().any(|p| matches(p, resource))
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = String> + '_ {
+        self.0.iter().cloned()
+    }
+}
+
+fn matches(pattern: &str, resource: &str) -> bool {
+    let mut pat = pattern.split('/').peekable();
+    let mut res = resource.split('/');
+    while let Some(p) = pat.next() {
+        let last = pat.peek().is_none();
+        match (p, res.next()) {
+            (_, None) => return false,
+            ("*", Some(_)) if last => return true,
+            ("*", Some(_)) => {}
+            (lit, Some(r)) if lit == r => {}
+            _ => return false,
+        }
+    }
+    res.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allows(patterns: &[&str], resource: &str) -> bool {
+        ResourceAllowlist::parse(patterns)
+            .expect("valid")
+            .allows(resource)
+    }
+
+    #[test]
+    fn literal_and_trailing_wildcard() {
+        assert!(allows(&["acct_123/*"], "acct_123/invoices"));
+        assert!(allows(&["acct_123/*"], "acct_123/invoices/in_9"));
+        assert!(!allows(&["acct_123/*"], "acct_123"));
+        assert!(!allows(&["acct_123/*"], "acct_1234/invoices"));
+        assert!(allows(&["acct_123"], "acct_123"));
+        assert!(!allows(&["acct_123"], "acct_123/x"));
+    }
+
+    #[test]
+    fn middle_wildcard_is_one_segment() {
+        assert!(allows(&["acct_1/*/read"], "acct_1/invoices/read"));
+        assert!(!allows(&["acct_1/*/read"], "acct_1/a/b/read"));
+    }
+
+    #[test]
+    fn traversal_and_empty_segments_are_refused() {
+        for r in [
+            "acct_123/../acct_9",
+            "acct_123/./x",
+            "acct_123//x",
+            "acct_123/",
+            "",
+            "acct_123/x y",
+        ] {
+            assert!(!allows(&["acct_123/*"], r), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn absurd_patterns_are_rejected() {
+        for bad in [
+            "",
+            "acct_*",
+            "a//b",
+            "../x",
+            &"a/".repeat(40),
+            &"x".repeat(600),
+        ] {
+            assert!(ResourceAllowlist::parse(&[bad]).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+use super::{pb, timestamp, to_timestamp};
+use crate::{
+    domain::Timestamp,
+    error::Result,
+    keys::KeyUsage,
+    store::{UnknownRow, UsageCounts},
+};
+
+fn counts(c: &UsageCounts) -> pb::UsageCounts {
+    let UsageCounts {
+        total,
+        valid,
+        revoked,
+        expired,
+        disabled,
+        insufficient_scope,
+        ip_not_allowed,
+        referrer_not_allowed,
+        resource_not_allowed,
+        rate_limited,
+        would_deny,
+    } = *c;
+    pb::UsageCounts {
+        total,
+        valid,
+        revoked,
+        expired,
+        disabled,
+        insufficient_scope,
+        ip_not_allowed,
+        referrer_not_allowed,
+        resource_not_allowed,
+        rate_limited,
+        would_deny,
+    }
+}
+
+/// An optional time range from a request.
+pub fn range(
+    from: Option<prost_types::Timestamp>,
+    to: Option<prost_types::Timestamp>,
+) -> Result<(Option<Timestamp>, Option<Timestamp>)> {
+    Ok((
+        from.map(|t| timestamp("from", t)).transpose()?,
+        to.map(|t| timestamp("to", t)).transpose()?,
+    ))
+}
+
+pub fn key_usage(u: KeyUsage) -> pb::GetKeyUsageResponse {
+    pb::GetKeyUsageResponse {
+        buckets: u
+            .buckets
+            .iter()
+            .map(|b| pb::UsageBucket {
+                hour: Some(to_timestamp(b.hour)),
+                counts: Some(counts(&b.counts)),
+            })
+            .collect(),
+        totals: Some(counts(&u.totals)),
+        last_used_time: u.key.last_used_at.map(to_timestamp),
+        last_client_ip: u.key.last_client_ip.unwrap_or_default(),
+    }
+}
+
+pub fn unknown_stats(rows: Vec<UnknownRow>) -> pb::GetUnknownKeyStatsResponse {
+    pb::GetUnknownKeyStatsResponse {
+        malformed: rows.iter().map(|r| r.malformed).sum(),
+        not_found: rows.iter().map(|r| r.not_found).sum(),
+        buckets: rows
+            .into_iter()
+            .map(|r| pb::UnknownKeyBucket {
+                hour: Some(to_timestamp(r.hour)),
+                malformed: r.malformed,
+                not_found: r.not_found,
+            })
+            .collect(),
+    }
+}

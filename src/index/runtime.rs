@@ -1,0 +1,41 @@
+use std::sync::{Mutex, PoisonError};
+
+use crate::{
+    domain::{
+        KeyId,
+        restriction::{RateLimit, Take, TokenBucket},
+    },
+    usage::KeyCounters,
+};
+
+/// A key's live state on this replica: usage counters and its rate-limit
+/// bucket. Shared by every version of the key's record, so an update keeps
+/// the counts and the bucket.
+#[derive(Debug)]
+pub struct KeyRuntime {
+    pub key_id: KeyId,
+    pub usage: KeyCounters,
+    bucket: Mutex<Option<TokenBucket>>,
+}
+
+impl KeyRuntime {
+    pub fn new(key_id: KeyId) -> Self {
+        Self {
+            key_id,
+            usage: KeyCounters::default(),
+            bucket: Mutex::new(None),
+        }
+    }
+
+    /// Takes one token at `now` (monotonic nanoseconds). A bucket whose limit
+    /// changed starts again full. The lock is held for a few arithmetic
+    /// operations and never across an await.
+    pub fn take_token(&self, limit: RateLimit, now: u64) -> Take {
+        let mut slot = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        let bucket = match &mut *slot {
+            Some(b) if b.limit() == limit => b,
+            other => other.insert(TokenBucket::new(limit, now)),
+        };
+        bucket.take(now)
+    }
+}

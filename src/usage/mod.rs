@@ -1,0 +1,206 @@
+//! Usage monitoring: in-memory counters on the Verify path, flushed to the
+//! store in batches by [`UsageFlusher`].
+//!
+//! The hot path only bumps atomics; it never waits on the database. A crash
+//! loses at most one flush interval of counts.
+
+mod flusher;
+
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed},
+    },
+};
+
+pub use flusher::UsageFlusher;
+
+use crate::{
+    domain::{KeyId, Timestamp},
+    index::KeyRuntime,
+    store::{UsageCounts, UsageWrite},
+    verify::{Code, Decision},
+};
+
+const CODES: usize = Code::ALL.len();
+
+/// One key's counts since the last flush.
+#[derive(Debug, Default)]
+pub struct KeyCounters {
+    by_code: [AtomicU64; CODES],
+    would_deny: AtomicU64,
+    /// Unix ms of the last Verify; 0 for none since the last flush.
+    last_used: AtomicI64,
+    last_ip: Mutex<Option<IpAddr>>,
+    /// Set when the key is queued for the next flush.
+    dirty: AtomicBool,
+}
+
+/// What a flush writes for one key.
+#[derive(Clone, Debug)]
+pub struct UsageDelta {
+    pub key_id: KeyId,
+    /// Where the counts go back to if the flush fails.
+    runtime: Arc<KeyRuntime>,
+    pub by_code: [u64; CODES],
+    pub would_deny: u64,
+    pub last_used_at: Option<Timestamp>,
+    pub last_ip: Option<IpAddr>,
+}
+
+impl UsageDelta {
+    pub fn count(&self, code: Code) -> u64 {
+        self.by_code[code.index()]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.by_code.iter().sum()
+    }
+
+    /// The row the flusher writes.
+    pub fn to_write(&self) -> UsageWrite {
+        let n = |c: Code| i64::try_from(self.count(c)).unwrap_or(i64::MAX);
+        UsageWrite {
+            key_id: self.key_id.clone(),
+            counts: UsageCounts {
+                total: i64::try_from(self.total()).unwrap_or(i64::MAX),
+                valid: n(Code::Valid),
+                revoked: n(Code::Revoked),
+                expired: n(Code::Expired),
+                disabled: n(Code::Disabled),
+                insufficient_scope: n(Code::InsufficientScope),
+                ip_not_allowed: n(Code::IpNotAllowed),
+                referrer_not_allowed: n(Code::ReferrerNotAllowed),
+                resource_not_allowed: n(Code::ResourceNotAllowed),
+                rate_limited: n(Code::RateLimited),
+                would_deny: i64::try_from(self.would_deny).unwrap_or(i64::MAX),
+            },
+            last_used_at: self.last_used_at,
+            last_client_ip: self.last_ip.map(|ip| ip.to_string()),
+        }
+    }
+}
+
+/// Attempts with malformed or unknown keys since the last flush.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnknownDelta {
+    pub malformed: u64,
+    pub not_found: u64,
+}
+
+impl UnknownDelta {
+    pub fn is_empty(&self) -> bool {
+        self.malformed == 0 && self.not_found == 0
+    }
+}
+
+/// Shared by every Verify and the flusher.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    malformed: AtomicU64,
+    not_found: AtomicU64,
+    /// Keys with counts since the last flush; each is queued once.
+    dirty: Mutex<Vec<Arc<KeyRuntime>>>,
+}
+
+impl Recorder {
+    /// Counts a call with a malformed or unknown key: globally, by code, with
+    /// no per-key state, so a flood of random keys grows nothing.
+    #[inline]
+    pub fn unknown(&self, code: Code) {
+        let counter = if code == Code::Malformed {
+            &self.malformed
+        } else {
+            &self.not_found
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a call on a known key.
+    #[inline]
+    pub fn record(
+        &self,
+        runtime: &Arc<KeyRuntime>,
+        d: &Decision<'_>,
+        ip: Option<IpAddr>,
+        now: Timestamp,
+    ) {
+        let c = &runtime.usage;
+        c.by_code[d.code.index()].fetch_add(1, Relaxed);
+        if !d.would_deny.is_empty() {
+            c.would_deny.fetch_add(1, Relaxed);
+        }
+        c.last_used.fetch_max(now.as_millis(), Relaxed);
+        if let Some(ip) = ip
+            && let Ok(mut last) = c.last_ip.try_lock()
+        {
+            // Contended means another call is writing a "last" IP right now:
+            // either one is as good.
+            *last = Some(ip);
+        }
+        if !c.dirty.load(Relaxed) && !c.dirty.swap(true, Relaxed) {
+            self.dirty
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Arc::clone(runtime));
+        }
+    }
+
+    /// Takes every count since the last drain.
+    pub fn drain(&self) -> (Vec<UsageDelta>, UnknownDelta) {
+        let queued =
+            std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner));
+        let deltas = queued
+            .into_iter()
+            .map(|rt| {
+                let c = &rt.usage;
+                // Clear the flag first: a call after this re-queues the key,
+                // so no count is stranded.
+                c.dirty.store(false, Relaxed);
+                let last_used = c.last_used.swap(0, Relaxed);
+                UsageDelta {
+                    key_id: rt.key_id.clone(),
+                    runtime: Arc::clone(&rt),
+                    by_code: std::array::from_fn(|i| c.by_code[i].swap(0, Relaxed)),
+                    would_deny: c.would_deny.swap(0, Relaxed),
+                    last_used_at: (last_used > 0).then(|| Timestamp::from_millis(last_used)),
+                    last_ip: c
+                        .last_ip
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take(),
+                }
+            })
+            .filter(|d| d.total() > 0)
+            .collect();
+        let unknown = UnknownDelta {
+            malformed: self.malformed.swap(0, Relaxed),
+            not_found: self.not_found.swap(0, Relaxed),
+        };
+        (deltas, unknown)
+    }
+
+    /// Puts back counts a failed flush could not write.
+    pub fn restore(&self, deltas: Vec<UsageDelta>, unknown: UnknownDelta) {
+        self.malformed.fetch_add(unknown.malformed, Relaxed);
+        self.not_found.fetch_add(unknown.not_found, Relaxed);
+        for d in deltas {
+            let rt = d.runtime;
+            let c = &rt.usage;
+            for (i, n) in d.by_code.iter().enumerate() {
+                c.by_code[i].fetch_add(*n, Relaxed);
+            }
+            c.would_deny.fetch_add(d.would_deny, Relaxed);
+            if let Some(t) = d.last_used_at {
+                c.last_used.fetch_max(t.as_millis(), Relaxed);
+            }
+            if !c.dirty.swap(true, Relaxed) {
+                self.dirty
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(rt);
+            }
+        }
+    }
+}
