@@ -15,4 +15,5 @@ mod readme_session;
 mod replicas;
 mod restrictions;
 mod stream;
+mod usage;
 mod verify;
