@@ -1,8 +1,9 @@
 //! Load bench: unary Verify against a release `keysmith serve` (SQLite), next
 //! to the cheapest unary RPC the server has (health Check) in the same run.
 //!
-//! `scripts/bench load`. Knobs: LOAD_SECONDS (10), LOAD_CONNECTIONS (16),
-//! LOAD_INFLIGHT per connection (16), LOAD_KEYS (1000).
+//! `scripts/bench load`. KEYSMITH_BIN points it at another server binary, to
+//! compare a change against its baseline under the same load. Knobs: LOAD_SECONDS per phase (2), LOAD_ROUNDS (5),
+//! LOAD_CONNECTIONS (16), LOAD_INFLIGHT per connection (16), LOAD_KEYS (1000).
 
 use std::{
     io::{BufRead, BufReader},
@@ -35,7 +36,10 @@ impl Drop for Server {
 }
 
 fn start(dir: &std::path::Path) -> (Server, String, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keysmith"))
+    // KEYSMITH_BIN runs another build (e.g. a baseline) under the same load.
+    let bin =
+        std::env::var("KEYSMITH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_keysmith").to_owned());
+    let mut child = Command::new(bin)
         .args([
             "serve",
             "--verify-addr",
@@ -140,8 +144,9 @@ async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let (secs, conns, inflight, keys) = (
-        knob("LOAD_SECONDS", 10),
+    let (secs, rounds, conns, inflight, keys) = (
+        knob("LOAD_SECONDS", 2),
+        knob("LOAD_ROUNDS", 5),
         knob("LOAD_CONNECTIONS", 16),
         knob("LOAD_INFLIGHT", 16),
         knob("LOAD_KEYS", 1000),
@@ -174,36 +179,54 @@ async fn main() {
     for _ in 0..conns {
         channels.push(channel(&verify_addr).await);
     }
-    println!("load: {conns} connections x {inflight} in flight, {secs}s each, {keys} keys");
-
-    let (rps, s) = drive(&channels, inflight, secs, |ch, _| async move {
-        let req = HealthCheckRequest {
-            service: String::new(),
-        };
-        HealthClient::new(ch).check(req).await.expect("health");
-    })
-    .await;
-    report("empty RPC (health)", rps, s);
-    let empty = rps;
-
-    let verify_secrets = secrets.clone();
-    let (rps, s) = drive(&channels, inflight, secs, move |ch, n| {
-        let key = verify_secrets[n % verify_secrets.len()].clone();
-        async move {
-            let req = pb::VerifyRequest {
-                key,
-                required_scopes: vec!["invoices:read".into()],
-                ..Default::default()
+    println!(
+        "load: {conns} connections x {inflight} in flight, {rounds} interleaved rounds of {secs}s per RPC, {keys} keys"
+    );
+    // The machine is shared: interleave short phases of both RPCs and take
+    // medians, so a neighbour's burst does not land on one side only.
+    let (mut empty_runs, mut verify_runs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut empty_lat, mut verify_lat) = (Stats::default(), Stats::default());
+    for _ in 0..rounds {
+        let (empty, s) = drive(&channels, inflight, secs, |ch, _| async move {
+            let req = HealthCheckRequest {
+                service: String::new(),
             };
-            let resp = KeyVerifyClient::new(ch)
-                .verify(req)
-                .await
-                .expect("verify")
-                .into_inner();
-            assert!(resp.valid);
-        }
-    })
-    .await;
-    report("Verify", rps, s);
-    println!("Verify / empty RPC = {:.3}", rps / empty);
+            HealthClient::new(ch).check(req).await.expect("health");
+        })
+        .await;
+        empty_lat.latencies.extend(s.latencies);
+        let verify_secrets = secrets.clone();
+        let (verify, s) = drive(&channels, inflight, secs, move |ch, n| {
+            let key = verify_secrets[n % verify_secrets.len()].clone();
+            async move {
+                let req = pb::VerifyRequest {
+                    key,
+                    required_scopes: vec!["invoices:read".into()],
+                    ..Default::default()
+                };
+                let resp = KeyVerifyClient::new(ch)
+                    .verify(req)
+                    .await
+                    .expect("verify")
+                    .into_inner();
+                assert!(resp.valid);
+            }
+        })
+        .await;
+        verify_lat.latencies.extend(s.latencies);
+        ratios.push(verify / empty);
+        empty_runs.push(empty);
+        verify_runs.push(verify);
+    }
+    report("empty RPC (health)", median(empty_runs), empty_lat);
+    report("Verify", median(verify_runs), verify_lat);
+    println!(
+        "Verify / empty RPC, median of rounds = {:.3}",
+        median(ratios)
+    );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }

@@ -100,7 +100,7 @@ fn benches(c: &mut Criterion) {
                 ..Default::default()
             };
             let key = black_box(&secrets[next()]);
-            verify::verify(&index, &usage, key, &req, now, mono_nanos())
+            verify::verify(&index, &usage, key, &req, now, mono_nanos)
                 .decision
                 .code
         })

@@ -226,7 +226,7 @@ pub fn verify<'a>(
     key: &str,
     request: &Request<'a>,
     now: Timestamp,
-    mono_nanos: u64,
+    mono_nanos: impl FnOnce() -> u64,
 ) -> Outcome<'a> {
     let presented = match crate::domain::api_key::parse(key) {
         Ok(p) => p,
@@ -242,7 +242,8 @@ pub fn verify<'a>(
     let mut decision = decide(&entry.record, request, now);
     let (mut remaining, mut retry_after) = (None, None);
     if let (true, Some(rule)) = (decision.is_valid(), &entry.record.restrictions.rate_limit) {
-        match entry.runtime.take_token(rule.allow, mono_nanos) {
+        // The monotonic clock is read only for keys with a rate limit.
+        match entry.runtime.take_token(rule.allow, mono_nanos()) {
             Take::Allowed { remaining: r } => remaining = Some(r),
             Take::Limited { retry_after: after } if rule.enforced() => {
                 decision.code = Code::RateLimited;

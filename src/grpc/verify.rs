@@ -81,7 +81,7 @@ impl KeyVerify for VerifyService {
             referrer: &referrer,
             resource: &resource,
         };
-        let outcome = verify::verify(&self.index, &self.usage, &key, &request, now, mono_nanos());
+        let outcome = verify::verify(&self.index, &self.usage, &key, &request, now, mono_nanos);
         key.zeroize();
         Ok(Response::new(convert::verify_response(&outcome)))
     }

@@ -131,7 +131,13 @@ impl Recorder {
         if !d.would_deny.is_empty() {
             c.would_deny.fetch_add(1, Relaxed);
         }
-        c.last_used.fetch_max(now.as_millis(), Relaxed);
+        // A load first: under load most calls share a millisecond, and a
+        // store they skip is a cache line they do not bounce between cores.
+        // Racing writers may leave a value a millisecond behind; fine for
+        // "last used".
+        if c.last_used.load(Relaxed) < now.as_millis() {
+            c.last_used.store(now.as_millis(), Relaxed);
+        }
         if let Some(ip) = ip
             && let Ok(mut last) = c.last_ip.try_lock()
         {

@@ -324,7 +324,7 @@ fn rate_limit_applies_after_the_decision_and_counts_usage() {
         required_scopes: &scopes,
         ..Default::default()
     };
-    let at = |t: u64| verify(&index, &usage, key.expose_secret(), &req, NOW, t);
+    let at = |t: u64| verify(&index, &usage, key.expose_secret(), &req, NOW, || t);
     let t0 = 5_000_000_000;
     assert_eq!(at(t0).rate_limit_remaining, Some(1));
     assert_eq!(at(t0).rate_limit_remaining, Some(0));
@@ -343,12 +343,12 @@ fn rate_limit_applies_after_the_decision_and_counts_usage() {
             ..Default::default()
         },
         NOW,
-        t0,
+        || t0,
     );
     assert_eq!(denied.decision.code, Code::InsufficientScope);
     assert_eq!(denied.rate_limit_remaining, None);
 
-    let _ = verify(&index, &usage, "sk_live_garbage", &req, NOW, t0);
+    let _ = verify(&index, &usage, "sk_live_garbage", &req, NOW, || t0);
     let (deltas, unknown) = usage.drain();
     assert_eq!(deltas.len(), 1);
     assert_eq!(deltas[0].count(Code::Valid), 3);
