@@ -3,7 +3,10 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
-use keysmith::{App, Config, app, auth::AdminAuth, config::DbConfig, index::FeedConfig, telemetry};
+use keysmith::{
+    App, Config, app, auth::AdminAuth, config::DbConfig, index::FeedConfig, store::audit_chain,
+    telemetry,
+};
 
 #[derive(Parser)]
 #[command(name = "keysmith", version, about = "API key management over gRPC")]
@@ -21,6 +24,16 @@ enum Command {
     /// Manage admin tokens.
     #[command(subcommand)]
     AdminToken(AdminTokenCommand),
+    /// Inspect the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the audit hash chain in the database and report the first broken
+    /// link. Exits non-zero when the chain is broken.
+    Verify(DbArgs),
 }
 
 #[derive(Subcommand)]
@@ -103,6 +116,7 @@ async fn main() -> ExitCode {
         Command::AdminToken(AdminTokenCommand::Create { db, name }) => {
             mint_token(db.into(), &name).await
         }
+        Command::Audit(AuditCommand::Verify(db)) => verify_audit(db.into()).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -167,6 +181,25 @@ async fn mint_token(db: DbConfig, name: &str) -> Result<(), String> {
     );
     println!("{}", token.expose_secret());
     Ok(())
+}
+
+async fn verify_audit(db: DbConfig) -> Result<(), String> {
+    let store = app::open_store(&db, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    match audit_chain::verify_store(store.as_ref())
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Ok(n) => {
+            println!("audit chain intact: {n} events");
+            Ok(())
+        }
+        Err(b) => Err(format!(
+            "audit chain broken at event {}: {}",
+            b.event_id, b.reason
+        )),
+    }
 }
 
 /// Resolves on SIGTERM or ctrl-c.

@@ -199,4 +199,16 @@ impl KeyAdmin for AdminService {
             self.keys.unknown_stats(from, to).await?,
         )))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn verify_audit_chain(
+        &self,
+        req: Request<pb::VerifyAuditChainRequest>,
+    ) -> Reply<pb::VerifyAuditChainResponse> {
+        self.actor(&req).await?;
+        let pb::VerifyAuditChainRequest {} = req.into_inner();
+        Ok(Response::new(convert::chain_report(
+            self.keys.verify_audit_chain().await?,
+        )))
+    }
 }

@@ -22,6 +22,7 @@ use crate::{
     store::{
         AuditEvent, AuditFilter, KeyFilter, NewAuditEvent, NewChange, Store, StoreError,
         WriteBatch, WriteOutcome,
+        audit_chain::{self, BrokenLink},
     },
 };
 
@@ -130,6 +131,9 @@ impl Keys {
         let filter = AuditFilter {
             key_id: query.key_id,
             owner_id: query.owner_id,
+            action: query.action,
+            from: query.from,
+            to: query.to,
             before: query.before,
             limit: limit + 1,
         };
@@ -137,6 +141,11 @@ impl Keys {
         Ok(Page::from_overfetch(events, limit, |e| {
             page::audit_token(e.id)
         }))
+    }
+
+    /// Walks the whole audit hash chain; the number of events on success.
+    pub async fn verify_audit_chain(&self) -> Result<std::result::Result<u64, BrokenLink>> {
+        Ok(audit_chain::verify_store(self.store.as_ref()).await?)
     }
 
     /// Commits `batch` and applies `records` to the index after the commit.

@@ -27,6 +27,9 @@ pub struct KeyQuery {
 pub struct AuditQuery {
     pub key_id: Option<KeyId>,
     pub owner_id: Option<OwnerId>,
+    pub action: Option<String>,
+    pub from: Option<crate::domain::Timestamp>,
+    pub to: Option<crate::domain::Timestamp>,
     pub page_size: u32,
     pub before: Option<i64>,
 }

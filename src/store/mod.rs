@@ -6,6 +6,7 @@
 //! **Invariant:** every write goes through [`Store::write`], which commits the
 //! key rows, their audit events and their change-log rows in one transaction.
 
+pub mod audit_chain;
 mod postgres;
 mod rows;
 mod sql;
@@ -134,6 +135,8 @@ pub struct AuditEvent {
     pub reason: Option<String>,
     pub changes: serde_json::Value,
     pub request_id: Option<String>,
+    pub prev_hash: Option<Vec<u8>>,
+    pub hash: Option<Vec<u8>>,
 }
 
 /// One row of the change log.
@@ -328,6 +331,12 @@ pub fn hour_of(t: Timestamp) -> Timestamp {
 pub struct AuditFilter {
     pub key_id: Option<KeyId>,
     pub owner_id: Option<OwnerId>,
+    /// `key.created`, `key.revoked`, …
+    pub action: Option<String>,
+    /// Events at or after this instant.
+    pub from: Option<Timestamp>,
+    /// Events before this instant.
+    pub to: Option<Timestamp>,
     /// Keyset pagination, newest first: only ids below this one.
     pub before: Option<i64>,
     pub limit: u32,
@@ -356,6 +365,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
     async fn list_keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError>;
     async fn list_audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Audit events with ids above `after`, oldest first: for walking the chain.
+    async fn audit_chain(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
     async fn snapshot(&self) -> Result<Snapshot, StoreError>;
     async fn changes_after(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError>;
     async fn insert_admin_token(

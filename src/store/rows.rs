@@ -163,6 +163,8 @@ pub(super) struct AuditRow {
     reason: Option<String>,
     changes: Json<serde_json::Value>,
     request_id: Option<String>,
+    prev_hash: Option<Vec<u8>>,
+    hash: Option<Vec<u8>>,
 }
 
 impl From<AuditRow> for AuditEvent {
@@ -177,6 +179,8 @@ impl From<AuditRow> for AuditEvent {
             reason: r.reason,
             changes: r.changes.0,
             request_id: r.request_id,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
         }
     }
 }

@@ -98,25 +98,10 @@ macro_rules! impl_sql_store {
                         return Err(StoreError::Conflict);
                     }
                 }
-                for event in &batch.audit {
-                    sqlx::query::<$db>(
-                        "INSERT INTO audit_events (at, actor, action, key_id, owner_id, reason, \
-                         changes, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(event.at.as_millis())
-                    .bind(event.actor.clone())
-                    .bind(event.action)
-                    .bind(event.key_id.as_str().to_owned())
-                    .bind(event.owner_id.as_str().to_owned())
-                    .bind(event.reason.clone())
-                    .bind(sqlx::types::Json(event.changes.clone()))
-                    .bind(event.request_id.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                // Last, so the row lock on change_seq (PostgreSQL) is held as
-                // briefly as possible; it serialises committers, which keeps
-                // sequence order equal to commit order.
+                // The change_seq row lock serialises committers from here on:
+                // it keeps sequence order equal to commit order, and the audit
+                // chain linear. Taken after the key writes, which may conflict,
+                // so it is held as briefly as possible.
                 let n = i64::try_from(batch.changes.len()).unwrap_or(i64::MAX);
                 let last: i64 = sqlx::query_scalar::<$db, i64>(
                     "UPDATE change_seq SET last = last + $1 WHERE id = 1 RETURNING last",
@@ -124,6 +109,48 @@ macro_rules! impl_sql_store {
                 .bind(n)
                 .fetch_one(&mut *tx)
                 .await?;
+                if !batch.audit.is_empty() {
+                    let mut prev: Vec<u8> = sqlx::query_scalar::<$db, Option<Vec<u8>>>(
+                        "SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1",
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .flatten()
+                    .unwrap_or_else(|| $crate::store::audit_chain::GENESIS.to_vec());
+                    for event in &batch.audit {
+                        let hash = $crate::store::audit_chain::link(
+                            &prev,
+                            &$crate::store::audit_chain::Fields {
+                                at: event.at,
+                                actor: &event.actor,
+                                action: event.action,
+                                key_id: Some(event.key_id.as_str()),
+                                owner_id: Some(event.owner_id.as_str()),
+                                reason: event.reason.as_deref(),
+                                changes: &event.changes,
+                                request_id: event.request_id.as_deref(),
+                            },
+                        );
+                        sqlx::query::<$db>(
+                            "INSERT INTO audit_events (at, actor, action, key_id, owner_id, reason, \
+                             changes, request_id, prev_hash, hash) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                        )
+                        .bind(event.at.as_millis())
+                        .bind(event.actor.clone())
+                        .bind(event.action)
+                        .bind(event.key_id.as_str().to_owned())
+                        .bind(event.owner_id.as_str().to_owned())
+                        .bind(event.reason.clone())
+                        .bind(sqlx::types::Json(event.changes.clone()))
+                        .bind(event.request_id.clone())
+                        .bind(prev)
+                        .bind(hash.to_vec())
+                        .execute(&mut *tx)
+                        .await?;
+                        prev = hash.to_vec();
+                    }
+                }
                 let at = $crate::domain::Timestamp::now().as_millis();
                 for (i, c) in (last - n + 1..).zip(&batch.changes) {
                     sqlx::query::<$db>(
@@ -201,15 +228,35 @@ macro_rules! impl_sql_store {
                 f: &$crate::store::AuditFilter,
             ) -> Result<Vec<$crate::store::AuditEvent>, $crate::store::StoreError> {
                 let rows = sqlx::query_as::<$db, $crate::store::rows::AuditRow>(
-                    "SELECT id, at, actor, action, key_id, owner_id, reason, changes, request_id \
-                     FROM audit_events WHERE ($1 IS NULL OR key_id = $1) \
+                    "SELECT id, at, actor, action, key_id, owner_id, reason, changes, request_id, \
+                     prev_hash, hash FROM audit_events WHERE ($1 IS NULL OR key_id = $1) \
                      AND ($2 IS NULL OR owner_id = $2) AND ($3 IS NULL OR id < $3) \
-                     ORDER BY id DESC LIMIT $4",
+                     AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR at >= $6) \
+                     AND ($7 IS NULL OR at < $7) ORDER BY id DESC LIMIT $4",
                 )
                 .bind(f.key_id.as_ref().map(|k| k.as_str().to_owned()))
                 .bind(f.owner_id.as_ref().map(|o| o.as_str().to_owned()))
                 .bind(f.before)
                 .bind(i64::from(f.limit))
+                .bind(f.action.clone())
+                .bind(f.from.map(|t| t.as_millis()))
+                .bind(f.to.map(|t| t.as_millis()))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn audit_chain(
+                &self,
+                after: i64,
+                limit: u32,
+            ) -> Result<Vec<$crate::store::AuditEvent>, $crate::store::StoreError> {
+                let rows = sqlx::query_as::<$db, $crate::store::rows::AuditRow>(
+                    "SELECT id, at, actor, action, key_id, owner_id, reason, changes, request_id, \
+                     prev_hash, hash FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after)
+                .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows.into_iter().map(Into::into).collect())

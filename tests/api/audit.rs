@@ -112,4 +112,167 @@ async fn every_mutation_is_audited_with_actor_and_changes(backend: Backend) {
     assert_eq!(total, 5);
 }
 
-crate::backend_tests!(every_mutation_is_audited_with_actor_and_changes);
+/// Runs SQL straight against the test's database, around keysmith.
+async fn tamper(db: &crate::helpers::TestDb, sql: &str) {
+    use sqlx::Connection;
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    match db.backend {
+        Backend::Postgres => {
+            let url = db.config.database_url.as_deref().expect("url");
+            let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+            sqlx::query(sql).execute(&mut c).await.expect("tamper");
+        }
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}", db.sqlite_file().display());
+            let mut c = sqlx::SqliteConnection::connect(&url)
+                .await
+                .expect("connect");
+            sqlx::query(sql).execute(&mut c).await.expect("tamper");
+        }
+    }
+}
+
+fn cli_verify(db: &crate::helpers::TestDb) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keysmith"));
+    cmd.args(["audit", "verify", "--data-dir"])
+        .arg(&db.config.data_dir);
+    match &db.config.database_url {
+        Some(url) => cmd.args(["--database-url", url]),
+        None => cmd.env_remove("DATABASE_URL"),
+    };
+    cmd.output().expect("run keysmith audit verify")
+}
+
+async fn editing_an_audit_row_breaks_the_chain_at_that_row(backend: Backend) {
+    let app = spawn(backend).await;
+    let mut admin = app.admin.clone();
+    let id = app
+        .create_with_scopes(&["a:read"])
+        .await
+        .key
+        .expect("key")
+        .id;
+    admin
+        .disable_key(pb::DisableKeyRequest {
+            id: id.clone(),
+            reason: "check".into(),
+        })
+        .await
+        .expect("disable");
+    admin
+        .enable_key(pb::EnableKeyRequest { id: id.clone() })
+        .await
+        .expect("enable");
+    app.revoke(&id).await;
+
+    let report = admin
+        .verify_audit_chain(pb::VerifyAuditChainRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(report.intact, "{report:?}");
+    assert_eq!(report.events_checked, 4);
+    let out = cli_verify(&app.db);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 4 events"));
+
+    let req = pb::ListAuditEventsRequest {
+        action: "key.disabled".into(),
+        ..Default::default()
+    };
+    let disabled = admin
+        .list_audit_events(req)
+        .await
+        .expect("list")
+        .into_inner()
+        .events;
+    assert_eq!(disabled.len(), 1);
+    let target = disabled[0].id;
+    tamper(
+        &app.db,
+        &format!("UPDATE audit_events SET reason = 'nothing to see' WHERE id = {target}"),
+    )
+    .await;
+
+    let report = admin
+        .verify_audit_chain(pb::VerifyAuditChainRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(!report.intact);
+    assert_eq!(report.broken_event_id, target);
+    assert!(report.reason.contains("edited"), "{report:?}");
+    let out = cli_verify(&app.db);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("event {target}")), "{stderr}");
+
+    // Deleting a row breaks the link of the row after it.
+    tamper(
+        &app.db,
+        &format!("UPDATE audit_events SET reason = 'check' WHERE id = {target}"),
+    )
+    .await;
+    tamper(
+        &app.db,
+        &format!("DELETE FROM audit_events WHERE id = {target}"),
+    )
+    .await;
+    let report = admin
+        .verify_audit_chain(pb::VerifyAuditChainRequest {})
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(!report.intact);
+    assert!(report.broken_event_id > target);
+    assert!(report.reason.contains("deleted"), "{report:?}");
+}
+
+async fn audit_events_filter_by_action_and_time(backend: Backend) {
+    let app = spawn(backend).await;
+    let mut admin = app.admin.clone();
+    let before = prost_types::Timestamp {
+        seconds: 1,
+        nanos: 0,
+    };
+    let a = app.create_with_scopes(&[]).await.key.expect("key");
+    app.revoke(&a.id).await;
+    let created_at = a.create_time.expect("time");
+    let list =
+        |action: &str, from: Option<prost_types::Timestamp>, to: Option<prost_types::Timestamp>| {
+            let mut admin = admin.clone();
+            let req = pb::ListAuditEventsRequest {
+                action: action.into(),
+                from,
+                to,
+                ..Default::default()
+            };
+            async move {
+                admin
+                    .list_audit_events(req)
+                    .await
+                    .expect("list")
+                    .into_inner()
+                    .events
+            }
+        };
+    assert_eq!(list("key.revoked", None, None).await.len(), 1);
+    assert_eq!(list("key.created", None, None).await.len(), 1);
+    assert_eq!(list("", Some(created_at), None).await.len(), 2);
+    assert!(list("", None, Some(before)).await.is_empty());
+    let bad = pb::ListAuditEventsRequest {
+        action: "DROP TABLE".into(),
+        ..Default::default()
+    };
+    assert!(admin.list_audit_events(bad).await.is_err());
+}
+
+crate::backend_tests!(
+    every_mutation_is_audited_with_actor_and_changes,
+    editing_an_audit_row_breaks_the_chain_at_that_row,
+    audit_events_filter_by_action_and_time,
+);

@@ -1,6 +1,6 @@
-use super::{opt_key_id, opt_owner_id, page_size, pb, to_timestamp};
+use super::{opt_key_id, opt_owner_id, page_size, pb, timestamp, to_timestamp};
 use crate::{
-    error::Result,
+    error::{Error, Result},
     keys::{self, AuditQuery, Page},
     store::AuditEvent,
 };
@@ -11,10 +11,31 @@ pub fn audit_query(req: pb::ListAuditEventsRequest) -> Result<AuditQuery> {
         owner_id,
         page_size: size,
         page_token,
+        action,
+        from,
+        to,
     } = req;
+    let action = match action.as_str() {
+        "" => None,
+        a if a.len() <= 64
+            && a.bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_') =>
+        {
+            Some(action)
+        }
+        _ => {
+            return Err(Error::invalid(
+                "action",
+                "is not an audit action such as `key.revoked`",
+            ));
+        }
+    };
     Ok(AuditQuery {
         key_id: opt_key_id("key_id", &key_id)?,
         owner_id: opt_owner_id("owner_id", &owner_id)?,
+        action,
+        from: from.map(|t| timestamp("from", t)).transpose()?,
+        to: to.map(|t| timestamp("to", t)).transpose()?,
         page_size: page_size(size)?,
         before: keys::parse_audit_token(&page_token)?,
     })
@@ -38,5 +59,23 @@ pub fn audit_page(page: Page<AuditEvent>) -> pb::ListAuditEventsResponse {
             })
             .collect(),
         next_page_token: page.next_page_token.unwrap_or_default(),
+    }
+}
+
+pub fn chain_report(
+    r: std::result::Result<u64, crate::store::audit_chain::BrokenLink>,
+) -> pb::VerifyAuditChainResponse {
+    match r {
+        Ok(n) => pb::VerifyAuditChainResponse {
+            intact: true,
+            events_checked: n as i64,
+            ..Default::default()
+        },
+        Err(b) => pb::VerifyAuditChainResponse {
+            intact: false,
+            events_checked: 0,
+            broken_event_id: b.event_id,
+            reason: b.reason.to_owned(),
+        },
     }
 }

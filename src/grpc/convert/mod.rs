@@ -11,7 +11,7 @@ mod verify;
 
 use std::{collections::HashMap, time::Duration};
 
-pub use audit::{audit_page, audit_query};
+pub use audit::{audit_page, audit_query, chain_report};
 pub use events::{key_event, propagation, replica_status, watch_request};
 pub use key::{
     create_request, created, key_message, key_patch, key_query, keys_page, rotated, stale_query,
