@@ -76,4 +76,5 @@ impl SqliteStore {
     }
 }
 
+super::usage_sql::impl_usage_sql!(SqliteStore, Sqlite);
 impl_sql_store!(SqliteStore, Sqlite, "sqlite");
