@@ -20,6 +20,7 @@ use crate::{
     store::{self, Store},
     usage::{Recorder, UsageFlusher},
     watch::Watcher,
+    webhooks::{WebhookSender, Webhooks},
 };
 
 mod reflection;
@@ -142,6 +143,11 @@ impl App {
             stop.clone(),
         );
 
+        let webhooks = Webhooks::new(
+            self.store.clone(),
+            self.config.webhooks.clone(),
+            self.config.clock.clone(),
+        );
         let verify_service = VerifyService::new(
             self.index.clone(),
             self.usage.clone(),
@@ -167,8 +173,12 @@ impl App {
             .add_service(reflection::v1(pb::key_admin_server::SERVICE_NAME)?)
             .add_service(reflection::v1alpha(pb::key_admin_server::SERVICE_NAME)?)
             .add_service(
-                KeyAdminServer::new(AdminService::new(self.keys.clone(), self.auth.clone()))
-                    .max_decoding_message_size(MAX_ADMIN_MESSAGE),
+                KeyAdminServer::new(AdminService::new(
+                    self.keys.clone(),
+                    self.auth.clone(),
+                    webhooks,
+                ))
+                .max_decoding_message_size(MAX_ADMIN_MESSAGE),
             )
             .serve_with_incoming_shutdown(
                 incoming(self.admin_listener),
@@ -207,6 +217,15 @@ impl App {
             clock: self.config.clock.clone(),
         };
         tasks.spawn(flusher.run(stop_tasks.clone()));
+        if self.config.webhooks.send {
+            let sender = WebhookSender {
+                store: self.store.clone(),
+                config: self.config.webhooks.clone(),
+                clock: self.config.clock.clone(),
+                feed: self.feed.clone(),
+            };
+            tasks.spawn(sender.run(stop_tasks.clone()));
+        }
         let monitor = HealthMonitor {
             reporter: reporter.clone(),
             replica: self.feed.replica.clone(),

@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::{domain::Clock, index::FeedConfig, watch::WatchConfig};
+use crate::{domain::Clock, index::FeedConfig, watch::WatchConfig, webhooks::WebhookConfig};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -29,6 +29,7 @@ pub struct Config {
     pub usage_flush_interval: Duration,
     /// "Now" for key times; tests inject a manual clock.
     pub clock: Clock,
+    pub webhooks: WebhookConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -57,6 +58,7 @@ impl Default for Config {
             prune_interval: Duration::from_secs(600),
             usage_flush_interval: Duration::from_secs(10),
             clock: Clock::system(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod telemetry;
 pub mod usage;
 pub mod verify;
 pub mod watch;
+pub mod webhooks;
 
 pub use app::App;
 pub use config::Config;

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use keysmith::{
     App, Config, app, auth::AdminAuth, config::DbConfig, index::FeedConfig, store::audit_chain,
-    telemetry,
+    telemetry, webhooks::WebhookConfig,
 };
 
 #[derive(Parser)]
@@ -86,6 +86,13 @@ struct ServeArgs {
     /// at most this much usage.
     #[arg(long, env = "KEYSMITH_USAGE_FLUSH_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     usage_flush_interval: Duration,
+    /// Let webhooks target private, loopback and link-local addresses. Off by
+    /// default, so a webhook URL cannot reach into the internal network.
+    #[arg(long, env = "KEYSMITH_WEBHOOK_ALLOW_PRIVATE_TARGETS")]
+    webhook_allow_private_targets: bool,
+    /// Record webhook deliveries but do not send them from this replica.
+    #[arg(long, env = "KEYSMITH_NO_WEBHOOK_SEND")]
+    no_webhook_send: bool,
     /// How long the change log keeps rows for resuming revocation streams.
     #[arg(long, env = "KEYSMITH_CHANGE_RETENTION", default_value = "7d", value_parser = parse_duration)]
     change_retention: Duration,
@@ -143,6 +150,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         fail_closed_after: args.fail_closed_after,
         change_retention: args.change_retention,
         usage_flush_interval: args.usage_flush_interval.max(Duration::from_millis(10)),
+        webhooks: WebhookConfig {
+            allow_private_targets: args.webhook_allow_private_targets,
+            send: !args.no_webhook_send,
+            ..defaults.webhooks.clone()
+        },
         prune_interval: (args.change_retention / 10)
             .clamp(Duration::from_secs(1), defaults.prune_interval),
         ..defaults

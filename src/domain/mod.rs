@@ -11,6 +11,7 @@ mod kind;
 pub mod restriction;
 pub mod scope;
 mod time;
+pub mod webhook;
 
 pub use api_key::{ApiKey, KeyFormatError, PresentedKey};
 pub use fields::MAX_SCOPES;

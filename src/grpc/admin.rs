@@ -6,16 +6,22 @@ use super::{bearer, convert, pb, pb::key_admin_server::KeyAdmin};
 use crate::{
     auth::AdminAuth,
     keys::{Actor, Keys, MAX_PROPAGATION_TIMEOUT},
+    webhooks::Webhooks,
 };
 
 pub struct AdminService {
     keys: Keys,
     auth: AdminAuth,
+    webhooks: Webhooks,
 }
 
 impl AdminService {
-    pub fn new(keys: Keys, auth: AdminAuth) -> Self {
-        Self { keys, auth }
+    pub fn new(keys: Keys, auth: AdminAuth, webhooks: Webhooks) -> Self {
+        Self {
+            keys,
+            auth,
+            webhooks,
+        }
     }
 
     async fn actor<T>(&self, req: &Request<T>) -> Result<Actor, Status> {
@@ -209,6 +215,90 @@ impl KeyAdmin for AdminService {
         let pb::VerifyAuditChainRequest {} = req.into_inner();
         Ok(Response::new(convert::chain_report(
             self.keys.verify_audit_chain().await?,
+        )))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_webhook_endpoint(
+        &self,
+        req: Request<pb::CreateWebhookEndpointRequest>,
+    ) -> Reply<pb::CreateWebhookEndpointResponse> {
+        self.actor(&req).await?;
+        let (e, secret) = self
+            .webhooks
+            .create(convert::create_endpoint(req.into_inner()))
+            .await?;
+        let signing_secret = secret.expose_secret().to_owned();
+        Ok(Response::new(pb::CreateWebhookEndpointResponse {
+            endpoint: Some(convert::endpoint(&e)),
+            signing_secret,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_webhook_endpoints(
+        &self,
+        req: Request<pb::ListWebhookEndpointsRequest>,
+    ) -> Reply<pb::ListWebhookEndpointsResponse> {
+        self.actor(&req).await?;
+        let endpoints = self
+            .webhooks
+            .list()
+            .await?
+            .iter()
+            .map(convert::endpoint)
+            .collect();
+        Ok(Response::new(pb::ListWebhookEndpointsResponse {
+            endpoints,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_webhook_endpoint(
+        &self,
+        req: Request<pb::UpdateWebhookEndpointRequest>,
+    ) -> Reply<pb::WebhookEndpoint> {
+        self.actor(&req).await?;
+        let (id, input) = convert::update_endpoint(req.into_inner())?;
+        Ok(Response::new(convert::endpoint(
+            &self.webhooks.update(&id, input).await?,
+        )))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_webhook_endpoint(
+        &self,
+        req: Request<pb::DeleteWebhookEndpointRequest>,
+    ) -> Reply<pb::DeleteWebhookEndpointResponse> {
+        self.actor(&req).await?;
+        let pb::DeleteWebhookEndpointRequest { id } = req.into_inner();
+        self.webhooks.delete(&id).await?;
+        Ok(Response::new(pb::DeleteWebhookEndpointResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_webhook_deliveries(
+        &self,
+        req: Request<pb::ListWebhookDeliveriesRequest>,
+    ) -> Reply<pb::ListWebhookDeliveriesResponse> {
+        self.actor(&req).await?;
+        let (endpoint, status, limit, before) = convert::delivery_query(req.into_inner())?;
+        let rows = self
+            .webhooks
+            .deliveries(endpoint.as_deref(), status, before, limit + 1)
+            .await?;
+        Ok(Response::new(convert::deliveries_page(rows, limit)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn redeliver_webhook(
+        &self,
+        req: Request<pb::RedeliverWebhookRequest>,
+    ) -> Reply<pb::WebhookDelivery> {
+        self.actor(&req).await?;
+        let pb::RedeliverWebhookRequest { id } = req.into_inner();
+        Ok(Response::new(convert::delivery(
+            &self.webhooks.redeliver(&id).await?,
         )))
     }
 }

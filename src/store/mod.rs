@@ -13,6 +13,8 @@ mod sql;
 mod sqlite;
 mod usage;
 mod usage_sql;
+mod webhook;
+mod webhook_sql;
 
 use std::{path::Path, sync::Arc};
 
@@ -25,6 +27,10 @@ use crate::domain::{
 pub use postgres::{PgStore, PgWakeups};
 pub use sqlite::SqliteStore;
 pub use usage::{UnknownRow, UsageCounts, UsageRow, UsageStore, UsageWrite, hour_of};
+pub use webhook::{
+    AttemptOutcome, Claimed, DeliveryRow, DeliveryStatus, EndpointPatch, EndpointRow, WebhookStore,
+    event_payload,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -299,7 +305,7 @@ pub struct AdminTokenInfo {
 }
 
 #[async_trait]
-pub trait Store: UsageStore + Send + Sync + 'static {
+pub trait Store: UsageStore + WebhookStore + Send + Sync + 'static {
     /// Applies forward-only migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Commits the batch atomically, or nothing.

@@ -214,3 +214,50 @@ impl TryFrom<ChangeRow> for Change {
         })
     }
 }
+
+/// The columns of `webhook_deliveries`, as a literal for `concat!`.
+macro_rules! delivery_columns {
+    () => {
+        "id, event_id, endpoint_id, event_type, payload, status, attempts, next_attempt_at, \
+         last_status_code, last_error, created_at, delivered_at"
+    };
+}
+pub(super) use delivery_columns;
+
+#[derive(sqlx::FromRow)]
+pub(super) struct DeliverySqlRow {
+    id: String,
+    event_id: String,
+    endpoint_id: String,
+    event_type: String,
+    payload: String,
+    status: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_status_code: Option<i64>,
+    last_error: Option<String>,
+    created_at: i64,
+    delivered_at: Option<i64>,
+}
+
+impl TryFrom<DeliverySqlRow> for super::DeliveryRow {
+    type Error = StoreError;
+
+    fn try_from(r: DeliverySqlRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            status: super::DeliveryStatus::parse(&r.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("status of delivery {}", r.id)))?,
+            id: r.id,
+            event_id: r.event_id,
+            endpoint_id: r.endpoint_id,
+            event_type: r.event_type,
+            payload: r.payload,
+            attempts: r.attempts,
+            next_attempt_at: Timestamp::from_millis(r.next_attempt_at),
+            last_status_code: r.last_status_code,
+            last_error: r.last_error,
+            created_at: Timestamp::from_millis(r.created_at),
+            delivered_at: r.delivered_at.map(Timestamp::from_millis),
+        })
+    }
+}

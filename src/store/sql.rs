@@ -131,10 +131,10 @@ macro_rules! impl_sql_store {
                                 request_id: event.request_id.as_deref(),
                             },
                         );
-                        sqlx::query::<$db>(
+                        let audit_id: i64 = sqlx::query_scalar::<$db, i64>(
                             "INSERT INTO audit_events (at, actor, action, key_id, owner_id, reason, \
                              changes, request_id, prev_hash, hash) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
                         )
                         .bind(event.at.as_millis())
                         .bind(event.actor.clone())
@@ -146,9 +146,27 @@ macro_rules! impl_sql_store {
                         .bind(event.request_id.clone())
                         .bind(prev)
                         .bind(hash.to_vec())
-                        .execute(&mut *tx)
+                        .fetch_one(&mut *tx)
                         .await?;
                         prev = hash.to_vec();
+                        // The outbox: one delivery per subscribed endpoint, in
+                        // this transaction, so an event is never lost or sent
+                        // without being recorded.
+                        let event_id = format!("evt_{audit_id}");
+                        sqlx::query::<$db>(
+                            "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, event_type, \
+                             payload, status, attempts, next_attempt_at, created_at) \
+                             SELECT $1 || ':' || e.id, $1, e.id, $2, $3, 'pending', 0, $4, $4 \
+                             FROM webhook_endpoints e WHERE e.enabled AND EXISTS (\
+                             SELECT 1 FROM webhook_subscriptions s WHERE s.endpoint_id = e.id \
+                             AND (s.event_type = $2 OR s.event_type = '*'))",
+                        )
+                        .bind(event_id.clone())
+                        .bind(event.action)
+                        .bind($crate::store::event_payload(&event_id, event))
+                        .bind(event.at.as_millis())
+                        .execute(&mut *tx)
+                        .await?;
                     }
                 }
                 let at = $crate::domain::Timestamp::now().as_millis();

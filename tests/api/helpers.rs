@@ -127,7 +127,7 @@ pub async fn spawn_on(db: TestDb, token: Option<String>) -> TestApp {
     spawn_configured(db, token, |_| {}).await
 }
 
-async fn spawn_configured(
+pub async fn spawn_configured(
     db: TestDb,
     token: Option<String>,
     configure: impl FnOnce(&mut Config),

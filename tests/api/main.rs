@@ -17,3 +17,4 @@ mod restrictions;
 mod stream;
 mod usage;
 mod verify;
+mod webhooks;

@@ -8,6 +8,7 @@ mod key;
 mod restrictions;
 mod usage;
 mod verify;
+mod webhooks;
 
 use std::{collections::HashMap, time::Duration};
 
@@ -19,6 +20,9 @@ pub use key::{
 pub use restrictions::{restrictions, to_restrictions};
 pub use usage::{key_usage, range, unknown_stats};
 pub use verify::{check_required_scopes, client_ip, verify_response};
+pub use webhooks::{
+    create_endpoint, deliveries_page, delivery, delivery_query, endpoint, update_endpoint,
+};
 
 use super::pb;
 use crate::{

@@ -1,0 +1,211 @@
+//! Webhooks: endpoint management here, delivery in [`sender`].
+//!
+//! Events reach the outbox inside the transaction that records them (see
+//! `Store::write`), so they are delivered at least once, with a stable event
+//! id for dedupe.
+
+mod resolver;
+mod sender;
+
+use std::{sync::Arc, time::Duration};
+
+pub use sender::WebhookSender;
+
+use crate::{
+    domain::{
+        Clock,
+        webhook::{SigningSecret, WebhookUrl, check_event_type},
+    },
+    error::{Error, Result},
+    store::{DeliveryRow, DeliveryStatus, EndpointPatch, EndpointRow, Store},
+};
+
+pub const MAX_ENDPOINTS: usize = 100;
+const MAX_DESCRIPTION: usize = 500;
+
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Allow targets on private, loopback and link-local addresses. Off by
+    /// default: a webhook URL must not become a way into the internal network.
+    pub allow_private_targets: bool,
+    /// Whether this replica sends deliveries (it always records them).
+    pub send: bool,
+    pub poll_interval: Duration,
+    /// First retry delay; each retry doubles it, up to an hour.
+    pub retry_base: Duration,
+    /// After this long since it was queued, a delivery is marked failed.
+    pub max_age: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: false,
+            send: true,
+            poll_interval: Duration::from_secs(1),
+            retry_base: Duration::from_secs(10),
+            max_age: Duration::from_secs(24 * 3600),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What CreateWebhookEndpoint and UpdateWebhookEndpoint ask for.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointInput {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Clone)]
+pub struct Webhooks {
+    store: Arc<dyn Store>,
+    config: WebhookConfig,
+    clock: Clock,
+}
+
+impl Webhooks {
+    pub fn new(store: Arc<dyn Store>, config: WebhookConfig, clock: Clock) -> Self {
+        Self {
+            store,
+            config,
+            clock,
+        }
+    }
+
+    /// Checks the fields present in `input`, in the form they are stored.
+    fn check(&self, input: EndpointInput) -> Result<EndpointPatch> {
+        let url = input
+            .url
+            .map(|u| {
+                WebhookUrl::parse(&u, self.config.allow_private_targets)
+                    .map(|u| u.as_str().to_owned())
+                    .map_err(|e| Error::invalid("url", e))
+            })
+            .transpose()?;
+        let events = input
+            .events
+            .map(|mut events| {
+                if events.is_empty() {
+                    return Err(Error::invalid(
+                        "events",
+                        "name at least one event type, or *",
+                    ));
+                }
+                for (i, e) in events.iter().enumerate() {
+                    check_event_type(e).map_err(|m| Error::invalid(format!("events[{i}]"), m))?;
+                }
+                events.sort();
+                events.dedup();
+                Ok(events)
+            })
+            .transpose()?;
+        if let Some(d) = &input.description
+            && (d.len() > MAX_DESCRIPTION || d.chars().any(char::is_control))
+        {
+            return Err(Error::invalid(
+                "description",
+                "at most 500 bytes, no control characters",
+            ));
+        }
+        Ok(EndpointPatch {
+            url,
+            events,
+            description: input.description,
+            enabled: input.enabled,
+        })
+    }
+
+    /// Creates an endpoint and its signing secret, which is shown once.
+    pub async fn create(&self, input: EndpointInput) -> Result<(EndpointRow, SigningSecret)> {
+        if input.url.is_none() {
+            return Err(Error::invalid("url", "is required"));
+        }
+        if input.events.is_none() {
+            return Err(Error::invalid(
+                "events",
+                "name at least one event type, or *",
+            ));
+        }
+        let p = self.check(input)?;
+        if self.store.list_endpoints().await?.len() >= MAX_ENDPOINTS {
+            return Err(Error::FailedPrecondition(format!(
+                "at most {MAX_ENDPOINTS} webhook endpoints"
+            )));
+        }
+        let secret = SigningSecret::generate().map_err(|e| Error::Internal(e.to_string()))?;
+        let now = self.clock.now();
+        let endpoint = EndpointRow {
+            id: format!("whe_{}", ulid::Ulid::new().to_string().to_lowercase()),
+            url: p.url.unwrap_or_default(),
+            description: p.description.unwrap_or_default(),
+            enabled: p.enabled.unwrap_or(true),
+            events: p.events.unwrap_or_default(),
+            created_at: now,
+            updated_at: now,
+        };
+        self.store
+            .insert_endpoint(&endpoint, secret.expose_secret())
+            .await?;
+        Ok((endpoint, secret))
+    }
+
+    pub async fn list(&self) -> Result<Vec<EndpointRow>> {
+        Ok(self.store.list_endpoints().await?)
+    }
+
+    pub async fn update(&self, id: &str, input: EndpointInput) -> Result<EndpointRow> {
+        let patch = self.check(input)?;
+        if !self
+            .store
+            .update_endpoint(id, &patch, self.clock.now())
+            .await?
+        {
+            return Err(Error::NotFound(format!("webhook endpoint {id}")));
+        }
+        self.get(id).await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<EndpointRow> {
+        match self.store.get_endpoint(id).await? {
+            Some((e, _secret)) => Ok(e),
+            None => Err(Error::NotFound(format!("webhook endpoint {id}"))),
+        }
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        if self.store.delete_endpoint(id).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("webhook endpoint {id}")))
+        }
+    }
+
+    pub async fn deliveries(
+        &self,
+        endpoint_id: Option<&str>,
+        status: Option<DeliveryStatus>,
+        before: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>> {
+        Ok(self
+            .store
+            .list_deliveries(endpoint_id, status, before, limit)
+            .await?)
+    }
+
+    /// Queues a delivery again, now, with a fresh 24-hour retry budget. The
+    /// event id stays the same, so a receiver that got it once can dedupe.
+    pub async fn redeliver(&self, id: &str) -> Result<DeliveryRow> {
+        if !self.store.redeliver(id, self.clock.now()).await? {
+            return Err(Error::NotFound(format!("webhook delivery {id}")));
+        }
+        self.store
+            .get_delivery(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("webhook delivery {id}")))
+    }
+}
