@@ -52,6 +52,7 @@ fn record(key: &ApiKey) -> KeyRecord {
         restrictions: Default::default(),
         last_used_at: None,
         last_client_ip: None,
+        end_grace_when_idle: None,
     }
 }
 

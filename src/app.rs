@@ -16,6 +16,7 @@ use crate::{
         pb::{self, key_admin_server::KeyAdminServer, key_verify_server::KeyVerifyServer},
     },
     index::{ChangeFeed, FeedHandle, KeyIndex, Pruner, ReplicaState},
+    jobs::Scheduler,
     keys::{Keys, KeysConfig},
     store::{self, Store},
     usage::{Recorder, UsageFlusher},
@@ -217,6 +218,14 @@ impl App {
             clock: self.config.clock.clone(),
         };
         tasks.spawn(flusher.run(stop_tasks.clone()));
+        let scheduler = Scheduler {
+            store: self.store.clone(),
+            keys: self.keys.clone(),
+            clock: self.config.clock.clone(),
+            config: self.config.jobs.clone(),
+            replica: self.feed.replica.id.clone(),
+        };
+        tasks.spawn(scheduler.run(stop_tasks.clone()));
         if self.config.webhooks.send {
             let sender = WebhookSender {
                 store: self.store.clone(),

@@ -2,7 +2,9 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::{domain::Clock, index::FeedConfig, watch::WatchConfig, webhooks::WebhookConfig};
+use crate::{
+    domain::Clock, index::FeedConfig, jobs::JobsConfig, watch::WatchConfig, webhooks::WebhookConfig,
+};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -30,6 +32,7 @@ pub struct Config {
     /// "Now" for key times; tests inject a manual clock.
     pub clock: Clock,
     pub webhooks: WebhookConfig,
+    pub jobs: JobsConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +62,7 @@ impl Default for Config {
             usage_flush_interval: Duration::from_secs(10),
             clock: Clock::system(),
             webhooks: WebhookConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }

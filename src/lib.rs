@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod index;
+pub mod jobs;
 pub mod keys;
 pub mod store;
 pub mod telemetry;

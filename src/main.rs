@@ -4,8 +4,14 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use keysmith::{
-    App, Config, app, auth::AdminAuth, config::DbConfig, index::FeedConfig, store::audit_chain,
-    telemetry, webhooks::WebhookConfig,
+    App, Config, app,
+    auth::AdminAuth,
+    config::DbConfig,
+    index::FeedConfig,
+    jobs::{DueAction, JobsConfig, RotationPolicy, StalePolicy},
+    store::audit_chain,
+    telemetry,
+    webhooks::WebhookConfig,
 };
 
 #[derive(Parser)]
@@ -93,6 +99,22 @@ struct ServeArgs {
     /// Record webhook deliveries but do not send them from this replica.
     #[arg(long, env = "KEYSMITH_NO_WEBHOOK_SEND")]
     no_webhook_send: bool,
+    /// Rotate every key this often (e.g. `90d`): notices before, then the
+    /// --rotation-action at the due time. Unset: no scheduled rotation.
+    #[arg(long, env = "KEYSMITH_ROTATE_EVERY", value_parser = parse_duration)]
+    rotate_every: Option<Duration>,
+    /// `notify` (events only) or `expire` (the key expires at due + grace).
+    #[arg(long, env = "KEYSMITH_ROTATION_ACTION", default_value = "notify", value_parser = ["notify", "expire"])]
+    rotation_action: String,
+    /// Disable keys unused this long (after flagging them stale at 90 days).
+    #[arg(long, env = "KEYSMITH_STALE_DISABLE_AFTER", value_parser = parse_duration)]
+    stale_disable_after: Option<Duration>,
+    /// Revoke keys unused this long.
+    #[arg(long, env = "KEYSMITH_STALE_REVOKE_AFTER", value_parser = parse_duration)]
+    stale_revoke_after: Option<Duration>,
+    /// Report the stale disable and revoke stages without acting.
+    #[arg(long, env = "KEYSMITH_STALE_DRY_RUN")]
+    stale_dry_run: bool,
     /// How long the change log keeps rows for resuming revocation streams.
     #[arg(long, env = "KEYSMITH_CHANGE_RETENTION", default_value = "7d", value_parser = parse_duration)]
     change_retention: Duration,
@@ -150,6 +172,29 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         fail_closed_after: args.fail_closed_after,
         change_retention: args.change_retention,
         usage_flush_interval: args.usage_flush_interval.max(Duration::from_millis(10)),
+        jobs: JobsConfig {
+            rotation: args.rotate_every.map(|every| RotationPolicy {
+                every,
+                notice: vec![
+                    Duration::from_secs(14 * 86_400),
+                    Duration::from_secs(7 * 86_400),
+                    Duration::from_secs(86_400),
+                ],
+                action: if args.rotation_action == "expire" {
+                    DueAction::Expire
+                } else {
+                    DueAction::Notify
+                },
+                grace: args.rotation_grace,
+            }),
+            stale: StalePolicy {
+                disable_after: args.stale_disable_after,
+                revoke_after: args.stale_revoke_after,
+                dry_run: args.stale_dry_run,
+                ..defaults.jobs.stale.clone()
+            },
+            ..defaults.jobs.clone()
+        },
         webhooks: WebhookConfig {
             allow_private_targets: args.webhook_allow_private_targets,
             send: !args.no_webhook_send,

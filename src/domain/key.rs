@@ -35,6 +35,9 @@ pub struct KeyRecord {
     /// the usage flusher, not by key changes, and not versioned.
     pub last_used_at: Option<Timestamp>,
     pub last_client_ip: Option<String>,
+    /// Set on a rotated key: revoke it early once it has been idle this
+    /// long while its successor is in use.
+    pub end_grace_when_idle: Option<std::time::Duration>,
 }
 
 /// Why a key's settings break the rules for its type.

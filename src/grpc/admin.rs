@@ -73,13 +73,40 @@ impl KeyAdmin for AdminService {
     #[tracing::instrument(skip_all)]
     async fn rotate_key(&self, req: Request<pb::RotateKeyRequest>) -> Reply<pb::RotateKeyResponse> {
         let actor = self.actor(&req).await?;
-        let pb::RotateKeyRequest { id, grace_period } = req.into_inner();
+        let pb::RotateKeyRequest {
+            id,
+            grace_period,
+            end_grace_when_idle,
+        } = req.into_inner();
         let id = convert::key_id("id", &id)?;
         let grace = grace_period
             .map(|d| convert::duration("grace_period", d))
             .transpose()?;
-        let rotated = self.keys.rotate(&id, grace, &actor).await?;
+        let idle = end_grace_when_idle
+            .map(|d| convert::duration("end_grace_when_idle", d))
+            .transpose()?;
+        let rotated = self.keys.rotate(&id, grace, idle, &actor).await?;
         tracing::info!(key_id = %id, successor = %rotated.key.id, "key rotated");
+        Ok(Response::new(convert::rotated(rotated, self.keys.now())))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_self(
+        &self,
+        req: Request<pb::RotateSelfRequest>,
+    ) -> Reply<pb::RotateKeyResponse> {
+        // The bearer is the key itself; it is parsed and hashed, never kept.
+        let presented = bearer(&req)
+            .ok_or(crate::error::Error::Unauthenticated)?
+            .to_owned();
+        let pb::RotateSelfRequest { grace_period } = req.into_inner();
+        let grace = grace_period
+            .map(|d| convert::duration("grace_period", d))
+            .transpose()?;
+        let rotated = self.keys.rotate_self(&presented, grace).await;
+        drop(zeroize::Zeroizing::new(presented));
+        let rotated = rotated?;
+        tracing::info!(key_id = %rotated.previous.id, successor = %rotated.key.id, "key rotated itself");
         Ok(Response::new(convert::rotated(rotated, self.keys.now())))
     }
 

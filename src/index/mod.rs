@@ -101,6 +101,16 @@ impl KeyIndex {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Clones of every record `keep` accepts. For background jobs: it visits
+    /// every shard, briefly read-locking each.
+    pub fn records(&self, keep: impl Fn(&KeyRecord) -> bool) -> Vec<KeyRecord> {
+        self.keys
+            .iter()
+            .filter(|e| keep(&e.value().record))
+            .map(|e| e.value().record.clone())
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }

@@ -116,6 +116,7 @@ impl Keys {
             restrictions: req.restrictions,
             last_used_at: None,
             last_client_ip: None,
+            end_grace_when_idle: None,
         };
         let changes = json!({
             "scopes": key.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
@@ -129,8 +130,12 @@ impl Keys {
             update: vec![],
             audit: vec![audit],
             changes: vec![NewChange::of(ChangeKind::Created, &key)],
+            notice: None,
         };
         match self.commit(batch, vec![key.clone()]).await? {
+            WriteOutcome::AlreadyNoticed => {
+                Err(Error::Internal("a creation carried a notice".into()))
+            }
             WriteOutcome::Committed { .. } => Ok(Created {
                 key,
                 secret: Some(secret),

@@ -115,6 +115,7 @@ impl Keys {
                 action: "key.updated",
                 reason: None,
                 changes: changes.into(),
+                notice: None,
             }))
         })
         .await
@@ -143,6 +144,7 @@ impl Keys {
                     action: "key.revoked",
                     reason: Some(reason.as_str().to_owned()),
                     changes: json!({ "revoked_at": diff(None::<i64>, now.as_millis()) }),
+                    notice: None,
                 }))
             })
             .await?;
@@ -168,6 +170,7 @@ impl Keys {
                 action: "key.disabled",
                 reason: Some(reason.as_str().to_owned()),
                 changes: json!({ "disabled_at": diff(None::<i64>, now.as_millis()) }),
+                notice: None,
             }))
         })
         .await
@@ -189,6 +192,7 @@ impl Keys {
                 action: "key.enabled",
                 reason: None,
                 changes: json!({ "disabled_at": diff(was.as_millis(), None::<i64>) }),
+                notice: None,
             }))
         })
         .await
@@ -203,6 +207,7 @@ impl Keys {
         &self,
         id: &KeyId,
         grace: Option<Duration>,
+        end_grace_when_idle: Option<Duration>,
         actor: &Actor,
     ) -> Result<Rotated> {
         let grace = grace.unwrap_or(self.config.rotation_grace);
@@ -247,6 +252,7 @@ impl Keys {
             let mut previous = old.clone();
             previous.expires_at = Some(old.expires_at.map_or(grace_end, |e| e.min(grace_end)));
             previous.rotated_to = Some(new.id.clone());
+            previous.end_grace_when_idle = end_grace_when_idle;
             previous.version += 1;
             previous.updated_at = now;
             let ms = |t: Option<Timestamp>| t.map(Timestamp::as_millis);
@@ -266,6 +272,7 @@ impl Keys {
                     NewChange::of(ChangeKind::Created, &new),
                     NewChange::of(ChangeKind::Rotated, &previous),
                 ],
+                notice: None,
             };
             match self
                 .commit(batch, vec![new.clone(), previous.clone()])

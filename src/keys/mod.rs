@@ -9,6 +9,7 @@ mod create;
 mod lifecycle;
 mod page;
 mod propagation;
+mod scheduled;
 mod usage;
 
 use std::{sync::Arc, time::Duration};
@@ -32,6 +33,7 @@ pub use page::{
     AuditQuery, KeyQuery, MAX_PAGE_SIZE, Page, page_size, parse_audit_token, parse_key_token,
 };
 pub use propagation::{MAX_PROPAGATION_TIMEOUT, Propagation, StatusReport};
+pub use scheduled::{SELF_ROTATION_INTERVAL, scheduler};
 pub use usage::{KeyUsage, MAX_USAGE_RANGE};
 
 /// How long a key must go unused to count as stale, unless asked otherwise.
@@ -72,6 +74,7 @@ pub struct Keys {
     index: Arc<KeyIndex>,
     feed: FeedHandle,
     config: KeysConfig,
+    self_rotations: Arc<scheduled::SelfRotations>,
 }
 
 /// How often a mutation re-reads and retries after losing a version race.
@@ -89,7 +92,13 @@ impl Keys {
             index,
             feed,
             config,
+            self_rotations: Arc::default(),
         }
+    }
+
+    /// The index, for jobs that scan every key in memory.
+    pub fn index(&self) -> &KeyIndex {
+        &self.index
     }
 
     /// Now, by this service's clock.
@@ -190,9 +199,12 @@ impl Keys {
                 update: vec![next.clone()],
                 audit: vec![audit],
                 changes: vec![NewChange::of(m.kind, &next)],
+                notice: m.notice.map(|n| (next.id.clone(), n)),
             };
             match self.commit(batch, vec![next.clone()]).await {
                 Ok(WriteOutcome::Committed { last_seq }) => return Ok((next, Some(last_seq))),
+                // A scheduled change that already happened: nothing to do.
+                Ok(WriteOutcome::AlreadyNoticed) => return Ok((current, None)),
                 Ok(WriteOutcome::Replayed { .. }) => {
                     return Err(Error::Internal("an update was replayed".into()));
                 }
@@ -211,6 +223,8 @@ struct Mutation {
     action: &'static str,
     reason: Option<String>,
     changes: serde_json::Value,
+    /// For scheduled changes: the notice that makes them happen once.
+    notice: Option<String>,
 }
 
 fn audit_event(

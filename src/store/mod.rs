@@ -220,10 +220,15 @@ pub struct WriteBatch {
     pub update: Vec<KeyRecord>,
     pub audit: Vec<NewAuditEvent>,
     pub changes: Vec<NewChange>,
+    /// A scheduled notice this batch sends, as (key, notice). If that notice
+    /// was already sent, nothing is written.
+    pub notice: Option<(KeyId, String)>,
 }
 
 #[derive(Debug)]
 pub enum WriteOutcome {
+    /// The batch's notice was sent before; nothing was written.
+    AlreadyNoticed,
     /// Committed; `last_seq` is the change-log sequence of the last change.
     Committed { last_seq: i64 },
     /// The batch's idempotency key was used before; nothing was written.
@@ -334,6 +339,15 @@ pub trait Store: UsageStore + WebhookStore + Send + Sync + 'static {
     /// Replicas whose last heartbeat is at or after `since`.
     async fn live_replicas(&self, since: Timestamp) -> Result<Vec<ReplicaRow>, StoreError>;
     async fn remove_replica(&self, id: &str) -> Result<(), StoreError>;
+    /// Takes job `job`'s lease for `owner` until `until`, if it is free or
+    /// already `owner`'s at `now`. `true` when this caller may run the job.
+    async fn take_job_lease(
+        &self,
+        job: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// Where NOTIFY wake-ups come from; `None` where writes are all local (SQLite).
     fn wakeups(&self) -> Option<PgWakeups>;
     /// The backend's name, for logs.

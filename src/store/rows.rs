@@ -15,7 +15,7 @@ macro_rules! key_columns {
         "id, key_hash, owner_id, name, key_type, environment, scopes, metadata, hint, \
          created_at, updated_at, expires_at, revoked_at, revoke_reason, disabled_at, \
          disable_reason, rotated_from, rotated_to, version, restrictions, last_used_at, \
-         last_client_ip"
+         last_client_ip, grace_idle_ms"
     };
 }
 pub(super) use key_columns;
@@ -44,6 +44,7 @@ pub(super) struct KeyRow {
     restrictions: Json<serde_json::Value>,
     last_used_at: Option<i64>,
     last_client_ip: Option<String>,
+    grace_idle_ms: Option<i64>,
 }
 
 fn corrupt(what: &str, id: &str) -> StoreError {
@@ -93,6 +94,9 @@ impl TryFrom<KeyRow> for KeyRecord {
                 .map_err(|_| bad("restrictions"))?,
             last_used_at: ts(r.last_used_at),
             last_client_ip: r.last_client_ip,
+            end_grace_when_idle: r
+                .grace_idle_ms
+                .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
             id,
         })
     }
@@ -120,6 +124,7 @@ pub(super) struct KeyValues {
     pub rotated_to: Option<String>,
     pub version: i64,
     pub restrictions: Json<serde_json::Value>,
+    pub grace_idle_ms: Option<i64>,
 }
 
 impl From<&KeyRecord> for KeyValues {
@@ -148,6 +153,7 @@ impl From<&KeyRecord> for KeyValues {
             rotated_to: id(&k.rotated_to),
             version: k.version,
             restrictions: Json(k.restrictions.to_json()),
+            grace_idle_ms: k.end_grace_when_idle.map(|d| d.as_millis() as i64),
         }
     }
 }

@@ -20,6 +20,20 @@ macro_rules! impl_sql_store {
             ) -> Result<$crate::store::WriteOutcome, $crate::store::StoreError> {
                 use $crate::store::{StoreError, WriteOutcome, rows::KeyValues};
                 let mut tx = self.begin_write().await?;
+                if let Some((key_id, notice)) = &batch.notice {
+                    let fresh = sqlx::query::<$db>(
+                        "INSERT INTO key_notices (key_id, notice, at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (key_id, notice) DO NOTHING",
+                    )
+                    .bind(key_id.as_str().to_owned())
+                    .bind(notice.clone())
+                    .bind($crate::domain::Timestamp::now().as_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                    if fresh.rows_affected() == 0 {
+                        return Ok(WriteOutcome::AlreadyNoticed);
+                    }
+                }
                 if let Some((key, idem)) = &batch.insert {
                     let v = KeyValues::from(key);
                     let inserted = sqlx::query::<$db>(
@@ -76,8 +90,8 @@ macro_rules! impl_sql_store {
                     let done = sqlx::query::<$db>(
                         "UPDATE keys SET name = $2, scopes = $3, metadata = $4, updated_at = $5, \
                          expires_at = $6, revoked_at = $7, revoke_reason = $8, disabled_at = $9, \
-                         disable_reason = $10, rotated_to = $11, version = $12, restrictions = $13 \
-                         WHERE id = $1 AND version = $12 - 1",
+                         disable_reason = $10, rotated_to = $11, version = $12, restrictions = $13, \
+                         grace_idle_ms = $14 WHERE id = $1 AND version = $12 - 1",
                     )
                     .bind(v.id)
                     .bind(v.name)
@@ -92,6 +106,7 @@ macro_rules! impl_sql_store {
                     .bind(v.rotated_to)
                     .bind(v.version)
                     .bind(v.restrictions)
+                    .bind(v.grace_idle_ms)
                     .execute(&mut *tx)
                     .await?;
                     if done.rows_affected() != 1 {
@@ -439,6 +454,33 @@ macro_rules! impl_sql_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(())
+            }
+
+            async fn take_job_lease(
+                &self,
+                job: &str,
+                owner: &str,
+                now: $crate::domain::Timestamp,
+                until: $crate::domain::Timestamp,
+            ) -> Result<bool, $crate::store::StoreError> {
+                sqlx::query::<$db>(
+                    "INSERT INTO job_leases (job, owner, lease_until) VALUES ($1, NULL, 0) \
+                     ON CONFLICT (job) DO NOTHING",
+                )
+                .bind(job.to_owned())
+                .execute(&self.pool)
+                .await?;
+                let taken = sqlx::query::<$db>(
+                    "UPDATE job_leases SET owner = $2, lease_until = $4 \
+                     WHERE job = $1 AND (lease_until <= $3 OR owner = $2)",
+                )
+                .bind(job.to_owned())
+                .bind(owner.to_owned())
+                .bind(now.as_millis())
+                .bind(until.as_millis())
+                .execute(&self.pool)
+                .await?;
+                Ok(taken.rows_affected() == 1)
             }
 
             fn wakeups(&self) -> Option<$crate::store::PgWakeups> {

@@ -34,6 +34,7 @@ fn record(scopes: &[&str]) -> KeyRecord {
         restrictions: Restrictions::default(),
         last_used_at: None,
         last_client_ip: None,
+        end_grace_when_idle: None,
     }
 }
 

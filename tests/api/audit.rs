@@ -26,6 +26,7 @@ async fn every_mutation_is_audited_with_actor_and_changes(backend: Backend) {
         .rotate_key(pb::RotateKeyRequest {
             id: id.clone(),
             grace_period: None,
+            ..Default::default()
         })
         .await
         .expect("rotate")

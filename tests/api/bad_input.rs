@@ -187,6 +187,7 @@ async fn ids_grace_and_paging_are_checked(backend: Backend) {
             seconds: -1,
             nanos: 0,
         }),
+        ..Default::default()
     };
     assert_status(
         admin.rotate_key(negative).await,
@@ -199,6 +200,7 @@ async fn ids_grace_and_paging_are_checked(backend: Backend) {
             seconds: 400 * 86_400,
             nanos: 0,
         }),
+        ..Default::default()
     };
     assert_status(
         admin.rotate_key(huge).await,

@@ -69,6 +69,7 @@ async fn rotation_overlaps_then_links_both_keys(backend: Backend) {
                 seconds: 3600,
                 nanos: 0,
             }),
+            ..Default::default()
         })
         .await
         .expect("rotate")
@@ -109,6 +110,7 @@ async fn rotation_overlaps_then_links_both_keys(backend: Backend) {
         .rotate_key(pb::RotateKeyRequest {
             id: old_id,
             grace_period: None,
+            ..Default::default()
         })
         .await;
     assert_status(again, Code::FailedPrecondition, &new_key.id);
@@ -123,6 +125,7 @@ async fn zero_grace_expires_the_old_key_at_once(backend: Backend) {
         .rotate_key(pb::RotateKeyRequest {
             id: old.key.expect("key").id,
             grace_period: Some(prost_types::Duration::default()),
+            ..Default::default()
         })
         .await
         .expect("rotate")
@@ -140,6 +143,7 @@ async fn default_grace_is_48_hours(backend: Backend) {
         .rotate_key(pb::RotateKeyRequest {
             id: old.key.expect("key").id,
             grace_period: None,
+            ..Default::default()
         })
         .await
         .expect("rotate")
@@ -202,6 +206,7 @@ async fn revoked_key_is_rejected_at_once(backend: Backend) {
         .rotate_key(pb::RotateKeyRequest {
             id,
             grace_period: None,
+            ..Default::default()
         })
         .await;
     assert_status(rotate, Code::FailedPrecondition, "revoked");
@@ -306,6 +311,7 @@ async fn concurrent_rotations_make_exactly_one_successor(backend: Backend) {
                 .rotate_key(pb::RotateKeyRequest {
                     id,
                     grace_period: None,
+                    ..Default::default()
                 })
                 .await
         }

@@ -85,6 +85,7 @@ async fn list_filters_by_state(backend: Backend) {
         .rotate_key(pb::RotateKeyRequest {
             id: rotated.clone(),
             grace_period: Some(Default::default()),
+            ..Default::default()
         })
         .await
         .expect("rotate")

@@ -5,6 +5,7 @@ mod helpers;
 
 mod admin_auth;
 mod audit;
+mod automation;
 mod bad_input;
 mod lifecycle;
 mod listing;

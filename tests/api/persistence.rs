@@ -81,6 +81,7 @@ async fn no_secret_is_ever_stored(backend: Backend) {
                 .rotate_key(pb::RotateKeyRequest {
                     id: created.key.expect("key").id,
                     grace_period: None,
+                    ..Default::default()
                 })
                 .await
                 .expect("rotate")

@@ -124,7 +124,7 @@ async fn counters_are_flushed_on_graceful_shutdown(backend: Backend) {
 }
 
 /// A clock the test moves by hand.
-fn manual_clock() -> (Clock, Arc<AtomicI64>) {
+pub fn manual_clock() -> (Clock, Arc<AtomicI64>) {
     let now = Arc::new(AtomicI64::new(Timestamp::now().as_millis()));
     let read = now.clone();
     (
@@ -133,7 +133,7 @@ fn manual_clock() -> (Clock, Arc<AtomicI64>) {
     )
 }
 
-const DAY_MS: i64 = 24 * 3600 * 1000;
+pub const DAY_MS: i64 = 24 * 3600 * 1000;
 
 async fn stale_keys_are_exactly_the_unused_ones(backend: Backend) {
     let (clock, now) = manual_clock();

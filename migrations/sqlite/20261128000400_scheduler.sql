@@ -1,0 +1,20 @@
+-- Scheduled jobs: a lease per job, so each run happens on one replica, and
+-- the notices already sent, so a crash neither repeats nor loses one.
+
+CREATE TABLE job_leases (
+    job         TEXT PRIMARY KEY,
+    owner       TEXT,
+    lease_until INTEGER NOT NULL
+);
+
+CREATE TABLE key_notices (
+    key_id TEXT NOT NULL,
+    -- What was noticed and for which deadline, e.g. expiring:7d:<expires_at>.
+    notice TEXT NOT NULL,
+    at     INTEGER NOT NULL,
+    PRIMARY KEY (key_id, notice)
+);
+
+-- For a rotated key: end its grace period early once it has been idle this
+-- long and its successor is in use.
+ALTER TABLE keys ADD COLUMN grace_idle_ms INTEGER;

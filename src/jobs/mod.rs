@@ -1,0 +1,139 @@
+//! The scheduler: periodic lifecycle jobs.
+//!
+//! Every replica runs the scheduler, but each job runs on one replica per
+//! round: a job first takes its lease in `job_leases`. Jobs are idempotent
+//! and crash-safe: each notice or scheduled change is written together with
+//! a row in `key_notices`, so a rerun after a crash neither repeats a notice
+//! nor loses one. Time comes from the injected clock.
+
+mod expiry;
+mod grace;
+mod rotation;
+mod stale;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    domain::{Clock, KeyRecord},
+    error::Result,
+    keys::Keys,
+    store::Store,
+};
+
+/// What rotation due does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DueAction {
+    /// Emit `key.rotation_due`, nothing more.
+    Notify,
+    /// Also expire the key at due + grace: its holder must rotate.
+    Expire,
+}
+
+/// Rotate every `every`, with notices `notice` before the due time.
+#[derive(Clone, Debug)]
+pub struct RotationPolicy {
+    pub every: Duration,
+    pub notice: Vec<Duration>,
+    pub action: DueAction,
+    pub grace: Duration,
+}
+
+/// Staged handling of unused keys. Each stage is optional after the flag;
+/// `dry_run` reports the disable and revoke stages without acting.
+#[derive(Clone, Debug)]
+pub struct StalePolicy {
+    pub flag_after: Duration,
+    pub disable_after: Option<Duration>,
+    pub revoke_after: Option<Duration>,
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct JobsConfig {
+    pub interval: Duration,
+    /// `key.expiring` lead times.
+    pub expiry_notice: Vec<Duration>,
+    /// Server-wide rotation policy; `None` disables scheduled rotation.
+    pub rotation: Option<RotationPolicy>,
+    pub stale: StalePolicy,
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            expiry_notice: vec![14 * DAY, 7 * DAY, DAY],
+            rotation: None,
+            stale: StalePolicy {
+                flag_after: 90 * DAY,
+                disable_after: None,
+                revoke_after: None,
+                dry_run: false,
+            },
+        }
+    }
+}
+
+pub struct Scheduler {
+    pub store: Arc<dyn Store>,
+    pub keys: Keys,
+    pub clock: Clock,
+    pub config: JobsConfig,
+    /// This replica, as lease owner.
+    pub replica: String,
+}
+
+impl Scheduler {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            self.round().await;
+        }
+    }
+
+    /// Runs every job whose lease this replica gets.
+    pub async fn round(&self) {
+        self.job("expiry", expiry::run(self)).await;
+        if let Some(policy) = &self.config.rotation {
+            self.job("rotation", rotation::run(self, policy)).await;
+        }
+        self.job("grace", grace::run(self)).await;
+        self.job("stale", stale::run(self)).await;
+    }
+
+    async fn job(&self, name: &str, work: impl Future<Output = Result<usize>>) {
+        let now = self.clock.now();
+        let until = now.saturating_add(self.config.interval);
+        match self
+            .store
+            .take_job_lease(name, &self.replica, now, until)
+            .await
+        {
+            Ok(true) => match work.await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(job = name, events = n, "scheduled job ran"),
+                Err(e) => tracing::warn!(job = name, error = %e, "scheduled job failed"),
+            },
+            Ok(false) => {}
+            Err(e) => tracing::warn!(job = name, error = %e, "cannot take job lease"),
+        }
+    }
+
+    /// Every live key in the index (revoked ones left out).
+    fn live_keys(&self) -> Vec<KeyRecord> {
+        self.keys.index().records(|r| r.revoked_at.is_none())
+    }
+}
+
+fn days(d: Duration) -> u64 {
+    d.as_secs() / 86_400
+}

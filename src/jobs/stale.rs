@@ -1,0 +1,131 @@
+//! The unused-key policy: flag (`key.stale`), then optionally disable, then
+//! optionally revoke, each stage once per idle period. In a dry run the
+//! later stages only report.
+
+use serde_json::json;
+
+use super::{Scheduler, days};
+use crate::{
+    domain::{KeyRecord, KeyState},
+    error::Result,
+    keys::KeyQuery,
+    store::{ChangeKind, KeyOrder},
+};
+
+pub async fn run(s: &Scheduler) -> Result<usize> {
+    let policy = &s.config.stale;
+    let now = s.clock.now();
+    let mut sent = 0;
+    for key in stale_keys(s, policy.flag_after).await? {
+        let since = key.last_used_at.unwrap_or(key.created_at);
+        let idle =
+            std::time::Duration::from_millis((now.as_millis() - since.as_millis()).max(0) as u64);
+        let idle_days = days(idle);
+        let stamp = since.as_millis();
+        let reason = format!("unused for {idle_days} days");
+        sent += usize::from(
+            s.keys
+                .notify(
+                    &key,
+                    "key.stale",
+                    reason.clone(),
+                    json!({ "unused_since": stamp, "stage": "flag" }),
+                    format!("stale:{stamp}"),
+                )
+                .await?,
+        );
+        if policy.revoke_after.is_some_and(|r| idle >= r) {
+            sent += stage(s, &key, "revoke", stamp, &reason).await?;
+        } else if policy.disable_after.is_some_and(|d| idle >= d) {
+            sent += stage(s, &key, "disable", stamp, &reason).await?;
+        }
+    }
+    Ok(sent)
+}
+
+async fn stage(
+    s: &Scheduler,
+    key: &KeyRecord,
+    stage: &'static str,
+    stamp: i64,
+    reason: &str,
+) -> Result<usize> {
+    if s.config.stale.dry_run {
+        let changes = json!({ "unused_since": stamp, "stage": stage, "dry_run": true });
+        let reason = format!("dry run: would {stage}; {reason}");
+        let notice = format!("stale_{stage}_dry:{stamp}");
+        return Ok(usize::from(
+            s.keys
+                .notify(key, "key.stale", reason, changes, notice)
+                .await?,
+        ));
+    }
+    let notice = format!("stale_{stage}:{stamp}");
+    let reason = reason.to_owned();
+    let reason_text = crate::domain::Reason::parse(&reason).ok();
+    let changed = match stage {
+        "revoke" => {
+            s.keys
+                .scheduled_change(
+                    key,
+                    notice,
+                    "key.revoked",
+                    ChangeKind::Revoked,
+                    reason,
+                    move |k, now| {
+                        k.revoked_at = Some(now);
+                        k.revoke_reason = reason_text.clone();
+                    },
+                )
+                .await?
+        }
+        _ => {
+            s.keys
+                .scheduled_change(
+                    key,
+                    notice,
+                    "key.disabled",
+                    ChangeKind::Disabled,
+                    reason,
+                    move |k, now| {
+                        k.disabled_at = Some(now);
+                        k.disable_reason = reason_text.clone();
+                    },
+                )
+                .await?
+        }
+    };
+    Ok(usize::from(changed))
+}
+
+/// Active and disabled keys unused for `after`, read from the store (which
+/// holds every replica's flushed last use).
+async fn stale_keys(s: &Scheduler, after: std::time::Duration) -> Result<Vec<KeyRecord>> {
+    let mut out = Vec::new();
+    let mut page_after = None;
+    loop {
+        let page = s
+            .keys
+            .list(KeyQuery {
+                owner_id: None,
+                state: None,
+                unused_for: Some(after),
+                order: KeyOrder::LastUsedAsc,
+                page_size: 1000,
+                after: page_after.take(),
+            })
+            .await?;
+        let last = page
+            .items
+            .last()
+            .map(|k| (KeyOrder::LastUsedAsc.sort_key(k), k.id.clone()));
+        let now = s.clock.now();
+        let open = |k: &KeyRecord| matches!(k.state(now), KeyState::Active | KeyState::Disabled);
+        out.extend(page.items.into_iter().filter(open));
+        match (page.next_page_token, last) {
+            (Some(_), Some(l)) => page_after = Some(l),
+            _ => break,
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,458 @@
+//! Lifecycle automation with an injected clock: expiry notices, scheduled
+//! rotation, self-rotation, grace that ends when the old key goes idle, the
+//! unused-key policy, and jobs that run once across replicas.
+
+use std::{
+    sync::atomic::{AtomicI64, Ordering},
+    time::Duration,
+};
+
+use keysmith::{
+    grpc::pb::{self, VerifyCode},
+    jobs::{DueAction, RotationPolicy, StalePolicy},
+};
+use tonic::{Code, Request};
+
+use crate::{
+    helpers::{Backend, TestApp, eventually, spawn_with},
+    usage::{DAY_MS, manual_clock},
+};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+async fn actions(app: &TestApp, key_id: &str) -> Vec<String> {
+    let req = pb::ListAuditEventsRequest {
+        key_id: key_id.into(),
+        page_size: 1000,
+        ..Default::default()
+    };
+    let events = app
+        .admin
+        .clone()
+        .list_audit_events(req)
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    events.into_iter().rev().map(|e| e.action).collect()
+}
+
+async fn wait_for(app: &TestApp, key_id: &str, expected: &[&str]) {
+    eventually(&format!("audit actions {expected:?}"), || async {
+        actions(app, key_id).await == expected
+    })
+    .await;
+}
+
+fn advance(now: &AtomicI64, days: i64) {
+    now.fetch_add(days * DAY_MS + 1, Ordering::SeqCst);
+}
+
+async fn expiry_notices_fire_once_at_each_lead(backend: Backend) {
+    let (clock, now) = manual_clock();
+    let app = spawn_with(backend, |c| {
+        c.clock = clock;
+        c.jobs.interval = Duration::from_millis(20);
+    })
+    .await;
+    let req = pb::CreateKeyRequest {
+        owner_id: "acct_1".into(),
+        ttl: Some(prost_types::Duration {
+            seconds: 20 * 86_400,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    let key = app.create(req).await.key.expect("key").id;
+    advance(&now, 6);
+    wait_for(&app, &key, &["key.created", "key.expiring"]).await;
+    advance(&now, 7);
+    wait_for(&app, &key, &["key.created", "key.expiring", "key.expiring"]).await;
+    advance(&now, 6);
+    wait_for(
+        &app,
+        &key,
+        &[
+            "key.created",
+            "key.expiring",
+            "key.expiring",
+            "key.expiring",
+        ],
+    )
+    .await;
+    advance(&now, 1);
+    wait_for(
+        &app,
+        &key,
+        &[
+            "key.created",
+            "key.expiring",
+            "key.expiring",
+            "key.expiring",
+            "key.expired",
+        ],
+    )
+    .await;
+    let req = pb::ListAuditEventsRequest {
+        key_id: key.clone(),
+        action: "key.expiring".into(),
+        ..Default::default()
+    };
+    let events = app
+        .admin
+        .clone()
+        .list_audit_events(req)
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    let leads: Vec<serde_json::Value> = events
+        .iter()
+        .rev()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.changes_json).expect("json")["notice_days"]
+                .clone()
+        })
+        .collect();
+    assert_eq!(leads, [14, 7, 1]);
+    assert!(events.iter().all(|e| e.actor == "system:scheduler"));
+}
+
+async fn rotation_policy_warns_then_expires_at_due_plus_grace(backend: Backend) {
+    let (clock, now) = manual_clock();
+    let app = spawn_with(backend, |c| {
+        c.clock = clock;
+        c.jobs.interval = Duration::from_millis(20);
+        c.jobs.rotation = Some(RotationPolicy {
+            every: 30 * DAY,
+            notice: vec![14 * DAY, 7 * DAY, DAY],
+            action: DueAction::Expire,
+            grace: 2 * DAY,
+        });
+    })
+    .await;
+    let created = app.create_with_scopes(&[]).await;
+    let key = created.key.expect("key").id;
+    advance(&now, 16);
+    wait_for(&app, &key, &["key.created", "key.rotation_due"]).await;
+    advance(&now, 7);
+    wait_for(
+        &app,
+        &key,
+        &["key.created", "key.rotation_due", "key.rotation_due"],
+    )
+    .await;
+    advance(&now, 6);
+    wait_for(
+        &app,
+        &key,
+        &[
+            "key.created",
+            "key.rotation_due",
+            "key.rotation_due",
+            "key.rotation_due",
+        ],
+    )
+    .await;
+    advance(&now, 1);
+    let due = [
+        "key.created",
+        "key.rotation_due",
+        "key.rotation_due",
+        "key.rotation_due",
+        "key.rotation_due",
+    ];
+    wait_for(&app, &key, &due).await;
+    // The due action set an expiry at due + grace: still valid inside it.
+    let expires = app.get(&key).await.expire_time.expect("expiry now set");
+    assert_eq!(app.verify_code(&created.secret).await, VerifyCode::Valid);
+    let grace_end_ms = expires.seconds * 1000 + i64::from(expires.nanos) / 1_000_000;
+    now.store(grace_end_ms, Ordering::SeqCst);
+    assert_eq!(app.verify_code(&created.secret).await, VerifyCode::Expired);
+    // Inside the grace the key also got its expiry notice; the last word is
+    // key.expired.
+    eventually("key.expired", || async {
+        actions(&app, &key).await.last().map(String::as_str) == Some("key.expired")
+    })
+    .await;
+    let all = actions(&app, &key).await;
+    assert_eq!(&all[..5], due);
+    assert_eq!(all.iter().filter(|a| *a == "key.expired").count(), 1);
+}
+
+async fn self_rotation_by_proof_of_possession(backend: Backend) {
+    let app = spawn_with(backend, |_| {}).await;
+    let created = app.create_with_scopes(&["deploy:write"]).await;
+    let id = created.key.expect("key").id;
+    let rotate_with = |key: String| {
+        let mut admin =
+            keysmith::grpc::pb::key_admin_client::KeyAdminClient::new(app.admin_channel.clone());
+        async move {
+            let mut req = Request::new(pb::RotateSelfRequest { grace_period: None });
+            req.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {key}").parse().expect("ascii"),
+            );
+            admin.rotate_self(req).await
+        }
+    };
+    let rotated = rotate_with(created.secret.clone())
+        .await
+        .expect("self rotation")
+        .into_inner();
+    assert_eq!(rotated.previous.expect("previous").id, id);
+    assert_eq!(rotated.key.as_ref().expect("key").scopes, ["deploy:write"]);
+    assert_eq!(app.verify_code(&rotated.secret).await, VerifyCode::Valid);
+    let req = pb::ListAuditEventsRequest {
+        key_id: id.clone(),
+        action: "key.rotated".into(),
+        ..Default::default()
+    };
+    let events = app
+        .admin
+        .clone()
+        .list_audit_events(req)
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    assert_eq!(events[0].actor, format!("key:{id}"));
+
+    // Once a minute per key.
+    let status = rotate_with(rotated.secret.clone())
+        .await
+        .expect("successor rotates itself")
+        .into_inner();
+    let again = rotate_with(rotated.secret.clone())
+        .await
+        .expect_err("rate limited");
+    assert_eq!(again.code(), Code::ResourceExhausted);
+    // Revoked, unknown and malformed keys cannot.
+    let newest = status.key.expect("key").id;
+    app.revoke(&newest).await;
+    assert_eq!(
+        rotate_with(status.secret)
+            .await
+            .expect_err("revoked")
+            .code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        rotate_with("sk_live_nope".into())
+            .await
+            .expect_err("malformed")
+            .code(),
+        Code::Unauthenticated
+    );
+}
+
+async fn grace_ends_early_once_the_old_key_goes_idle(backend: Backend) {
+    let (clock, now) = manual_clock();
+    let app = spawn_with(backend, |c| {
+        c.clock = clock;
+        c.jobs.interval = Duration::from_millis(20);
+        c.usage_flush_interval = Duration::from_millis(20);
+    })
+    .await;
+    let old = app.create_with_scopes(&[]).await;
+    let old_id = old.key.expect("key").id;
+    let req = pb::RotateKeyRequest {
+        id: old_id.clone(),
+        grace_period: Some(prost_types::Duration {
+            seconds: 7 * 86_400,
+            nanos: 0,
+        }),
+        end_grace_when_idle: Some(prost_types::Duration {
+            seconds: 3600,
+            nanos: 0,
+        }),
+    };
+    let new = app
+        .admin
+        .clone()
+        .rotate_key(req)
+        .await
+        .expect("rotate")
+        .into_inner();
+    // Not before the successor is used, however idle the old key is.
+    now.fetch_add(2 * 3600 * 1000, Ordering::SeqCst);
+    assert_eq!(app.verify_code(&old.secret).await, VerifyCode::Valid);
+    assert_eq!(app.verify_code(&new.secret).await, VerifyCode::Valid);
+    let new_id = new.key.expect("key").id;
+    eventually("the successor's use to be flushed", || async {
+        app.get(&new_id).await.last_used_time.is_some()
+    })
+    .await;
+    // The old key was used just now too; it must go quiet for an hour.
+    now.fetch_add(3600 * 1000 + 1, Ordering::SeqCst);
+    // Watched through the admin API: a Verify would be a use of the old key.
+    eventually("the old key to expire early", || async {
+        app.get(&old_id).await.state() == pb::KeyState::Expired
+    })
+    .await;
+    assert_eq!(app.verify_code(&old.secret).await, VerifyCode::Expired);
+    assert_eq!(app.verify_code(&new.secret).await, VerifyCode::Valid);
+    let req = pb::ListAuditEventsRequest {
+        key_id: old_id.clone(),
+        action: "key.expired".into(),
+        ..Default::default()
+    };
+    let events = app
+        .admin
+        .clone()
+        .list_audit_events(req)
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    assert!(
+        events[0].reason.contains("grace ended early"),
+        "{:?}",
+        events[0]
+    );
+}
+
+async fn stale_stages_act_or_only_report(backend: Backend) {
+    for dry_run in [true, false] {
+        let (clock, now) = manual_clock();
+        let app = spawn_with(backend, |c| {
+            c.clock = clock;
+            c.jobs.interval = Duration::from_millis(20);
+            c.jobs.stale = StalePolicy {
+                flag_after: 90 * DAY,
+                disable_after: Some(120 * DAY),
+                revoke_after: Some(200 * DAY),
+                dry_run,
+            };
+        })
+        .await;
+        let created = app.create_with_scopes(&[]).await;
+        let key = created.key.expect("key").id;
+        advance(&now, 100);
+        wait_for(&app, &key, &["key.created", "key.stale"]).await;
+        advance(&now, 30);
+        if dry_run {
+            wait_for(&app, &key, &["key.created", "key.stale", "key.stale"]).await;
+            assert_eq!(
+                app.verify_code(&created.secret).await,
+                VerifyCode::Valid,
+                "dry run only reports"
+            );
+        } else {
+            wait_for(&app, &key, &["key.created", "key.stale", "key.disabled"]).await;
+            assert_eq!(app.verify_code(&created.secret).await, VerifyCode::Disabled);
+            advance(&now, 80);
+            wait_for(
+                &app,
+                &key,
+                &["key.created", "key.stale", "key.disabled", "key.revoked"],
+            )
+            .await;
+            assert_eq!(app.verify_code(&created.secret).await, VerifyCode::Revoked);
+        }
+    }
+}
+
+crate::backend_tests!(
+    expiry_notices_fire_once_at_each_lead,
+    rotation_policy_warns_then_expires_at_due_plus_grace,
+    self_rotation_by_proof_of_possession,
+    grace_ends_early_once_the_old_key_goes_idle,
+    stale_stages_act_or_only_report,
+    a_job_lease_has_one_holder_at_a_time,
+);
+
+async fn a_job_lease_has_one_holder_at_a_time(backend: Backend) {
+    let app = spawn_with(backend, |c| c.jobs.interval = Duration::from_secs(3600)).await;
+    let store = keysmith::app::open_store(&app.db.config, false)
+        .await
+        .expect("store");
+    let t = keysmith::domain::Timestamp::from_millis(1_000_000);
+    let until = keysmith::domain::Timestamp::from_millis(1_060_000);
+    assert!(
+        store
+            .take_job_lease("probe", "replica-a", t, until)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        !store
+            .take_job_lease("probe", "replica-b", t, until)
+            .await
+            .expect("lease"),
+        "held by a"
+    );
+    assert!(
+        store
+            .take_job_lease("probe", "replica-a", t, until)
+            .await
+            .expect("lease"),
+        "a renews its own"
+    );
+    let later = keysmith::domain::Timestamp::from_millis(1_060_000);
+    let next = keysmith::domain::Timestamp::from_millis(1_120_000);
+    assert!(
+        store
+            .take_job_lease("probe", "replica-b", later, next)
+            .await
+            .expect("lease"),
+        "expired: b takes it"
+    );
+    assert!(
+        !store
+            .take_job_lease("probe", "replica-a", later, next)
+            .await
+            .expect("lease")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_send_each_notice_once() {
+    let (clock, now) = manual_clock();
+    let db = crate::helpers::TestDb::new(Backend::Postgres).await;
+    let config = db.config.clone();
+    let fast = move |c: &mut keysmith::Config| {
+        c.clock = clock.clone();
+        c.jobs.interval = Duration::from_millis(10);
+    };
+    let a = crate::helpers::spawn_configured(db, None, fast.clone()).await;
+    let other = crate::helpers::TestDb {
+        backend: Backend::Postgres,
+        config,
+        dir: tempfile::tempdir().expect("dir"),
+    };
+    let b = crate::helpers::spawn_configured(other, Some(a.token.clone()), fast).await;
+    let create = |days: i64| {
+        let a = &a;
+        async move {
+            let req = pb::CreateKeyRequest {
+                owner_id: "acct_1".into(),
+                ttl: Some(prost_types::Duration {
+                    seconds: days * 86_400,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            };
+            a.create(req).await.key.expect("key").id
+        }
+    };
+    let mut keys = Vec::new();
+    for _ in 0..5 {
+        keys.push(create(20).await);
+    }
+    advance(&now, 7);
+    for key in &keys {
+        wait_for(&b, key, &["key.created", "key.expiring"]).await;
+    }
+    // More rounds on both replicas: a later key gets its notice too...
+    let later = create(10).await;
+    wait_for(&a, &later, &["key.created", "key.expiring"]).await;
+    // ...and still each earlier key has exactly one.
+    for key in &keys {
+        assert_eq!(
+            actions(&a, key).await,
+            ["key.created", "key.expiring"],
+            "exactly one notice"
+        );
+    }
+}
