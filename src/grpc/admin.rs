@@ -208,6 +208,17 @@ impl KeyAdmin for AdminService {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn get_rotation_overlap(
+        &self,
+        req: Request<pb::GetRotationOverlapRequest>,
+    ) -> Reply<pb::GetRotationOverlapResponse> {
+        self.actor(&req).await?;
+        let pb::GetRotationOverlapRequest { id } = req.into_inner();
+        let overlap = self.keys.overlap(&convert::key_id("id", &id)?).await?;
+        Ok(Response::new(convert::overlap(overlap)))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn list_stale_keys(
         &self,
         req: Request<pb::ListStaleKeysRequest>,

@@ -34,7 +34,7 @@ pub use page::{
 };
 pub use propagation::{MAX_PROPAGATION_TIMEOUT, Propagation, StatusReport};
 pub use scheduled::{SELF_ROTATION_INTERVAL, scheduler};
-pub use usage::{KeyUsage, MAX_USAGE_RANGE};
+pub use usage::{KeyUsage, MAX_USAGE_RANGE, Overlap};
 
 /// How long a key must go unused to count as stale, unless asked otherwise.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(90 * 24 * 3600);

@@ -74,3 +74,47 @@ impl Keys {
         Ok(self.store.unknown_attempts(from, to).await?)
     }
 }
+
+/// Old-key against new-key traffic since a rotation.
+#[derive(Debug)]
+pub struct Overlap {
+    pub old: KeyRecord,
+    pub new: KeyRecord,
+    pub old_usage: UsageCounts,
+    pub new_usage: UsageCounts,
+}
+
+impl Keys {
+    /// The rotation `id` took part in, old key or new.
+    pub async fn overlap(&self, id: &KeyId) -> Result<Overlap> {
+        let key = self.get(id).await?;
+        let (old, new) = match (&key.rotated_to, &key.rotated_from) {
+            (Some(next), _) => {
+                let next = self.get(next).await?;
+                (key, next)
+            }
+            (None, Some(prev)) => (self.get(prev).await?, key),
+            (None, None) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "key {id} was not rotated"
+                )));
+            }
+        };
+        let now = self.config.clock.now();
+        let since = hour_of(new.created_at);
+        let to = now.saturating_add(Duration::from_secs(3600));
+        let total = |rows: Vec<UsageRow>| {
+            let mut t = UsageCounts::default();
+            rows.iter().for_each(|r| t.add(&r.counts));
+            t
+        };
+        let old_usage = total(self.store.key_usage(&old.id, since, to).await?);
+        let new_usage = total(self.store.key_usage(&new.id, since, to).await?);
+        Ok(Overlap {
+            old,
+            new,
+            old_usage,
+            new_usage,
+        })
+    }
+}

@@ -283,6 +283,27 @@ async fn grace_ends_early_once_the_old_key_goes_idle(backend: Backend) {
         app.get(&new_id).await.last_used_time.is_some()
     })
     .await;
+    // The overlap report shows both keys' traffic since the rotation.
+    let overlap = || async {
+        let req = pb::GetRotationOverlapRequest { id: new_id.clone() };
+        app.admin
+            .clone()
+            .get_rotation_overlap(req)
+            .await
+            .expect("overlap")
+            .into_inner()
+    };
+    eventually("both uses in the overlap report", || async {
+        let o = overlap().await;
+        o.old_key.is_some_and(|c| c.valid == 1) && o.new_key.is_some_and(|c| c.valid == 1)
+    })
+    .await;
+    let o = overlap().await;
+    assert_eq!(
+        (o.old_key_id.as_str(), o.new_key_id.as_str()),
+        (old_id.as_str(), new_id.as_str())
+    );
+    assert_eq!(o.end_grace_when_idle.map(|d| d.seconds), Some(3600));
     // The old key was used just now too; it must go quiet for an hour.
     now.fetch_add(3600 * 1000 + 1, Ordering::SeqCst);
     // Watched through the admin API: a Verify would be a use of the old key.

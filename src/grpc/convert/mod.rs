@@ -18,7 +18,7 @@ pub use key::{
     create_request, created, key_message, key_patch, key_query, keys_page, rotated, stale_query,
 };
 pub use restrictions::{restrictions, to_restrictions};
-pub use usage::{key_usage, range, unknown_stats};
+pub use usage::{key_usage, overlap, range, unknown_stats};
 pub use verify::{check_required_scopes, client_ip, verify_response};
 pub use webhooks::{
     create_endpoint, deliveries_page, delivery, delivery_query, endpoint, update_endpoint,

@@ -2,7 +2,7 @@ use super::{pb, timestamp, to_timestamp};
 use crate::{
     domain::Timestamp,
     error::Result,
-    keys::KeyUsage,
+    keys::{KeyUsage, Overlap},
     store::{UnknownRow, UsageCounts},
 };
 
@@ -59,6 +59,23 @@ pub fn key_usage(u: KeyUsage) -> pb::GetKeyUsageResponse {
         totals: Some(counts(&u.totals)),
         last_used_time: u.key.last_used_at.map(to_timestamp),
         last_client_ip: u.key.last_client_ip.unwrap_or_default(),
+    }
+}
+
+pub fn overlap(o: Overlap) -> pb::GetRotationOverlapResponse {
+    pb::GetRotationOverlapResponse {
+        old_key_id: o.old.id.to_string(),
+        new_key_id: o.new.id.to_string(),
+        rotate_time: Some(to_timestamp(o.new.created_at)),
+        grace_end_time: o.old.expires_at.map(to_timestamp),
+        old_key: Some(counts(&o.old_usage)),
+        new_key: Some(counts(&o.new_usage)),
+        old_last_used_time: o.old.last_used_at.map(to_timestamp),
+        new_last_used_time: o.new.last_used_at.map(to_timestamp),
+        end_grace_when_idle: o.old.end_grace_when_idle.map(|d| prost_types::Duration {
+            seconds: d.as_secs() as i64,
+            nanos: d.subsec_nanos() as i32,
+        }),
     }
 }
 
