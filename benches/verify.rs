@@ -53,6 +53,7 @@ fn record(key: &ApiKey) -> KeyRecord {
         last_used_at: None,
         last_client_ip: None,
         end_grace_when_idle: None,
+        rotation: None,
     }
 }
 

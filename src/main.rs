@@ -7,8 +7,9 @@ use keysmith::{
     App, Config, app,
     auth::AdminAuth,
     config::DbConfig,
+    domain::KeyRotation,
     index::FeedConfig,
-    jobs::{DueAction, JobsConfig, RotationPolicy, StalePolicy},
+    jobs::{JobsConfig, StalePolicy},
     store::audit_chain,
     telemetry,
     webhooks::WebhookConfig,
@@ -173,20 +174,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         change_retention: args.change_retention,
         usage_flush_interval: args.usage_flush_interval.max(Duration::from_millis(10)),
         jobs: JobsConfig {
-            rotation: args.rotate_every.map(|every| RotationPolicy {
-                every,
-                notice: vec![
-                    Duration::from_secs(14 * 86_400),
-                    Duration::from_secs(7 * 86_400),
-                    Duration::from_secs(86_400),
-                ],
-                action: if args.rotation_action == "expire" {
-                    DueAction::Expire
-                } else {
-                    DueAction::Notify
-                },
-                grace: args.rotation_grace,
-            }),
+            default_rotation: args
+                .rotate_every
+                .map(|every| KeyRotation::every(every, args.rotation_action == "expire"))
+                .transpose()?,
+            rotation_grace: args.rotation_grace,
             stale: StalePolicy {
                 disable_after: args.stale_disable_after,
                 revoke_after: args.stale_revoke_after,

@@ -18,3 +18,6 @@ CREATE TABLE key_notices (
 -- For a rotated key: end its grace period early once it has been idle this
 -- long and its successor is in use.
 ALTER TABLE keys ADD COLUMN grace_idle_ms INTEGER;
+
+-- A key's own rotation policy; NULL follows the server's default.
+ALTER TABLE keys ADD COLUMN rotation_policy TEXT;

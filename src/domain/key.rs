@@ -38,6 +38,8 @@ pub struct KeyRecord {
     /// Set on a rotated key: revoke it early once it has been idle this
     /// long while its successor is in use.
     pub end_grace_when_idle: Option<std::time::Duration>,
+    /// This key's rotation policy; `None` follows the server's default.
+    pub rotation: Option<super::KeyRotation>,
 }
 
 /// Why a key's settings break the rules for its type.

@@ -16,29 +16,11 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::{Clock, KeyRecord},
+    domain::{Clock, KeyRecord, KeyRotation},
     error::Result,
     keys::Keys,
     store::Store,
 };
-
-/// What rotation due does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DueAction {
-    /// Emit `key.rotation_due`, nothing more.
-    Notify,
-    /// Also expire the key at due + grace: its holder must rotate.
-    Expire,
-}
-
-/// Rotate every `every`, with notices `notice` before the due time.
-#[derive(Clone, Debug)]
-pub struct RotationPolicy {
-    pub every: Duration,
-    pub notice: Vec<Duration>,
-    pub action: DueAction,
-    pub grace: Duration,
-}
 
 /// Staged handling of unused keys. Each stage is optional after the flag;
 /// `dry_run` reports the disable and revoke stages without acting.
@@ -55,8 +37,13 @@ pub struct JobsConfig {
     pub interval: Duration,
     /// `key.expiring` lead times.
     pub expiry_notice: Vec<Duration>,
-    /// Server-wide rotation policy; `None` disables scheduled rotation.
-    pub rotation: Option<RotationPolicy>,
+    /// The rotation policy of keys without their own; `None`: no scheduled
+    /// rotation for them.
+    pub default_rotation: Option<KeyRotation>,
+    /// `key.rotation_due` lead times.
+    pub rotation_notice: Vec<Duration>,
+    /// With the `expire` action: how long a due key keeps working.
+    pub rotation_grace: Duration,
     pub stale: StalePolicy,
 }
 
@@ -67,7 +54,9 @@ impl Default for JobsConfig {
         Self {
             interval: Duration::from_secs(60),
             expiry_notice: vec![14 * DAY, 7 * DAY, DAY],
-            rotation: None,
+            default_rotation: None,
+            rotation_notice: vec![14 * DAY, 7 * DAY, DAY],
+            rotation_grace: 2 * DAY,
             stale: StalePolicy {
                 flag_after: 90 * DAY,
                 disable_after: None,
@@ -103,9 +92,7 @@ impl Scheduler {
     /// Runs every job whose lease this replica gets.
     pub async fn round(&self) {
         self.job("expiry", expiry::run(self)).await;
-        if let Some(policy) = &self.config.rotation {
-            self.job("rotation", rotation::run(self, policy)).await;
-        }
+        self.job("rotation", rotation::run(self)).await;
         self.job("grace", grace::run(self)).await;
         self.job("stale", stale::run(self)).await;
     }

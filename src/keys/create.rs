@@ -35,6 +35,7 @@ pub struct CreateKey {
     pub metadata: Metadata,
     pub request_id: Option<RequestId>,
     pub restrictions: Restrictions,
+    pub rotation: Option<crate::domain::KeyRotation>,
 }
 
 /// The outcome of CreateKey. `secret` is `None` for a replayed request: the
@@ -63,6 +64,7 @@ impl CreateKey {
             expiry,
             self.metadata.as_map(),
             self.restrictions.to_json(),
+            self.rotation.map(|r| r.to_json()),
         ]);
         Sha256::digest(canonical.to_string().as_bytes()).into()
     }
@@ -117,6 +119,7 @@ impl Keys {
             last_used_at: None,
             last_client_ip: None,
             end_grace_when_idle: None,
+            rotation: req.rotation,
         };
         let changes = json!({
             "scopes": key.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),

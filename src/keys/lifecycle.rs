@@ -22,6 +22,8 @@ pub struct KeyPatch {
     pub expires_at: Option<Option<Timestamp>>,
     /// Replaces all restrictions.
     pub restrictions: Option<Restrictions>,
+    /// `Some(None)` follows the server's default again.
+    pub rotation: Option<Option<crate::domain::KeyRotation>>,
 }
 
 #[derive(Debug)]
@@ -93,6 +95,16 @@ impl Keys {
                 let d = diff(key.restrictions.to_json(), restrictions.to_json());
                 changes.insert("restrictions".into(), d);
                 next.restrictions = restrictions.clone();
+            }
+            if let Some(rotation) = patch.rotation
+                && rotation != key.rotation
+            {
+                let json = |r: Option<crate::domain::KeyRotation>| r.map(|r| r.to_json());
+                changes.insert(
+                    "rotation_policy".into(),
+                    diff(json(key.rotation), json(rotation)),
+                );
+                next.rotation = rotation;
             }
             if changes.is_empty() {
                 return Ok(None);

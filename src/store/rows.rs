@@ -6,7 +6,8 @@ use sqlx::types::Json;
 
 use super::{AuditEvent, Change, ChangeKind, StoreError};
 use crate::domain::{
-    KeyHash, KeyId, KeyName, KeyRecord, Metadata, OwnerId, Reason, Restrictions, Scope, Timestamp,
+    KeyHash, KeyId, KeyName, KeyRecord, KeyRotation, Metadata, OwnerId, Reason, Restrictions,
+    Scope, Timestamp,
 };
 
 /// The columns of `keys` that make a [`KeyRecord`], as a literal for `concat!`.
@@ -15,7 +16,7 @@ macro_rules! key_columns {
         "id, key_hash, owner_id, name, key_type, environment, scopes, metadata, hint, \
          created_at, updated_at, expires_at, revoked_at, revoke_reason, disabled_at, \
          disable_reason, rotated_from, rotated_to, version, restrictions, last_used_at, \
-         last_client_ip, grace_idle_ms"
+         last_client_ip, grace_idle_ms, rotation_policy"
     };
 }
 pub(super) use key_columns;
@@ -45,6 +46,7 @@ pub(super) struct KeyRow {
     last_used_at: Option<i64>,
     last_client_ip: Option<String>,
     grace_idle_ms: Option<i64>,
+    rotation_policy: Option<Json<serde_json::Value>>,
 }
 
 fn corrupt(what: &str, id: &str) -> StoreError {
@@ -94,6 +96,11 @@ impl TryFrom<KeyRow> for KeyRecord {
                 .map_err(|_| bad("restrictions"))?,
             last_used_at: ts(r.last_used_at),
             last_client_ip: r.last_client_ip,
+            rotation: r
+                .rotation_policy
+                .map(|j| KeyRotation::from_json(&j.0))
+                .transpose()
+                .map_err(|_| bad("rotation policy"))?,
             end_grace_when_idle: r
                 .grace_idle_ms
                 .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
@@ -125,6 +132,7 @@ pub(super) struct KeyValues {
     pub version: i64,
     pub restrictions: Json<serde_json::Value>,
     pub grace_idle_ms: Option<i64>,
+    pub rotation_policy: Option<Json<serde_json::Value>>,
 }
 
 impl From<&KeyRecord> for KeyValues {
@@ -154,6 +162,7 @@ impl From<&KeyRecord> for KeyValues {
             version: k.version,
             restrictions: Json(k.restrictions.to_json()),
             grace_idle_ms: k.end_grace_when_idle.map(|d| d.as_millis() as i64),
+            rotation_policy: k.rotation.map(|r| Json(r.to_json())),
         }
     }
 }

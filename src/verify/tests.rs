@@ -35,6 +35,7 @@ fn record(scopes: &[&str]) -> KeyRecord {
         last_used_at: None,
         last_client_ip: None,
         end_grace_when_idle: None,
+        rotation: None,
     }
 }
 

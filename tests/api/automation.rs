@@ -8,8 +8,9 @@ use std::{
 };
 
 use keysmith::{
+    domain::KeyRotation,
     grpc::pb::{self, VerifyCode},
-    jobs::{DueAction, RotationPolicy, StalePolicy},
+    jobs::StalePolicy,
 };
 use tonic::{Code, Request};
 
@@ -123,12 +124,8 @@ async fn rotation_policy_warns_then_expires_at_due_plus_grace(backend: Backend) 
     let app = spawn_with(backend, |c| {
         c.clock = clock;
         c.jobs.interval = Duration::from_millis(20);
-        c.jobs.rotation = Some(RotationPolicy {
-            every: 30 * DAY,
-            notice: vec![14 * DAY, 7 * DAY, DAY],
-            action: DueAction::Expire,
-            grace: 2 * DAY,
-        });
+        c.jobs.default_rotation = Some(KeyRotation::every(30 * DAY, true).expect("policy"));
+        c.jobs.rotation_grace = 2 * DAY;
     })
     .await;
     let created = app.create_with_scopes(&[]).await;
@@ -381,6 +378,7 @@ crate::backend_tests!(
     grace_ends_early_once_the_old_key_goes_idle,
     stale_stages_act_or_only_report,
     a_job_lease_has_one_holder_at_a_time,
+    a_keys_own_rotation_policy_wins,
 );
 
 async fn a_job_lease_has_one_holder_at_a_time(backend: Backend) {
@@ -476,4 +474,75 @@ async fn two_replicas_send_each_notice_once() {
             "exactly one notice"
         );
     }
+}
+
+async fn a_keys_own_rotation_policy_wins(backend: Backend) {
+    let (clock, now) = manual_clock();
+    let app = spawn_with(backend, |c| {
+        c.clock = clock;
+        c.jobs.interval = Duration::from_millis(20);
+        c.jobs.default_rotation = Some(KeyRotation::every(30 * DAY, true).expect("policy"));
+    })
+    .await;
+    let policy = |p: pb::RotationPolicy| pb::CreateKeyRequest {
+        owner_id: "acct_1".into(),
+        rotation_policy: Some(p),
+        ..Default::default()
+    };
+    let never = app
+        .create(policy(pb::RotationPolicy {
+            never: true,
+            ..Default::default()
+        }))
+        .await;
+    let weekly = app
+        .create(policy(pb::RotationPolicy {
+            every: Some(prost_types::Duration {
+                seconds: 7 * 86_400,
+                nanos: 0,
+            }),
+            action: pb::RotationAction::Notify.into(),
+            never: false,
+        }))
+        .await;
+    let default = app.create_with_scopes(&[]).await;
+    let (never_id, weekly_id, default_id) = (
+        never.key.expect("key").id,
+        weekly.key.expect("key").id,
+        default.key.expect("key").id,
+    );
+    assert!(
+        app.get(&never_id)
+            .await
+            .rotation_policy
+            .expect("policy")
+            .never
+    );
+
+    advance(&now, 40);
+    // The weekly key: notices (only the tightest lead once past), then the
+    // notify action; it keeps working.
+    wait_for(&app, &weekly_id, &["key.created", "key.rotation_due"]).await;
+    // The default policy expires its key after the grace.
+    eventually("the default policy to act", || async {
+        app.get(&default_id).await.expire_time.is_some()
+    })
+    .await;
+    assert_eq!(app.verify_code(&weekly.secret).await, VerifyCode::Valid);
+    // The key that opted out hears nothing.
+    assert_eq!(actions(&app, &never_id).await, ["key.created"]);
+
+    // A bad policy is refused, naming the field.
+    let bad = policy(pb::RotationPolicy {
+        every: Some(prost_types::Duration {
+            seconds: 60,
+            nanos: 0,
+        }),
+        ..Default::default()
+    });
+    crate::helpers::assert_status(
+        app.admin.clone().create_key(bad).await,
+        Code::InvalidArgument,
+        "rotation_policy.every",
+    );
 }

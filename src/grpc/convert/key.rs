@@ -3,7 +3,7 @@ use super::{
     restrictions, scopes, timestamp, to_environment, to_key_type, to_restrictions, to_timestamp,
 };
 use crate::{
-    domain::{KeyName, KeyRecord, KeyState, RequestId, Timestamp},
+    domain::{KeyName, KeyRecord, KeyRotation, KeyState, RequestId, Timestamp},
     error::{Error, Result},
     keys::{self, CreateKey, Created, Expiry, KeyPatch, KeyQuery, Page, Rotated},
     store::KeyOrder,
@@ -54,6 +54,7 @@ pub fn key_message(k: &KeyRecord, now: Timestamp) -> pb::Key {
         restrictions: to_restrictions(&k.restrictions),
         last_used_time: k.last_used_at.map(to_timestamp),
         last_client_ip: k.last_client_ip.clone().unwrap_or_default(),
+        rotation_policy: k.rotation.map(to_rotation),
     }
 }
 
@@ -69,6 +70,7 @@ pub fn create_request(req: pb::CreateKeyRequest) -> Result<CreateKey> {
         request_id,
         ttl,
         restrictions: raw_restrictions,
+        rotation_policy,
     } = req;
     let expiry = match (expire_time, ttl) {
         (Some(_), Some(_)) => {
@@ -93,6 +95,7 @@ pub fn create_request(req: pb::CreateKeyRequest) -> Result<CreateKey> {
         metadata: metadata("metadata", raw_metadata)?,
         request_id,
         restrictions: restrictions("restrictions", raw_restrictions)?,
+        rotation: rotation("rotation_policy", rotation_policy)?,
     })
 }
 
@@ -145,6 +148,7 @@ pub fn key_patch(req: pb::UpdateKeyRequest) -> Result<(crate::domain::KeyId, Key
         metadata: raw_metadata,
         expire_time,
         restrictions: raw_restrictions,
+        rotation_policy,
         ..
     } = key;
     let patch = KeyPatch {
@@ -167,12 +171,68 @@ pub fn key_patch(req: pb::UpdateKeyRequest) -> Result<(crate::domain::KeyId, Key
         restrictions: named("restrictions")
             .then(|| restrictions("key.restrictions", raw_restrictions))
             .transpose()?,
+        rotation: named("rotation_policy")
+            .then(|| rotation("key.rotation_policy", rotation_policy))
+            .transpose()?,
     };
     Ok((id, patch))
 }
 
 /// The `update_mask` paths UpdateKey accepts.
-const UPDATABLE: [&str; 5] = ["name", "scopes", "metadata", "expire_time", "restrictions"];
+const UPDATABLE: [&str; 6] = [
+    "name",
+    "scopes",
+    "metadata",
+    "expire_time",
+    "restrictions",
+    "rotation_policy",
+];
+
+fn rotation(field: &str, p: Option<pb::RotationPolicy>) -> Result<Option<KeyRotation>> {
+    let Some(pb::RotationPolicy {
+        every,
+        action,
+        never,
+    }) = p
+    else {
+        return Ok(None);
+    };
+    if never {
+        return Ok(Some(KeyRotation::Never));
+    }
+    let every = every.ok_or_else(|| Error::invalid(format!("{field}.every"), "is required"))?;
+    let every = duration(&format!("{field}.every"), every)?;
+    let expire = match pb::RotationAction::try_from(action) {
+        Ok(pb::RotationAction::Expire) => true,
+        Ok(_) => false,
+        Err(_) => return Err(Error::invalid(format!("{field}.action"), "unknown action")),
+    };
+    KeyRotation::every(every, expire)
+        .map(Some)
+        .map_err(|m| Error::invalid(format!("{field}.every"), m))
+}
+
+fn to_rotation(r: KeyRotation) -> pb::RotationPolicy {
+    match r {
+        KeyRotation::Never => pb::RotationPolicy {
+            never: true,
+            ..Default::default()
+        },
+        KeyRotation::Every { every, expire } => pb::RotationPolicy {
+            every: Some(prost_types::Duration {
+                seconds: every.as_secs() as i64,
+                nanos: 0,
+            }),
+            action: if expire {
+                pb::RotationAction::Expire
+            } else {
+                pb::RotationAction::Notify
+            }
+            .into(),
+            never: false,
+        },
+    }
+}
 
 pub fn key_query(req: pb::ListKeysRequest) -> Result<KeyQuery> {
     let pb::ListKeysRequest {
