@@ -32,7 +32,9 @@ pub async fn run(s: &Scheduler) -> Result<usize> {
         }
         let reason =
             format!("grace ended early: the successor {next} is in use and this key was idle");
-        let notice = format!("grace_idle:{next}");
+        // The notice the expiry job would send for this expiry: the key gets
+        // one key.expired, this one, with its reason.
+        let notice = format!("expired:{}", now.as_millis());
         ended += usize::from(
             s.keys
                 .scheduled_change(
@@ -41,7 +43,7 @@ pub async fn run(s: &Scheduler) -> Result<usize> {
                     "key.expired",
                     ChangeKind::ExpiryShortened,
                     reason,
-                    |k, now| {
+                    move |k, _| {
                         k.expires_at = Some(now);
                     },
                 )
