@@ -4,15 +4,8 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use keysmith::{
-    App, Config, app,
-    auth::AdminAuth,
-    config::DbConfig,
-    domain::KeyRotation,
-    index::FeedConfig,
-    jobs::{JobsConfig, StalePolicy},
-    store::audit_chain,
-    telemetry,
-    webhooks::WebhookConfig,
+    App, Config, app, auth::AdminAuth, config::DbConfig, domain::KeyRotation, domain::StalePolicy,
+    index::FeedConfig, jobs::JobsConfig, store::audit_chain, telemetry, webhooks::WebhookConfig,
 };
 
 #[derive(Parser)]

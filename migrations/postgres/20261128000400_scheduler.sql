@@ -21,3 +21,13 @@ ALTER TABLE keys ADD COLUMN grace_idle_ms BIGINT;
 
 -- A key's own rotation policy; NULL follows the server's default.
 ALTER TABLE keys ADD COLUMN rotation_policy JSONB;
+
+-- Unused-key thresholds for one owner, overriding the server's.
+CREATE TABLE owner_stale_policies (
+    owner_id        TEXT PRIMARY KEY,
+    flag_after_ms   BIGINT NOT NULL,
+    disable_after_ms BIGINT,
+    revoke_after_ms BIGINT,
+    dry_run         BOOLEAN NOT NULL,
+    updated_at      BIGINT NOT NULL
+);

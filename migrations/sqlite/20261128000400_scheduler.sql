@@ -21,3 +21,13 @@ ALTER TABLE keys ADD COLUMN grace_idle_ms INTEGER;
 
 -- A key's own rotation policy; NULL follows the server's default.
 ALTER TABLE keys ADD COLUMN rotation_policy TEXT;
+
+-- Unused-key thresholds for one owner, overriding the server's.
+CREATE TABLE owner_stale_policies (
+    owner_id        TEXT PRIMARY KEY,
+    flag_after_ms   INTEGER NOT NULL,
+    disable_after_ms INTEGER,
+    revoke_after_ms INTEGER,
+    dry_run         INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);

@@ -219,6 +219,46 @@ impl KeyAdmin for AdminService {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn set_owner_stale_policy(
+        &self,
+        req: Request<pb::OwnerStalePolicy>,
+    ) -> Reply<pb::OwnerStalePolicy> {
+        self.actor(&req).await?;
+        let (owner, policy) = convert::owner_policy(req.into_inner())?;
+        self.keys.set_owner_policy(&owner, &policy).await?;
+        Ok(Response::new(convert::to_owner_policy(&owner, &policy)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_owner_stale_policy(
+        &self,
+        req: Request<pb::DeleteOwnerStalePolicyRequest>,
+    ) -> Reply<pb::DeleteOwnerStalePolicyResponse> {
+        self.actor(&req).await?;
+        let pb::DeleteOwnerStalePolicyRequest { owner_id } = req.into_inner();
+        self.keys
+            .delete_owner_policy(&convert::owner_id("owner_id", &owner_id)?)
+            .await?;
+        Ok(Response::new(pb::DeleteOwnerStalePolicyResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_owner_stale_policies(
+        &self,
+        req: Request<pb::ListOwnerStalePoliciesRequest>,
+    ) -> Reply<pb::ListOwnerStalePoliciesResponse> {
+        self.actor(&req).await?;
+        let policies = self.keys.owner_policies().await?;
+        let policies = policies
+            .iter()
+            .map(|(o, p)| convert::to_owner_policy(o, p))
+            .collect();
+        Ok(Response::new(pb::ListOwnerStalePoliciesResponse {
+            policies,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn list_stale_keys(
         &self,
         req: Request<pb::ListStaleKeysRequest>,

@@ -16,21 +16,11 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::{Clock, KeyRecord, KeyRotation},
+    domain::{Clock, KeyRecord, KeyRotation, StalePolicy},
     error::Result,
     keys::Keys,
     store::Store,
 };
-
-/// Staged handling of unused keys. Each stage is optional after the flag;
-/// `dry_run` reports the disable and revoke stages without acting.
-#[derive(Clone, Debug)]
-pub struct StalePolicy {
-    pub flag_after: Duration,
-    pub disable_after: Option<Duration>,
-    pub revoke_after: Option<Duration>,
-    pub dry_run: bool,
-}
 
 #[derive(Clone, Debug)]
 pub struct JobsConfig {

@@ -2,42 +2,54 @@
 //! optionally revoke, each stage once per idle period. In a dry run the
 //! later stages only report.
 
+use std::{collections::HashMap, time::Duration};
+
 use serde_json::json;
 
 use super::{Scheduler, days};
 use crate::{
-    domain::{KeyRecord, KeyState},
+    domain::{KeyRecord, KeyState, OwnerId, StalePolicy},
     error::Result,
     keys::KeyQuery,
     store::{ChangeKind, KeyOrder},
 };
 
 pub async fn run(s: &Scheduler) -> Result<usize> {
-    let policy = &s.config.stale;
+    // An owner's thresholds replace the server's for that owner's keys.
+    let owners: HashMap<OwnerId, StalePolicy> =
+        s.store.owner_policies().await?.into_iter().collect();
+    let server = &s.config.stale;
+    let shortest = owners
+        .values()
+        .map(|p| p.flag_after)
+        .fold(server.flag_after, Duration::min);
     let now = s.clock.now();
     let mut sent = 0;
-    for key in stale_keys(s, policy.flag_after).await? {
+    for key in stale_keys(s, shortest).await? {
+        let policy = owners.get(&key.owner_id).unwrap_or(server);
         let since = key.last_used_at.unwrap_or(key.created_at);
-        let idle =
-            std::time::Duration::from_millis((now.as_millis() - since.as_millis()).max(0) as u64);
-        let idle_days = days(idle);
+        let idle = Duration::from_millis((now.as_millis() - since.as_millis()).max(0) as u64);
+        if idle < policy.flag_after {
+            continue;
+        }
         let stamp = since.as_millis();
-        let reason = format!("unused for {idle_days} days");
+        let reason = format!("unused for {} days", days(idle));
+        let changes = json!({ "unused_since": stamp, "stage": "flag" });
         sent += usize::from(
             s.keys
                 .notify(
                     &key,
                     "key.stale",
                     reason.clone(),
-                    json!({ "unused_since": stamp, "stage": "flag" }),
+                    changes,
                     format!("stale:{stamp}"),
                 )
                 .await?,
         );
         if policy.revoke_after.is_some_and(|r| idle >= r) {
-            sent += stage(s, &key, "revoke", stamp, &reason).await?;
+            sent += stage(s, policy, &key, "revoke", stamp, &reason).await?;
         } else if policy.disable_after.is_some_and(|d| idle >= d) {
-            sent += stage(s, &key, "disable", stamp, &reason).await?;
+            sent += stage(s, policy, &key, "disable", stamp, &reason).await?;
         }
     }
     Ok(sent)
@@ -45,12 +57,13 @@ pub async fn run(s: &Scheduler) -> Result<usize> {
 
 async fn stage(
     s: &Scheduler,
+    policy: &StalePolicy,
     key: &KeyRecord,
     stage: &'static str,
     stamp: i64,
     reason: &str,
 ) -> Result<usize> {
-    if s.config.stale.dry_run {
+    if policy.dry_run {
         let changes = json!({ "unused_since": stamp, "stage": stage, "dry_run": true });
         let reason = format!("dry run: would {stage}; {reason}");
         let notice = format!("stale_{stage}_dry:{stamp}");
@@ -100,7 +113,7 @@ async fn stage(
 
 /// Active and disabled keys unused for `after`, read from the store (which
 /// holds every replica's flushed last use).
-async fn stale_keys(s: &Scheduler, after: std::time::Duration) -> Result<Vec<KeyRecord>> {
+async fn stale_keys(s: &Scheduler, after: Duration) -> Result<Vec<KeyRecord>> {
     let mut out = Vec::new();
     let mut page_after = None;
     loop {

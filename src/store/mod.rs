@@ -7,6 +7,7 @@
 //! key rows, their audit events and their change-log rows in one transaction.
 
 pub mod audit_chain;
+pub(crate) mod policy;
 mod postgres;
 mod rows;
 mod sql;
@@ -24,6 +25,7 @@ use crate::domain::{
     Environment, KeyHash, KeyId, KeyRecord, KeyState, OwnerId, RequestId, Timestamp,
 };
 
+pub use policy::PolicyStore;
 pub use postgres::{PgStore, PgWakeups};
 pub use sqlite::SqliteStore;
 pub use usage::{UnknownRow, UsageCounts, UsageRow, UsageStore, UsageWrite, hour_of};
@@ -310,7 +312,7 @@ pub struct AdminTokenInfo {
 }
 
 #[async_trait]
-pub trait Store: UsageStore + WebhookStore + Send + Sync + 'static {
+pub trait Store: UsageStore + WebhookStore + PolicyStore + Send + Sync + 'static {
     /// Applies forward-only migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Commits the batch atomically, or nothing.

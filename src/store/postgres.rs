@@ -69,6 +69,7 @@ impl PgStore {
 
 super::usage_sql::impl_usage_sql!(PgStore, Postgres);
 super::webhook_sql::impl_webhook_sql!(PgStore, Postgres);
+super::policy::impl_policy_sql!(PgStore, Postgres);
 impl_sql_store!(PgStore, Postgres, "postgres");
 
 /// Opens LISTEN connections for the change feed.

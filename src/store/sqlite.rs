@@ -78,4 +78,5 @@ impl SqliteStore {
 
 super::usage_sql::impl_usage_sql!(SqliteStore, Sqlite);
 super::webhook_sql::impl_webhook_sql!(SqliteStore, Sqlite);
+super::policy::impl_policy_sql!(SqliteStore, Sqlite);
 impl_sql_store!(SqliteStore, Sqlite, "sqlite");

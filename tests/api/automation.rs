@@ -9,8 +9,8 @@ use std::{
 
 use keysmith::{
     domain::KeyRotation,
+    domain::StalePolicy,
     grpc::pb::{self, VerifyCode},
-    jobs::StalePolicy,
 };
 use tonic::{Code, Request};
 
@@ -385,6 +385,7 @@ crate::backend_tests!(
     stale_stages_act_or_only_report,
     a_job_lease_has_one_holder_at_a_time,
     a_keys_own_rotation_policy_wins,
+    an_owners_stale_thresholds_replace_the_servers,
 );
 
 async fn a_job_lease_has_one_holder_at_a_time(backend: Backend) {
@@ -569,4 +570,73 @@ async fn a_keys_own_rotation_policy_wins(backend: Backend) {
         Code::InvalidArgument,
         "rotation_policy.every",
     );
+}
+
+async fn an_owners_stale_thresholds_replace_the_servers(backend: Backend) {
+    let (clock, now) = manual_clock();
+    let app = spawn_with(backend, |c| {
+        c.clock = clock;
+        c.jobs.interval = Duration::from_millis(20);
+    })
+    .await;
+    let days = |d: i64| {
+        Some(prost_types::Duration {
+            seconds: d * 86_400,
+            nanos: 0,
+        })
+    };
+    let strict = pb::OwnerStalePolicy {
+        owner_id: "acct_strict".into(),
+        flag_after: days(10),
+        disable_after: days(20),
+        revoke_after: None,
+        dry_run: false,
+    };
+    app.admin
+        .clone()
+        .set_owner_stale_policy(strict.clone())
+        .await
+        .expect("set policy");
+    let listed = app
+        .admin
+        .clone()
+        .list_owner_stale_policies(pb::ListOwnerStalePoliciesRequest {})
+        .await
+        .expect("list");
+    assert_eq!(listed.into_inner().policies, [strict.clone()]);
+    let bad = pb::OwnerStalePolicy {
+        disable_after: days(5),
+        ..strict
+    };
+    crate::helpers::assert_status(
+        app.admin.clone().set_owner_stale_policy(bad).await,
+        Code::InvalidArgument,
+        "disable_after",
+    );
+
+    let mine = app
+        .create(pb::CreateKeyRequest {
+            owner_id: "acct_strict".into(),
+            ..Default::default()
+        })
+        .await;
+    let other = app.create_with_scopes(&[]).await;
+    let (mine_id, other_id) = (mine.key.expect("key").id, other.key.expect("key").id);
+    advance(&now, 25);
+    wait_for(
+        &app,
+        &mine_id,
+        &["key.created", "key.stale", "key.disabled"],
+    )
+    .await;
+    assert_eq!(app.verify_code(&mine.secret).await, VerifyCode::Disabled);
+    // The server's 90 days still hold for everyone else.
+    assert_eq!(actions(&app, &other_id).await, ["key.created"]);
+    // Disable is reversible.
+    app.admin
+        .clone()
+        .enable_key(pb::EnableKeyRequest { id: mine_id })
+        .await
+        .expect("enable");
+    assert_eq!(app.verify_code(&mine.secret).await, VerifyCode::Valid);
 }

@@ -5,6 +5,7 @@
 mod audit;
 mod events;
 mod key;
+mod policy;
 mod restrictions;
 mod usage;
 mod verify;
@@ -17,6 +18,7 @@ pub use events::{key_event, propagation, replica_status, watch_request};
 pub use key::{
     create_request, created, key_message, key_patch, key_query, keys_page, rotated, stale_query,
 };
+pub use policy::{owner_policy, to_owner_policy};
 pub use restrictions::{restrictions, to_restrictions};
 pub use usage::{key_usage, overlap, range, unknown_stats};
 pub use verify::{check_required_scopes, client_ip, verify_response};

@@ -1,0 +1,92 @@
+//! Per-owner overrides of the unused-key policy.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::StoreError;
+use crate::domain::{OwnerId, StalePolicy, Timestamp};
+
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// Sets (inserts or replaces) `owner`'s thresholds.
+    async fn set_owner_policy(
+        &self,
+        owner: &OwnerId,
+        p: &StalePolicy,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// `false` when the owner had none.
+    async fn delete_owner_policy(&self, owner: &OwnerId) -> Result<bool, StoreError>;
+    async fn owner_policies(&self) -> Result<Vec<(OwnerId, StalePolicy)>, StoreError>;
+}
+
+pub(super) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(super) fn from_row(
+    (owner, flag, disable, revoke, dry_run): (String, i64, Option<i64>, Option<i64>, bool),
+) -> Result<(OwnerId, StalePolicy), StoreError> {
+    let d = |ms: i64| Duration::from_millis(ms.max(0) as u64);
+    let bad = || StoreError::Corrupt(format!("stale policy of owner {owner}"));
+    let policy =
+        StalePolicy::new(d(flag), disable.map(d), revoke.map(d), dry_run).map_err(|_| bad())?;
+    Ok((OwnerId::parse(&owner).map_err(|_| bad())?, policy))
+}
+
+/// Implements [`PolicyStore`] for `$store` over `$db`.
+macro_rules! impl_policy_sql {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::PolicyStore for $store {
+            async fn set_owner_policy(
+                &self,
+                owner: &$crate::domain::OwnerId,
+                p: &$crate::domain::StalePolicy,
+                at: $crate::domain::Timestamp,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::policy::ms;
+                sqlx::query::<$db>(
+                    "INSERT INTO owner_stale_policies (owner_id, flag_after_ms, disable_after_ms, \
+                     revoke_after_ms, dry_run, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (owner_id) DO UPDATE SET flag_after_ms = excluded.flag_after_ms, \
+                     disable_after_ms = excluded.disable_after_ms, \
+                     revoke_after_ms = excluded.revoke_after_ms, dry_run = excluded.dry_run, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(owner.as_str().to_owned())
+                .bind(ms(p.flag_after))
+                .bind(p.disable_after.map(ms))
+                .bind(p.revoke_after.map(ms))
+                .bind(p.dry_run)
+                .bind(at.as_millis())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn delete_owner_policy(&self, owner: &$crate::domain::OwnerId) -> Result<bool, $crate::store::StoreError> {
+                let done = sqlx::query::<$db>("DELETE FROM owner_stale_policies WHERE owner_id = $1")
+                    .bind(owner.as_str().to_owned())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn owner_policies(
+                &self,
+            ) -> Result<Vec<($crate::domain::OwnerId, $crate::domain::StalePolicy)>, $crate::store::StoreError> {
+                let rows = sqlx::query_as::<$db, (String, i64, Option<i64>, Option<i64>, bool)>(
+                    "SELECT owner_id, flag_after_ms, disable_after_ms, revoke_after_ms, dry_run \
+                     FROM owner_stale_policies ORDER BY owner_id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map($crate::store::policy::from_row).collect()
+            }
+        }
+    };
+}
+
+pub(super) use impl_policy_sql;
