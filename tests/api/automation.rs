@@ -603,7 +603,7 @@ async fn an_owners_stale_thresholds_replace_the_servers(backend: Backend) {
         .list_owner_stale_policies(pb::ListOwnerStalePoliciesRequest {})
         .await
         .expect("list");
-    assert_eq!(listed.into_inner().policies, [strict.clone()]);
+    assert_eq!(listed.into_inner().policies, std::slice::from_ref(&strict));
     let bad = pb::OwnerStalePolicy {
         disable_after: days(5),
         ..strict
