@@ -74,40 +74,31 @@ async fn stage(
         ));
     }
     let notice = format!("stale_{stage}:{stamp}");
-    let reason = reason.to_owned();
-    let reason_text = crate::domain::Reason::parse(&reason).ok();
-    let changed = match stage {
-        "revoke" => {
-            s.keys
-                .scheduled_change(
-                    key,
-                    notice,
-                    "key.revoked",
-                    ChangeKind::Revoked,
-                    reason,
-                    move |k, now| {
-                        k.revoked_at = Some(now);
-                        k.revoke_reason = reason_text.clone();
-                    },
-                )
-                .await?
-        }
-        _ => {
-            s.keys
-                .scheduled_change(
-                    key,
-                    notice,
-                    "key.disabled",
-                    ChangeKind::Disabled,
-                    reason,
-                    move |k, now| {
-                        k.disabled_at = Some(now);
-                        k.disable_reason = reason_text.clone();
-                    },
-                )
-                .await?
-        }
+    let reason_text = crate::domain::Reason::parse(reason).ok();
+    let revoke = stage == "revoke";
+    let (action, kind) = match revoke {
+        true => ("key.revoked", ChangeKind::Revoked),
+        false => ("key.disabled", ChangeKind::Disabled),
     };
+    let changed = s
+        .keys
+        .scheduled_change(
+            key,
+            notice,
+            action,
+            kind,
+            reason.to_owned(),
+            move |k, now| {
+                if revoke {
+                    k.revoked_at = Some(now);
+                    k.revoke_reason = reason_text.clone();
+                } else {
+                    k.disabled_at = Some(now);
+                    k.disable_reason = reason_text.clone();
+                }
+            },
+        )
+        .await?;
     Ok(usize::from(changed))
 }
 
