@@ -100,6 +100,12 @@ struct ServeArgs {
     /// `notify` (events only) or `expire` (the key expires at due + grace).
     #[arg(long, env = "KEYSMITH_ROTATION_ACTION", default_value = "notify", value_parser = ["notify", "expire"])]
     rotation_action: String,
+    /// When to send key.expiring before a key's expiry, e.g. `14d,7d,1d`.
+    #[arg(long, env = "KEYSMITH_EXPIRY_NOTICE", default_value = "14d,7d,1d", value_parser = parse_durations)]
+    expiry_notice: Durations,
+    /// When to send key.rotation_due before a key's rotation is due.
+    #[arg(long, env = "KEYSMITH_ROTATION_NOTICE", default_value = "14d,7d,1d", value_parser = parse_durations)]
+    rotation_notice: Durations,
     /// Disable keys unused this long (after flagging them stale at 90 days).
     #[arg(long, env = "KEYSMITH_STALE_DISABLE_AFTER", value_parser = parse_duration)]
     stale_disable_after: Option<Duration>,
@@ -116,6 +122,17 @@ struct ServeArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// A comma-separated list of durations.
+#[derive(Clone, Debug)]
+struct Durations(Vec<Duration>);
+
+fn parse_durations(s: &str) -> Result<Durations, String> {
+    s.split(',')
+        .map(|p| parse_duration(p.trim()))
+        .collect::<Result<_, _>>()
+        .map(Durations)
 }
 
 impl From<DbArgs> for DbConfig {
@@ -172,6 +189,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 .map(|every| KeyRotation::every(every, args.rotation_action == "expire"))
                 .transpose()?,
             rotation_grace: args.rotation_grace,
+            expiry_notice: args.expiry_notice.0,
+            rotation_notice: args.rotation_notice.0,
             stale: StalePolicy {
                 disable_after: args.stale_disable_after,
                 revoke_after: args.stale_revoke_after,
