@@ -2,6 +2,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, server::TcpIncoming};
@@ -9,10 +10,10 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
     auth::AdminAuth,
-    config::{Config, DbConfig, MAX_ADMIN_MESSAGE, MAX_VERIFY_MESSAGE},
+    config::{Config, DbConfig, MAX_ADMIN_MESSAGE, MAX_EXT_AUTHZ_MESSAGE, MAX_VERIFY_MESSAGE},
     domain::Timestamp,
     grpc::{
-        AdminService, VerifyService,
+        AdminService, ExtAuthzService, VerifyService,
         pb::{self, key_admin_server::KeyAdminServer, key_verify_server::KeyVerifyServer},
     },
     index::{ChangeFeed, FeedHandle, KeyIndex, Pruner, ReplicaState},
@@ -157,6 +158,12 @@ impl App {
             watcher,
             self.config.fail_closed_after,
         );
+        let ext_authz = ExtAuthzService::new(
+            self.index.clone(),
+            self.usage.clone(),
+            self.config.clock.clone(),
+            &self.config.ext_authz_key_header,
+        );
         let verify = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(health.clone())
@@ -164,6 +171,10 @@ impl App {
             .add_service(reflection::v1alpha(pb::key_verify_server::SERVICE_NAME)?)
             .add_service(
                 KeyVerifyServer::new(verify_service).max_decoding_message_size(MAX_VERIFY_MESSAGE),
+            )
+            .add_service(
+                AuthorizationServer::new(ext_authz)
+                    .max_decoding_message_size(MAX_EXT_AUTHZ_MESSAGE),
             )
             .serve_with_incoming_shutdown(
                 incoming(self.verify_listener),

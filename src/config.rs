@@ -33,6 +33,8 @@ pub struct Config {
     pub clock: Clock,
     pub webhooks: WebhookConfig,
     pub jobs: JobsConfig,
+    /// The header ext_authz also reads the key from (besides `authorization: Bearer`).
+    pub ext_authz_key_header: String,
 }
 
 #[derive(Clone, Debug)]
@@ -63,6 +65,7 @@ impl Default for Config {
             clock: Clock::system(),
             webhooks: WebhookConfig::default(),
             jobs: JobsConfig::default(),
+            ext_authz_key_header: "x-api-key".into(),
         }
     }
 }
@@ -72,3 +75,5 @@ impl Default for Config {
 /// (100 scopes of 128 bytes, 8 KiB of metadata).
 pub const MAX_VERIFY_MESSAGE: usize = 16 * 1024;
 pub const MAX_ADMIN_MESSAGE: usize = 256 * 1024;
+/// Envoy's CheckRequest carries every request header: allow for big ones.
+pub const MAX_EXT_AUTHZ_MESSAGE: usize = 256 * 1024;

@@ -115,6 +115,13 @@ struct ServeArgs {
     /// Report the stale disable and revoke stages without acting.
     #[arg(long, env = "KEYSMITH_STALE_DRY_RUN")]
     stale_dry_run: bool,
+    /// Besides `authorization: Bearer`, the header Envoy ext_authz reads the key from.
+    #[arg(
+        long,
+        env = "KEYSMITH_EXT_AUTHZ_KEY_HEADER",
+        default_value = "x-api-key"
+    )]
+    ext_authz_key_header: String,
     /// How long the change log keeps rows for resuming revocation streams.
     #[arg(long, env = "KEYSMITH_CHANGE_RETENTION", default_value = "7d", value_parser = parse_duration)]
     change_retention: Duration,
@@ -199,6 +206,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             },
             ..defaults.jobs.clone()
         },
+        ext_authz_key_header: args.ext_authz_key_header,
         webhooks: WebhookConfig {
             allow_private_targets: args.webhook_allow_private_targets,
             send: !args.no_webhook_send,

@@ -3,9 +3,11 @@
 mod admin;
 mod convert;
 mod error;
+mod ext_authz;
 mod verify;
 
 pub use admin::AdminService;
+pub use ext_authz::{ExtAuthzService, SCOPES_EXTENSION};
 pub use verify::VerifyService;
 
 /// Generated code for `proto/keysmith/v1`.

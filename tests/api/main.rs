@@ -7,6 +7,8 @@ mod admin_auth;
 mod audit;
 mod automation;
 mod bad_input;
+mod deploy_files;
+mod ext_authz;
 mod lifecycle;
 mod listing;
 mod persistence;
