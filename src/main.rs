@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
     /// Manage admin tokens.
@@ -155,7 +155,7 @@ impl From<DbArgs> for DbConfig {
 async fn main() -> ExitCode {
     telemetry::init();
     let result = match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate(db) => app::open_store(&db.into(), true)
             .await
             .map(|_| eprintln!("migrations applied"))
