@@ -11,6 +11,7 @@ mod deploy_files;
 mod ext_authz;
 mod lifecycle;
 mod listing;
+mod logs;
 mod persistence;
 mod pg_cluster;
 mod process;
