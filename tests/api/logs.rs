@@ -6,7 +6,6 @@ use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use keysmith::grpc::pb::{
@@ -15,7 +14,10 @@ use keysmith::grpc::pb::{
 use sqlx::Connection;
 use tonic::Request;
 
-fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
+/// Lines a child process wrote, gathered by a reader thread.
+type Lines = Arc<Mutex<Vec<String>>>;
+
+fn collect(stream: impl std::io::Read + Send + 'static, into: Lines) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
             into.lock().expect("lock").push(line);
@@ -56,7 +58,7 @@ async fn a_full_session_logs_no_secret_and_shuts_down_cleanly() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let (out, err): (Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>) = Default::default();
+    let (out, err): (Lines, Lines) = Default::default();
     collect(child.stdout.take().expect("stdout"), out.clone());
     collect(child.stderr.take().expect("stderr"), err.clone());
 
