@@ -134,6 +134,9 @@ impl App {
         let (verify_addr, admin_addr) = (self.verify_addr(), self.admin_addr());
         let (reporter, health) = tonic_health::server::health_reporter();
         set_health(&reporter, ServingStatus::NotServing).await;
+        reporter
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         // Servers (and their streams) stop first; the background tasks
         // after them, so the last usage flush sees every served call.
         let stop = CancellationToken::new();
@@ -258,6 +261,9 @@ impl App {
         shutdown.await;
         tracing::info!("shutting down");
         set_health(&reporter, ServingStatus::NotServing).await;
+        reporter
+            .set_service_status(LIVENESS, ServingStatus::NotServing)
+            .await;
         stop.cancel();
         while let Some(result) = servers.join_next().await {
             match result {
@@ -321,6 +327,13 @@ impl HealthMonitor {
     }
 }
 
+/// A health service name that is SERVING while the process runs, whatever
+/// the database does: for liveness probes, which must not restart a replica
+/// that is only stale (restarting cannot fix an unreachable database).
+pub const LIVENESS: &str = "keysmith.liveness";
+
+/// Readiness: the overall status and both keysmith services, which follow
+/// startup catch-up and staleness.
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     for name in [
         "",

@@ -50,3 +50,30 @@ fn envoy_config_points_ext_authz_at_keysmith() {
     assert!(clusters.iter().any(|c| c["name"] == "keysmith"));
     assert!(text.contains(keysmith::grpc::SCOPES_EXTENSION));
 }
+
+#[test]
+fn scanner_rules_match_real_secrets_only() {
+    // The README's regex, as the scanner files carry it.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/scanners");
+    let gitleaks = std::fs::read_to_string(root.join("gitleaks.toml")).expect("read");
+    let trufflehog = std::fs::read_to_string(root.join("trufflehog.yaml")).expect("read");
+    assert!(gitleaks.contains(r"\b(sk|pk)_(live|test)_[0-9A-Za-z]{49}\b"));
+    assert!(trufflehog.contains(r"\b(?:sk|pk)_(?:live|test)_[0-9A-Za-z]{49}\b"));
+    // 49 = 43 body digits + 6 checksum digits, for every kind of key.
+    for (t, e) in [("sk", "live"), ("pk", "test")] {
+        let key_type = if t == "sk" {
+            keysmith::domain::KeyType::Secret
+        } else {
+            keysmith::domain::KeyType::Publishable
+        };
+        let env = if e == "live" {
+            keysmith::domain::Environment::Live
+        } else {
+            keysmith::domain::Environment::Test
+        };
+        let key = keysmith::domain::ApiKey::generate(key_type, env).expect("rng");
+        let secret = key.expose_secret();
+        assert_eq!(secret.len() - format!("{t}_{e}_").len(), 49);
+        assert!(secret[8..].bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+}

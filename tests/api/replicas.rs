@@ -149,6 +149,14 @@ async fn health(r: &Replica) -> i32 {
     h.check(req).await.expect("health").into_inner().status
 }
 
+async fn liveness(r: &Replica) -> i32 {
+    let mut h = tonic_health::pb::health_client::HealthClient::new(r.verify_channel.clone());
+    let req = tonic_health::pb::HealthCheckRequest {
+        service: keysmith::app::LIVENESS.into(),
+    };
+    h.check(req).await.expect("liveness").into_inner().status
+}
+
 const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
 const NOT_SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
 
@@ -196,6 +204,7 @@ async fn postgres_outage_keeps_verify_answering_and_loses_nothing() {
         health(&b).await == NOT_SERVING
     })
     .await;
+    assert_eq!(liveness(&b).await, SERVING, "stale is not dead");
     assert_eq!(
         code(&b, &keys[1].1).await,
         VerifyCode::Valid,
