@@ -4,8 +4,17 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use keysmith::{
-    App, Config, app, auth::AdminAuth, config::DbConfig, domain::KeyRotation, domain::StalePolicy,
-    index::FeedConfig, jobs::JobsConfig, store::audit_chain, telemetry, webhooks::WebhookConfig,
+    App, Config, app,
+    auth::AdminAuth,
+    cli::{self, Connection, KeyCommand, WebhookCommand},
+    config::DbConfig,
+    domain::KeyRotation,
+    domain::StalePolicy,
+    index::FeedConfig,
+    jobs::JobsConfig,
+    store::audit_chain,
+    telemetry,
+    webhooks::WebhookConfig,
 };
 
 #[derive(Parser)]
@@ -27,13 +36,41 @@ enum Command {
     /// Inspect the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage keys through the Admin API.
+    Key {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        cmd: KeyCommand,
+    },
+    /// Manage webhook endpoints through the Admin API.
+    Webhook {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        cmd: WebhookCommand,
+    },
 }
 
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Walk the audit hash chain in the database and report the first broken
-    /// link. Exits non-zero when the chain is broken.
+    /// link. Exits non-zero when the chain is broken. It reads the database
+    /// itself rather than asking a server, so a compromised server cannot
+    /// vouch for its own log.
     Verify(DbArgs),
+    /// List audit events through the Admin API, newest first.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+        #[arg(long, default_value = "")]
+        key: String,
+        #[arg(long, default_value = "")]
+        owner: String,
+        /// e.g. `key.revoked`.
+        #[arg(long, default_value = "")]
+        action: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -164,6 +201,14 @@ async fn main() -> ExitCode {
             mint_token(db.into(), &name).await
         }
         Command::Audit(AuditCommand::Verify(db)) => verify_audit(db.into()).await,
+        Command::Audit(AuditCommand::List {
+            conn,
+            key,
+            owner,
+            action,
+        }) => cli::run_audit_list(&conn, key, owner, action).await,
+        Command::Key { conn, cmd } => cli::run_key(&conn, cmd).await,
+        Command::Webhook { conn, cmd } => cli::run_webhook(&conn, cmd).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ mod admin_auth;
 mod audit;
 mod automation;
 mod bad_input;
+mod cli;
 mod deploy_files;
 mod ext_authz;
 mod lifecycle;

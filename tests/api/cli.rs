@@ -1,0 +1,113 @@
+//! The admin CLI end to end against a real server: tables, `--json`, and
+//! clear errors for a wrong token or an unreachable server.
+
+use std::process::{Command, Output};
+
+use crate::helpers::{Backend, TestApp, spawn};
+
+fn cli(app: &TestApp, token: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keysmith"))
+        .args(args)
+        .env("KEYSMITH_ADMIN_ADDR", app.admin_channel_addr())
+        .env("KEYSMITH_ADMIN_TOKEN", token)
+        .output()
+        .expect("run keysmith")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn cli_drives_the_admin_api(backend: Backend) {
+    let app = spawn(backend).await;
+    let token = app.token.clone();
+    let created = cli(
+        &app,
+        &token,
+        &[
+            "key", "create", "--owner", "acct_cli", "--scope", "a:read", "--env", "live", "--json",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&created.stderr).into_owned();
+    let json: serde_json::Value = serde_json::from_str(ok(&created).trim()).expect("json");
+    let secret = json["secret"].as_str().expect("secret").to_owned();
+    let id = json["id"].as_str().expect("id").to_owned();
+    assert!(secret.starts_with("sk_live_"));
+    assert!(
+        stderr.contains("shown once"),
+        "a warning goes with the secret: {stderr}"
+    );
+    assert!(app.verify_scopes(&secret, &["a:read"]).await.valid);
+
+    let table = ok(&cli(&app, &token, &["key", "list", "--owner", "acct_cli"]));
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(table.contains(&id) && table.contains("active"), "{table}");
+    assert!(!table.contains(&secret[8..]), "list never shows a secret");
+
+    let rotated: serde_json::Value = serde_json::from_str(
+        ok(&cli(
+            &app,
+            &token,
+            &["key", "rotate", &id, "--grace", "0s", "--json"],
+        ))
+        .trim(),
+    )
+    .expect("json");
+    assert_eq!(rotated["previous"], id.as_str());
+    let revoked = ok(&cli(
+        &app,
+        &token,
+        &["key", "revoke", &id, "--reason", "done"],
+    ));
+    assert!(revoked.contains("revoked"), "{revoked}");
+    let events: serde_json::Value = serde_json::from_str(
+        ok(&cli(
+            &app,
+            &token,
+            &["audit", "list", "--key", &id, "--json"],
+        ))
+        .trim(),
+    )
+    .expect("json");
+    let actions: Vec<&str> = events
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["key.revoked", "key.rotated", "key.created"]);
+
+    // Errors a person can act on.
+    let bad = cli(&app, "ksa_wrong", &["key", "get", &id]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("admin token was refused"));
+    let missing = cli(
+        &app,
+        &token,
+        &["key", "get", "key_01aaaaaaaaaaaaaaaaaaaaaaaa"],
+    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_keysmith"))
+        .args([
+            "key",
+            "list",
+            "--admin-addr",
+            "127.0.0.1:1",
+            "--token",
+            &token,
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unreachable.stderr)
+            .contains("cannot reach the admin API at 127.0.0.1:1")
+    );
+}
+
+crate::backend_tests!(cli_drives_the_admin_api);
