@@ -127,7 +127,7 @@ impl Out {
     }
 
     pub fn usage(&self, u: &pb::GetKeyUsageResponse) {
-        let t = u.totals.clone().unwrap_or_default();
+        let t = u.totals.unwrap_or_default();
         if self.json {
             println!(
                 "{}",
