@@ -5,7 +5,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
@@ -40,6 +40,34 @@ pub enum AppError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection setup failed: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("cannot read {path}: {source}")]
+    TlsFile {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The TLS settings of each listener, read from the configured PEM files.
+struct Tls {
+    verify: ServerTlsConfig,
+    admin: ServerTlsConfig,
+}
+
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, AppError> {
+    std::fs::read(path).map_err(|source| AppError::TlsFile {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn load_tls(config: &crate::config::TlsConfig) -> Result<Tls, AppError> {
+    let identity = Identity::from_pem(read_pem(&config.cert)?, read_pem(&config.key)?);
+    let admin = ServerTlsConfig::new().identity(identity.clone());
+    let mut verify = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &config.verify_client_ca {
+        verify = verify.client_ca_root(Certificate::from_pem(read_pem(ca)?));
+    }
+    Ok(Tls { verify, admin })
 }
 
 /// Opens the configured store, applying migrations when asked.
@@ -62,6 +90,7 @@ pub struct App {
     keys: Keys,
     auth: AdminAuth,
     usage: Arc<Recorder>,
+    tls: Option<Tls>,
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, AppError> {
@@ -95,6 +124,7 @@ impl App {
             keys,
             auth,
             usage: Arc::default(),
+            tls: config.tls.as_ref().map(load_tls).transpose()?,
         })
     }
 
@@ -167,7 +197,12 @@ impl App {
             self.config.clock.clone(),
             &self.config.ext_authz_key_header,
         );
-        let verify = Server::builder()
+        let (mut verify_server, mut admin_server) = (Server::builder(), Server::builder());
+        if let Some(tls) = &self.tls {
+            verify_server = verify_server.tls_config(tls.verify.clone())?;
+            admin_server = admin_server.tls_config(tls.admin.clone())?;
+        }
+        let verify = verify_server
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(health.clone())
             .add_service(reflection::v1(pb::key_verify_server::SERVICE_NAME)?)
@@ -183,7 +218,7 @@ impl App {
                 incoming(self.verify_listener),
                 stop.clone().cancelled_owned(),
             );
-        let admin = Server::builder()
+        let admin = admin_server
             .add_service(health)
             .add_service(reflection::v1(pb::key_admin_server::SERVICE_NAME)?)
             .add_service(reflection::v1alpha(pb::key_admin_server::SERVICE_NAME)?)
@@ -203,6 +238,7 @@ impl App {
             %verify_addr,
             %admin_addr,
             backend = self.store.backend(),
+            tls = self.tls.is_some(),
             replica = %self.feed.replica.id,
             "keysmith listening"
         );

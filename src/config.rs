@@ -35,6 +35,19 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// The header ext_authz also reads the key from (besides `authorization: Bearer`).
     pub ext_authz_key_header: String,
+    /// TLS on both listeners; `None` serves plaintext.
+    pub tls: Option<TlsConfig>,
+}
+
+/// PEM files for TLS. Read at startup: to change certificates, replace the
+/// files and restart (replicas roll one at a time behind the load balancer).
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, the verify listener requires client certificates signed by
+    /// this CA (mTLS).
+    pub verify_client_ca: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +79,7 @@ impl Default for Config {
             webhooks: WebhookConfig::default(),
             jobs: JobsConfig::default(),
             ext_authz_key_header: "x-api-key".into(),
+            tls: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use keysmith::{
     App, Config, app,
     auth::AdminAuth,
     cli::{self, Connection, KeyCommand, WebhookCommand},
-    config::DbConfig,
+    config::{DbConfig, TlsConfig},
     domain::KeyRotation,
     domain::StalePolicy,
     index::FeedConfig,
@@ -152,6 +152,15 @@ struct ServeArgs {
     /// Report the stale disable and revoke stages without acting.
     #[arg(long, env = "KEYSMITH_STALE_DRY_RUN")]
     stale_dry_run: bool,
+    /// PEM certificate (chain) for TLS on both listeners. With --tls-key.
+    #[arg(long, env = "KEYSMITH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "KEYSMITH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA: the verify listener then requires client certificates it signed (mTLS).
+    #[arg(long, env = "KEYSMITH_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// Besides `authorization: Bearer`, the header Envoy ext_authz reads the key from.
     #[arg(
         long,
@@ -252,6 +261,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             ..defaults.jobs.clone()
         },
         ext_authz_key_header: args.ext_authz_key_header,
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert,
+                key,
+                verify_client_ca: args.tls_client_ca,
+            }),
+            _ => None,
+        },
         webhooks: WebhookConfig {
             allow_private_targets: args.webhook_allow_private_targets,
             send: !args.no_webhook_send,

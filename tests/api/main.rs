@@ -20,6 +20,7 @@ mod readme_session;
 mod replicas;
 mod restrictions;
 mod stream;
+mod tls;
 mod usage;
 mod verify;
 mod webhooks;
