@@ -301,10 +301,22 @@ impl App {
             .set_service_status(LIVENESS, ServingStatus::NotServing)
             .await;
         stop.cancel();
-        while let Some(result) = servers.join_next().await {
-            match result {
-                Ok(r) => r?,
-                Err(e) => tracing::error!(error = %e, "server task failed"),
+        // Drain in-flight calls, but not forever: a client that keeps a
+        // call open past the deadline is cut off.
+        let drain = async {
+            while let Some(result) = servers.join_next().await {
+                match result {
+                    Ok(r) => r?,
+                    Err(e) => tracing::error!(error = %e, "server task failed"),
+                }
+            }
+            Ok::<(), AppError>(())
+        };
+        match tokio::time::timeout(self.config.shutdown_deadline, drain).await {
+            Ok(r) => r?,
+            Err(_) => {
+                tracing::warn!(deadline = ?self.config.shutdown_deadline, "drain deadline passed; closing");
+                servers.abort_all();
             }
         }
         stop_tasks.cancel();

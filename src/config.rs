@@ -37,6 +37,8 @@ pub struct Config {
     pub ext_authz_key_header: String,
     /// TLS on both listeners; `None` serves plaintext.
     pub tls: Option<TlsConfig>,
+    /// How long shutdown waits for in-flight calls before closing them.
+    pub shutdown_deadline: Duration,
 }
 
 /// PEM files for TLS. Read at startup: to change certificates, replace the
@@ -80,6 +82,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             ext_authz_key_header: "x-api-key".into(),
             tls: None,
+            shutdown_deadline: Duration::from_secs(20),
         }
     }
 }
