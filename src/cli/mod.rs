@@ -4,14 +4,16 @@
 //! `--json` for scripts. Secrets are printed once, on create and rotate,
 //! with a warning on stderr.
 
+mod commands;
 mod output;
 
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use tonic::{Code, Request, Status, transport::Channel};
 
 use crate::grpc::pb::{self, key_admin_client::KeyAdminClient};
+pub use commands::{KeyCommand, WebhookCommand};
 use output::{Out, key_json, key_row};
 
 /// Where the Admin API is and how to authenticate.
@@ -36,106 +38,6 @@ pub struct Connection {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum KeyCommand {
-    /// Issue a key; its secret is printed once.
-    Create {
-        #[arg(long)]
-        owner: String,
-        #[arg(long, default_value = "")]
-        name: String,
-        /// `secret` or `publishable`.
-        #[arg(long = "type", default_value = "secret")]
-        key_type: String,
-        /// `live` or `test`.
-        #[arg(long = "env", default_value = "test")]
-        environment: String,
-        /// Repeat for several scopes.
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
-        /// Lifetime, e.g. `90d`.
-        #[arg(long, value_parser = parse_duration)]
-        ttl: Option<Duration>,
-        #[arg(long, default_value = "")]
-        request_id: String,
-    },
-    Get {
-        id: String,
-    },
-    List {
-        #[arg(long, default_value = "")]
-        owner: String,
-        /// `active`, `expired`, `revoked` or `disabled`.
-        #[arg(long)]
-        state: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        page_size: i32,
-        #[arg(long, default_value = "")]
-        page_token: String,
-    },
-    /// Change a key's name or scopes.
-    Update {
-        id: String,
-        #[arg(long)]
-        name: Option<String>,
-        /// Replaces all scopes; repeat for several.
-        #[arg(long = "scope")]
-        scopes: Option<Vec<String>>,
-    },
-    /// Issue a successor; the new secret is printed once.
-    Rotate {
-        id: String,
-        /// How long the old key keeps working, e.g. `48h`.
-        #[arg(long, value_parser = parse_duration)]
-        grace: Option<Duration>,
-    },
-    /// Revoke a key for good.
-    Revoke {
-        id: String,
-        #[arg(long, default_value = "")]
-        reason: String,
-    },
-    /// Suspend a key until `enable`.
-    Disable {
-        id: String,
-        #[arg(long, default_value = "")]
-        reason: String,
-    },
-    Enable {
-        id: String,
-    },
-    /// Hourly usage over the last day.
-    Usage {
-        id: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum WebhookCommand {
-    /// Add an endpoint; its signing secret is printed once.
-    Create {
-        #[arg(long)]
-        url: String,
-        /// Event types (repeat), or `*`.
-        #[arg(long = "event", required = true)]
-        events: Vec<String>,
-        #[arg(long, default_value = "")]
-        description: String,
-    },
-    List,
-    Delete {
-        id: String,
-    },
-    /// The delivery log.
-    Deliveries {
-        #[arg(long, default_value = "")]
-        endpoint: String,
-    },
-    Redeliver {
-        id: String,
-    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -7,6 +7,7 @@
 //! key rows, their audit events and their change-log rows in one transaction.
 
 pub mod audit_chain;
+mod log_sql;
 pub(crate) mod policy;
 mod postgres;
 mod rows;
@@ -312,7 +313,9 @@ pub struct AdminTokenInfo {
 }
 
 #[async_trait]
-pub trait Store: UsageStore + WebhookStore + PolicyStore + Send + Sync + 'static {
+pub trait Store:
+    LogStore + UsageStore + WebhookStore + PolicyStore + Send + Sync + 'static
+{
     /// Applies forward-only migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Commits the batch atomically, or nothing.
@@ -323,7 +326,6 @@ pub trait Store: UsageStore + WebhookStore + PolicyStore + Send + Sync + 'static
     /// Audit events with ids above `after`, oldest first: for walking the chain.
     async fn audit_chain(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
     async fn snapshot(&self) -> Result<Snapshot, StoreError>;
-    async fn changes_after(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError>;
     async fn insert_admin_token(
         &self,
         info: &AdminTokenInfo,
@@ -333,6 +335,16 @@ pub trait Store: UsageStore + WebhookStore + PolicyStore + Send + Sync + 'static
     async fn find_admin_token(&self, hash: &[u8; 32])
     -> Result<Option<AdminTokenInfo>, StoreError>;
     async fn count_admin_tokens(&self) -> Result<i64, StoreError>;
+    /// Where NOTIFY wake-ups come from; `None` where writes are all local (SQLite).
+    fn wakeups(&self) -> Option<PgWakeups>;
+    /// The backend's name, for logs.
+    fn backend(&self) -> &'static str;
+}
+
+/// The change log, replica progress and job leases.
+#[async_trait]
+pub trait LogStore: Send + Sync {
+    async fn changes_after(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError>;
     async fn log_bounds(&self) -> Result<LogBounds, StoreError>;
     /// Deletes change-log rows written before `before`; returns the new bounds.
     async fn prune_changes(&self, before: Timestamp) -> Result<LogBounds, StoreError>;
@@ -350,10 +362,6 @@ pub trait Store: UsageStore + WebhookStore + PolicyStore + Send + Sync + 'static
         now: Timestamp,
         until: Timestamp,
     ) -> Result<bool, StoreError>;
-    /// Where NOTIFY wake-ups come from; `None` where writes are all local (SQLite).
-    fn wakeups(&self) -> Option<PgWakeups>;
-    /// The backend's name, for logs.
-    fn backend(&self) -> &'static str;
 }
 
 /// Opens the store named by `database_url`, or the embedded SQLite file in
