@@ -113,6 +113,16 @@ async fn every_mutation_is_audited_with_actor_and_changes(backend: Backend) {
     assert_eq!(total, 5);
 }
 
+async fn chain(admin: &crate::helpers::Admin) -> pb::VerifyAuditChainResponse {
+    let req = pb::VerifyAuditChainRequest {};
+    admin
+        .clone()
+        .verify_audit_chain(req)
+        .await
+        .expect("verify")
+        .into_inner()
+}
+
 /// Runs SQL straight against the test's database, around keysmith.
 async fn tamper(db: &crate::helpers::TestDb, sql: &str) {
     use sqlx::Connection;
@@ -166,11 +176,7 @@ async fn editing_an_audit_row_breaks_the_chain_at_that_row(backend: Backend) {
         .expect("enable");
     app.revoke(&id).await;
 
-    let report = admin
-        .verify_audit_chain(pb::VerifyAuditChainRequest {})
-        .await
-        .expect("verify")
-        .into_inner();
+    let report = chain(&admin).await;
     assert!(report.intact, "{report:?}");
     assert_eq!(report.events_checked, 4);
     let out = cli_verify(&app.db);
@@ -199,11 +205,7 @@ async fn editing_an_audit_row_breaks_the_chain_at_that_row(backend: Backend) {
     )
     .await;
 
-    let report = admin
-        .verify_audit_chain(pb::VerifyAuditChainRequest {})
-        .await
-        .expect("verify")
-        .into_inner();
+    let report = chain(&admin).await;
     assert!(!report.intact);
     assert_eq!(report.broken_event_id, target);
     assert!(report.reason.contains("edited"), "{report:?}");
@@ -223,11 +225,7 @@ async fn editing_an_audit_row_breaks_the_chain_at_that_row(backend: Backend) {
         &format!("DELETE FROM audit_events WHERE id = {target}"),
     )
     .await;
-    let report = admin
-        .verify_audit_chain(pb::VerifyAuditChainRequest {})
-        .await
-        .expect("verify")
-        .into_inner();
+    let report = chain(&admin).await;
     assert!(!report.intact);
     assert!(report.broken_event_id > target);
     assert!(report.reason.contains("deleted"), "{report:?}");

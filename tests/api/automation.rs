@@ -38,6 +38,22 @@ async fn actions(app: &TestApp, key_id: &str) -> Vec<String> {
     events.into_iter().rev().map(|e| e.action).collect()
 }
 
+/// Audit events of `key_id` with `action`, newest first.
+async fn events_of(app: &TestApp, key_id: &str, action: &str) -> Vec<pb::AuditEvent> {
+    let req = pb::ListAuditEventsRequest {
+        key_id: key_id.into(),
+        action: action.into(),
+        ..Default::default()
+    };
+    app.admin
+        .clone()
+        .list_audit_events(req)
+        .await
+        .expect("audit")
+        .into_inner()
+        .events
+}
+
 async fn wait_for(app: &TestApp, key_id: &str, expected: &[&str]) {
     eventually(&format!("audit actions {expected:?}"), || async {
         actions(app, key_id).await == expected
@@ -94,19 +110,7 @@ async fn expiry_notices_fire_once_at_each_lead(backend: Backend) {
         ],
     )
     .await;
-    let req = pb::ListAuditEventsRequest {
-        key_id: key.clone(),
-        action: "key.expiring".into(),
-        ..Default::default()
-    };
-    let events = app
-        .admin
-        .clone()
-        .list_audit_events(req)
-        .await
-        .expect("audit")
-        .into_inner()
-        .events;
+    let events = events_of(&app, &key, "key.expiring").await;
     let leads: Vec<serde_json::Value> = events
         .iter()
         .rev()
@@ -206,19 +210,7 @@ async fn self_rotation_by_proof_of_possession(backend: Backend) {
     assert_eq!(rotated.previous.expect("previous").id, id);
     assert_eq!(rotated.key.as_ref().expect("key").scopes, ["deploy:write"]);
     assert_eq!(app.verify_code(&rotated.secret).await, VerifyCode::Valid);
-    let req = pb::ListAuditEventsRequest {
-        key_id: id.clone(),
-        action: "key.rotated".into(),
-        ..Default::default()
-    };
-    let events = app
-        .admin
-        .clone()
-        .list_audit_events(req)
-        .await
-        .expect("audit")
-        .into_inner()
-        .events;
+    let events = events_of(&app, &id, "key.rotated").await;
     assert_eq!(events[0].actor, format!("key:{id}"));
 
     // Once a minute per key.
@@ -316,19 +308,7 @@ async fn grace_ends_early_once_the_old_key_goes_idle(backend: Backend) {
     .await;
     assert_eq!(app.verify_code(&old.secret).await, VerifyCode::Expired);
     assert_eq!(app.verify_code(&new.secret).await, VerifyCode::Valid);
-    let req = pb::ListAuditEventsRequest {
-        key_id: old_id.clone(),
-        action: "key.expired".into(),
-        ..Default::default()
-    };
-    let events = app
-        .admin
-        .clone()
-        .list_audit_events(req)
-        .await
-        .expect("audit")
-        .into_inner()
-        .events;
+    let events = events_of(&app, &old_id, "key.expired").await;
     assert!(
         events[0].reason.contains("grace ended early"),
         "{:?}",
