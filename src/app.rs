@@ -19,6 +19,7 @@ use crate::{
     index::{ChangeFeed, FeedHandle, KeyIndex, Pruner, ReplicaState},
     jobs::Scheduler,
     keys::{Keys, KeysConfig},
+    metrics::{Gauges, Metrics},
     store::{self, Store},
     usage::{Recorder, UsageFlusher},
     watch::Watcher,
@@ -183,8 +184,16 @@ impl App {
             self.config.webhooks.clone(),
             self.config.clock.clone(),
         );
+        let metrics = Metrics::default();
+        let _gauges = Gauges::register(
+            self.index.clone(),
+            self.feed.replica.clone(),
+            watcher.clone(),
+            &metrics,
+        );
         let verify_service = VerifyService::new(
             self.index.clone(),
+            metrics.clone(),
             self.usage.clone(),
             self.config.clock.clone(),
             self.feed.replica.clone(),
@@ -193,6 +202,7 @@ impl App {
         );
         let ext_authz = ExtAuthzService::new(
             self.index.clone(),
+            metrics.clone(),
             self.usage.clone(),
             self.config.clock.clone(),
             &self.config.ext_authz_key_header,
@@ -266,6 +276,7 @@ impl App {
             recorder: self.usage.clone(),
             interval: self.config.usage_flush_interval,
             clock: self.config.clock.clone(),
+            metrics: metrics.clone(),
         };
         tasks.spawn(flusher.run(stop_tasks.clone()));
         let scheduler = Scheduler {
@@ -282,6 +293,7 @@ impl App {
                 config: self.config.webhooks.clone(),
                 clock: self.config.clock.clone(),
                 feed: self.feed.clone(),
+                outbox_depth: metrics.outbox_depth.clone(),
             };
             tasks.spawn(sender.run(stop_tasks.clone()));
         }

@@ -199,7 +199,7 @@ impl From<DbArgs> for DbConfig {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init();
+    let _telemetry = telemetry::init();
     let result = match Cli::parse().command {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(db) => app::open_store(&db.into(), true)

@@ -28,6 +28,7 @@ use zeroize::Zeroizing;
 use crate::{
     domain::{Clock, MAX_SCOPES, mono_nanos, scope},
     index::KeyIndex,
+    metrics::Metrics,
     usage::Recorder,
     verify::{self, Code, Outcome, Request as VerifyRequest},
 };
@@ -37,6 +38,7 @@ pub const SCOPES_EXTENSION: &str = "keysmith_scopes";
 
 pub struct ExtAuthzService {
     index: Arc<KeyIndex>,
+    metrics: Metrics,
     usage: Arc<Recorder>,
     clock: Clock,
     /// Lowercase name of the header that may carry the key.
@@ -44,9 +46,16 @@ pub struct ExtAuthzService {
 }
 
 impl ExtAuthzService {
-    pub fn new(index: Arc<KeyIndex>, usage: Arc<Recorder>, clock: Clock, key_header: &str) -> Self {
+    pub fn new(
+        index: Arc<KeyIndex>,
+        metrics: Metrics,
+        usage: Arc<Recorder>,
+        clock: Clock,
+        key_header: &str,
+    ) -> Self {
         Self {
             index,
+            metrics,
             usage,
             clock,
             key_header: key_header.to_ascii_lowercase(),
@@ -167,6 +176,7 @@ fn allowed(o: &Outcome<'_>, key_header: &str) -> CheckResponse {
 #[tonic::async_trait]
 impl Authorization for ExtAuthzService {
     async fn check(&self, req: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        let started = std::time::Instant::now();
         if !self.index.is_ready() {
             return Err(Status::unavailable("the key index is still loading"));
         }
@@ -263,6 +273,9 @@ impl Authorization for ExtAuthzService {
                 denied(HttpStatusCode::Forbidden, code, outcome.detail, &[])
             }
         };
+        self.metrics
+            .verify_latency
+            .record(started.elapsed().as_secs_f64(), &[]);
         Ok(Response::new(resp))
     }
 }

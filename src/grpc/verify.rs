@@ -1,6 +1,9 @@
 //! KeyVerify handlers. Verify never awaits: it answers from memory.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use futures::StreamExt;
 use tonic::{Request, Response, Status};
@@ -11,6 +14,7 @@ use crate::{
     domain::{Clock, mono_nanos},
     error::Error,
     index::{KeyIndex, ReplicaState},
+    metrics::Metrics,
     usage::Recorder,
     verify::{self, Request as VerifyRequest},
     watch::Watcher,
@@ -18,6 +22,7 @@ use crate::{
 
 pub struct VerifyService {
     index: Arc<KeyIndex>,
+    metrics: Metrics,
     usage: Arc<Recorder>,
     clock: Clock,
     replica: Arc<ReplicaState>,
@@ -29,6 +34,7 @@ pub struct VerifyService {
 impl VerifyService {
     pub fn new(
         index: Arc<KeyIndex>,
+        metrics: Metrics,
         usage: Arc<Recorder>,
         clock: Clock,
         replica: Arc<ReplicaState>,
@@ -37,6 +43,7 @@ impl VerifyService {
     ) -> Self {
         Self {
             index,
+            metrics,
             usage,
             clock,
             replica,
@@ -55,6 +62,7 @@ impl KeyVerify for VerifyService {
         &self,
         req: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let started = Instant::now();
         if !self.index.is_ready() {
             return Err(Error::Unavailable("the key index is still loading").into());
         }
@@ -83,7 +91,11 @@ impl KeyVerify for VerifyService {
         };
         let outcome = verify::verify(&self.index, &self.usage, &key, &request, now, mono_nanos);
         key.zeroize();
-        Ok(Response::new(convert::verify_response(&outcome)))
+        let response = convert::verify_response(&outcome);
+        self.metrics
+            .verify_latency
+            .record(started.elapsed().as_secs_f64(), &[]);
+        Ok(Response::new(response))
     }
 
     type WatchRevocationsStream = EventStream;

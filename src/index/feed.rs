@@ -219,6 +219,7 @@ impl ChangeFeed {
     }
 
     /// Applies every change after the index's sequence, in order.
+    #[tracing::instrument(name = "feed_catch_up", skip_all)]
     async fn catch_up(&self) -> Result<(), StoreError> {
         loop {
             let from = self.index.applied_seq();

@@ -22,16 +22,21 @@ impl Pruner {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let keep = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
-            let before = Timestamp::from_millis(Timestamp::now().as_millis().saturating_sub(keep));
-            match self.store.prune_changes(before).await {
-                Ok(b) => tracing::debug!(
-                    pruned_through = b.pruned_through,
-                    head = b.head,
-                    "change log pruned"
-                ),
-                Err(e) => tracing::warn!(error = %e, "change log pruning failed"),
-            }
+            self.prune().await;
+        }
+    }
+
+    #[tracing::instrument(name = "prune_change_log", skip_all)]
+    async fn prune(&self) {
+        let keep = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+        let before = Timestamp::from_millis(Timestamp::now().as_millis().saturating_sub(keep));
+        match self.store.prune_changes(before).await {
+            Ok(b) => tracing::debug!(
+                pruned_through = b.pruned_through,
+                head = b.head,
+                "change log pruned"
+            ),
+            Err(e) => tracing::warn!(error = %e, "change log pruning failed"),
         }
     }
 }

@@ -80,6 +80,7 @@ impl Scheduler {
     }
 
     /// Runs every job whose lease this replica gets.
+    #[tracing::instrument(name = "scheduler_round", skip_all)]
     pub async fn round(&self) {
         self.job("expiry", expiry::run(self)).await;
         self.job("rotation", rotation::run(self)).await;

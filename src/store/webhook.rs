@@ -147,6 +147,8 @@ pub trait WebhookStore: Send + Sync {
         outcome: &AttemptOutcome,
         at: Timestamp,
     ) -> Result<(), StoreError>;
+    /// How many deliveries are pending (the outbox depth).
+    async fn pending_deliveries(&self) -> Result<i64, StoreError>;
     async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRow>, StoreError>;
     /// Makes a delivery due again now; `false` when there is no such delivery.
     async fn redeliver(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;

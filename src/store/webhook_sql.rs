@@ -222,6 +222,14 @@ macro_rules! impl_webhook_sql {
                 Ok(())
             }
 
+            async fn pending_deliveries(&self) -> Result<i64, $crate::store::StoreError> {
+                Ok(sqlx::query_scalar::<$db, i64>(
+                    "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'",
+                )
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
             async fn get_delivery(
                 &self,
                 id: &str,

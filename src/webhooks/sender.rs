@@ -1,4 +1,10 @@
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +27,8 @@ pub struct WebhookSender {
     pub clock: Clock,
     /// Key changes wake the sender, so most events go out at once.
     pub feed: FeedHandle,
+    /// Where the sender reports the pending deliveries it counts each round.
+    pub outbox_depth: Arc<AtomicI64>,
 }
 
 impl WebhookSender {
@@ -49,6 +57,9 @@ impl WebhookSender {
                 _ = tick.tick() => {}
                 _ = changes.recv() => {}
             }
+            if let Ok(n) = self.store.pending_deliveries().await {
+                self.outbox_depth.store(n, Ordering::Relaxed);
+            }
             loop {
                 match self.round(&client).await {
                     Ok(n) if n == BATCH as usize => continue,
@@ -63,6 +74,7 @@ impl WebhookSender {
     }
 
     /// Claims and sends one batch; returns how many were claimed.
+    #[tracing::instrument(name = "webhook_round", skip_all)]
     async fn round(&self, client: &reqwest::Client) -> Result<usize, crate::store::StoreError> {
         let now = self.clock.now();
         let lease = now.saturating_add(self.config.timeout * 3);

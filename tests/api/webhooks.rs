@@ -2,93 +2,12 @@
 //! stable event ids, the delivery log, redelivery, and an outbox that
 //! survives a restart.
 
-use std::{
-    convert::Infallible,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
-
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response, body::Bytes, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
 use keysmith::{domain::webhook::SigningSecret, grpc::pb};
+use std::time::Duration;
 use tonic::Code;
 
 use crate::helpers::{Backend, TestApp, assert_status, eventually, spawn_configured, spawn_with};
-
-#[derive(Clone, Debug)]
-struct Received {
-    event_id: String,
-    event_type: String,
-    signature: String,
-    body: Vec<u8>,
-}
-
-/// An HTTP receiver on 127.0.0.1 that fails the first `failures` requests
-/// with 500 and records every request.
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-async fn receiver(failures: usize) -> Receiver {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hooks", listener.local_addr().expect("addr"));
-    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-    let seen = got.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        let header = |n: &str| {
-                            req.headers()
-                                .get(n)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or_default()
-                                .to_owned()
-                        };
-                        let (event_id, event_type, signature) = (
-                            header("keysmith-event-id"),
-                            header("keysmith-event-type"),
-                            header("keysmith-signature"),
-                        );
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes().to_vec())
-                            .unwrap_or_default();
-                        let n = {
-                            let mut seen = seen.lock().expect("lock");
-                            seen.push(Received {
-                                event_id,
-                                event_type,
-                                signature,
-                                body,
-                            });
-                            seen.len()
-                        };
-                        let status = if n <= failures { 500 } else { 200 };
-                        let resp = Response::builder()
-                            .status(status)
-                            .body(Full::new(Bytes::new()))
-                            .expect("response");
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Receiver { url, got }
-}
+use crate::receiver::receiver;
 
 fn fast_webhooks(c: &mut keysmith::Config) {
     c.webhooks.allow_private_targets = true;
@@ -125,7 +44,7 @@ fn signature_holds(secret: &str, header: &str, body: &[u8]) -> bool {
 async fn deliveries_are_signed_retried_and_logged(backend: Backend) {
     let rx = receiver(2).await;
     let app = spawn_with(backend, fast_webhooks).await;
-    let endpoint = subscribe(&app, &rx.url, &["key.revoked"]).await;
+    let endpoint = subscribe(&app, &format!("{}/hooks", rx.base), &["key.revoked"]).await;
     assert!(endpoint.signing_secret.starts_with("whsec_"));
     let id = app.create_with_scopes(&[]).await.key.expect("key").id;
     app.revoke(&id).await;
@@ -141,20 +60,32 @@ async fn deliveries_are_signed_retried_and_logged(backend: Backend) {
         "two failures, one success, nothing after: {got:?}"
     );
     assert!(
-        got.iter().all(|r| r.event_id == got[0].event_id),
+        got.iter()
+            .all(|r| r.header("keysmith-event-id") == got[0].header("keysmith-event-id")),
         "one stable event id"
     );
-    assert!(got.iter().all(|r| r.event_type == "key.revoked"));
+    assert!(
+        got.iter()
+            .all(|r| r.header("keysmith-event-type") == "key.revoked")
+    );
     for r in &got {
         assert!(
-            signature_holds(&endpoint.signing_secret, &r.signature, &r.body),
+            signature_holds(
+                &endpoint.signing_secret,
+                r.header("keysmith-signature"),
+                &r.body
+            ),
             "{r:?}"
         );
-        assert!(!signature_holds("whsec_wrong", &r.signature, &r.body));
+        assert!(!signature_holds(
+            "whsec_wrong",
+            r.header("keysmith-signature"),
+            &r.body
+        ));
     }
     let body: serde_json::Value = serde_json::from_slice(&got[0].body).expect("json");
     assert_eq!(body["type"], "key.revoked");
-    assert_eq!(body["id"], got[0].event_id.as_str());
+    assert_eq!(body["id"], got[0].header("keysmith-event-id"));
     assert_eq!(body["data"]["key_id"], id.as_str());
 
     let log = || async {
@@ -176,7 +107,7 @@ async fn deliveries_are_signed_retried_and_logged(backend: Backend) {
     .await;
     let d = log().await.remove(0);
     assert_eq!((d.attempts, d.last_status_code), (3, Some(200)));
-    assert_eq!(d.event_id, got[0].event_id);
+    assert_eq!(d.event_id, got[0].header("keysmith-event-id"));
 
     // Redelivery sends the same event again, with the same id.
     let again = app
@@ -191,7 +122,12 @@ async fn deliveries_are_signed_retried_and_logged(backend: Backend) {
         rx.got.lock().expect("lock").len() == 4
     })
     .await;
-    assert_eq!(rx.got.lock().expect("lock")[3].event_id, d.event_id);
+    assert_eq!(
+        rx.got.lock().expect("lock")[3]
+            .header("keysmith-event-id")
+            .to_owned(),
+        d.event_id
+    );
 }
 
 async fn outbox_survives_a_restart(backend: Backend) {
@@ -202,7 +138,7 @@ async fn outbox_survives_a_restart(backend: Backend) {
         c.webhooks.send = false;
     })
     .await;
-    subscribe(&app, &rx.url, &["*"]).await;
+    subscribe(&app, &format!("{}/hooks", rx.base), &["*"]).await;
     let id = app.create_with_scopes(&[]).await.key.expect("key").id;
     app.revoke(&id).await;
     let (db, token) = app.stop().await;
@@ -220,7 +156,7 @@ async fn outbox_survives_a_restart(backend: Backend) {
         .lock()
         .expect("lock")
         .iter()
-        .map(|r| r.event_type.clone())
+        .map(|r| r.header("keysmith-event-type").to_owned())
         .collect();
     types.sort();
     assert_eq!(types, ["key.created", "key.revoked"]);

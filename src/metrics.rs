@@ -1,0 +1,109 @@
+//! keysmith's metrics, exported through OpenTelemetry (see `telemetry`).
+//!
+//! The Verify path pays for one histogram record; everything else is read
+//! off state the server keeps anyway: gauges by callback at export time,
+//! per-code call counts from the usage flusher (so they trail by at most a
+//! flush interval).
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, Ordering},
+};
+
+use opentelemetry::{
+    KeyValue,
+    metrics::{Counter, Histogram, ObservableGauge},
+};
+
+use crate::{
+    domain::Timestamp,
+    index::{KeyIndex, ReplicaState},
+    verify::Code,
+    watch::Watcher,
+};
+
+/// Instruments written from request and task code.
+#[derive(Clone)]
+pub struct Metrics {
+    pub verify_latency: Histogram<f64>,
+    verify_calls: Counter<u64>,
+    pub flush_duration: Histogram<f64>,
+    /// Pending webhook deliveries, as the sender last counted them.
+    pub outbox_depth: Arc<AtomicI64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let meter = crate::telemetry::meter();
+        Self {
+            verify_latency: meter
+                .f64_histogram("keysmith.verify.duration")
+                .with_unit("s")
+                .with_description("Verify and ext_authz Check handler time")
+                .build(),
+            verify_calls: meter
+                .u64_counter("keysmith.verify.calls")
+                .with_description("Verify calls by outcome code, counted at each usage flush")
+                .build(),
+            flush_duration: meter
+                .f64_histogram("keysmith.usage.flush.duration")
+                .with_unit("s")
+                .build(),
+            outbox_depth: Arc::default(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn count_calls(&self, code: Code, n: u64) {
+        if n > 0 {
+            let name = format!("{code:?}");
+            self.verify_calls.add(n, &[KeyValue::new("code", name)]);
+        }
+    }
+}
+
+/// Gauges read by callback; kept alive for the server's lifetime.
+pub struct Gauges(#[allow(dead_code)] Vec<ObservableGauge<i64>>);
+
+impl Gauges {
+    pub fn register(
+        index: Arc<KeyIndex>,
+        replica: Arc<ReplicaState>,
+        watcher: Watcher,
+        metrics: &Metrics,
+    ) -> Self {
+        let meter = crate::telemetry::meter();
+        let size = index.clone();
+        let applied = index;
+        let depth = metrics.outbox_depth.clone();
+        Self(vec![
+            meter
+                .i64_observable_gauge("keysmith.index.keys")
+                .with_callback(move |o| o.observe(size.len() as i64, &[]))
+                .build(),
+            meter
+                .i64_observable_gauge("keysmith.feed.applied_seq")
+                .with_callback(move |o| o.observe(applied.applied_seq(), &[]))
+                .build(),
+            meter
+                .i64_observable_gauge("keysmith.feed.staleness")
+                .with_unit("ms")
+                .with_description("time since the change log was last read")
+                .with_callback(move |o| {
+                    if let Some(s) = replica.staleness(Timestamp::now()) {
+                        o.observe(s.as_millis() as i64, &[]);
+                    }
+                })
+                .build(),
+            meter
+                .i64_observable_gauge("keysmith.stream.subscribers")
+                .with_callback(move |o| o.observe(watcher.active() as i64, &[]))
+                .build(),
+            meter
+                .i64_observable_gauge("keysmith.webhook.outbox_depth")
+                .with_callback(move |o| o.observe(depth.load(Ordering::Relaxed), &[]))
+                .build(),
+        ])
+    }
+}
