@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{Scheduler, days};
+use super::{Scheduler, days, expired_notice};
 use crate::error::Result;
 
 pub async fn run(s: &Scheduler) -> Result<usize> {
@@ -14,7 +14,7 @@ pub async fn run(s: &Scheduler) -> Result<usize> {
         };
         let ms = expires.as_millis();
         if now >= expires {
-            let notice = format!("expired:{ms}");
+            let notice = expired_notice(ms);
             let reason = "the key reached its expiry".to_owned();
             let changes = json!({ "expires_at": ms });
             sent += usize::from(

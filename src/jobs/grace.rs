@@ -4,7 +4,7 @@
 
 use crate::{error::Result, store::ChangeKind};
 
-use super::Scheduler;
+use super::{Scheduler, expired_notice};
 
 pub async fn run(s: &Scheduler) -> Result<usize> {
     let now = s.clock.now();
@@ -34,7 +34,7 @@ pub async fn run(s: &Scheduler) -> Result<usize> {
             format!("grace ended early: the successor {next} is in use and this key was idle");
         // The notice the expiry job would send for this expiry: the key gets
         // one key.expired, this one, with its reason.
-        let notice = format!("expired:{}", now.as_millis());
+        let notice = expired_notice(now.as_millis());
         ended += usize::from(
             s.keys
                 .scheduled_change(

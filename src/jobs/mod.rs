@@ -112,6 +112,12 @@ impl Scheduler {
     }
 }
 
+/// The notice for a key reaching expiry `expires_ms`. Shared by the expiry
+/// job and the grace job, so an expiry is announced once, whichever sees it.
+fn expired_notice(expires_ms: i64) -> String {
+    format!("expired:{expires_ms}")
+}
+
 fn days(d: Duration) -> u64 {
     d.as_secs() / 86_400
 }

@@ -22,23 +22,11 @@ use crate::{
 const DAY: Duration = Duration::from_secs(86_400);
 
 async fn actions(app: &TestApp, key_id: &str) -> Vec<String> {
-    let req = pb::ListAuditEventsRequest {
-        key_id: key_id.into(),
-        page_size: 1000,
-        ..Default::default()
-    };
-    let events = app
-        .admin
-        .clone()
-        .list_audit_events(req)
-        .await
-        .expect("audit")
-        .into_inner()
-        .events;
+    let events = events_of(app, key_id, "").await;
     events.into_iter().rev().map(|e| e.action).collect()
 }
 
-/// Audit events of `key_id` with `action`, newest first.
+/// Audit events of `key_id` (with `action`, unless empty), newest first.
 async fn events_of(app: &TestApp, key_id: &str, action: &str) -> Vec<pb::AuditEvent> {
     let req = pb::ListAuditEventsRequest {
         key_id: key_id.into(),
@@ -510,19 +498,7 @@ async fn a_keys_own_rotation_policy_wins(backend: Backend) {
     // The weekly key: the notify action; it keeps working.
     // (A 7-day notice may come first: at creation it was due in 7 days.)
     eventually("the weekly key's due notice", || async {
-        let req = pb::ListAuditEventsRequest {
-            key_id: weekly_id.clone(),
-            action: "key.rotation_due".into(),
-            ..Default::default()
-        };
-        let events = app
-            .admin
-            .clone()
-            .list_audit_events(req)
-            .await
-            .expect("audit")
-            .into_inner()
-            .events;
+        let events = events_of(&app, &weekly_id, "key.rotation_due").await;
         events
             .first()
             .is_some_and(|e| e.changes_json.contains("\"action\":\"notify\""))

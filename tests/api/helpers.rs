@@ -257,6 +257,30 @@ impl TestApp {
             .into_inner()
     }
 
+    /// Verify with the end client's inputs, as a gateway passes them.
+    pub async fn verify_from(
+        &self,
+        key: &str,
+        scopes: &[&str],
+        ip: &str,
+        referrer: &str,
+        resource: &str,
+    ) -> pb::VerifyResponse {
+        let req = pb::VerifyRequest {
+            key: key.into(),
+            required_scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            client_ip: ip.into(),
+            referrer: referrer.into(),
+            resource: resource.into(),
+        };
+        self.verify
+            .clone()
+            .verify(req)
+            .await
+            .expect("verify")
+            .into_inner()
+    }
+
     pub async fn verify_code(&self, key: &str) -> pb::VerifyCode {
         self.verify_scopes(key, &[]).await.code()
     }

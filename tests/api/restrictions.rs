@@ -45,19 +45,7 @@ async fn verify(
     referrer: &str,
     resource: &str,
 ) -> pb::VerifyResponse {
-    let req = pb::VerifyRequest {
-        key: key.into(),
-        client_ip: ip.into(),
-        referrer: referrer.into(),
-        resource: resource.into(),
-        ..Default::default()
-    };
-    app.verify
-        .clone()
-        .verify(req)
-        .await
-        .expect("verify")
-        .into_inner()
+    app.verify_from(key, &[], ip, referrer, resource).await
 }
 
 async fn enforced_restrictions_deny_with_precise_codes(backend: Backend) {

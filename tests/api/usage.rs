@@ -17,18 +17,7 @@ use keysmith::{
 use crate::helpers::{Backend, TestApp, eventually, spawn_on, spawn_with};
 
 async fn verify_from(app: &TestApp, key: &str, scopes: &[&str], ip: &str) -> pb::VerifyResponse {
-    let req = pb::VerifyRequest {
-        key: key.into(),
-        required_scopes: scopes.iter().map(|s| s.to_string()).collect(),
-        client_ip: ip.into(),
-        ..Default::default()
-    };
-    app.verify
-        .clone()
-        .verify(req)
-        .await
-        .expect("verify")
-        .into_inner()
+    app.verify_from(key, scopes, ip, "", "").await
 }
 
 async fn usage(app: &TestApp, id: &str) -> pb::GetKeyUsageResponse {
