@@ -205,6 +205,8 @@ impl App {
             metrics.clone(),
             self.usage.clone(),
             self.config.clock.clone(),
+            self.feed.replica.clone(),
+            self.config.fail_closed_after,
             &self.config.ext_authz_key_header,
         );
         let (mut verify_server, mut admin_server) = (Server::builder(), Server::builder());

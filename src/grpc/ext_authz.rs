@@ -13,7 +13,7 @@
 //! - On allow, the key header is stripped and the key's id, owner and
 //!   scopes go upstream as headers and as dynamic metadata.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
 use envoy_types::{
     ext_authz::v3::{
@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     domain::{Clock, MAX_SCOPES, mono_nanos, scope},
-    index::KeyIndex,
+    index::{KeyIndex, ReplicaState},
     metrics::Metrics,
     usage::Recorder,
     verify::{self, Code, Outcome, Request as VerifyRequest},
@@ -39,6 +39,9 @@ pub const SCOPES_EXTENSION: &str = "keysmith_scopes";
 pub struct ExtAuthzService {
     index: Arc<KeyIndex>,
     metrics: Metrics,
+    replica: Arc<ReplicaState>,
+    /// Refuse when the change log was last read longer ago, like Verify.
+    fail_closed_after: Option<Duration>,
     usage: Arc<Recorder>,
     clock: Clock,
     /// Lowercase name of the header that may carry the key.
@@ -51,11 +54,15 @@ impl ExtAuthzService {
         metrics: Metrics,
         usage: Arc<Recorder>,
         clock: Clock,
+        replica: Arc<ReplicaState>,
+        fail_closed_after: Option<Duration>,
         key_header: &str,
     ) -> Self {
         Self {
             index,
             metrics,
+            replica,
+            fail_closed_after,
             usage,
             clock,
             key_header: key_header.to_ascii_lowercase(),
@@ -179,6 +186,9 @@ impl Authorization for ExtAuthzService {
         let started = std::time::Instant::now();
         if !self.index.is_ready() {
             return Err(Status::unavailable("the key index is still loading"));
+        }
+        if self.replica.fail_closed(self.fail_closed_after) {
+            return Err(Status::unavailable(super::verify::FAIL_CLOSED));
         }
         let req = req.into_inner();
         let empty = HashMap::new();

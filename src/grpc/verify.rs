@@ -53,6 +53,9 @@ impl VerifyService {
     }
 }
 
+/// Why a stale replica refuses under `--fail-closed-after`.
+pub const FAIL_CLOSED: &str = "this replica lost contact with the database (fail-closed)";
+
 type EventStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::KeyEvent, Status>> + Send>>;
 
@@ -66,15 +69,10 @@ impl KeyVerify for VerifyService {
         if !self.index.is_ready() {
             return Err(Error::Unavailable("the key index is still loading").into());
         }
-        let now = self.clock.now();
-        if let Some(bound) = self.fail_closed_after
-            && self.replica.staleness(now).is_none_or(|s| s > bound)
-        {
-            return Err(Error::Unavailable(
-                "this replica lost contact with the database (fail-closed)",
-            )
-            .into());
+        if self.replica.fail_closed(self.fail_closed_after) {
+            return Err(Error::Unavailable(FAIL_CLOSED).into());
         }
+        let now = self.clock.now();
         let pb::VerifyRequest {
             mut key,
             required_scopes,

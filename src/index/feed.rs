@@ -76,6 +76,13 @@ impl ReplicaState {
             .store(Timestamp::now().as_millis(), Ordering::Release);
     }
 
+    /// Whether Verify must refuse under `--fail-closed-after bound`: the
+    /// change log was last read longer ago (or never). Judged by the system
+    /// clock, like `last_contact`.
+    pub fn fail_closed(&self, bound: Option<Duration>) -> bool {
+        bound.is_some_and(|b| self.staleness(Timestamp::now()).is_none_or(|s| s > b))
+    }
+
     /// How long since the last successful read of the change log.
     pub fn staleness(&self, now: Timestamp) -> Option<Duration> {
         let last = self.last_contact()?;

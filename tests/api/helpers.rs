@@ -194,19 +194,7 @@ impl TestApp {
 
     /// Waits for health SERVING, i.e. the index is loaded.
     pub async fn wait_until_serving(&self) {
-        let health =
-            tonic_health::pb::health_client::HealthClient::new(self.verify_channel.clone());
-        eventually("health SERVING", || {
-            let mut health = health.clone();
-            async move {
-                let req = tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                };
-                health.check(req).await.ok().map(|r| r.into_inner().status)
-                    == Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
-            }
-        })
-        .await;
+        wait_until_serving(&self.verify_channel).await;
     }
 
     /// Stops the server gracefully and returns its database for a restart.

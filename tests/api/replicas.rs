@@ -215,6 +215,18 @@ async fn postgres_outage_keeps_verify_answering_and_loses_nothing() {
         matches!(strict.verify.clone().verify(req).await, Err(s) if s.code() == tonic::Code::Unavailable)
     })
     .await;
+    // ext_authz refuses too, so Envoy denies rather than trusting a stale index.
+    let mut authz =
+        envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::new(
+            strict.verify_channel.clone(),
+        );
+    let check = authz
+        .check(envoy_types::pb::envoy::service::auth::v3::CheckRequest::default())
+        .await;
+    assert_eq!(
+        check.expect_err("fail-closed").code(),
+        tonic::Code::Unavailable
+    );
 
     pg.start();
     for (id, _) in &keys {
