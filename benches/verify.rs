@@ -63,7 +63,7 @@ fn benches(c: &mut Criterion) {
     let keys = key_count();
     for i in 0..keys {
         let key = ApiKey::generate(KeyType::Secret, Environment::Live).expect("rng");
-        index.upsert(record(&key));
+        index.upsert(&record(&key));
         if i % (keys / 1024) == 0 {
             probes.push(key);
         }

@@ -20,7 +20,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use crate::{
-    domain::{KeyRecord, Rule, Timestamp, restriction::Take},
+    domain::{Rule, Timestamp, restriction::Take},
     index::{Entry, KeyIndex},
     usage::Recorder,
 };
@@ -154,18 +154,18 @@ fn check<T>(
     }
 }
 
-pub fn decide<'a>(record: &KeyRecord, request: &Request<'a>, now: Timestamp) -> Decision<'a> {
-    if record.revoked_at.is_some() {
+pub fn decide<'a>(record: &Entry, request: &Request<'a>, now: Timestamp) -> Decision<'a> {
+    if record.revoked {
         return Decision::of(Code::Revoked);
     }
-    if record.disabled_at.is_some() {
+    if record.disabled {
         return Decision::of(Code::Disabled);
     }
     if record.is_expired(now) {
         return Decision::of(Code::Expired);
     }
     let mut d = Decision::of(Code::Valid);
-    let r = &record.restrictions;
+    let r = record.restrictions();
     let restricted = check(
         &r.ip,
         |a| request.client_ip.is_some_and(|ip| a.contains(ip)),
@@ -194,7 +194,7 @@ pub fn decide<'a>(record: &KeyRecord, request: &Request<'a>, now: Timestamp) -> 
     let missing = request
         .required_scopes
         .iter()
-        .find(|req| !record.scopes.iter().any(|s| s.grants(req)));
+        .find(|req| !record.scopes().iter().any(|s| s.grants(req)));
     if let Some(missing) = missing {
         return Decision {
             code: Code::InsufficientScope,
@@ -239,11 +239,12 @@ pub fn verify<'a>(
         usage.unknown(Code::NotFound);
         return bare(Code::NotFound, Code::NotFound.detail());
     };
-    let mut decision = decide(&entry.record, request, now);
+    let mut decision = decide(&entry, request, now);
+    let runtime = entry.runtime();
     let (mut remaining, mut retry_after) = (None, None);
-    if let (true, Some(rule)) = (decision.is_valid(), &entry.record.restrictions.rate_limit) {
+    if let (true, Some(rule)) = (decision.is_valid(), &entry.restrictions().rate_limit) {
         // The monotonic clock is read only for keys with a rate limit.
-        match entry.runtime.take_token(rule.allow, mono_nanos()) {
+        match runtime.take_token(rule.allow, mono_nanos()) {
             Take::Allowed { remaining: r } => remaining = Some(r),
             Take::Limited { retry_after: after } if rule.enforced() => {
                 decision.code = Code::RateLimited;
@@ -255,7 +256,7 @@ pub fn verify<'a>(
             }
         }
     }
-    usage.record(&entry.runtime, &decision, request.client_ip, now);
+    usage.record(runtime, &decision, request.client_ip, now);
     Outcome {
         detail: decision.code.detail(),
         decision,

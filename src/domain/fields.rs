@@ -120,6 +120,12 @@ pub struct MetadataError {
 }
 
 impl Metadata {
+    pub const EMPTY: Metadata = Metadata(BTreeMap::new());
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn parse(
         entries: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, MetadataError> {

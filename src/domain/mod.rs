@@ -20,7 +20,7 @@ pub use fields::MAX_SCOPES;
 pub use fields::{FieldError, KeyName, Metadata, MetadataError, OwnerId, Reason, RequestId};
 pub use key::{KeyRecord, KeyState, PolicyViolation, check_type_policy};
 pub use key_hash::KeyHash;
-pub use key_id::{KeyId, KeyIdError};
+pub use key_id::{KeyId, KeyIdError, PackedKeyId};
 pub use kind::{Environment, KeyType, UnknownVariant};
 pub use policy::StalePolicy;
 pub use restriction::{Mode, Restrictions, Rule};

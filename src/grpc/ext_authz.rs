@@ -143,10 +143,11 @@ fn allowed(o: &Outcome<'_>, key_header: &str) -> CheckResponse {
     http.remove_header(key_header);
     let mut metadata = Struct::default();
     if let Some(entry) = &o.entry {
-        let k = &entry.record;
-        let scopes: Vec<String> = k.scopes.iter().map(ToString::to_string).collect();
-        http.add_header("x-keysmith-key-id", k.id.to_string(), None, false);
-        http.add_header("x-keysmith-owner-id", k.owner_id.to_string(), None, false);
+        let k = entry;
+        let (key_id, owner_id) = (k.key_id().into_string(), k.owner_id().to_owned());
+        let scopes: Vec<String> = k.scopes().iter().map(|s| s.as_str().to_owned()).collect();
+        http.add_header("x-keysmith-key-id", key_id.clone(), None, false);
+        http.add_header("x-keysmith-owner-id", owner_id.clone(), None, false);
         http.add_header("x-keysmith-scopes", scopes.join(" "), None, false);
         http.add_header(
             "x-keysmith-environment",
@@ -158,12 +159,8 @@ fn allowed(o: &Outcome<'_>, key_header: &str) -> CheckResponse {
             http.add_header("x-ratelimit-remaining", remaining.to_string(), None, false);
         }
         let list = scopes.into_iter().map(text).collect();
-        metadata
-            .fields
-            .insert("key_id".into(), text(k.id.to_string()));
-        metadata
-            .fields
-            .insert("owner_id".into(), text(k.owner_id.to_string()));
+        metadata.fields.insert("key_id".into(), text(key_id));
+        metadata.fields.insert("owner_id".into(), text(owner_id));
         metadata
             .fields
             .insert("environment".into(), text(k.environment.as_str().into()));

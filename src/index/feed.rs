@@ -165,11 +165,15 @@ impl ChangeFeed {
         let mut listener = self.listen(&replica).await;
         let mut backoff = Backoff::default();
         loop {
-            match self.store.snapshot().await {
-                Ok(s) => {
-                    let count = s.keys.len();
-                    self.index.load(s.keys, s.seq);
-                    tracing::info!(keys = count, seq = s.seq, "index loaded from snapshot");
+            let mut count = 0usize;
+            let mut load = |record| {
+                self.index.load(record);
+                count += 1;
+            };
+            match self.store.snapshot(&mut load).await {
+                Ok(seq) => {
+                    self.index.advance_to(seq);
+                    tracing::info!(keys = count, seq, "index loaded from snapshot");
                     break;
                 }
                 Err(e) => {
@@ -243,8 +247,8 @@ impl ChangeFeed {
                     first = changes[0].seq,
                     "change log gap; reloading snapshot"
                 );
-                let s = self.store.snapshot().await?;
-                self.index.load(s.keys, s.seq);
+                let seq = self.store.snapshot(&mut |r| self.index.load(r)).await?;
+                self.index.advance_to(seq);
                 continue;
             }
             let mut seen: Vec<&KeyId> = Vec::with_capacity(changes.len());
@@ -254,7 +258,7 @@ impl ChangeFeed {
                 }
                 seen.push(&c.key_id);
                 if let Some(record) = self.store.get_key(&c.key_id).await? {
-                    self.index.upsert(record);
+                    self.index.upsert(&record);
                 }
             }
             self.index.advance_to(last);

@@ -4,30 +4,28 @@
 //! and expired ones, so a miss is authoritative (NOT_FOUND) and a hit gives a
 //! precise answer (REVOKED, EXPIRED) without touching the database.
 
+mod entry;
 mod feed;
 mod hasher;
 mod retention;
 mod runtime;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, AtomicI64, Ordering},
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicI64, Ordering},
+    },
 };
 
 use dashmap::{DashMap, mapref::entry::Entry as MapEntry};
 
-use crate::domain::{KeyHash, KeyRecord};
+use crate::domain::{KeyHash, KeyRecord, Scope};
+pub use entry::Entry;
 pub use feed::{ChangeFeed, FeedConfig, FeedHandle, ReplicaState};
 use hasher::BuildKeyHashHasher;
 pub use retention::Pruner;
 pub use runtime::KeyRuntime;
-
-/// One indexed key: its immutable record and its live state.
-#[derive(Debug)]
-pub struct Entry {
-    pub record: KeyRecord,
-    pub runtime: Arc<KeyRuntime>,
-}
 
 /// Key hash → entry. Written by the local admin path right after a commit
 /// and by the change feed; read by every Verify.
@@ -37,6 +35,37 @@ pub struct KeyIndex {
     applied_seq: AtomicI64,
     /// Set once the index has caught up after startup; Verify refuses before that.
     ready: AtomicBool,
+    /// Owner ids and scope sets, one copy each however many keys share them.
+    /// Only grows: bounded by the distinct values ever loaded.
+    interned: Mutex<Interned>,
+}
+
+#[derive(Default)]
+struct Interned {
+    owners: HashSet<Arc<str>>,
+    scope_sets: HashSet<Arc<[Scope]>>,
+}
+
+impl Interned {
+    fn entry(&mut self, record: &KeyRecord) -> Entry {
+        let owner = match self.owners.get(record.owner_id.as_str()) {
+            Some(o) => Arc::clone(o),
+            None => {
+                let o: Arc<str> = record.owner_id.as_str().into();
+                self.owners.insert(Arc::clone(&o));
+                o
+            }
+        };
+        let scopes = match self.scope_sets.get(record.scopes.as_slice()) {
+            Some(s) => Arc::clone(s),
+            None => {
+                let s: Arc<[Scope]> = record.scopes.as_slice().into();
+                self.scope_sets.insert(Arc::clone(&s));
+                s
+            }
+        };
+        Entry::new(record, owner, scopes)
+    }
 }
 
 impl Default for KeyIndex {
@@ -45,6 +74,7 @@ impl Default for KeyIndex {
             keys: DashMap::with_hasher(BuildKeyHashHasher),
             applied_seq: AtomicI64::new(0),
             ready: AtomicBool::new(false),
+            interned: Mutex::default(),
         }
     }
 }
@@ -59,27 +89,32 @@ impl KeyIndex {
     /// Inserts or replaces a record, unless the index already holds a newer
     /// version of it. Writers race (local commit vs change feed); versions
     /// make the outcome independent of their order.
-    pub fn upsert(&self, record: KeyRecord) {
+    ///
+    /// The usage counters and rate-limit bucket pass from the old entry to
+    /// the new one under the map's shard lock. A Verify that makes the old
+    /// entry's runtime in the same instant keeps its counts (the recorder
+    /// queues them for the flush); only a bucket so made starts over.
+    pub fn upsert(&self, record: &KeyRecord) {
+        let entry = {
+            let mut interned = self.interned.lock().unwrap_or_else(PoisonError::into_inner);
+            interned.entry(record)
+        };
         match self.keys.entry(record.hash) {
             MapEntry::Occupied(mut held) => {
-                if held.get().record.version < record.version {
-                    let runtime = Arc::clone(&held.get().runtime);
-                    held.insert(Arc::new(Entry { record, runtime }));
+                if held.get().version < entry.version {
+                    held.get().pass_runtime_to(&entry);
+                    held.insert(Arc::new(entry));
                 }
             }
             MapEntry::Vacant(slot) => {
-                let runtime = Arc::new(KeyRuntime::new(record.id.clone()));
-                slot.insert(Arc::new(Entry { record, runtime }));
+                slot.insert(Arc::new(entry));
             }
         }
     }
 
-    /// Merges a snapshot taken at change sequence `seq`.
-    pub fn load(&self, records: Vec<KeyRecord>, seq: i64) {
-        for record in records {
-            self.upsert(record);
-        }
-        self.advance_to(seq);
+    /// Merges a snapshot's record (see [`crate::store::Store::snapshot`]).
+    pub fn load(&self, record: KeyRecord) {
+        self.upsert(&record);
     }
 
     /// Lets Verify answer: called once the index has caught up with the log.
@@ -99,16 +134,6 @@ impl KeyIndex {
     #[inline]
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
-    }
-
-    /// Clones of every record `keep` accepts. For background jobs: it visits
-    /// every shard, briefly read-locking each.
-    pub fn records(&self, keep: impl Fn(&KeyRecord) -> bool) -> Vec<KeyRecord> {
-        self.keys
-            .iter()
-            .filter(|e| keep(&e.value().record))
-            .map(|e| e.value().record.clone())
-            .collect()
     }
 
     pub fn len(&self) -> usize {

@@ -2,7 +2,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::{
     domain::{
-        KeyId,
+        PackedKeyId,
         restriction::{RateLimit, Take, TokenBucket},
     },
     usage::KeyCounters,
@@ -13,13 +13,13 @@ use crate::{
 /// the counts and the bucket.
 #[derive(Debug)]
 pub struct KeyRuntime {
-    pub key_id: KeyId,
+    pub key_id: PackedKeyId,
     pub usage: KeyCounters,
     bucket: Mutex<Option<TokenBucket>>,
 }
 
 impl KeyRuntime {
-    pub fn new(key_id: KeyId) -> Self {
+    pub fn new(key_id: PackedKeyId) -> Self {
         Self {
             key_id,
             usage: KeyCounters::default(),

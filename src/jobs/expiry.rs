@@ -8,7 +8,7 @@ use crate::error::Result;
 pub async fn run(s: &Scheduler) -> Result<usize> {
     let now = s.clock.now();
     let mut sent = 0;
-    for key in s.live_keys() {
+    for key in s.live_keys().await? {
         let Some(expires) = key.expires_at else {
             continue;
         };

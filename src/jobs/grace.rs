@@ -9,7 +9,7 @@ use super::{Scheduler, expired_notice};
 pub async fn run(s: &Scheduler) -> Result<usize> {
     let now = s.clock.now();
     let mut ended = 0;
-    for key in s.live_keys() {
+    for key in s.live_keys().await? {
         let (Some(idle), Some(next)) = (key.end_grace_when_idle, &key.rotated_to) else {
             continue;
         };
@@ -20,11 +20,10 @@ pub async fn run(s: &Scheduler) -> Result<usize> {
         let Some(successor) = s.store.get_key(next).await? else {
             continue;
         };
-        let old = s.store.get_key(&key.id).await?.unwrap_or(key.clone());
-        let silent_since = old
+        let silent_since = key
             .last_used_at
-            .unwrap_or(old.updated_at)
-            .max(old.updated_at);
+            .unwrap_or(key.updated_at)
+            .max(key.updated_at);
         let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
         if successor.last_used_at.is_none() || now.as_millis() - silent_since.as_millis() < idle_ms
         {

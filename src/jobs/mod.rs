@@ -106,9 +106,10 @@ impl Scheduler {
         }
     }
 
-    /// Every live key in the index (revoked ones left out).
-    fn live_keys(&self) -> Vec<KeyRecord> {
-        self.keys.index().records(|r| r.revoked_at.is_none())
+    /// Every key not revoked, from the store: the index holds only what
+    /// Verify needs, and the store has every replica's flushed last use.
+    async fn live_keys(&self) -> crate::error::Result<Vec<KeyRecord>> {
+        Ok(self.store.live_keys().await?)
     }
 }
 

@@ -14,7 +14,7 @@ use crate::{
 pub async fn run(s: &Scheduler) -> Result<usize> {
     let now = s.clock.now();
     let mut sent = 0;
-    for key in s.live_keys() {
+    for key in s.live_keys().await? {
         if key.rotated_to.is_some() || key.state(now) != KeyState::Active {
             continue;
         }

@@ -164,7 +164,7 @@ impl Keys {
         // be other replicas' writes that this index has not applied yet.
         if matches!(outcome, WriteOutcome::Committed { .. }) {
             for r in records {
-                self.index.upsert(r);
+                self.index.upsert(&r);
             }
             // Streams and the applied sequence follow through the feed.
             self.feed.wake();

@@ -115,8 +115,7 @@ impl Keys {
     pub async fn rotate_self(&self, presented: &str, grace: Option<Duration>) -> Result<Rotated> {
         let parsed = api_key::parse(presented).map_err(|_| Error::Unauthenticated)?;
         let entry = self.index.get(&parsed.hash).ok_or(Error::Unauthenticated)?;
-        let key = &entry.record;
-        if key.state(self.now()) != KeyState::Active {
+        if entry.state(self.now()) != KeyState::Active {
             return Err(Error::Unauthenticated);
         }
         if !self.self_rotations.allow(*parsed.hash.as_bytes()) {
@@ -124,8 +123,9 @@ impl Keys {
                 "a key may rotate itself at most once a minute",
             ));
         }
-        let actor = Actor(format!("key:{}", key.id));
-        self.rotate(&key.id, grace, None, &actor).await
+        let id = entry.key_id();
+        let actor = Actor(format!("key:{id}"));
+        self.rotate(&id, grace, None, &actor).await
     }
 }
 

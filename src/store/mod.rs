@@ -298,14 +298,6 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
-/// Every key and the change-log sequence the set reflects, read in one
-/// consistent snapshot.
-#[derive(Debug)]
-pub struct Snapshot {
-    pub keys: Vec<KeyRecord>,
-    pub seq: i64,
-}
-
 #[derive(Clone, Debug)]
 pub struct AdminTokenInfo {
     pub id: String,
@@ -325,7 +317,12 @@ pub trait Store:
     async fn list_audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
     /// Audit events with ids above `after`, oldest first: for walking the chain.
     async fn audit_chain(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
-    async fn snapshot(&self) -> Result<Snapshot, StoreError>;
+    /// Streams every key to `sink`, read in one consistent transaction;
+    /// returns the change-log sequence the
+    /// set reflects.
+    async fn snapshot(&self, sink: &mut (dyn FnMut(KeyRecord) + Send)) -> Result<i64, StoreError>;
+    /// Every key not revoked, for the background jobs.
+    async fn live_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
     async fn insert_admin_token(
         &self,
         info: &AdminTokenInfo,

@@ -297,25 +297,46 @@ macro_rules! impl_sql_store {
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
-            async fn snapshot(&self) -> Result<$crate::store::Snapshot, $crate::store::StoreError> {
+            async fn snapshot(
+                &self,
+                sink: &mut (dyn FnMut($crate::domain::KeyRecord) + Send),
+            ) -> Result<i64, $crate::store::StoreError> {
+                use futures::TryStreamExt;
                 let mut tx = self.begin_snapshot().await?;
                 let seq: i64 =
                     sqlx::query_scalar::<$db, i64>("SELECT last FROM change_seq WHERE id = 1")
                         .fetch_one(&mut *tx)
                         .await?;
+                {
+                    // Streamed, not collected: a million rows never sit in
+                    // memory at once next to the index they fill.
+                    let mut rows = sqlx::query_as::<$db, $crate::store::rows::KeyRow>(concat!(
+                        "SELECT ",
+                        $crate::store::rows::key_columns!(),
+                        " FROM keys"
+                    ))
+                    .fetch(&mut *tx);
+                    while let Some(row) = rows.try_next().await? {
+                        sink(row.try_into()?);
+                    }
+                }
+                tx.commit().await?;
+                Ok(seq)
+            }
+
+            async fn live_keys(
+                &self,
+            ) -> Result<Vec<$crate::domain::KeyRecord>, $crate::store::StoreError> {
                 let rows = sqlx::query_as::<$db, $crate::store::rows::KeyRow>(concat!(
                     "SELECT ",
                     $crate::store::rows::key_columns!(),
-                    " FROM keys"
+                    " FROM keys WHERE revoked_at IS NULL ORDER BY id"
                 ))
-                .fetch_all(&mut *tx)
+                .fetch_all(&self.pool)
                 .await?;
-                tx.commit().await?;
-                let keys = rows
-                    .into_iter()
+                rows.into_iter()
                     .map(TryInto::try_into)
-                    .collect::<Result<_, _>>()?;
-                Ok($crate::store::Snapshot { keys, seq })
+                    .collect::<Result<_, _>>()
             }
 
             async fn insert_admin_token(

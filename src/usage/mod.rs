@@ -166,7 +166,7 @@ impl Recorder {
                 c.dirty.store(false, Relaxed);
                 let last_used = c.last_used.swap(0, Relaxed);
                 UsageDelta {
-                    key_id: rt.key_id.clone(),
+                    key_id: rt.key_id.unpack(),
                     runtime: Arc::clone(&rt),
                     by_code: std::array::from_fn(|i| c.by_code[i].swap(0, Relaxed)),
                     would_deny: c.would_deny.swap(0, Relaxed),

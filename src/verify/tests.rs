@@ -3,7 +3,7 @@ use std::{net::IpAddr, time::Duration};
 use super::*;
 use crate::{
     domain::{
-        Environment, KeyHash, KeyId, KeyName, KeyType, Metadata, Mode, OwnerId, Reason,
+        Environment, KeyHash, KeyId, KeyName, KeyRecord, KeyType, Metadata, Mode, OwnerId, Reason,
         Restrictions, Scope,
         restriction::{IpAllowlist, RateLimit, ReferrerAllowlist, ResourceAllowlist},
     },
@@ -50,7 +50,7 @@ fn ip(s: &str) -> Option<IpAddr> {
 const NOW: Timestamp = Timestamp::from_millis(10_000);
 
 fn code(r: &KeyRecord, req: &Request) -> Code {
-    decide(r, req, NOW).code
+    decide(&Entry::from(r), req, NOW).code
 }
 
 #[test]
@@ -61,8 +61,11 @@ fn live_key_with_granted_scopes_is_valid() {
         required_scopes: &scopes,
         ..Default::default()
     };
-    assert_eq!(decide(&r, &req, NOW), Decision::of(Code::Valid));
-    assert!(decide(&r, &Request::default(), NOW).is_valid());
+    assert_eq!(
+        decide(&Entry::from(&r), &req, NOW),
+        Decision::of(Code::Valid)
+    );
+    assert!(decide(&Entry::from(&r), &Request::default(), NOW).is_valid());
 }
 
 #[test]
@@ -70,7 +73,7 @@ fn scopes_are_all_of_and_name_the_first_missing() {
     let r = record(&["invoices:read"]);
     let scopes = strings(&["invoices:read", "invoices:write", "refunds:read"]);
     let d = decide(
-        &r,
+        &Entry::from(&r),
         &Request {
             required_scopes: &scopes,
             ..Default::default()
@@ -87,7 +90,7 @@ fn star_grants_everything() {
     let scopes = strings(&["a:b:c", "z"]);
     assert!(
         decide(
-            &r,
+            &Entry::from(&r),
             &Request {
                 required_scopes: &scopes,
                 ..Default::default()
@@ -240,7 +243,7 @@ fn report_only_passes_and_records_the_would_be_denial() {
         referrer: "",
         ..full_request(&scopes)
     };
-    let d = decide(&r, &req, NOW);
+    let d = decide(&Entry::from(&r), &req, NOW);
     assert_eq!(d.code, Code::Valid);
     assert_eq!(
         d.would_deny.iter().collect::<Vec<_>>(),
@@ -251,7 +254,7 @@ fn report_only_passes_and_records_the_would_be_denial() {
         resource: "acct_9/x",
         ..req
     };
-    let d = decide(&r, &req, NOW);
+    let d = decide(&Entry::from(&r), &req, NOW);
     assert_eq!(d.code, Code::ResourceNotAllowed);
     assert!(!d.would_deny.is_empty());
 }
@@ -320,7 +323,7 @@ fn rate_limit_applies_after_the_decision_and_counts_usage() {
         allow: RateLimit::new(1, Duration::from_secs(1), 2).unwrap(),
         mode: Mode::Enforce,
     });
-    index.upsert(r);
+    index.upsert(&r);
     let scopes = strings(&["a:read"]);
     let req = Request {
         required_scopes: &scopes,

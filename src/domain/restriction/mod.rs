@@ -65,6 +65,13 @@ pub struct Restrictions {
 }
 
 impl Restrictions {
+    pub const NONE: Restrictions = Restrictions {
+        ip: None,
+        referrer: None,
+        resource: None,
+        rate_limit: None,
+    };
+
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }

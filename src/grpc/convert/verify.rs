@@ -68,15 +68,15 @@ pub fn verify_response(o: &Outcome<'_>) -> pb::VerifyResponse {
         ..Default::default()
     };
     if let Some(entry) = &o.entry {
-        let k = &entry.record;
-        resp.key_id = k.id.to_string();
-        resp.owner_id = k.owner_id.to_string();
-        resp.scopes = k.scopes.iter().map(ToString::to_string).collect();
+        let k = entry;
+        resp.key_id = k.key_id().into_string();
+        resp.owner_id = k.owner_id().to_owned();
+        resp.scopes = k.scopes().iter().map(|s| s.as_str().to_owned()).collect();
         resp.environment = to_environment(k.environment).into();
         resp.r#type = to_key_type(k.key_type).into();
         resp.expire_time = k.expires_at.map(to_timestamp);
         resp.metadata = k
-            .metadata
+            .metadata()
             .iter()
             .map(|(a, b)| (a.clone(), b.clone()))
             .collect();
