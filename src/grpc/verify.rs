@@ -20,6 +20,7 @@ use crate::{
     watch::Watcher,
 };
 
+#[derive(Clone)]
 pub struct VerifyService {
     index: Arc<KeyIndex>,
     metrics: Metrics,
@@ -59,12 +60,10 @@ pub const FAIL_CLOSED: &str = "this replica lost contact with the database (fail
 type EventStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::KeyEvent, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl KeyVerify for VerifyService {
-    async fn verify(
-        &self,
-        req: Request<pb::VerifyRequest>,
-    ) -> Result<Response<pb::VerifyResponse>, Status> {
+impl VerifyService {
+    /// One verification, shared by the unary and the streaming RPC. Never
+    /// awaits and never touches the database.
+    fn answer(&self, req: pb::VerifyRequest) -> Result<pb::VerifyResponse, Status> {
         let started = Instant::now();
         if !self.index.is_ready() {
             return Err(Error::Unavailable("the key index is still loading").into());
@@ -79,21 +78,63 @@ impl KeyVerify for VerifyService {
             client_ip,
             referrer,
             resource,
-        } = req.into_inner();
-        convert::check_required_scopes(&required_scopes)?;
-        let request = VerifyRequest {
-            required_scopes: &required_scopes,
-            client_ip: convert::client_ip(&client_ip)?,
-            referrer: &referrer,
-            resource: &resource,
-        };
-        let outcome = verify::verify(&self.index, &self.usage, &key, &request, now, mono_nanos);
+        } = req;
+        let answered = (|| {
+            convert::check_required_scopes(&required_scopes)?;
+            let request = VerifyRequest {
+                required_scopes: &required_scopes,
+                client_ip: convert::client_ip(&client_ip)?,
+                referrer: &referrer,
+                resource: &resource,
+            };
+            let outcome = verify::verify(&self.index, &self.usage, &key, &request, now, mono_nanos);
+            Ok::<_, Status>(convert::verify_response(&outcome))
+        })();
         key.zeroize();
-        let response = convert::verify_response(&outcome);
         self.metrics
             .verify_latency
             .record(started.elapsed().as_secs_f64(), &[]);
-        Ok(Response::new(response))
+        answered
+    }
+}
+
+type VerifyResults =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::VerifyStreamResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl KeyVerify for VerifyService {
+    async fn verify(
+        &self,
+        req: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        self.answer(req.into_inner()).map(Response::new)
+    }
+
+    type VerifyStreamStream = VerifyResults;
+
+    async fn verify_stream(
+        &self,
+        req: Request<tonic::Streaming<pb::VerifyStreamRequest>>,
+    ) -> Result<Response<VerifyResults>, Status> {
+        if !self.index.is_ready() {
+            return Err(Error::Unavailable("the key index is still loading").into());
+        }
+        let this = self.clone();
+        let answers = req.into_inner().map(move |item| {
+            let pb::VerifyStreamRequest { id, request } = item?;
+            let result = match this.answer(request.unwrap_or_default()) {
+                Ok(r) => pb::verify_stream_response::Result::Response(r),
+                Err(status) => pb::verify_stream_response::Result::Error(pb::VerifyStreamError {
+                    code: status.code() as i32,
+                    message: status.message().to_owned(),
+                }),
+            };
+            Ok(pb::VerifyStreamResponse {
+                id,
+                result: Some(result),
+            })
+        });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     type WatchRevocationsStream = EventStream;
