@@ -1,100 +1,151 @@
-//! Load bench: unary Verify against a release `keysmith serve` (SQLite), next
-//! to the cheapest unary RPC the server has (health Check) in the same run.
+//! Load bench: unary Verify and VerifyStream against a release
+//! `keysmith serve`, next to the cheapest unary RPC the server has (health
+//! Check), in the same run and the same way.
 //!
-//! `scripts/bench load`. KEYSMITH_BIN points it at another server binary, to
-//! compare a change against its baseline under the same load. Knobs: LOAD_SECONDS per phase (2), LOAD_ROUNDS (5),
-//! LOAD_CONNECTIONS (16), LOAD_INFLIGHT per connection (16), LOAD_KEYS (1000).
+//! `scripts/bench load`. It starts a server on PostgreSQL when DATABASE_URL
+//! is set (scripts/bench starts one), bulk-seeding LOAD_KEYS keys, or on
+//! SQLite otherwise, seeding through CreateKey. LOAD_VERIFY_ADDR,
+//! LOAD_ADMIN_ADDR and LOAD_TOKEN target a running server instead.
+//! KEYSMITH_BIN starts another build, to compare a change with its baseline.
+//!
+//! Phases, interleaved for LOAD_ROUNDS rounds of LOAD_SECONDS each, so a
+//! neighbour's burst on this shared machine does not land on one side only:
+//! 1. empty RPC: LOAD_CONNECTIONS × LOAD_INFLIGHT closed-loop callers;
+//! 2. unary Verify: the same callers;
+//! 3. VerifyStream: one stream per connection, LOAD_WINDOW requests in flight
+//!    on each.
+//!
+//! Then unary Verify at half of the measured maximum, open loop: calls
+//! leave on a fixed schedule, so a stall is not hidden by the callers
+//! waiting it out.
+//!
+//! When `h2load` (nghttp2) is installed, the unary phases run again with it
+//! as the client: c16 m16 as in the anchor figures, then `--rps` at half of
+//! its maximum. h2load is C and far lighter than a tonic client, so on a
+//! 2-core machine more of the CPU goes to the server, and its per-request
+//! log gives the latency percentiles.
+
+mod common;
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::Arc,
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
+use common::{Percentiles, Server, authed, benching, channel, knob};
 use keysmith::grpc::pb::{
     self, key_admin_client::KeyAdminClient, key_verify_client::KeyVerifyClient,
 };
-use tokio::task::JoinSet;
-use tonic::{Request, transport::Channel};
+use tokio::{sync::Semaphore, task::JoinSet};
+use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+struct Settings {
+    secs: u64,
+    rounds: u64,
+    conns: usize,
+    inflight: usize,
+    window: usize,
+    keys: usize,
 }
 
-struct Server(Child);
+struct Target {
+    _server: Option<Server>,
+    verify_addr: String,
+    secrets: Arc<Vec<String>>,
+}
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// How many secrets the bench keeps to drive Verify with.
+const PROBES: usize = 100_000;
+
+async fn target(keys: usize) -> Target {
+    if let Ok(verify_addr) = std::env::var("LOAD_VERIFY_ADDR") {
+        let admin = std::env::var("LOAD_ADMIN_ADDR").expect("LOAD_ADMIN_ADDR");
+        let token = std::env::var("LOAD_TOKEN").expect("LOAD_TOKEN");
+        let secrets = seed_api(&admin, &token, keys).await;
+        return Target {
+            _server: None,
+            verify_addr,
+            secrets: Arc::new(secrets),
+        };
+    }
+    if let Ok(base) = std::env::var("DATABASE_URL") {
+        let url = common::fresh_database(&base).await;
+        let db = ["--database-url", url.as_str()];
+        // The first start migrates the database.
+        Server::start(&db, &[])
+            .wait_serving(Duration::from_secs(30))
+            .await;
+        let secrets = common::seed_postgres(&url, keys, PROBES).await;
+        let server = Server::start(&db, &[]);
+        server.wait_serving(Duration::from_secs(600)).await;
+        return Target {
+            verify_addr: server.verify_addr.clone(),
+            _server: Some(server),
+            secrets: Arc::new(secrets),
+        };
+    }
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let data_dir = dir.to_str().expect("utf-8 path");
+    let server = Server::start(&["--data-dir", data_dir], &[]);
+    server.wait_serving(Duration::from_secs(30)).await;
+    let token = server.token.clone().expect("bootstrap token");
+    let secrets = seed_api(&server.admin_addr, &token, keys).await;
+    Target {
+        verify_addr: server.verify_addr.clone(),
+        _server: Some(server),
+        secrets: Arc::new(secrets),
     }
 }
 
-fn start(dir: &std::path::Path) -> (Server, String, String, String) {
-    // KEYSMITH_BIN runs another build (e.g. a baseline) under the same load.
-    let bin =
-        std::env::var("KEYSMITH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_keysmith").to_owned());
-    let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--verify-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn,keysmith::app=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn keysmith");
-    let token = BufReader::new(child.stdout.take().expect("stdout"))
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.trim_start().starts_with("ksa_"))
-        .expect("bootstrap token")
-        .trim()
-        .to_owned();
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let fields = loop {
-        let line = lines.next().expect("log").expect("read log");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["fields"]["message"] == "keysmith listening" {
-            break v["fields"].clone();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    let addr = |k: &str| fields[k].as_str().expect("addr").to_owned();
-    (
-        Server(child),
-        addr("verify_addr"),
-        addr("admin_addr"),
-        token,
-    )
+/// Creates `n` keys through CreateKey, 32 at a time.
+async fn seed_api(admin_addr: &str, token: &str, n: usize) -> Vec<String> {
+    let admin = KeyAdminClient::new(channel(admin_addr).await);
+    let mut tasks = JoinSet::new();
+    for w in 0..32 {
+        let (mut admin, token) = (admin.clone(), token.to_owned());
+        tasks.spawn(async move {
+            let mut secrets = Vec::new();
+            for _ in (w..n).step_by(32) {
+                let req = pb::CreateKeyRequest {
+                    owner_id: "acct_load".into(),
+                    scopes: vec!["invoices:*".into(), "customers:read".into()],
+                    ..Default::default()
+                };
+                let resp = admin.create_key(authed(&token, req)).await.expect("create");
+                if secrets.len() < PROBES / 32 + 1 {
+                    secrets.push(resp.into_inner().secret);
+                }
+            }
+            secrets
+        });
+    }
+    let mut all = Vec::with_capacity(n.min(PROBES));
+    while let Some(s) = tasks.join_next().await {
+        all.extend(s.expect("seed task"));
+    }
+    all
 }
 
-async fn channel(addr: &str) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect")
+fn verify_request(secrets: &[String], n: usize) -> pb::VerifyRequest {
+    pb::VerifyRequest {
+        key: secrets[n % secrets.len()].clone(),
+        required_scopes: vec!["invoices:read".into()],
+        ..Default::default()
+    }
 }
 
-#[derive(Default)]
-struct Stats {
-    latencies: Vec<Duration>,
-}
-
-/// Runs `op` from `conns × inflight` tasks for `secs`; returns (rps, stats).
-async fn drive<F, Fut>(channels: &[Channel], inflight: u64, secs: u64, op: F) -> (f64, Stats)
+/// Runs `op` from `conns × inflight` closed-loop callers for `secs`.
+async fn closed_loop<F, Fut>(
+    channels: &[Channel],
+    inflight: usize,
+    secs: u64,
+    op: F,
+) -> (f64, Vec<Duration>)
 where
     F: Fn(Channel, usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -105,10 +156,9 @@ where
     for (c, ch) in channels.iter().enumerate() {
         for t in 0..inflight {
             let (ch, op) = (ch.clone(), op.clone());
-            let seed = c * 1000 + t as usize;
             tasks.spawn(async move {
-                let mut lat = Vec::with_capacity(100_000);
-                let mut n = seed;
+                let mut lat = Vec::with_capacity(200_000);
+                let mut n = c * 1000 + t;
                 while Instant::now() < deadline {
                     let start = Instant::now();
                     op(ch.clone(), n).await;
@@ -119,114 +169,303 @@ where
             });
         }
     }
-    let mut stats = Stats::default();
+    let mut all = Vec::new();
     while let Some(lat) = tasks.join_next().await {
-        stats.latencies.extend(lat.expect("task"));
+        all.extend(lat.expect("caller"));
     }
-    let rps = stats.latencies.len() as f64 / secs as f64;
-    (rps, stats)
+    (all.len() as f64 / secs as f64, all)
 }
 
-fn report(name: &str, rps: f64, mut s: Stats) {
-    s.latencies.sort();
-    let at =
-        |p: f64| s.latencies[((s.latencies.len() as f64 * p) as usize).min(s.latencies.len() - 1)];
-    println!(
-        "{name:<22} {rps:>10.0} rps   p50={:>9.2?} p99={:>9.2?} p99.9={:>9.2?}",
-        at(0.5),
-        at(0.99),
-        at(0.999)
+/// One VerifyStream per channel, `window` requests in flight on each.
+async fn streams(
+    channels: &[Channel],
+    window: usize,
+    secs: u64,
+    secrets: Arc<Vec<String>>,
+) -> (f64, Vec<Duration>) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = JoinSet::new();
+    for (c, ch) in channels.iter().enumerate() {
+        let (ch, secrets) = (ch.clone(), secrets.clone());
+        tasks.spawn(async move {
+            let credit = Arc::new(Semaphore::new(window));
+            let sent: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
+            let (tx, rx) = tokio::sync::mpsc::channel(window);
+            let sender = {
+                let (credit, sent) = (credit.clone(), sent.clone());
+                tokio::spawn(async move {
+                    let mut n = c * 1000;
+                    while Instant::now() < deadline {
+                        credit.acquire().await.expect("open").forget();
+                        sent.lock().expect("lock").push_back(Instant::now());
+                        let req = pb::VerifyStreamRequest {
+                            id: n as u64,
+                            request: Some(verify_request(&secrets, n)),
+                        };
+                        if tx.send(req).await.is_err() {
+                            break;
+                        }
+                        n = n.wrapping_add(7919);
+                    }
+                })
+            };
+            let mut answers = KeyVerifyClient::new(ch)
+                .verify_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .expect("open stream")
+                .into_inner();
+            let mut lat = Vec::with_capacity(1_000_000);
+            while let Some(a) = answers.message().await.expect("answer") {
+                let at = sent.lock().expect("lock").pop_front().expect("in order");
+                lat.push(at.elapsed());
+                assert!(matches!(
+                    a.result,
+                    Some(pb::verify_stream_response::Result::Response(ref r)) if r.valid
+                ));
+                credit.add_permits(1);
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+            sender.abort();
+            lat
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(lat) = tasks.join_next().await {
+        all.extend(lat.expect("stream"));
+    }
+    (all.len() as f64 / secs as f64, all)
+}
+
+/// Unary Verify at `rate` calls/s for `secs`, open loop, spread over the
+/// channels. Latency runs from each call's send; calls the generator sent
+/// over a millisecond late (tokio's timer ticks in milliseconds) are
+/// counted and reported.
+async fn open_loop(
+    channels: &[Channel],
+    rate: f64,
+    secs: u64,
+    secrets: Arc<Vec<String>>,
+) -> Vec<Duration> {
+    let per_conn = rate / channels.len() as f64;
+    let interval = Duration::from_secs_f64(1.0 / per_conn);
+    let late = Arc::new(AtomicU64::new(0));
+    let mut tasks = JoinSet::new();
+    let begin = Instant::now();
+    for (c, ch) in channels.iter().enumerate() {
+        let (ch, secrets, late) = (ch.clone(), secrets.clone(), late.clone());
+        // The channels' schedules are spread evenly within one interval.
+        let start = begin + interval.mul_f64(c as f64 / channels.len() as f64);
+        tasks.spawn(async move {
+            let calls = (per_conn * secs as f64) as usize;
+            let mut inflight = JoinSet::new();
+            for i in 0..calls {
+                let at = start + interval.mul_f64(i as f64);
+                tokio::time::sleep_until(at.into()).await;
+                let sent = Instant::now();
+                if sent - at > Duration::from_millis(1) {
+                    late.fetch_add(1, Ordering::Relaxed);
+                }
+                let mut client = KeyVerifyClient::new(ch.clone());
+                let req = verify_request(&secrets, c * 7919 + i);
+                inflight.spawn(async move {
+                    let r = client.verify(req).await.expect("verify").into_inner();
+                    assert!(r.valid);
+                    sent.elapsed()
+                });
+            }
+            let mut lat = Vec::with_capacity(calls);
+            while let Some(l) = inflight.join_next().await {
+                lat.push(l.expect("call"));
+            }
+            lat
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(lat) = tasks.join_next().await {
+        all.extend(lat.expect("schedule"));
+    }
+    let late = late.load(Ordering::Relaxed);
+    if late > 0 {
+        println!("  (the load generator sent {late} calls more than 1 ms late)");
+    }
+    all
+}
+
+/// A gRPC message as a request body: uncompressed flag, length, bytes.
+fn grpc_frame(msg: &impl prost::Message) -> Vec<u8> {
+    let body = msg.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(body.len()).expect("small").to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Runs h2load against `path` with `body`; (requests/s, latencies), or None
+/// when h2load is not installed.
+fn h2load(
+    addr: &str,
+    path: &str,
+    body: &[u8],
+    (conns, inflight): (usize, usize),
+    secs: u64,
+    rps_per_client: Option<f64>,
+) -> Option<(f64, Vec<Duration>)> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (body_file, log_file) = (dir.path().join("body"), dir.path().join("log"));
+    std::fs::write(&body_file, body).expect("write body");
+    let mut cmd = std::process::Command::new("h2load");
+    cmd.args(["-c", &conns.to_string(), "-m", &inflight.to_string()])
+        .args(["-D", &secs.to_string()])
+        .arg("-d")
+        .arg(&body_file)
+        .arg(format!("--log-file={}", log_file.display()))
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+        .arg(format!("http://{addr}{path}"));
+    if let Some(rps) = rps_per_client {
+        cmd.arg(format!("--rps={}", rps.max(1.0) as u64));
+    }
+    let out = cmd.output().ok()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(" 0 failed, 0 errored"),
+        "h2load saw failures:\n{stdout}"
     );
+    let rps: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("finished in "))
+        .and_then(|l| l.split(", ").nth(1)?.strip_suffix(" req/s")?.parse().ok())
+        .expect("h2load summary");
+    let log = std::fs::read_to_string(&log_file).expect("h2load log");
+    let lat = log
+        .lines()
+        .filter_map(|l| l.split('\t').nth(2)?.parse().ok())
+        .map(Duration::from_micros)
+        .collect();
+    Some((rps, lat))
+}
+
+/// The unary phases again, with h2load as the client.
+fn h2load_phases(t: &Target, s: &Settings) {
+    let verify = grpc_frame(&verify_request(&t.secrets, 0));
+    let empty = grpc_frame(&HealthCheckRequest {
+        service: String::new(),
+    });
+    const VERIFY: &str = "/keysmith.v1.KeyVerify/Verify";
+    const CHECK: &str = "/grpc.health.v1.Health/Check";
+    let shape = (s.conns, s.inflight);
+    let (mut empty_rps, mut verify_rps, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut empty_lat, mut verify_lat) = (Vec::new(), Vec::new());
+    for _ in 0..s.rounds {
+        let Some((e, lat)) = h2load(&t.verify_addr, CHECK, &empty, shape, s.secs, None) else {
+            println!("h2load is not installed; skipping its phases");
+            return;
+        };
+        empty_lat.extend(lat);
+        let (v, lat) =
+            h2load(&t.verify_addr, VERIFY, &verify, shape, s.secs, None).expect("h2load");
+        verify_lat.extend(lat);
+        ratios.push(v / e);
+        empty_rps.push(e);
+        verify_rps.push(v);
+    }
+    let max = median(verify_rps);
+    println!("h2load, c{} m{}:", s.conns, s.inflight);
+    report("empty RPC (health Check)", median(empty_rps), empty_lat);
+    report("unary Verify", max, verify_lat);
+    println!(
+        "unary Verify / empty RPC, median of rounds = {:.3}",
+        median(ratios)
+    );
+    // One call in flight per client: with more, h2load's --rps sends each
+    // tick's calls as one burst, and the burst queues behind itself.
+    let per_client = max / 2.0 / s.conns as f64;
+    let (rps, lat) = h2load(
+        &t.verify_addr,
+        VERIFY,
+        &verify,
+        (s.conns, 1),
+        s.secs * 2,
+        Some(per_client),
+    )
+    .expect("h2load");
+    report("unary Verify at half max, m1", rps, lat);
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn report(name: &str, rps: f64, lat: Vec<Duration>) {
+    println!("{name:<26} {rps:>10.0}/s  {}", Percentiles::new(lat).line());
 }
 
 #[tokio::main]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
+    if !benching() {
         return;
     }
-    let (secs, rounds, conns, inflight, keys) = (
-        knob("LOAD_SECONDS", 2),
-        knob("LOAD_ROUNDS", 5),
-        knob("LOAD_CONNECTIONS", 16),
-        knob("LOAD_INFLIGHT", 16),
-        knob("LOAD_KEYS", 1000),
-    );
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (_server, verify_addr, admin_addr, token) = start(dir.path());
-    let mut admin = KeyAdminClient::new(channel(&admin_addr).await);
-    let mut secrets = Vec::new();
-    for _ in 0..keys {
-        let mut req = Request::new(pb::CreateKeyRequest {
-            owner_id: "acct_load".into(),
-            scopes: vec!["invoices:*".into()],
-            ..Default::default()
-        });
-        req.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {token}").parse().expect("ascii"),
-        );
-        secrets.push(
-            admin
-                .create_key(req)
-                .await
-                .expect("create")
-                .into_inner()
-                .secret,
-        );
-    }
-    let secrets = Arc::new(secrets);
+    let s = Settings {
+        secs: knob("LOAD_SECONDS", 2),
+        rounds: knob("LOAD_ROUNDS", 5),
+        conns: knob("LOAD_CONNECTIONS", 16) as usize,
+        inflight: knob("LOAD_INFLIGHT", 16) as usize,
+        window: knob("LOAD_WINDOW", 64) as usize,
+        keys: knob("LOAD_KEYS", 100_000) as usize,
+    };
+    let seeding = Instant::now();
+    let t = target(s.keys).await;
+    println!("seeded {} keys in {:.1?}", s.keys, seeding.elapsed());
     let mut channels = Vec::new();
-    for _ in 0..conns {
-        channels.push(channel(&verify_addr).await);
+    for _ in 0..s.conns {
+        channels.push(channel(&t.verify_addr).await);
     }
     println!(
-        "load: {conns} connections x {inflight} in flight, {rounds} interleaved rounds of {secs}s per RPC, {keys} keys"
+        "load: {} connections x {} in flight (streams: {} in flight each), \
+         {} interleaved rounds of {}s per phase, {} keys",
+        s.conns, s.inflight, s.window, s.rounds, s.secs, s.keys
     );
-    // The machine is shared: interleave short phases of both RPCs and take
-    // medians, so a neighbour's burst does not land on one side only.
-    let (mut empty_runs, mut verify_runs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut empty_lat, mut verify_lat) = (Stats::default(), Stats::default());
-    for _ in 0..rounds {
-        let (empty, s) = drive(&channels, inflight, secs, |ch, _| async move {
+    let (mut empty_rps, mut verify_rps, mut stream_rps, mut ratios) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut empty_lat, mut verify_lat, mut stream_lat) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..s.rounds {
+        let (empty, lat) = closed_loop(&channels, s.inflight, s.secs, |ch, _| async move {
             let req = HealthCheckRequest {
                 service: String::new(),
             };
             HealthClient::new(ch).check(req).await.expect("health");
         })
         .await;
-        empty_lat.latencies.extend(s.latencies);
-        let verify_secrets = secrets.clone();
-        let (verify, s) = drive(&channels, inflight, secs, move |ch, n| {
-            let key = verify_secrets[n % verify_secrets.len()].clone();
+        empty_lat.extend(lat);
+        let secrets = t.secrets.clone();
+        let (verify, lat) = closed_loop(&channels, s.inflight, s.secs, move |ch, n| {
+            let req = verify_request(&secrets, n);
             async move {
-                let req = pb::VerifyRequest {
-                    key,
-                    required_scopes: vec!["invoices:read".into()],
-                    ..Default::default()
-                };
-                let resp = KeyVerifyClient::new(ch)
-                    .verify(req)
-                    .await
-                    .expect("verify")
-                    .into_inner();
-                assert!(resp.valid);
+                let r = KeyVerifyClient::new(ch).verify(req).await.expect("verify");
+                assert!(r.into_inner().valid);
             }
         })
         .await;
-        verify_lat.latencies.extend(s.latencies);
+        verify_lat.extend(lat);
+        let (stream, lat) = streams(&channels, s.window, s.secs, t.secrets.clone()).await;
+        stream_lat.extend(lat);
         ratios.push(verify / empty);
-        empty_runs.push(empty);
-        verify_runs.push(verify);
+        empty_rps.push(empty);
+        verify_rps.push(verify);
+        stream_rps.push(stream);
     }
-    report("empty RPC (health)", median(empty_runs), empty_lat);
-    report("Verify", median(verify_runs), verify_lat);
+    let max = median(verify_rps.clone());
+    report("empty RPC (health Check)", median(empty_rps), empty_lat);
+    report("unary Verify", max, verify_lat);
+    report("VerifyStream", median(stream_rps), stream_lat);
     println!(
-        "Verify / empty RPC, median of rounds = {:.3}",
+        "unary Verify / empty RPC, median of rounds = {:.3}",
         median(ratios)
     );
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let half = max / 2.0;
+    let lat = open_loop(&channels, half, s.secs * 2, t.secrets.clone()).await;
+    report("unary Verify at half max", half, lat);
+    h2load_phases(&t, &s);
 }

@@ -8,76 +8,35 @@
 //! Run with `scripts/bench propagation` (starts a throwaway PostgreSQL), or
 //! with DATABASE_URL set to a server where it may create a database.
 
+mod common;
+
 use std::{
     collections::HashMap,
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use common::{Percentiles, Server, authed, benching};
 use keysmith::grpc::pb::{
     self, key_admin_client::KeyAdminClient, key_verify_client::KeyVerifyClient,
 };
-use sqlx::Connection;
-use tonic::{Request, transport::Channel};
+use tonic::transport::Channel;
 
 const KEYS: usize = 1000;
 
 struct Replica {
-    child: Child,
+    _server: Server,
     verify: KeyVerifyClient<Channel>,
     admin: KeyAdminClient<Channel>,
 }
 
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn start(url: &str) -> Replica {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keysmith"))
-        .args([
-            "serve",
-            "--verify-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--database-url", url])
-        .env("RUST_LOG", "warn,keysmith::app=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn keysmith");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let fields = loop {
-        let line = lines.next().expect("replica log").expect("read log");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["fields"]["message"] == "keysmith listening" {
-            break v["fields"].clone();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    let channel = |k: &str| {
-        Channel::from_shared(format!("http://{}", fields[k].as_str().expect("addr")))
-            .expect("uri")
-            .connect_lazy()
-    };
+    let server = Server::start(&["--database-url", url], &[]);
     Replica {
-        child,
-        verify: KeyVerifyClient::new(channel("verify_addr")),
-        admin: KeyAdminClient::new(channel("admin_addr")),
+        verify: KeyVerifyClient::new(common::channel(&server.verify_addr).await),
+        admin: KeyAdminClient::new(common::channel(&server.admin_addr).await),
+        _server: server,
     }
-}
-
-fn authed<T>(token: &str, msg: T) -> Request<T> {
-    let mut req = Request::new(msg);
-    let value = format!("Bearer {token}").parse().expect("ascii");
-    req.metadata_mut().insert("authorization", value);
-    req
 }
 
 async fn code(r: &Replica, key: &str) -> Option<pb::VerifyCode> {
@@ -88,43 +47,21 @@ async fn code(r: &Replica, key: &str) -> Option<pb::VerifyCode> {
     Some(r.verify.clone().verify(req).await.ok()?.into_inner().code())
 }
 
-fn percentiles(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-    println!(
-        "{name:<34} n={:<5} p50={:>8.2?} p90={:>8.2?} p99={:>8.2?} max={:>8.2?}",
-        samples.len(),
-        at(0.50),
-        at(0.90),
-        at(0.99),
-        samples[samples.len() - 1]
-    );
+fn percentiles(name: &str, samples: Vec<Duration>) {
+    let p = Percentiles::new(samples);
+    println!("{name:<34} n={:<5} {}", p.len(), p.line());
 }
 
 #[tokio::main]
 async fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --all-targets` only checks
-    // that this builds and starts.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !benching() {
         return;
     }
     let Ok(base) = std::env::var("DATABASE_URL") else {
         eprintln!("propagation: DATABASE_URL is not set; run scripts/bench propagation");
         return;
     };
-    let name = format!(
-        "keysmith_bench_{}",
-        ulid::Ulid::new().to_string().to_lowercase()
-    );
-    let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    let url = format!(
-        "{}/{name}",
-        base.rsplit_once('/').expect("url with a database").0
-    );
+    let url = common::fresh_database(&base).await;
 
     let db = keysmith::config::DbConfig {
         database_url: Some(url.clone()),

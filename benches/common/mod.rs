@@ -1,0 +1,252 @@
+//! Shared by the process benches: start a release `keysmith serve`, make a
+//! fresh PostgreSQL database, read a process's RSS, print percentiles.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use keysmith::domain::{ApiKey, Environment, KeyId, KeyType, Timestamp};
+use sqlx::Connection;
+use tonic::{Request, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// Whether cargo runs this as a benchmark (`cargo bench` passes `--bench`);
+/// `cargo test --all-targets` only checks that it builds and starts.
+pub fn benching() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+pub fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A running `keysmith serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub verify_addr: String,
+    pub admin_addr: String,
+    /// The bootstrap admin token, when this start minted one.
+    pub token: Option<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts the binary under KEYSMITH_BIN (another build, e.g. a baseline)
+    /// or this one, with `args` after `serve` and its listeners on port 0.
+    /// Returns once both listeners are bound.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let bin = std::env::var("KEYSMITH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_keysmith").to_owned());
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "serve",
+            "--verify-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        // The backend is chosen by `args` (`--database-url`), never by
+        // the environment scripts/bench exports.
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn,keysmith::app=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn keysmith");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            let token = lines.find_map(|l| {
+                let l = l.trim();
+                l.starts_with("ksa_").then(|| l.to_owned())
+            });
+            let _ = tx.send(token);
+            lines.for_each(drop);
+        });
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let fields = loop {
+            let line = lines.next().expect("server log").expect("read log");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["fields"]["message"] == "keysmith listening" {
+                break v["fields"].clone();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        let addr = |k: &str| fields[k].as_str().expect("addr").to_owned();
+        // The banner is printed before the listeners bind, or not at all.
+        let token = rx.recv_timeout(Duration::from_millis(200)).ok().flatten();
+        Server {
+            verify_addr: addr("verify_addr"),
+            admin_addr: addr("admin_addr"),
+            token,
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size now, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS");
+        kb * 1024
+    }
+
+    /// Polls health until the verify listener reports SERVING.
+    pub async fn wait_serving(&self, deadline: Duration) -> Duration {
+        let started = Instant::now();
+        let mut health = HealthClient::new(channel(&self.verify_addr).await);
+        loop {
+            let req = HealthCheckRequest {
+                service: String::new(),
+            };
+            if let Ok(r) = health.check(req).await
+                && r.into_inner().status() == ServingStatus::Serving
+            {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "not SERVING after {deadline:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+pub async fn channel(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
+}
+
+pub fn authed<T>(token: &str, msg: T) -> Request<T> {
+    let mut req = Request::new(msg);
+    let value = format!("Bearer {token}").parse().expect("ascii");
+    req.metadata_mut().insert("authorization", value);
+    req
+}
+
+/// A new, empty database on the server at DATABASE_URL; its URL.
+pub async fn fresh_database(base: &str) -> String {
+    let name = format!(
+        "keysmith_bench_{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let mut conn = sqlx::PgConnection::connect(base).await.expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    format!(
+        "{}/{name}",
+        base.rsplit_once('/').expect("url with a database").0
+    )
+}
+
+/// Sorted samples; `at(0.99)` is the 99th percentile.
+pub struct Percentiles(Vec<Duration>);
+
+impl Percentiles {
+    pub fn new(mut samples: Vec<Duration>) -> Self {
+        samples.sort_unstable();
+        Self(samples)
+    }
+
+    pub fn at(&self, p: f64) -> Duration {
+        let i = ((self.0.len() as f64 * p) as usize).min(self.0.len().saturating_sub(1));
+        self.0.get(i).copied().unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "p50={:>9.2?} p90={:>9.2?} p99={:>9.2?} p99.9={:>9.2?} max={:>9.2?}",
+            self.at(0.5),
+            self.at(0.9),
+            self.at(0.99),
+            self.at(0.999),
+            self.at(1.0)
+        )
+    }
+}
+
+const CHUNK: usize = 10_000;
+
+/// Bulk-inserts `n` keys into the (migrated) database at `url`, 10,000 per
+/// statement, the way CreateKey makes them: OS CSPRNG, SHA-256 of the first
+/// 51 characters, scopes `invoices:*` and `customers:read`, 10,000 owners.
+/// Returns the secrets of the first `keep`.
+pub async fn seed_postgres(url: &str, n: usize, keep: usize) -> Vec<String> {
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    let now = Timestamp::now().as_millis();
+    let mut secrets = Vec::with_capacity(keep);
+    let mut done = 0;
+    while done < n {
+        let m = CHUNK.min(n - done);
+        let (mut ids, mut hashes, mut owners, mut hints) = (
+            Vec::with_capacity(m),
+            Vec::with_capacity(m),
+            Vec::with_capacity(m),
+            Vec::with_capacity(m),
+        );
+        for i in done..done + m {
+            let key = ApiKey::generate(KeyType::Secret, Environment::Live).expect("rng");
+            ids.push(KeyId::generate().as_str().to_owned());
+            hashes.push(key.hash().as_bytes().to_vec());
+            owners.push(format!("acct_{:05}", i % 10_000));
+            hints.push(key.hint());
+            if secrets.len() < keep {
+                secrets.push(key.expose_secret().to_owned());
+            }
+        }
+        sqlx::query(
+            "INSERT INTO keys (id, key_hash, owner_id, name, key_type, environment, scopes, \
+             metadata, hint, created_at, updated_at, version) \
+             SELECT id, key_hash, owner_id, '', 'secret', 'live', \
+             '[\"invoices:*\", \"customers:read\"]'::jsonb, '{}'::jsonb, hint, $5, $5, 1 \
+             FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[]) \
+             AS t(id, key_hash, owner_id, hint)",
+        )
+        .bind(&ids)
+        .bind(&hashes)
+        .bind(&owners)
+        .bind(&hints)
+        .bind(now)
+        .execute(&mut conn)
+        .await
+        .expect("insert keys");
+        done += m;
+    }
+    secrets
+}
