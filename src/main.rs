@@ -17,6 +17,12 @@ use keysmith::{
     webhooks::WebhookConfig,
 };
 
+/// mimalloc instead of glibc's malloc: under load, tonic and h2 allocate and
+/// free on different worker threads, and glibc's arena locks showed up in
+/// profiles. See BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "keysmith", version, about = "API key management over gRPC")]
 struct Cli {
