@@ -277,4 +277,6 @@ fn bare(code: Code, detail: &'static str) -> Outcome<'static> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

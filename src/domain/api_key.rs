@@ -118,7 +118,11 @@ impl ApiKey {
         Ok(Self::from_random(key_type, environment, &random))
     }
 
-    fn from_random(key_type: KeyType, environment: Environment, random: &[u8; 32]) -> Self {
+    pub(super) fn from_random(
+        key_type: KeyType,
+        environment: Environment,
+        random: &[u8; 32],
+    ) -> Self {
         let mut buf = Zeroizing::new([0u8; KEY_LEN]);
         let prefix = format!("{}_{}_", key_type.tag(), environment.as_str());
         buf[..PREFIX_LEN].copy_from_slice(prefix.as_bytes());

@@ -9,6 +9,8 @@ mod key_hash;
 mod key_id;
 mod kind;
 mod policy;
+#[cfg(test)]
+mod props;
 pub mod restriction;
 mod rotation;
 pub mod scope;

@@ -10,7 +10,7 @@ use crate::{
     usage::Recorder,
 };
 
-fn record(scopes: &[&str]) -> KeyRecord {
+pub(super) fn record(scopes: &[&str]) -> KeyRecord {
     KeyRecord {
         id: KeyId::generate(),
         hash: KeyHash::from_bytes([7; 32]),
