@@ -4,6 +4,8 @@ mod admin;
 mod convert;
 mod error;
 mod ext_authz;
+#[doc(hidden)]
+pub mod fuzz;
 mod verify;
 
 pub use admin::AdminService;

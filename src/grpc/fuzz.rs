@@ -1,0 +1,70 @@
+//! Entry points for the fuzz targets in `fuzz/`: bytes are decoded as a
+//! request the way tonic decodes them, then taken through the handlers'
+//! own conversion and decision. Whatever the bytes, nothing may panic; a
+//! request either converts or gets a field-named error.
+
+use prost::Message;
+
+use super::{convert, pb};
+use crate::{
+    domain::{Timestamp, check_type_policy},
+    index::KeyIndex,
+    usage::Recorder,
+    verify::{self, Request},
+};
+
+/// Decodes a `VerifyRequest` and decides it against `index`, as Verify does.
+/// Returns the answer, or `None` when the bytes or the request are refused.
+pub fn verify_request(
+    bytes: &[u8],
+    index: &KeyIndex,
+    usage: &Recorder,
+) -> Option<pb::VerifyResponse> {
+    let req = pb::VerifyRequest::decode(bytes).ok()?;
+    convert::check_required_scopes(&req.required_scopes).ok()?;
+    let request = Request {
+        required_scopes: &req.required_scopes,
+        client_ip: convert::client_ip(&req.client_ip).ok()?,
+        referrer: &req.referrer,
+        resource: &req.resource,
+    };
+    let outcome = verify::verify(index, usage, &req.key, &request, Timestamp::now(), || 0);
+    Some(convert::verify_response(&outcome))
+}
+
+/// Decodes `bytes` as each admin request that carries free-form input and
+/// converts it, as the handlers do. Returns how many converted.
+pub fn admin_requests(bytes: &[u8]) -> usize {
+    let mut ok = 0;
+    if let Ok(req) = pb::CreateKeyRequest::decode(bytes)
+        && let Ok(create) = convert::create_request(req)
+    {
+        ok += 1;
+        let _ = check_type_policy(create.key_type, &create.scopes, &create.restrictions);
+    }
+    if let Ok(req) = pb::UpdateKeyRequest::decode(bytes) {
+        ok += usize::from(convert::key_patch(req).is_ok());
+    }
+    if let Ok(req) = pb::ListKeysRequest::decode(bytes) {
+        ok += usize::from(convert::key_query(req).is_ok());
+    }
+    if let Ok(req) = pb::ListStaleKeysRequest::decode(bytes) {
+        ok += usize::from(convert::stale_query(req).is_ok());
+    }
+    if let Ok(req) = pb::ListAuditEventsRequest::decode(bytes) {
+        ok += usize::from(convert::audit_query(req).is_ok());
+    }
+    if let Ok(req) = pb::WatchRevocationsRequest::decode(bytes) {
+        ok += usize::from(convert::watch_request(req).is_ok());
+    }
+    if let Ok(req) = pb::UpdateWebhookEndpointRequest::decode(bytes) {
+        ok += usize::from(convert::update_endpoint(req).is_ok());
+    }
+    if let Ok(req) = pb::ListWebhookDeliveriesRequest::decode(bytes) {
+        ok += usize::from(convert::delivery_query(req).is_ok());
+    }
+    if let Ok(req) = pb::OwnerStalePolicy::decode(bytes) {
+        ok += usize::from(convert::owner_policy(req).is_ok());
+    }
+    ok
+}
