@@ -10,7 +10,10 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
     auth::AdminAuth,
-    config::{Config, DbConfig, MAX_ADMIN_MESSAGE, MAX_EXT_AUTHZ_MESSAGE, MAX_VERIFY_MESSAGE},
+    config::{
+        Config, DbConfig, ListenerLimits, MAX_ADMIN_MESSAGE, MAX_EXT_AUTHZ_MESSAGE,
+        MAX_VERIFY_MESSAGE,
+    },
     domain::Timestamp,
     grpc::{
         AdminService, ExtAuthzService, VerifyService,
@@ -114,7 +117,7 @@ impl App {
             clock: config.clock.clone(),
         };
         let keys = Keys::new(store.clone(), index.clone(), feed.clone(), keys_config);
-        let auth = AdminAuth::new(store.clone());
+        let auth = AdminAuth::new(store.clone(), config.auth_limits);
         Ok(Self {
             config: config.clone(),
             verify_listener: bind(&config.verify_addr).await?,
@@ -209,13 +212,15 @@ impl App {
             self.config.fail_closed_after,
             &self.config.ext_authz_key_header,
         );
-        let (mut verify_server, mut admin_server) = (Server::builder(), Server::builder());
+        let (mut verify_server, mut admin_server) = (
+            server(&self.config.verify_limits),
+            server(&self.config.admin_limits),
+        );
         if let Some(tls) = &self.tls {
             verify_server = verify_server.tls_config(tls.verify.clone())?;
             admin_server = admin_server.tls_config(tls.admin.clone())?;
         }
         let verify = verify_server
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(health.clone())
             .add_service(reflection::v1(pb::key_verify_server::SERVICE_NAME)?)
             .add_service(reflection::v1alpha(pb::key_verify_server::SERVICE_NAME)?)
@@ -227,7 +232,7 @@ impl App {
                     .max_decoding_message_size(MAX_EXT_AUTHZ_MESSAGE),
             )
             .serve_with_incoming_shutdown(
-                incoming(self.verify_listener),
+                incoming(self.verify_listener, &self.config.verify_limits),
                 stop.clone().cancelled_owned(),
             );
         let admin = admin_server
@@ -243,7 +248,7 @@ impl App {
                 .max_decoding_message_size(MAX_ADMIN_MESSAGE),
             )
             .serve_with_incoming_shutdown(
-                incoming(self.admin_listener),
+                incoming(self.admin_listener, &self.config.admin_limits),
                 stop.clone().cancelled_owned(),
             );
         tracing::info!(
@@ -342,8 +347,22 @@ impl App {
 /// Accepted connections with Nagle off. `Server::tcp_nodelay` applies only
 /// to listeners tonic binds itself; without this, a unary response's
 /// trailers wait for the client's delayed ACK (about 40 ms).
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+fn incoming(listener: TcpListener, limits: &ListenerLimits) -> TcpIncoming {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(limits.tcp_keepalive))
+}
+
+/// A server builder with a listener's limits (see [`ListenerLimits`]).
+fn server(limits: &ListenerLimits) -> Server {
+    Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .timeout(limits.call_timeout)
+        .http2_max_header_list_size(limits.max_header_list_size)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_connection_age(limits.max_connection_age)
+        .max_connection_age_grace(limits.max_connection_age_grace)
 }
 
 /// Keeps health in step with the replica's freshness.

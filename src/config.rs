@@ -3,7 +3,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use crate::{
-    domain::Clock, index::FeedConfig, jobs::JobsConfig, watch::WatchConfig, webhooks::WebhookConfig,
+    auth::AuthLimits, domain::Clock, index::FeedConfig, jobs::JobsConfig, watch::WatchConfig,
+    webhooks::WebhookConfig,
 };
 
 #[derive(Clone, Debug)]
@@ -39,6 +40,63 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// How long shutdown waits for in-flight calls before closing them.
     pub shutdown_deadline: Duration,
+    pub verify_limits: ListenerLimits,
+    pub admin_limits: ListenerLimits,
+    /// Failed admin authentications allowed per peer.
+    pub auth_limits: AuthLimits,
+}
+
+/// Connection and call limits of one listener. A breach gets a clear answer:
+/// a stream over the limit is refused (`REFUSED_STREAM`, which clients see
+/// as `UNAVAILABLE` and may retry), a call past its deadline ends with
+/// `CANCELLED` ("Timeout expired"), and a peer that stops answering pings is
+/// disconnected.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenerLimits {
+    /// Calls in flight on one connection (HTTP/2 `MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
+    /// How long a call may take to produce its response headers, including
+    /// reading a unary request. A stream's life after that is not bounded;
+    /// a client's shorter `grpc-timeout` applies too.
+    pub call_timeout: Duration,
+    /// Request headers per call, in bytes (HPACK-decoded).
+    pub max_header_list_size: u32,
+    /// HTTP/2 PING after this much silence; the connection closes when the
+    /// PING is not answered within `keepalive_timeout`.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    /// TCP keepalive probes, for peers that vanish without a FIN.
+    pub tcp_keepalive: Duration,
+    /// A connection is asked to close (GOAWAY) after this long, and closed
+    /// `max_connection_age_grace` later. Spreads long-lived gateway
+    /// connections across replicas after scaling, and ends connections that
+    /// never finish their handshake. Streams resume from their cursor.
+    pub max_connection_age: Duration,
+    pub max_connection_age_grace: Duration,
+}
+
+impl ListenerLimits {
+    /// Verify: gateways multiplex many calls and long-lived streams on few
+    /// connections. A Verify answers in microseconds, so 5 s only ever
+    /// catches a client that trickles its request.
+    pub const VERIFY: Self = Self {
+        max_concurrent_streams: 1024,
+        call_timeout: Duration::from_secs(5),
+        max_header_list_size: 16 * 1024,
+        keepalive_interval: Duration::from_secs(30),
+        keepalive_timeout: Duration::from_secs(10),
+        tcp_keepalive: Duration::from_secs(60),
+        max_connection_age: Duration::from_secs(3600),
+        max_connection_age_grace: Duration::from_secs(300),
+    };
+
+    /// Admin: operators and tooling, few calls at a time. The deadline
+    /// leaves room for `wait_for_propagation` (at most 60 s).
+    pub const ADMIN: Self = Self {
+        max_concurrent_streams: 64,
+        call_timeout: Duration::from_secs(75),
+        ..Self::VERIFY
+    };
 }
 
 /// PEM files for TLS. Read at startup: to change certificates, replace the
@@ -82,6 +140,9 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             ext_authz_key_header: "x-api-key".into(),
             tls: None,
+            verify_limits: ListenerLimits::VERIFY,
+            admin_limits: ListenerLimits::ADMIN,
+            auth_limits: AuthLimits::default(),
             shutdown_deadline: Duration::from_secs(20),
         }
     }

@@ -11,6 +11,7 @@ mod cli;
 mod deploy_files;
 mod ext_authz;
 mod lifecycle;
+mod limits;
 mod listing;
 mod logs;
 mod persistence;
