@@ -26,7 +26,7 @@ pub enum Error {
     #[error("{0}")]
     Aborted(String),
     #[error("{0}")]
-    ResourceExhausted(&'static str),
+    ResourceExhausted(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]

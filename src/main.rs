@@ -129,6 +129,11 @@ struct ServeArgs {
     /// at most this much usage.
     #[arg(long, env = "KEYSMITH_USAGE_FLUSH_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     usage_flush_interval: Duration,
+    /// Failed admin authentications one address (IPv6: one /64) may make in
+    /// a minute before it is refused for the rest of that minute. 0 turns
+    /// the limit off, e.g. behind a proxy that hides client addresses.
+    #[arg(long, env = "KEYSMITH_ADMIN_AUTH_MAX_FAILURES", default_value_t = 10)]
+    admin_auth_max_failures: u32,
     /// Let webhooks target private, loopback and link-local addresses. Off by
     /// default, so a webhook URL cannot reach into the internal network.
     #[arg(long, env = "KEYSMITH_WEBHOOK_ALLOW_PRIVATE_TARGETS")]
@@ -267,6 +272,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             ..defaults.jobs.clone()
         },
         ext_authz_key_header: args.ext_authz_key_header,
+        auth_limits: keysmith::auth::AuthLimits {
+            max_failures: args.admin_auth_max_failures,
+            ..defaults.auth_limits
+        },
         tls: match (args.tls_cert, args.tls_key) {
             (Some(cert), Some(key)) => Some(TlsConfig {
                 cert,
@@ -308,7 +317,7 @@ async fn mint_token(db: DbConfig, name: &str) -> Result<(), String> {
     let store = app::open_store(&db, true)
         .await
         .map_err(|e| e.to_string())?;
-    let (token, info) = AdminAuth::new(store)
+    let (token, info) = AdminAuth::new(store, Default::default())
         .mint(name)
         .await
         .map_err(|e| e.to_string())?;

@@ -99,7 +99,9 @@ impl Watcher {
     pub async fn watch(&self, req: WatchRequest) -> Result<WatchStream> {
         if self.active.fetch_add(1, Ordering::AcqRel) >= self.config.max_subscribers {
             self.active.fetch_sub(1, Ordering::AcqRel);
-            return Err(Error::ResourceExhausted("too many revocation subscribers"));
+            return Err(Error::ResourceExhausted(
+                "too many revocation subscribers".into(),
+            ));
         }
         let guard = ActiveGuard(self.active.clone());
         // Subscribe before reading the backlog, so nothing committed in

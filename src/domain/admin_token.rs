@@ -40,6 +40,18 @@ impl AdminToken {
     }
 }
 
+/// Whether `token` has the shape of an admin token (`ksa_` and 43 base62
+/// characters). Depends only on the presented string, so it leaks nothing
+/// about stored tokens; a token of the wrong shape is refused without a
+/// database lookup.
+pub fn well_formed(token: &str) -> bool {
+    token.len() == PREFIX.len() + BODY_LEN
+        && token.starts_with(PREFIX)
+        && token.as_bytes()[PREFIX.len()..]
+            .iter()
+            .all(u8::is_ascii_alphanumeric)
+}
+
 /// Hashes a presented bearer token for lookup. Any string hashes; a wrong one
 /// simply matches nothing.
 pub fn hash_presented(token: &str) -> [u8; 32] {

@@ -25,7 +25,8 @@ impl AdminService {
     }
 
     async fn actor<T>(&self, req: &Request<T>) -> Result<Actor, Status> {
-        Ok(self.auth.authenticate(bearer(req)).await?)
+        let peer = req.remote_addr().map(|a| a.ip());
+        Ok(self.auth.authenticate(bearer(req), peer).await?)
     }
 }
 

@@ -120,7 +120,7 @@ impl Keys {
         }
         if !self.self_rotations.allow(*parsed.hash.as_bytes()) {
             return Err(Error::ResourceExhausted(
-                "a key may rotate itself at most once a minute",
+                "a key may rotate itself at most once a minute".into(),
             ));
         }
         let id = entry.key_id();

@@ -127,8 +127,10 @@ pub struct NewAuditEvent {
     pub at: Timestamp,
     pub actor: String,
     pub action: &'static str,
-    pub key_id: KeyId,
-    pub owner_id: OwnerId,
+    /// The key the event is about; `None` for events about no key, such
+    /// as a failed admin authentication.
+    pub key_id: Option<KeyId>,
+    pub owner_id: Option<OwnerId>,
     pub reason: Option<String>,
     /// Field -> {"old": …, "new": …}.
     pub changes: serde_json::Value,

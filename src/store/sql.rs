@@ -141,8 +141,8 @@ macro_rules! impl_sql_store {
                                 at: event.at,
                                 actor: &event.actor,
                                 action: event.action,
-                                key_id: Some(event.key_id.as_str()),
-                                owner_id: Some(event.owner_id.as_str()),
+                                key_id: event.key_id.as_ref().map(|k| k.as_str()),
+                                owner_id: event.owner_id.as_ref().map(|o| o.as_str()),
                                 reason: event.reason.as_deref(),
                                 changes: &event.changes,
                                 request_id: event.request_id.as_deref(),
@@ -156,8 +156,8 @@ macro_rules! impl_sql_store {
                         .bind(event.at.as_millis())
                         .bind(event.actor.clone())
                         .bind(event.action)
-                        .bind(event.key_id.as_str().to_owned())
-                        .bind(event.owner_id.as_str().to_owned())
+                        .bind(event.key_id.as_ref().map(|k| k.as_str().to_owned()))
+                        .bind(event.owner_id.as_ref().map(|o| o.as_str().to_owned()))
                         .bind(event.reason.clone())
                         .bind(sqlx::types::Json(event.changes.clone()))
                         .bind(event.request_id.clone())

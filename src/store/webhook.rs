@@ -99,8 +99,8 @@ pub fn event_payload(event_id: &str, e: &NewAuditEvent) -> String {
         "type": e.action,
         "created_at_ms": e.at.as_millis(),
         "data": {
-            "key_id": e.key_id.as_str(),
-            "owner_id": e.owner_id.as_str(),
+            "key_id": e.key_id.as_ref().map(|k| k.as_str()),
+            "owner_id": e.owner_id.as_ref().map(|o| o.as_str()),
             "actor": e.actor,
             "reason": e.reason,
             "changes": e.changes,

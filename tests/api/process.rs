@@ -30,7 +30,7 @@ pub async fn mint_token(url: &str) -> String {
     let store = keysmith::app::open_store(&db, true)
         .await
         .expect("open store");
-    let (token, _) = keysmith::auth::AdminAuth::new(store)
+    let (token, _) = keysmith::auth::AdminAuth::new(store, Default::default())
         .mint("test")
         .await
         .expect("mint");

@@ -1,0 +1,204 @@
+//! Failed admin authentications, counted per peer, so that one address (or
+//! one IPv6 /64) stops getting answers after a few wrong tokens.
+//!
+//! Guessing a 256-bit token is hopeless anyway; what the limit buys is that
+//! a flood of bad tokens costs no database lookups and leaves an audit
+//! trail, not a log line per attempt.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+#[derive(Clone, Copy, Debug)]
+pub struct AuthLimits {
+    /// Failures one peer may have in a window; 0 turns the limit off
+    /// (for a proxy that hides client addresses).
+    pub max_failures: u32,
+    pub window: Duration,
+    /// Peers tracked at once; past this, expired windows are dropped first,
+    /// and a new peer goes untracked if none has expired.
+    pub max_peers: usize,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        Self {
+            max_failures: 10,
+            window: Duration::from_secs(60),
+            max_peers: 10_000,
+        }
+    }
+}
+
+/// A peer as the limit sees it: an IPv4 address, or an IPv6 /64 (one
+/// subscriber's allocation, typically).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Peer(u128);
+
+impl From<IpAddr> for Peer {
+    fn from(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Peer(u128::from(u32::from(v4))),
+            IpAddr::V6(v6) => Peer(u128::from(v6) & (u128::MAX << 64)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    started: Instant,
+    failures: u32,
+}
+
+/// What a failure meant, for the audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The first in this peer's window: audited.
+    First,
+    /// One more; not audited on its own.
+    Again,
+    /// The one that blocks the peer: audited.
+    Blocking,
+}
+
+#[derive(Debug)]
+pub struct FailedAuth {
+    limits: AuthLimits,
+    peers: Mutex<HashMap<Peer, Window>>,
+}
+
+impl FailedAuth {
+    pub fn new(limits: AuthLimits) -> Self {
+        Self {
+            limits,
+            peers: Mutex::default(),
+        }
+    }
+
+    /// `Err(retry_after)` while `ip` is blocked.
+    pub fn check(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
+        let (Some(ip), true) = (ip, self.limits.max_failures > 0) else {
+            return Ok(());
+        };
+        let peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        match peers.get(&Peer::from(ip)) {
+            Some(w) if w.failures >= self.limits.max_failures => {
+                let left = self.limits.window.saturating_sub(now - w.started);
+                if left.is_zero() { Ok(()) } else { Err(left) }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failure from `ip`.
+    pub fn fail(&self, ip: Option<IpAddr>, now: Instant) -> Failure {
+        let (Some(ip), true) = (ip, self.limits.max_failures > 0) else {
+            return Failure::First;
+        };
+        let window = self.limits.window;
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        let peer = Peer::from(ip);
+        if !peers.contains_key(&peer) && peers.len() >= self.limits.max_peers {
+            peers.retain(|_, w| now - w.started < window);
+            if peers.len() >= self.limits.max_peers {
+                return Failure::Again;
+            }
+        }
+        let w = peers.entry(peer).or_insert(Window {
+            started: now,
+            failures: 0,
+        });
+        if now - w.started >= window {
+            *w = Window {
+                started: now,
+                failures: 0,
+            };
+        }
+        w.failures += 1;
+        match w.failures {
+            1 => Failure::First,
+            n if n == self.limits.max_failures => Failure::Blocking,
+            _ => Failure::Again,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(max_peers: usize) -> FailedAuth {
+        FailedAuth::new(AuthLimits {
+            max_failures: 3,
+            window: Duration::from_secs(60),
+            max_peers,
+        })
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().expect("ip"))
+    }
+
+    #[test]
+    fn a_peer_is_blocked_after_its_failures_until_the_window_ends() {
+        let l = limiter(10);
+        let t0 = Instant::now();
+        let a = ip("203.0.113.7");
+        assert_eq!(l.fail(a, t0), Failure::First);
+        assert_eq!(l.fail(a, t0), Failure::Again);
+        assert!(l.check(a, t0).is_ok());
+        assert_eq!(l.fail(a, t0), Failure::Blocking);
+        let left = l
+            .check(a, t0 + Duration::from_secs(10))
+            .expect_err("blocked");
+        assert_eq!(left, Duration::from_secs(50));
+        assert!(l.check(ip("203.0.113.8"), t0).is_ok(), "others are not");
+        assert!(l.check(a, t0 + Duration::from_secs(60)).is_ok());
+        assert_eq!(l.fail(a, t0 + Duration::from_secs(61)), Failure::First);
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_peer_and_mapped_ipv4_is_ipv4() {
+        let l = limiter(10);
+        let t0 = Instant::now();
+        for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9"] {
+            l.fail(ip(host), t0);
+        }
+        assert!(l.check(ip("2001:db8:1:2::77"), t0).is_err());
+        assert!(l.check(ip("2001:db8:1:3::1"), t0).is_ok());
+        for _ in 0..3 {
+            l.fail(ip("::ffff:198.51.100.1"), t0);
+        }
+        assert!(l.check(ip("198.51.100.1"), t0).is_err());
+    }
+
+    #[test]
+    fn the_table_stays_bounded() {
+        let l = limiter(2);
+        let t0 = Instant::now();
+        l.fail(ip("192.0.2.1"), t0);
+        l.fail(ip("192.0.2.2"), t0);
+        assert_eq!(l.fail(ip("192.0.2.3"), t0), Failure::Again, "untracked");
+        assert_eq!(l.peers.lock().expect("lock").len(), 2);
+        // Once windows expire, new peers take their place.
+        let later = t0 + Duration::from_secs(61);
+        assert_eq!(l.fail(ip("192.0.2.3"), later), Failure::First);
+        assert_eq!(l.peers.lock().expect("lock").len(), 1);
+    }
+
+    #[test]
+    fn zero_turns_the_limit_off() {
+        let l = FailedAuth::new(AuthLimits {
+            max_failures: 0,
+            ..AuthLimits::default()
+        });
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            l.fail(ip("192.0.2.1"), t0);
+        }
+        assert!(l.check(ip("192.0.2.1"), t0).is_ok());
+    }
+}
