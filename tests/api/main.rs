@@ -2,6 +2,7 @@
 //! (SQLite in a temp dir, PostgreSQL from DATABASE_URL), generated clients.
 
 mod helpers;
+mod hostile;
 
 mod admin_auth;
 mod audit;
@@ -10,6 +11,7 @@ mod bad_input;
 mod cli;
 mod deploy_files;
 mod ext_authz;
+mod flood;
 mod lifecycle;
 mod limits;
 mod listing;
