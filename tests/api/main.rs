@@ -9,6 +9,7 @@ mod audit;
 mod automation;
 mod bad_input;
 mod cli;
+mod crash;
 mod deploy_files;
 mod ext_authz;
 mod flood;

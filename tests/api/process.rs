@@ -96,6 +96,14 @@ impl Replica {
     }
 }
 
+impl Replica {
+    /// SIGKILL: no shutdown hook, no flush, no goodbye.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Replica {
     fn drop(&mut self) {
         let _ = self.child.kill();
