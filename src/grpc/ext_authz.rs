@@ -23,7 +23,7 @@ use envoy_types::{
     pb::google::protobuf::{ListValue, Struct, Value, value::Kind},
 };
 use tonic::{Request, Response, Status};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::{
     domain::{Clock, MAX_SCOPES, mono_nanos, scope},
@@ -180,6 +180,28 @@ fn allowed(o: &Outcome<'_>, key_header: &str) -> CheckResponse {
 #[tonic::async_trait]
 impl Authorization for ExtAuthzService {
     async fn check(&self, req: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        let mut req = req.into_inner();
+        let answer = self.answer(&req);
+        // The request's own copy of the key is wiped, not just dropped.
+        if let Some(headers) = req
+            .attributes
+            .as_mut()
+            .and_then(|a| a.request.as_mut())
+            .and_then(|r| r.http.as_mut())
+        {
+            for name in ["authorization", self.key_header.as_str()] {
+                if let Some(value) = headers.headers.get_mut(name) {
+                    value.zeroize();
+                }
+            }
+        }
+        answer.map(Response::new)
+    }
+}
+
+impl ExtAuthzService {
+    /// Decides a CheckRequest from memory, as Verify does.
+    fn answer(&self, req: &CheckRequest) -> Result<CheckResponse, Status> {
         let started = std::time::Instant::now();
         if !self.index.is_ready() {
             return Err(Status::unavailable("the key index is still loading"));
@@ -187,14 +209,10 @@ impl Authorization for ExtAuthzService {
         if self.replica.fail_closed(self.fail_closed_after) {
             return Err(Status::unavailable(super::verify::FAIL_CLOSED));
         }
-        let req = req.into_inner();
         let empty = HashMap::new();
         let headers = req.get_client_headers().unwrap_or(&empty);
         let Some((key, source)) = self.key(headers) else {
-            return Ok(Response::new(unauthorized(
-                Code::Malformed,
-                "no API key presented",
-            )));
+            return Ok(unauthorized(Code::Malformed, "no API key presented"));
         };
         let key = Zeroizing::new(key.to_owned());
         let key_header = if source == "authorization" {
@@ -235,12 +253,12 @@ impl Authorization for ExtAuthzService {
                 extension = SCOPES_EXTENSION,
                 "route requires malformed scopes; denying"
             );
-            return Ok(Response::new(denied(
+            return Ok(denied(
                 HttpStatusCode::Forbidden,
                 Code::InsufficientScope,
                 "route misconfigured",
                 &[],
-            )));
+            ));
         }
         let request = VerifyRequest {
             required_scopes: &required,
@@ -283,6 +301,6 @@ impl Authorization for ExtAuthzService {
         self.metrics
             .verify_latency
             .record(started.elapsed().as_secs_f64(), &[]);
-        Ok(Response::new(resp))
+        Ok(resp)
     }
 }

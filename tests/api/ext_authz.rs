@@ -17,7 +17,12 @@ use keysmith::grpc::pb;
 
 use crate::helpers::{Backend, TestApp, spawn};
 
-fn check_request(headers: &[(&str, &str)], ip: &str, path: &str, scopes: &str) -> CheckRequest {
+pub(crate) fn check_request(
+    headers: &[(&str, &str)],
+    ip: &str,
+    path: &str,
+    scopes: &str,
+) -> CheckRequest {
     let source = attribute_context::Peer {
         address: Some(Address {
             address: Some(address::Address::SocketAddress(SocketAddress {

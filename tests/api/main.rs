@@ -3,6 +3,7 @@
 
 mod helpers;
 mod hostile;
+mod hygiene;
 
 mod admin_auth;
 mod audit;
@@ -16,7 +17,6 @@ mod flood;
 mod lifecycle;
 mod limits;
 mod listing;
-mod logs;
 mod persistence;
 mod pg_cluster;
 mod process;

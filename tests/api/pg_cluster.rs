@@ -85,6 +85,11 @@ impl PgCluster {
         cluster
     }
 
+    /// The cluster's data directory: tables, indexes and WAL, on disk.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data
+    }
+
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }

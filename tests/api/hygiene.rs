@@ -1,0 +1,392 @@
+//! Secret hygiene. A whole session against a real `keysmith serve`, on
+//! SQLite and on a private PostgreSQL, logging at debug and exporting spans
+//! and metrics to a loopback OTLP collector. Afterwards every secret issued
+//! is searched for in the logs, the exported telemetry and every file of
+//! the database (tables, indexes, WAL): zero hits. SIGTERM drains, flushes
+//! usage and exits 0.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+};
+
+use keysmith::{
+    config::DbConfig,
+    domain::{KeyId, Timestamp},
+    grpc::pb::{self, key_admin_client::KeyAdminClient, key_verify_client::KeyVerifyClient},
+};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Request;
+
+use crate::{helpers::eventually, receiver::receiver};
+
+/// Lines a child process wrote, gathered by a reader thread.
+type Lines = Arc<Mutex<Vec<String>>>;
+
+fn collect(stream: impl std::io::Read + Send + 'static, into: Lines) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            into.lock().expect("lock").push(line);
+        }
+    });
+}
+
+fn authed<T>(token: &str, msg: T) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
+    req
+}
+
+/// What a session issued.
+struct Issued {
+    /// Keys and the bootstrap admin token: never stored, logged or exported.
+    secrets: Vec<String>,
+    /// A webhook signing secret: stored (keysmith signs with it), but never
+    /// logged or exported.
+    signing_secret: String,
+    /// A key whose one Verify the shutdown flush must write.
+    used_key: String,
+    out: Lines,
+    err: Lines,
+}
+
+/// 32 characters from the middle of a secret: its random part, whatever
+/// the prefix and checksum.
+fn needle(secret: &str) -> &[u8] {
+    let mid = secret.len() / 2;
+    &secret.as_bytes()[mid - 16..mid + 16]
+}
+
+fn assert_absent(haystack: &[u8], secrets: &[&str], place: &str) {
+    for s in secrets {
+        assert!(
+            memchr::memmem::find(haystack, needle(s)).is_none(),
+            "a secret was found in {place}"
+        );
+    }
+}
+
+/// Scans the database's files for the secrets. The webhook signing secret
+/// is stored by design, so finding it proves the scan reads the data.
+fn scan_database(dir: &Path, issued: &Issued) {
+    let files = files_under(dir);
+    let found = |needle_of: &str| {
+        files
+            .iter()
+            .any(|(_, bytes)| memchr::memmem::find(bytes, needle(needle_of)).is_some())
+    };
+    assert!(found(&issued.signing_secret), "the scan sees stored data");
+    let secrets: Vec<&str> = issued.secrets.iter().map(String::as_str).collect();
+    for (path, bytes) in &files {
+        assert_absent(bytes, &secrets, path);
+    }
+}
+
+/// Every byte of every file under `dir`.
+fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path.display().to_string(), bytes));
+            }
+        }
+    }
+    out
+}
+
+/// Runs the session against `keysmith serve <db_args>`, exporting to
+/// `otlp`, and stops the server with SIGTERM.
+async fn session(db_args: &[&str], otlp: &str) -> Issued {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keysmith"))
+        .args([
+            "serve",
+            "--verify-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--usage-flush-interval",
+            "1h",
+            "--webhook-allow-private-targets",
+        ])
+        .args(db_args)
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "debug")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "200")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let (out, err): (Lines, Lines) = Default::default();
+    collect(child.stdout.take().expect("stdout"), out.clone());
+    collect(child.stderr.take().expect("stderr"), err.clone());
+
+    let listening = || {
+        err.lock().expect("lock").iter().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            (v["fields"]["message"] == "keysmith listening").then(|| v["fields"].clone())
+        })
+    };
+    let token = || {
+        out.lock()
+            .expect("lock")
+            .iter()
+            .find(|l| l.trim().starts_with("ksa_"))
+            .map(|l| l.trim().to_owned())
+    };
+    eventually("the server to start", || async {
+        listening().is_some() && token().is_some()
+    })
+    .await;
+    let fields = listening().expect("listening");
+    let token = token().expect("bootstrap token");
+    let addr = |k: &str| {
+        fields[k]
+            .as_str()
+            .expect("addr")
+            .parse()
+            .expect("socket addr")
+    };
+    let verify_channel = crate::helpers::connect(addr("verify_addr")).await;
+    crate::helpers::wait_until_serving(&verify_channel).await;
+    let mut verify = KeyVerifyClient::new(verify_channel.clone());
+    let mut admin = KeyAdminClient::new(crate::helpers::connect(addr("admin_addr")).await);
+
+    let mut secrets = vec![token.clone()];
+    let created = admin
+        .create_key(authed(
+            &token,
+            pb::CreateKeyRequest {
+                owner_id: "acct_1".into(),
+                scopes: vec!["invoices:*".into()],
+                metadata: [("plan".to_owned(), "pro".to_owned())].into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    secrets.push(created.secret.clone());
+    let id = created.key.expect("key").id;
+    let publishable = admin
+        .create_key(authed(
+            &token,
+            pb::CreateKeyRequest {
+                owner_id: "acct_1".into(),
+                r#type: pb::KeyType::Publishable.into(),
+                scopes: vec!["invoices:read".into()],
+                restrictions: Some(pb::Restrictions {
+                    referrer: Some(pb::ReferrerRestriction {
+                        allow: vec!["*.example.com".into()],
+                        mode: 0,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create publishable")
+        .into_inner();
+    secrets.push(publishable.secret.clone());
+
+    // Every way a key is presented: unary Verify, VerifyStream, ext_authz.
+    for key in [created.secret.as_str(), "sk_live_not_a_key"] {
+        let req = pb::VerifyRequest {
+            key: key.into(),
+            required_scopes: vec!["invoices:read".into()],
+            ..Default::default()
+        };
+        verify.verify(req).await.expect("verify");
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut answers = verify
+        .verify_stream(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let request = pb::VerifyRequest {
+        key: publishable.secret.clone(),
+        referrer: "https://app.example.com/".into(),
+        ..Default::default()
+    };
+    tx.send(pb::VerifyStreamRequest {
+        id: 1,
+        request: Some(request),
+    })
+    .await
+    .expect("send");
+    answers.message().await.expect("answer").expect("open");
+    drop(tx);
+    let mut authz =
+        envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::new(
+            verify_channel,
+        );
+    let bearer = format!("Bearer {}", publishable.secret);
+    for headers in [
+        vec![("authorization", bearer.as_str())],
+        vec![("x-api-key", publishable.secret.as_str())],
+    ] {
+        let req = crate::ext_authz::check_request(&headers, "203.0.113.9", "/invoices", "");
+        authz.check(req).await.expect("check");
+    }
+
+    let rotated = admin
+        .rotate_key(authed(
+            &token,
+            pb::RotateKeyRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("rotate")
+        .into_inner();
+    secrets.push(rotated.secret.clone());
+    let own = admin
+        .rotate_self(authed(
+            &rotated.secret,
+            pb::RotateSelfRequest { grace_period: None },
+        ))
+        .await
+        .expect("self rotation")
+        .into_inner();
+    secrets.push(own.secret.clone());
+    let hook = admin
+        .create_webhook_endpoint(authed(
+            &token,
+            pb::CreateWebhookEndpointRequest {
+                url: "http://127.0.0.1:9/h".into(),
+                events: vec!["*".into()],
+                description: String::new(),
+            },
+        ))
+        .await
+        .expect("webhook")
+        .into_inner();
+    admin
+        .revoke_key(authed(
+            &token,
+            pb::RevokeKeyRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("revoke");
+    let wrong = keysmith::domain::admin_token::AdminToken::generate().expect("rng");
+    let bad = admin
+        .list_keys(authed(
+            wrong.expose_secret(),
+            pb::ListKeysRequest::default(),
+        ))
+        .await;
+    assert!(bad.is_err());
+
+    // SIGTERM: health goes NOT_SERVING, calls drain, usage flushes, exit 0.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+    Issued {
+        secrets,
+        signing_secret: hook.signing_secret,
+        used_key: id,
+        out,
+        err,
+    }
+}
+
+/// The session's checks that do not depend on the backend.
+async fn check(issued: &Issued, db: &DbConfig, telemetry: &crate::receiver::Receiver) {
+    // The shutdown flush wrote the one valid call on the first key.
+    let store = keysmith::app::open_store(db, false).await.expect("store");
+    let id: KeyId = issued.used_key.parse().expect("id");
+    let rows = store
+        .key_usage(&id, Timestamp::from_millis(0), Timestamp::now())
+        .await
+        .expect("usage");
+    let valid: i64 = rows.iter().map(|r| r.counts.valid).sum();
+    assert_eq!(valid, 1, "the shutdown flush wrote the one valid call");
+
+    let secrets: Vec<&str> = issued.secrets.iter().map(String::as_str).collect();
+    let mut everything = secrets.clone();
+    everything.push(&issued.signing_secret);
+
+    let stderr = issued.err.lock().expect("lock").join("\n");
+    assert!(stderr.lines().count() > 20, "debug logs were captured");
+    assert_absent(stderr.as_bytes(), &everything, "the logs");
+    // stdout carries the bootstrap banner, by design, and nothing else.
+    let stdout = issued.out.lock().expect("lock").join("\n");
+    assert_absent(stdout.as_bytes(), &everything[1..], "stdout");
+
+    let exported = telemetry.requests();
+    assert!(
+        exported.iter().any(|r| r.path == "/v1/traces"),
+        "spans were exported"
+    );
+    for r in &exported {
+        assert_absent(
+            &r.body,
+            &everything,
+            &format!("an OTLP export to {}", r.path),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_session_leaks_no_secret() {
+    let collector = receiver(0).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8");
+    let issued = session(&["--data-dir", data_arg], &collector.base).await;
+    let db = DbConfig {
+        database_url: None,
+        data_dir: data.clone(),
+    };
+    check(&issued, &db, &collector).await;
+    // The database file, its WAL and shared memory, byte for byte.
+    assert!(data.join("keysmith.db").exists());
+    scan_database(&data, &issued);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_session_leaks_no_secret() {
+    let collector = receiver(0).await;
+    let pg = crate::pg_cluster::PgCluster::start_new();
+    let url = pg.url();
+    let issued = session(&["--database-url", &url], &collector.base).await;
+    let db = DbConfig {
+        database_url: Some(url),
+        data_dir: std::env::temp_dir(),
+    };
+    check(&issued, &db, &collector).await;
+    // Every file of the cluster once it has stopped: tables, indexes, TOAST,
+    // free space and the WAL.
+    pg.stop();
+    assert!(pg.data_dir().join("pg_wal").is_dir());
+    scan_database(pg.data_dir(), &issued);
+}
