@@ -34,15 +34,18 @@ impl Default for AuthLimits {
 }
 
 /// A peer as the limit sees it: an IPv4 address, or an IPv6 /64 (one
-/// subscriber's allocation, typically).
+/// subscriber's allocation, typically). Callers without an address share
+/// one peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Peer(u128);
 
-impl From<IpAddr> for Peer {
-    fn from(ip: IpAddr) -> Self {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => Peer(u128::from(u32::from(v4))),
-            IpAddr::V6(v6) => Peer(u128::from(v6) & (u128::MAX << 64)),
+impl From<Option<IpAddr>> for Peer {
+    fn from(ip: Option<IpAddr>) -> Self {
+        match ip.map(|ip| ip.to_canonical()) {
+            Some(IpAddr::V4(v4)) => Peer(u128::from(u32::from(v4))),
+            // Low 64 bits of the unknown peer are set: no /64 prefix is it.
+            Some(IpAddr::V6(v6)) => Peer(u128::from(v6) & (u128::MAX << 64)),
+            None => Peer(u128::MAX),
         }
     }
 }
@@ -80,9 +83,9 @@ impl FailedAuth {
 
     /// `Err(retry_after)` while `ip` is blocked.
     pub fn check(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
-        let (Some(ip), true) = (ip, self.limits.max_failures > 0) else {
+        if self.limits.max_failures == 0 {
             return Ok(());
-        };
+        }
         let peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         match peers.get(&Peer::from(ip)) {
             Some(w) if w.failures >= self.limits.max_failures => {
@@ -93,11 +96,12 @@ impl FailedAuth {
         }
     }
 
-    /// Counts a failure from `ip`.
+    /// Counts a failure from `ip`. With the limit off nothing is counted,
+    /// and nothing audited: a flood must not become a flood of writes.
     pub fn fail(&self, ip: Option<IpAddr>, now: Instant) -> Failure {
-        let (Some(ip), true) = (ip, self.limits.max_failures > 0) else {
-            return Failure::First;
-        };
+        if self.limits.max_failures == 0 {
+            return Failure::Again;
+        }
         let window = self.limits.window;
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         let peer = Peer::from(ip);
@@ -176,6 +180,17 @@ mod tests {
     }
 
     #[test]
+    fn callers_without_an_address_share_one_peer() {
+        let l = limiter(10);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            l.fail(None, t0);
+        }
+        assert!(l.check(None, t0).is_err());
+        assert!(l.check(ip("::ffff:ffff:ffff"), t0).is_ok());
+    }
+
+    #[test]
     fn the_table_stays_bounded() {
         let l = limiter(2);
         let t0 = Instant::now();
@@ -197,7 +212,7 @@ mod tests {
         });
         let t0 = Instant::now();
         for _ in 0..100 {
-            l.fail(ip("192.0.2.1"), t0);
+            assert_eq!(l.fail(ip("192.0.2.1"), t0), Failure::Again, "not audited");
         }
         assert!(l.check(ip("192.0.2.1"), t0).is_ok());
     }

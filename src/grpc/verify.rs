@@ -71,7 +71,6 @@ impl VerifyService {
         if self.replica.fail_closed(self.fail_closed_after) {
             return Err(Error::Unavailable(FAIL_CLOSED).into());
         }
-        let now = self.clock.now();
         let pb::VerifyRequest {
             mut key,
             required_scopes,
@@ -79,22 +78,32 @@ impl VerifyService {
             referrer,
             resource,
         } = req;
-        let answered = (|| {
-            convert::check_required_scopes(&required_scopes)?;
-            let request = VerifyRequest {
-                required_scopes: &required_scopes,
-                client_ip: convert::client_ip(&client_ip)?,
-                referrer: &referrer,
-                resource: &resource,
-            };
-            let outcome = verify::verify(&self.index, &self.usage, &key, &request, now, mono_nanos);
-            Ok::<_, Status>(convert::verify_response(&outcome))
-        })();
+        let answered = self.decide(&key, &required_scopes, &client_ip, &referrer, &resource);
         key.zeroize();
         self.metrics
             .verify_latency
             .record(started.elapsed().as_secs_f64(), &[]);
         answered
+    }
+
+    fn decide(
+        &self,
+        key: &str,
+        required_scopes: &[String],
+        client_ip: &str,
+        referrer: &str,
+        resource: &str,
+    ) -> Result<pb::VerifyResponse, Status> {
+        convert::check_required_scopes(required_scopes)?;
+        let request = VerifyRequest {
+            required_scopes,
+            client_ip: convert::client_ip(client_ip)?,
+            referrer,
+            resource,
+        };
+        let now = self.clock.now();
+        let outcome = verify::verify(&self.index, &self.usage, key, &request, now, mono_nanos);
+        Ok(convert::verify_response(&outcome))
     }
 }
 

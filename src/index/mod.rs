@@ -48,24 +48,24 @@ struct Interned {
 
 impl Interned {
     fn entry(&mut self, record: &KeyRecord) -> Entry {
-        let owner = match self.owners.get(record.owner_id.as_str()) {
-            Some(o) => Arc::clone(o),
-            None => {
-                let o: Arc<str> = record.owner_id.as_str().into();
-                self.owners.insert(Arc::clone(&o));
-                o
-            }
-        };
-        let scopes = match self.scope_sets.get(record.scopes.as_slice()) {
-            Some(s) => Arc::clone(s),
-            None => {
-                let s: Arc<[Scope]> = record.scopes.as_slice().into();
-                self.scope_sets.insert(Arc::clone(&s));
-                s
-            }
-        };
+        let owner = intern(&mut self.owners, record.owner_id.as_str());
+        let scopes = intern(&mut self.scope_sets, record.scopes.as_slice());
         Entry::new(record, owner, scopes)
     }
+}
+
+/// The shared copy of `value`, made on first sight.
+fn intern<T>(set: &mut HashSet<Arc<T>>, value: &T) -> Arc<T>
+where
+    T: ?Sized + Eq + std::hash::Hash,
+    for<'a> Arc<T>: From<&'a T>,
+{
+    if let Some(shared) = set.get(value) {
+        return Arc::clone(shared);
+    }
+    let shared = Arc::<T>::from(value);
+    set.insert(Arc::clone(&shared));
+    shared
 }
 
 impl Default for KeyIndex {
