@@ -1,7 +1,7 @@
 //! A million random, well-formed keys at full rate, through VerifyStream,
 //! with the database stopped: if any Verify needed it, the answers would
-//! fail. Unknown-key counting stays two global counters however many keys
-//! arrive.
+//! fail. Malformed keys are answered the same way. Unknown-key counting
+//! stays two global counters however many keys arrive.
 
 use std::time::Instant;
 
@@ -120,8 +120,24 @@ async fn a_million_random_keys_are_answered_without_the_database() {
         "flood: {KEYS} random keys answered in {:.1?} with the database down",
         started.elapsed()
     );
-    // The real key still verifies.
+    // The real key still verifies, and junk is still told apart, all from
+    // memory.
     assert!(app.verify_scopes(&real, &[]).await.valid);
+    let mut flipped = real.clone().into_bytes();
+    flipped[20] = if flipped[20] == b'A' { b'B' } else { b'A' };
+    let junk = [
+        String::new(),
+        "\0".repeat(57),
+        "🔑".repeat(14) + "x",
+        String::from_utf8(flipped).expect("ascii"),
+    ];
+    for junk in &junk {
+        assert_eq!(
+            app.verify_code(junk).await,
+            VerifyCode::Malformed,
+            "{junk:?}"
+        );
+    }
 
     // Back up: the server is healthy again, and the unknown-key counts
     // arrive whole, in hourly buckets.
@@ -139,7 +155,7 @@ async fn a_million_random_keys_are_answered_without_the_database() {
     })
     .await;
     let s = stats().await.expect("stats");
-    assert_eq!(s.malformed, 0);
+    assert_eq!(s.malformed, junk.len() as i64);
     assert!(
         s.buckets.len() <= 2,
         "hourly buckets, not per key: {}",
