@@ -6,8 +6,8 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use keysmith::{
     domain::{
-        ApiKey, Environment, KeyId, KeyName, KeyRecord, KeyType, Metadata, OwnerId, Scope,
-        Timestamp, api_key, mono_nanos,
+        ApiKey, Environment, KeyName, KeyRecord, KeyType, OwnerId, Scope, Timestamp, api_key,
+        mono_nanos,
     },
     index::KeyIndex,
     usage::Recorder,
@@ -26,35 +26,13 @@ fn key_count() -> usize {
 }
 
 fn record(key: &ApiKey) -> KeyRecord {
-    KeyRecord {
-        id: KeyId::generate(),
-        hash: key.hash(),
-        owner_id: OwnerId::parse("acct_bench").expect("owner"),
-        name: KeyName::parse("bench").expect("name"),
-        key_type: key.key_type(),
-        environment: key.environment(),
-        scopes: vec![
-            Scope::parse("invoices:*").expect("scope"),
-            Scope::parse("customers:read").expect("scope"),
-        ],
-        metadata: Metadata::default(),
-        hint: key.hint(),
-        created_at: Timestamp::now(),
-        updated_at: Timestamp::now(),
-        expires_at: None,
-        revoked_at: None,
-        revoke_reason: None,
-        disabled_at: None,
-        disable_reason: None,
-        rotated_from: None,
-        rotated_to: None,
-        version: 1,
-        restrictions: Default::default(),
-        last_used_at: None,
-        last_client_ip: None,
-        end_grace_when_idle: None,
-        rotation: None,
-    }
+    let scopes = vec![
+        Scope::parse("invoices:*").expect("scope"),
+        Scope::parse("customers:read").expect("scope"),
+    ];
+    let owner = OwnerId::parse("acct_bench").expect("owner");
+    let name = KeyName::parse("bench").expect("name");
+    KeyRecord::new(key, owner, name, scopes, Timestamp::now())
 }
 
 fn benches(c: &mut Criterion) {

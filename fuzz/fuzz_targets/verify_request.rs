@@ -9,8 +9,7 @@ use std::sync::OnceLock;
 
 use keysmith::{
     domain::{
-        ApiKey, Environment, KeyId, KeyName, KeyRecord, KeyType, Metadata, Mode, OwnerId, Rule,
-        Scope, Timestamp,
+        ApiKey, Environment, KeyName, KeyRecord, KeyType, Mode, OwnerId, Rule, Scope, Timestamp,
         restriction::{IpAllowlist, RateLimit, ReferrerAllowlist, ResourceAllowlist},
     },
     grpc::{fuzz, pb},
@@ -30,32 +29,13 @@ struct World {
 }
 
 fn record(key: &ApiKey, restricted: bool) -> KeyRecord {
-    let mut r = KeyRecord {
-        id: KeyId::generate(),
-        hash: key.hash(),
-        owner_id: OwnerId::parse("acct_fuzz").expect("owner"),
-        name: KeyName::parse("fuzz").expect("name"),
-        key_type: key.key_type(),
-        environment: key.environment(),
-        scopes: vec![Scope::parse("invoices:*").expect("scope")],
-        metadata: Metadata::default(),
-        hint: key.hint(),
-        created_at: Timestamp::now(),
-        updated_at: Timestamp::now(),
-        expires_at: None,
-        revoked_at: None,
-        revoke_reason: None,
-        disabled_at: None,
-        disable_reason: None,
-        rotated_from: None,
-        rotated_to: None,
-        version: 1,
-        restrictions: Default::default(),
-        last_used_at: None,
-        last_client_ip: None,
-        end_grace_when_idle: None,
-        rotation: None,
-    };
+    let mut r = KeyRecord::new(
+        key,
+        OwnerId::parse("acct_fuzz").expect("owner"),
+        KeyName::parse("fuzz").expect("name"),
+        vec![Scope::parse("invoices:*").expect("scope")],
+        Timestamp::now(),
+    );
     if restricted {
         let rule = |allow| Rule {
             allow,

@@ -1,6 +1,6 @@
 use super::{
-    Environment, KeyHash, KeyId, KeyName, KeyType, Metadata, OwnerId, Reason, Restrictions, Scope,
-    Timestamp,
+    ApiKey, Environment, KeyHash, KeyId, KeyName, KeyType, Metadata, OwnerId, Reason, Restrictions,
+    Scope, Timestamp,
 };
 
 /// Everything keysmith knows about one key. Never holds the secret.
@@ -86,6 +86,43 @@ pub enum KeyState {
 }
 
 impl KeyRecord {
+    /// The first version of a freshly minted key: a new id, no expiry,
+    /// restrictions or metadata. Set the rest with struct update syntax.
+    pub fn new(
+        key: &ApiKey,
+        owner_id: OwnerId,
+        name: KeyName,
+        scopes: Vec<Scope>,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id: KeyId::generate(),
+            hash: key.hash(),
+            owner_id,
+            name,
+            key_type: key.key_type(),
+            environment: key.environment(),
+            scopes,
+            metadata: Metadata::default(),
+            hint: key.hint(),
+            created_at: now,
+            updated_at: now,
+            expires_at: None,
+            revoked_at: None,
+            revoke_reason: None,
+            disabled_at: None,
+            disable_reason: None,
+            rotated_from: None,
+            rotated_to: None,
+            version: 1,
+            restrictions: Restrictions::default(),
+            last_used_at: None,
+            last_client_ip: None,
+            end_grace_when_idle: None,
+            rotation: None,
+        }
+    }
+
     pub fn state(&self, now: Timestamp) -> KeyState {
         if self.revoked_at.is_some() {
             KeyState::Revoked

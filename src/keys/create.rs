@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use super::{Actor, Keys, audit_event};
 use crate::{
     domain::{
-        ApiKey, Environment, KeyId, KeyName, KeyRecord, KeyType, Metadata, OwnerId, RequestId,
+        ApiKey, Environment, KeyName, KeyRecord, KeyType, Metadata, OwnerId, RequestId,
         Restrictions, Scope, Timestamp, check_type_policy,
     },
     error::{Error, Result},
@@ -96,30 +96,11 @@ impl Keys {
             fingerprint: req.fingerprint(),
         });
         let key = KeyRecord {
-            id: KeyId::generate(),
-            hash: secret.hash(),
-            owner_id: req.owner_id,
-            name: req.name,
-            key_type: req.key_type,
-            environment: req.environment,
-            scopes: req.scopes,
             metadata: req.metadata,
-            hint: secret.hint(),
-            created_at: now,
-            updated_at: now,
             expires_at,
-            revoked_at: None,
-            revoke_reason: None,
-            disabled_at: None,
-            disable_reason: None,
-            rotated_from: None,
-            rotated_to: None,
-            version: 1,
             restrictions: req.restrictions,
-            last_used_at: None,
-            last_client_ip: None,
-            end_grace_when_idle: None,
             rotation: req.rotation,
+            ..KeyRecord::new(&secret, req.owner_id, req.name, req.scopes, now)
         };
         let changes = json!({
             "scopes": key.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
