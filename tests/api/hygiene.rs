@@ -107,14 +107,7 @@ fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// Runs the session against `keysmith serve <db_args>`, exporting to
 /// `otlp`, and stops the server with SIGTERM.
 async fn session(db_args: &[&str], otlp: &str) -> Issued {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keysmith"))
-        .args([
-            "serve",
-            "--verify-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ])
+    let mut child = crate::process::serve_command()
         .args([
             "--usage-flush-interval",
             "1h",

@@ -21,6 +21,19 @@ pub struct Replica {
     pub admin: Admin,
 }
 
+/// `keysmith serve` with both listeners on port 0.
+pub fn serve_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keysmith"));
+    cmd.args([
+        "serve",
+        "--verify-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ]);
+    cmd
+}
+
 /// Mints an admin token directly in the database at `url`.
 pub async fn mint_token(url: &str) -> String {
     let db = keysmith::config::DbConfig {
@@ -40,14 +53,7 @@ pub async fn mint_token(url: &str) -> String {
 impl Replica {
     /// Starts a replica on `url` and waits until it is SERVING.
     pub async fn start(url: &str, token: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keysmith"))
-            .args([
-                "serve",
-                "--verify-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-            ])
+        let mut child = serve_command()
             .args(["--database-url", url])
             .args(extra)
             .env("RUST_LOG", "info")
