@@ -10,10 +10,10 @@ use crate::{
     domain::{Timestamp, check_type_policy},
     index::KeyIndex,
     usage::Recorder,
-    verify::{self, Request},
 };
 
-/// Decodes a `VerifyRequest` and decides it against `index`, as Verify does.
+/// Decodes a `VerifyRequest` and decides it against `index` with Verify's
+/// own code.
 /// Returns the answer, or `None` when the bytes or the request are refused.
 pub fn verify_request(
     bytes: &[u8],
@@ -21,15 +21,7 @@ pub fn verify_request(
     usage: &Recorder,
 ) -> Option<pb::VerifyResponse> {
     let req = pb::VerifyRequest::decode(bytes).ok()?;
-    convert::check_required_scopes(&req.required_scopes).ok()?;
-    let request = Request {
-        required_scopes: &req.required_scopes,
-        client_ip: convert::client_ip(&req.client_ip).ok()?,
-        referrer: &req.referrer,
-        resource: &req.resource,
-    };
-    let outcome = verify::verify(index, usage, &req.key, &request, Timestamp::now(), || 0);
-    Some(convert::verify_response(&outcome))
+    super::verify::decide(index, usage, &req, Timestamp::now(), || 0).ok()
 }
 
 /// Decodes `bytes` as each admin request that carries free-form input and

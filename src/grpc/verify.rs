@@ -11,7 +11,7 @@ use zeroize::Zeroize;
 
 use super::{convert, pb, pb::key_verify_server::KeyVerify};
 use crate::{
-    domain::{Clock, mono_nanos},
+    domain::{Clock, Timestamp, mono_nanos},
     error::Error,
     index::{KeyIndex, ReplicaState},
     metrics::Metrics,
@@ -71,40 +71,41 @@ impl VerifyService {
         if self.replica.fail_closed(self.fail_closed_after) {
             return Err(Error::Unavailable(FAIL_CLOSED).into());
         }
-        let pb::VerifyRequest {
-            mut key,
-            required_scopes,
-            client_ip,
-            referrer,
-            resource,
-        } = req;
-        let answered = self.decide(&key, &required_scopes, &client_ip, &referrer, &resource);
-        key.zeroize();
+        let mut req = req;
+        let answered = decide(&self.index, &self.usage, &req, self.clock.now(), mono_nanos);
+        req.key.zeroize();
         self.metrics
             .verify_latency
             .record(started.elapsed().as_secs_f64(), &[]);
         answered
     }
+}
 
-    fn decide(
-        &self,
-        key: &str,
-        required_scopes: &[String],
-        client_ip: &str,
-        referrer: &str,
-        resource: &str,
-    ) -> Result<pb::VerifyResponse, Status> {
-        convert::check_required_scopes(required_scopes)?;
-        let request = VerifyRequest {
-            required_scopes,
-            client_ip: convert::client_ip(client_ip)?,
-            referrer,
-            resource,
-        };
-        let now = self.clock.now();
-        let outcome = verify::verify(&self.index, &self.usage, key, &request, now, mono_nanos);
-        Ok(convert::verify_response(&outcome))
-    }
+/// Converts a request's arguments and decides it from memory: Verify's
+/// work after its checks of the replica, and what the fuzz target drives.
+pub(super) fn decide(
+    index: &KeyIndex,
+    usage: &Recorder,
+    req: &pb::VerifyRequest,
+    now: Timestamp,
+    mono_nanos: impl FnOnce() -> u64,
+) -> Result<pb::VerifyResponse, Status> {
+    let pb::VerifyRequest {
+        key,
+        required_scopes,
+        client_ip,
+        referrer,
+        resource,
+    } = req;
+    convert::check_required_scopes(required_scopes)?;
+    let request = VerifyRequest {
+        required_scopes,
+        client_ip: convert::client_ip(client_ip)?,
+        referrer,
+        resource,
+    };
+    let outcome = verify::verify(index, usage, key, &request, now, mono_nanos);
+    Ok(convert::verify_response(&outcome))
 }
 
 type VerifyResults =

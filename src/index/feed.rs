@@ -166,8 +166,8 @@ impl ChangeFeed {
         let mut backoff = Backoff::default();
         loop {
             let mut count = 0usize;
-            let mut load = |record| {
-                self.index.load(record);
+            let mut load = |record: crate::domain::KeyRecord| {
+                self.index.upsert(&record);
                 count += 1;
             };
             match self.store.snapshot(&mut load).await {
@@ -247,7 +247,7 @@ impl ChangeFeed {
                     first = changes[0].seq,
                     "change log gap; reloading snapshot"
                 );
-                let seq = self.store.snapshot(&mut |r| self.index.load(r)).await?;
+                let seq = self.store.snapshot(&mut |r| self.index.upsert(&r)).await?;
                 self.index.advance_to(seq);
                 continue;
             }

@@ -112,11 +112,6 @@ impl KeyIndex {
         }
     }
 
-    /// Merges a snapshot's record (see [`crate::store::Store::snapshot`]).
-    pub fn load(&self, record: KeyRecord) {
-        self.upsert(&record);
-    }
-
     /// Lets Verify answer: called once the index has caught up with the log.
     pub fn mark_ready(&self) {
         self.ready.store(true, Ordering::Release);

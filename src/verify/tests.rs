@@ -3,40 +3,22 @@ use std::{net::IpAddr, time::Duration};
 use super::*;
 use crate::{
     domain::{
-        Environment, KeyHash, KeyId, KeyName, KeyRecord, KeyType, Metadata, Mode, OwnerId, Reason,
-        Restrictions, Scope,
+        ApiKey, Environment, KeyName, KeyRecord, KeyType, Mode, OwnerId, Reason, Restrictions,
+        Scope,
         restriction::{IpAllowlist, RateLimit, ReferrerAllowlist, ResourceAllowlist},
     },
     usage::Recorder,
 };
 
 pub(super) fn record(scopes: &[&str]) -> KeyRecord {
-    KeyRecord {
-        id: KeyId::generate(),
-        hash: KeyHash::from_bytes([7; 32]),
-        owner_id: OwnerId::parse("acct_1").unwrap(),
-        name: KeyName::parse("k").unwrap(),
-        key_type: KeyType::Secret,
-        environment: Environment::Live,
-        scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
-        metadata: Metadata::default(),
-        hint: "sk_live_…abcd".into(),
-        created_at: Timestamp::from_millis(1_000),
-        updated_at: Timestamp::from_millis(1_000),
-        expires_at: None,
-        revoked_at: None,
-        revoke_reason: None,
-        disabled_at: None,
-        disable_reason: None,
-        rotated_from: None,
-        rotated_to: None,
-        version: 1,
-        restrictions: Restrictions::default(),
-        last_used_at: None,
-        last_client_ip: None,
-        end_grace_when_idle: None,
-        rotation: None,
-    }
+    let key = ApiKey::generate(KeyType::Secret, Environment::Live).unwrap();
+    KeyRecord::new(
+        &key,
+        OwnerId::parse("acct_1").unwrap(),
+        KeyName::parse("k").unwrap(),
+        scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
+        Timestamp::from_millis(1_000),
+    )
 }
 
 fn strings(scopes: &[&str]) -> Vec<String> {
