@@ -20,7 +20,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use crate::{
-    domain::{Rule, Timestamp, restriction::Take},
+    domain::{KeyState, Rule, Timestamp, restriction::Take},
     index::{Entry, KeyIndex},
     usage::Recorder,
 };
@@ -155,14 +155,11 @@ fn check<T>(
 }
 
 pub fn decide<'a>(record: &Entry, request: &Request<'a>, now: Timestamp) -> Decision<'a> {
-    if record.revoked {
-        return Decision::of(Code::Revoked);
-    }
-    if record.disabled {
-        return Decision::of(Code::Disabled);
-    }
-    if record.is_expired(now) {
-        return Decision::of(Code::Expired);
+    match record.state(now) {
+        KeyState::Revoked => return Decision::of(Code::Revoked),
+        KeyState::Disabled => return Decision::of(Code::Disabled),
+        KeyState::Expired => return Decision::of(Code::Expired),
+        KeyState::Active => {}
     }
     let mut d = Decision::of(Code::Valid);
     let r = record.restrictions();

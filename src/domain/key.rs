@@ -124,15 +124,12 @@ impl KeyRecord {
     }
 
     pub fn state(&self, now: Timestamp) -> KeyState {
-        if self.revoked_at.is_some() {
-            KeyState::Revoked
-        } else if self.disabled_at.is_some() {
-            KeyState::Disabled
-        } else if self.is_expired(now) {
-            KeyState::Expired
-        } else {
-            KeyState::Active
-        }
+        KeyState::of(
+            self.revoked_at.is_some(),
+            self.disabled_at.is_some(),
+            self.expires_at,
+            now,
+        )
     }
 
     /// A key expires at its expiry instant: `now >= expires_at`.
@@ -142,6 +139,26 @@ impl KeyRecord {
 }
 
 impl KeyState {
+    /// The one place state precedence lives; records, index entries and
+    /// the verify decision all judge through it.
+    #[inline]
+    pub fn of(
+        revoked: bool,
+        disabled: bool,
+        expires_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Self {
+        if revoked {
+            Self::Revoked
+        } else if disabled {
+            Self::Disabled
+        } else if expires_at.is_some_and(|at| now >= at) {
+            Self::Expired
+        } else {
+            Self::Active
+        }
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",

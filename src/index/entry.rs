@@ -90,22 +90,8 @@ impl Entry {
         self.extras.as_ref().map_or(&NO_METADATA, |e| &e.metadata)
     }
 
-    /// A key expires at its expiry instant: `now >= expires_at`.
-    pub fn is_expired(&self, now: Timestamp) -> bool {
-        self.expires_at.is_some_and(|at| now >= at)
-    }
-
-    /// The same precedence as [`KeyRecord::state`].
     pub fn state(&self, now: Timestamp) -> KeyState {
-        if self.revoked {
-            KeyState::Revoked
-        } else if self.disabled {
-            KeyState::Disabled
-        } else if self.is_expired(now) {
-            KeyState::Expired
-        } else {
-            KeyState::Active
-        }
+        KeyState::of(self.revoked, self.disabled, self.expires_at, now)
     }
 
     /// This key's live state on this replica, made on first use.
