@@ -215,9 +215,12 @@ impl ExtAuthzService {
             Code::InsufficientScope
             | Code::IpNotAllowed
             | Code::ReferrerNotAllowed
-            | Code::ResourceNotAllowed => {
-                denied(HttpStatusCode::Forbidden, code_name(code), outcome.detail, &[])
-            }
+            | Code::ResourceNotAllowed => denied(
+                HttpStatusCode::Forbidden,
+                code_name(code),
+                outcome.detail,
+                &[],
+            ),
         };
         self.metrics
             .verify_latency

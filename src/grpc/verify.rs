@@ -82,13 +82,7 @@ impl VerifyService {
         if self.replica.fail_closed(self.fail_closed_after) {
             return Err(Error::Unavailable(FAIL_CLOSED).into());
         }
-        let answered = decide(
-            &self.index,
-            &self.usage,
-            req,
-            self.clock.now(),
-            mono_nanos,
-        );
+        let answered = decide(&self.index, &self.usage, req, self.clock.now(), mono_nanos);
         self.metrics
             .verify_latency
             .record(started.elapsed().as_secs_f64(), &[]);

@@ -50,8 +50,8 @@ fn envoy_config_points_ext_authz_at_keysmith() {
     assert!(clusters.iter().any(|c| c["name"] == "keysmith"));
     assert!(text.contains(keysmith::grpc::SCOPES_EXTENSION));
     // The path keysmith judges is the one the upstream gets.
-    let hcm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"];
+    let hcm =
+        &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
     assert_eq!(hcm["normalize_path"], true);
     assert_eq!(hcm["merge_slashes"], true);
     assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST");
