@@ -4,14 +4,19 @@
 //! - The key comes from `authorization: Bearer …` or the configured header
 //!   (`x-api-key` by default).
 //! - The client IP comes from Envoy's source address, the referrer from
-//!   `referer` (or `origin`), the resource from the path (without query and
-//!   leading `/`), and the required scopes from the route's
-//!   `context_extensions["keysmith_scopes"]` (space- or comma-separated).
+//!   `referer` (or `origin`), the resource from the path (without its query
+//!   and its one leading `/`, otherwise as written: a non-canonical path is
+//!   refused like any resource, see `domain::restriction::resource`), and
+//!   the required scopes from the route's
+//!   `context_extensions["keysmith_scopes"]` (space- or comma-separated; a
+//!   malformed list denies with 500).
 //! - Unknown, malformed, revoked, expired or disabled keys get 401 with
 //!   `WWW-Authenticate`; scope and restriction failures 403; rate limits 429
-//!   with `retry-after`.
-//! - On allow, the key header is stripped and the key's id, owner and
-//!   scopes go upstream as headers and as dynamic metadata.
+//!   with `retry-after`. A denial names no owner, scopes or metadata.
+//! - On allow, the key header is stripped, the key's id, owner and scopes
+//!   go upstream as headers (overwriting the client's) and as dynamic
+//!   metadata, and any other `x-keysmith-*` header the client sent is
+//!   removed (`response.rs`).
 
 mod response;
 
