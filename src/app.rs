@@ -31,6 +31,12 @@ use crate::{
 
 mod reflection;
 
+/// What the verify listener serves, and so what its reflection lists.
+const VERIFY_SERVICES: &[&str] = &[
+    pb::key_verify_server::SERVICE_NAME,
+    envoy_types::pb::envoy::service::auth::v3::authorization_server::SERVICE_NAME,
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("cannot open the store: {0}")]
@@ -222,8 +228,8 @@ impl App {
         }
         let verify = verify_server
             .add_service(health.clone())
-            .add_service(reflection::v1(pb::key_verify_server::SERVICE_NAME)?)
-            .add_service(reflection::v1alpha(pb::key_verify_server::SERVICE_NAME)?)
+            .add_service(reflection::v1(VERIFY_SERVICES)?)
+            .add_service(reflection::v1alpha(VERIFY_SERVICES)?)
             .add_service(
                 KeyVerifyServer::new(verify_service).max_decoding_message_size(MAX_VERIFY_MESSAGE),
             )
@@ -237,8 +243,8 @@ impl App {
             );
         let admin = admin_server
             .add_service(health)
-            .add_service(reflection::v1(pb::key_admin_server::SERVICE_NAME)?)
-            .add_service(reflection::v1alpha(pb::key_admin_server::SERVICE_NAME)?)
+            .add_service(reflection::v1(&[pb::key_admin_server::SERVICE_NAME])?)
+            .add_service(reflection::v1alpha(&[pb::key_admin_server::SERVICE_NAME])?)
             .add_service(
                 KeyAdminServer::new(AdminService::new(
                     self.keys.clone(),

@@ -239,4 +239,24 @@ proptest! {
         segs.extend(after.iter().map(String::as_str));
         prop_assert!(!list.allows(&segs.join("/")));
     }
+
+    /// The canonical form is never decoded: a segment holding an escape, a
+    /// backslash, a path parameter, a query or a fragment is never allowed,
+    /// whatever follows it, and no pattern may hold one either.
+    #[test]
+    fn reserved_characters_are_never_canonical(
+        before in prop::collection::vec("[xy]", 0..3),
+        head in "[xy.]{0,2}",
+        reserved in prop::sample::select(vec!['%', '\\', ';', '?', '#']),
+        tail in "[0-9a-fA-F./]{0,6}",
+        after in prop::collection::vec("[xy]", 0..3),
+    ) {
+        let list = ResourceAllowlist::parse(&["*", "x/*", "*/*"]).expect("valid");
+        let mut segs: Vec<String> = before.clone();
+        segs.push(format!("{head}{reserved}{tail}"));
+        segs.extend(after.iter().cloned());
+        let resource = segs.join("/");
+        prop_assert!(!list.allows(&resource), "{resource:?}");
+        prop_assert!(ResourceAllowlist::parse(&[resource.as_str()]).is_err());
+    }
 }

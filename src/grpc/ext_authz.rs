@@ -4,33 +4,40 @@
 //! - The key comes from `authorization: Bearer …` or the configured header
 //!   (`x-api-key` by default).
 //! - The client IP comes from Envoy's source address, the referrer from
-//!   `referer` (or `origin`), the resource from the path (without query and
-//!   leading `/`), and the required scopes from the route's
-//!   `context_extensions["keysmith_scopes"]` (space- or comma-separated).
+//!   `referer` (or `origin`), the resource from the path (without its query
+//!   and its one leading `/`, otherwise as written: a non-canonical path is
+//!   refused like any resource, see `domain::restriction::resource`), and
+//!   the required scopes from the route's
+//!   `context_extensions["keysmith_scopes"]` (space- or comma-separated; a
+//!   malformed list denies with 500).
 //! - Unknown, malformed, revoked, expired or disabled keys get 401 with
 //!   `WWW-Authenticate`; scope and restriction failures 403; rate limits 429
-//!   with `retry-after`.
-//! - On allow, the key header is stripped and the key's id, owner and
-//!   scopes go upstream as headers and as dynamic metadata.
+//!   with `retry-after`. A denial names no owner, scopes or metadata.
+//! - On allow, the key header is stripped, the key's id, owner and scopes
+//!   go upstream as headers (overwriting the client's) and as dynamic
+//!   metadata, and any other `x-keysmith-*` header the client sent is
+//!   removed (`response.rs`).
+
+mod response;
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
-use envoy_types::{
-    ext_authz::v3::{
-        CheckRequestExt, CheckResponseExt, DeniedHttpResponseBuilder, OkHttpResponseBuilder,
-        pb::{Authorization, CheckRequest, CheckResponse, HttpStatusCode},
-    },
-    pb::google::protobuf::{ListValue, Struct, Value, value::Kind},
+use envoy_types::ext_authz::v3::{
+    CheckRequestExt,
+    pb::{Authorization, CheckRequest, CheckResponse, HttpStatusCode},
 };
+use response::{allowed, code_name, denied, unauthorized};
+
+use super::presented::{Presented, Wipe};
 use tonic::{Request, Response, Status};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use crate::{
     domain::{Clock, MAX_SCOPES, mono_nanos, scope},
     index::{KeyIndex, ReplicaState},
     metrics::Metrics,
     usage::Recorder,
-    verify::{self, Code, Outcome, Request as VerifyRequest},
+    verify::{self, Code, Request as VerifyRequest},
 };
 
 /// The context extension that names the scopes a route requires.
@@ -81,121 +88,40 @@ impl ExtAuthzService {
     }
 }
 
-fn denied(
-    status: HttpStatusCode,
-    code: Code,
-    detail: &str,
-    extra: &[(&str, String)],
-) -> CheckResponse {
-    let mut http = DeniedHttpResponseBuilder::new();
-    http.set_http_status(status);
-    for (k, v) in extra {
-        http.add_header(*k, v.clone(), None, false);
-    }
-    http.add_header("content-type", "application/json", None, false);
-    http.set_body(serde_json::json!({ "error": code_name(code), "detail": detail }).to_string());
-    let grpc = match status {
-        HttpStatusCode::Unauthorized => Status::unauthenticated(detail),
-        HttpStatusCode::TooManyRequests => Status::resource_exhausted(detail),
-        _ => Status::permission_denied(detail),
-    };
-    let mut resp = CheckResponse::with_status(grpc);
-    resp.set_http_response(http);
-    resp
+/// A CheckRequest with the name of the configured key header: Envoy's copy
+/// of the client's headers holds the key, under `authorization` or that name.
+struct Check<'a> {
+    req: CheckRequest,
+    key_header: &'a str,
 }
 
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Valid => "valid",
-        Code::Malformed => "malformed",
-        Code::NotFound => "not_found",
-        Code::Revoked => "revoked",
-        Code::Expired => "expired",
-        Code::Disabled => "disabled",
-        Code::InsufficientScope => "insufficient_scope",
-        Code::IpNotAllowed => "ip_not_allowed",
-        Code::ReferrerNotAllowed => "referrer_not_allowed",
-        Code::ResourceNotAllowed => "resource_not_allowed",
-        Code::RateLimited => "rate_limited",
-    }
-}
-
-fn unauthorized(code: Code, detail: &str) -> CheckResponse {
-    let challenge = format!(
-        "Bearer realm=\"keysmith\", error=\"invalid_token\", error_description=\"{detail}\""
-    );
-    denied(
-        HttpStatusCode::Unauthorized,
-        code,
-        detail,
-        &[("www-authenticate", challenge)],
-    )
-}
-
-fn text(s: String) -> Value {
-    Value {
-        kind: Some(Kind::StringValue(s)),
-    }
-}
-
-fn allowed(o: &Outcome<'_>, key_header: &str) -> CheckResponse {
-    let mut http = OkHttpResponseBuilder::new();
-    http.remove_header(key_header);
-    let mut metadata = Struct::default();
-    if let Some(entry) = &o.entry {
-        let k = entry;
-        let (key_id, owner_id) = (k.key_id().into_string(), k.owner_id().to_owned());
-        let scopes: Vec<String> = k.scopes().iter().map(|s| s.as_str().to_owned()).collect();
-        http.add_header("x-keysmith-key-id", key_id.clone(), None, false);
-        http.add_header("x-keysmith-owner-id", owner_id.clone(), None, false);
-        http.add_header("x-keysmith-scopes", scopes.join(" "), None, false);
-        http.add_header(
-            "x-keysmith-environment",
-            k.environment.as_str(),
-            None,
-            false,
-        );
-        if let Some(remaining) = o.rate_limit_remaining {
-            http.add_header("x-ratelimit-remaining", remaining.to_string(), None, false);
-        }
-        let list = scopes.into_iter().map(text).collect();
-        metadata.fields.insert("key_id".into(), text(key_id));
-        metadata.fields.insert("owner_id".into(), text(owner_id));
-        metadata
-            .fields
-            .insert("environment".into(), text(k.environment.as_str().into()));
-        metadata.fields.insert(
-            "scopes".into(),
-            Value {
-                kind: Some(Kind::ListValue(ListValue { values: list })),
-            },
-        );
-    }
-    let mut resp = CheckResponse::with_status(Status::ok(""));
-    resp.set_http_response(http);
-    resp.set_dynamic_metadata(Some(metadata));
-    resp
-}
-
-#[tonic::async_trait]
-impl Authorization for ExtAuthzService {
-    async fn check(&self, req: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
-        let mut req = req.into_inner();
-        let answer = self.answer(&req);
-        // The request's own copy of the key is wiped, not just dropped.
-        if let Some(headers) = req
+impl Wipe for Check<'_> {
+    fn wipe(&mut self) {
+        if let Some(headers) = self
+            .req
             .attributes
             .as_mut()
             .and_then(|a| a.request.as_mut())
             .and_then(|r| r.http.as_mut())
         {
-            for name in ["authorization", self.key_header.as_str()] {
+            for name in ["authorization", self.key_header] {
                 if let Some(value) = headers.headers.get_mut(name) {
                     value.zeroize();
                 }
             }
         }
-        answer.map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthzService {
+    async fn check(&self, req: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        // Wrapped first: whatever `answer` returns, the key headers are wiped.
+        let presented = Presented::new(Check {
+            req: req.into_inner(),
+            key_header: &self.key_header,
+        });
+        self.answer(&presented.req).map(Response::new)
     }
 }
 
@@ -214,7 +140,6 @@ impl ExtAuthzService {
         let Some((key, source)) = self.key(headers) else {
             return Ok(unauthorized(Code::Malformed, "no API key presented"));
         };
-        let key = Zeroizing::new(key.to_owned());
         let key_header = if source == "authorization" {
             "authorization"
         } else {
@@ -231,11 +156,12 @@ impl ExtAuthzService {
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref());
         let path = http.map_or("", |h| h.path.as_str());
-        let resource = path
-            .split(['?', '#'])
-            .next()
-            .unwrap_or("")
-            .trim_start_matches('/');
+        // The query is not part of the resource; a fragment has no business
+        // in a request path, so it stays in and makes the resource
+        // non-canonical. Only the one leading `/` goes: `//acct_1/x` keeps an
+        // empty first segment, and is refused like any other.
+        let before_query = path.split_once('?').map_or(path, |(p, _)| p);
+        let resource = before_query.strip_prefix('/').unwrap_or(before_query);
         let extensions = req.attributes.as_ref().map(|a| &a.context_extensions);
         let required: Vec<String> = extensions
             .and_then(|e| e.get(SCOPES_EXTENSION))
@@ -254,9 +180,9 @@ impl ExtAuthzService {
                 "route requires malformed scopes; denying"
             );
             return Ok(denied(
-                HttpStatusCode::Forbidden,
-                Code::InsufficientScope,
-                "route misconfigured",
+                HttpStatusCode::InternalServerError,
+                "route_misconfigured",
+                "route misconfigured: keysmith_scopes is malformed",
                 &[],
             ));
         }
@@ -269,14 +195,14 @@ impl ExtAuthzService {
         let outcome = verify::verify(
             &self.index,
             &self.usage,
-            &key,
+            key,
             &request,
             self.clock.now(),
             mono_nanos,
         );
         let code = outcome.decision.code;
         let resp = match code {
-            Code::Valid => allowed(&outcome, key_header),
+            Code::Valid => allowed(&outcome, key_header, headers),
             Code::Malformed | Code::NotFound | Code::Revoked | Code::Expired | Code::Disabled => {
                 unauthorized(code, outcome.detail)
             }
@@ -286,7 +212,7 @@ impl ExtAuthzService {
                     .map_or(1, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
                 denied(
                     HttpStatusCode::TooManyRequests,
-                    code,
+                    code_name(code),
                     outcome.detail,
                     &[("retry-after", secs.to_string())],
                 )
@@ -294,13 +220,56 @@ impl ExtAuthzService {
             Code::InsufficientScope
             | Code::IpNotAllowed
             | Code::ReferrerNotAllowed
-            | Code::ResourceNotAllowed => {
-                denied(HttpStatusCode::Forbidden, code, outcome.detail, &[])
-            }
+            | Code::ResourceNotAllowed => denied(
+                HttpStatusCode::Forbidden,
+                code_name(code),
+                outcome.detail,
+                &[],
+            ),
         };
         self.metrics
             .verify_latency
             .record(started.elapsed().as_secs_f64(), &[]);
         Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, attribute_context};
+
+    use super::*;
+
+    #[test]
+    fn check_requests_lose_both_key_headers() {
+        let headers = [
+            ("authorization", "Bearer sk_live_a"),
+            ("x-api-key", "sk_live_b"),
+            ("accept", "*/*"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let req = CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(attribute_context::Request {
+                    http: Some(attribute_context::HttpRequest {
+                        headers,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        };
+        let mut check = Check {
+            req,
+            key_header: "x-api-key",
+        };
+        check.wipe();
+        let h = check.req.get_client_headers().expect("headers");
+        assert!(h["authorization"].is_empty());
+        assert!(h["x-api-key"].is_empty());
+        assert_eq!(h["accept"], "*/*", "only the key headers are wiped");
     }
 }

@@ -6,7 +6,9 @@ mod error;
 mod ext_authz;
 #[doc(hidden)]
 pub mod fuzz;
+mod presented;
 mod verify;
+mod watch;
 
 pub use admin::AdminService;
 pub use ext_authz::{ExtAuthzService, SCOPES_EXTENSION};
@@ -21,6 +23,16 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/keysmith_descriptor.bin"));
 }
+
+/// Encoded descriptors of `envoy.service.auth.v3.Authorization` and
+/// everything it imports, for reflection: envoy-types compiles them in but
+/// does not export them. `proto/envoy/README.md` says how to regenerate them
+/// when envoy-types is upgraded; `tests/api/reflection.rs` checks they still
+/// describe the Check that is served.
+pub const ENVOY_AUTHORIZATION_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/proto/envoy/authorization.protoset"
+));
 
 /// The bearer token of an admin call, if the call carries one.
 fn bearer<T>(req: &tonic::Request<T>) -> Option<&str> {

@@ -1,4 +1,7 @@
-//! KeyVerify handlers. Verify never awaits: it answers from memory.
+//! KeyVerify handlers. Verify and VerifyStream answer from memory, through
+//! [`VerifyService::answer`]: synchronous code that holds no store and never
+//! awaits. WatchRevocations, the one KeyVerify RPC that waits (on the change
+//! log and the feed), lives in `watch.rs`; this file only delegates to it.
 
 use std::{
     sync::Arc,
@@ -8,6 +11,11 @@ use std::{
 use futures::StreamExt;
 use tonic::{Request, Response, Status};
 use zeroize::Zeroize;
+
+use super::{
+    presented::{Presented, Wipe},
+    watch::{EventStream, WatchHandler},
+};
 
 use super::{convert, pb, pb::key_verify_server::KeyVerify};
 use crate::{
@@ -27,7 +35,7 @@ pub struct VerifyService {
     usage: Arc<Recorder>,
     clock: Clock,
     replica: Arc<ReplicaState>,
-    watcher: Watcher,
+    watch: WatchHandler,
     /// Refuse to answer when the change log was last read longer ago than this.
     fail_closed_after: Option<Duration>,
 }
@@ -48,7 +56,7 @@ impl VerifyService {
             usage,
             clock,
             replica,
-            watcher,
+            watch: WatchHandler::new(watcher),
             fail_closed_after,
         }
     }
@@ -57,13 +65,16 @@ impl VerifyService {
 /// Why a stale replica refuses under `--fail-closed-after`.
 pub const FAIL_CLOSED: &str = "this replica lost contact with the database (fail-closed)";
 
-type EventStream =
-    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::KeyEvent, Status>> + Send>>;
+impl Wipe for pb::VerifyRequest {
+    fn wipe(&mut self) {
+        self.key.zeroize();
+    }
+}
 
 impl VerifyService {
     /// One verification, shared by the unary and the streaming RPC. Never
     /// awaits and never touches the database.
-    fn answer(&self, req: pb::VerifyRequest) -> Result<pb::VerifyResponse, Status> {
+    fn answer(&self, req: &Presented<pb::VerifyRequest>) -> Result<pb::VerifyResponse, Status> {
         let started = Instant::now();
         if !self.index.is_ready() {
             return Err(Error::Unavailable("the key index is still loading").into());
@@ -71,9 +82,7 @@ impl VerifyService {
         if self.replica.fail_closed(self.fail_closed_after) {
             return Err(Error::Unavailable(FAIL_CLOSED).into());
         }
-        let mut req = req;
-        let answered = decide(&self.index, &self.usage, &req, self.clock.now(), mono_nanos);
-        req.key.zeroize();
+        let answered = decide(&self.index, &self.usage, req, self.clock.now(), mono_nanos);
         self.metrics
             .verify_latency
             .record(started.elapsed().as_secs_f64(), &[]);
@@ -117,7 +126,8 @@ impl KeyVerify for VerifyService {
         &self,
         req: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        self.answer(req.into_inner()).map(Response::new)
+        let req = Presented::new(req.into_inner());
+        self.answer(&req).map(Response::new)
     }
 
     type VerifyStreamStream = VerifyResults;
@@ -132,7 +142,8 @@ impl KeyVerify for VerifyService {
         let this = self.clone();
         let answers = req.into_inner().map(move |item| {
             let pb::VerifyStreamRequest { id, request } = item?;
-            let result = match this.answer(request.unwrap_or_default()) {
+            let request = Presented::new(request.unwrap_or_default());
+            let result = match this.answer(&request) {
                 Ok(r) => pb::verify_stream_response::Result::Response(r),
                 Err(status) => pb::verify_stream_response::Result::Error(pb::VerifyStreamError {
                     code: status.code() as i32,
@@ -149,17 +160,10 @@ impl KeyVerify for VerifyService {
 
     type WatchRevocationsStream = EventStream;
 
-    #[tracing::instrument(skip_all)]
     async fn watch_revocations(
         &self,
         req: Request<pb::WatchRevocationsRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let watch = convert::watch_request(req.into_inner())?;
-        let events = self.watcher.watch(watch).await?;
-        let stream = events.map(|item| match item {
-            Ok(change) => Ok(convert::key_event(&change)),
-            Err(e) => Err(Status::from(e)),
-        });
-        Ok(Response::new(Box::pin(stream)))
+        self.watch.watch_revocations(req).await
     }
 }

@@ -30,7 +30,7 @@ const CODES: usize = Code::ALL.len();
 pub struct KeyCounters {
     by_code: [AtomicU64; CODES],
     would_deny: AtomicU64,
-    /// Unix ms of the last Verify; 0 for none since the last flush.
+    /// Unix ms of the last Verify that passed; 0 for none since the last flush.
     last_used: AtomicI64,
     last_ip: Mutex<Option<IpAddr>>,
     /// Set when the key is queued for the next flush.
@@ -117,7 +117,8 @@ impl Recorder {
         counter.fetch_add(1, Relaxed);
     }
 
-    /// Counts a call on a known key.
+    /// Counts a call on a known key; only a call that passes moves its
+    /// last use and last client IP.
     #[inline]
     pub fn record(
         &self,
@@ -131,19 +132,25 @@ impl Recorder {
         if !d.would_deny.is_empty() {
             c.would_deny.fetch_add(1, Relaxed);
         }
-        // A load first: under load most calls share a millisecond, and a
-        // store they skip is a cache line they do not bounce between cores.
-        // Racing writers may leave a value a millisecond behind; fine for
-        // "last used".
-        if c.last_used.load(Relaxed) < now.as_millis() {
-            c.last_used.store(now.as_millis(), Relaxed);
-        }
-        if let Some(ip) = ip
-            && let Ok(mut last) = c.last_ip.try_lock()
-        {
-            // Contended means another call is writing a "last" IP right now:
-            // either one is as good.
-            *last = Some(ip);
+        // Only a call that passes is a use. Anyone can present a dead or
+        // restricted key; if denials counted, they would keep it "in use"
+        // for the stale-key and idle-grace jobs. Denials are still counted
+        // above, by code. A report-only would-deny call passes, so it counts.
+        if d.is_valid() {
+            // A load first: under load most calls share a millisecond, and a
+            // store they skip is a cache line they do not bounce between
+            // cores. Racing writers may leave a value a millisecond behind;
+            // fine for "last used".
+            if c.last_used.load(Relaxed) < now.as_millis() {
+                c.last_used.store(now.as_millis(), Relaxed);
+            }
+            if let Some(ip) = ip
+                && let Ok(mut last) = c.last_ip.try_lock()
+            {
+                // Contended means another call is writing a "last" IP right
+                // now: either one is as good.
+                *last = Some(ip);
+            }
         }
         if !c.dirty.load(Relaxed) && !c.dirty.swap(true, Relaxed) {
             self.dirty

@@ -49,6 +49,20 @@ fn envoy_config_points_ext_authz_at_keysmith() {
         .expect("clusters");
     assert!(clusters.iter().any(|c| c["name"] == "keysmith"));
     assert!(text.contains(keysmith::grpc::SCOPES_EXTENSION));
+    // The path keysmith judges is the one the upstream gets.
+    let hcm =
+        &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(hcm["normalize_path"], true);
+    assert_eq!(hcm["merge_slashes"], true);
+    assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST");
+    // Deny when keysmith cannot answer; ext_authz runs before the router.
+    let filters = hcm["http_filters"].as_sequence().expect("http filters");
+    assert_eq!(filters[0]["name"], "envoy.filters.http.ext_authz");
+    assert_eq!(filters[0]["typed_config"]["failure_mode_allow"], false);
+    assert_eq!(
+        filters.last().expect("router")["name"],
+        "envoy.filters.http.router"
+    );
 }
 
 #[test]

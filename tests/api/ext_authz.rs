@@ -58,13 +58,13 @@ pub(crate) fn check_request(
     }
 }
 
-async fn check(app: &TestApp, req: CheckRequest) -> CheckResponse {
+pub(crate) async fn check(app: &TestApp, req: CheckRequest) -> CheckResponse {
     let mut client = AuthorizationClient::new(app.verify_channel.clone());
     client.check(req).await.expect("check").into_inner()
 }
 
 /// (grpc code, http status, headers) of a denial; http 200 for an allow.
-fn summary(r: &CheckResponse) -> (i32, i32, HashMap<String, String>) {
+pub(crate) fn summary(r: &CheckResponse) -> (i32, i32, HashMap<String, String>) {
     let code = r.status.as_ref().map_or(-1, |s| s.code);
     match &r.http_response {
         Some(HttpResponse::DeniedResponse(d)) => {
@@ -204,7 +204,58 @@ async fn denies_with_the_right_http_status(backend: Backend) {
     assert!((3500..=3600).contains(&retry), "{retry}");
 }
 
+/// A route whose `keysmith_scopes` cannot be parsed denies everyone, even a
+/// key with every scope, and says the route is at fault.
+async fn malformed_scopes_extension_fails_closed(backend: Backend) {
+    let app = spawn(backend).await;
+    let created = app.create_with_scopes(&["*"]).await;
+    let too_many = vec!["a:read"; keysmith::domain::MAX_SCOPES + 1].join(" ");
+    for scopes in [
+        "invoices:read bad!scope",
+        "INVOICES:READ",
+        "a::b",
+        too_many.as_str(),
+    ] {
+        let r = check(
+            &app,
+            check_request(
+                &[("x-api-key", &created.secret)],
+                "203.0.113.9",
+                "/x",
+                scopes,
+            ),
+        )
+        .await;
+        let (code, http, _) = summary(&r);
+        assert_eq!((code, http), (7, 500), "{scopes:?}");
+        let Some(HttpResponse::DeniedResponse(d)) = &r.http_response else {
+            panic!("a denial for {scopes:?}")
+        };
+        let body: serde_json::Value = serde_json::from_str(&d.body).expect("json body");
+        assert_eq!(body["error"], "route_misconfigured");
+        assert!(
+            body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("keysmith_scopes")),
+            "{body}"
+        );
+    }
+    // The same key passes on a route whose scopes parse.
+    let r = check(
+        &app,
+        check_request(
+            &[("x-api-key", &created.secret)],
+            "203.0.113.9",
+            "/x",
+            "invoices:read, a:read",
+        ),
+    )
+    .await;
+    assert_eq!(summary(&r).1, 200);
+}
+
 crate::backend_tests!(
     allows_valid_keys_and_passes_identity_upstream,
-    denies_with_the_right_http_status
+    denies_with_the_right_http_status,
+    malformed_scopes_extension_fails_closed,
 );

@@ -199,7 +199,110 @@ async fn stale_keys_are_exactly_the_unused_ones(backend: Backend) {
     assert_eq!(keys.len(), 5);
 }
 
+/// Denied calls are counted by outcome, but only a call that passes is a
+/// use: presenting a dead or restricted key does not keep it "in use".
+async fn only_passing_calls_count_as_use(backend: Backend) {
+    let app = spawn_with(backend, |c| {
+        c.usage_flush_interval = Duration::from_millis(50)
+    })
+    .await;
+    let created = app
+        .create(pb::CreateKeyRequest {
+            owner_id: "acct_1".into(),
+            scopes: vec!["a:read".into()],
+            restrictions: Some(pb::Restrictions {
+                ip: Some(pb::IpRestriction {
+                    allow: vec!["10.0.0.0/8".into()],
+                    mode: 0,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+    let id = created.key.expect("key").id;
+    let denied = [
+        verify_from(&app, &created.secret, &["a:write"], "10.0.0.1").await,
+        verify_from(&app, &created.secret, &[], "198.51.100.1").await,
+    ];
+    assert!(denied.iter().all(|v| !v.valid));
+    eventually("denials to be flushed", || async {
+        usage(&app, &id).await.totals.is_some_and(|t| t.total == 2)
+    })
+    .await;
+    let u = usage(&app, &id).await;
+    let t = u.totals.expect("totals");
+    assert_eq!((t.insufficient_scope, t.ip_not_allowed), (1, 1));
+    assert_eq!(u.last_used_time, None, "a denial is not a use");
+    assert_eq!(u.last_client_ip, "");
+    assert_eq!(app.get(&id).await.last_used_time, None);
+
+    assert!(
+        verify_from(&app, &created.secret, &["a:read"], "10.0.0.7")
+            .await
+            .valid
+    );
+    eventually("the use to be flushed", || async {
+        usage(&app, &id).await.last_used_time.is_some()
+    })
+    .await;
+    assert_eq!(usage(&app, &id).await.last_client_ip, "10.0.0.7");
+
+    // A later denial from elsewhere moves neither.
+    let before = usage(&app, &id).await.last_used_time;
+    app.revoke(&id).await;
+    assert!(
+        !verify_from(&app, &created.secret, &[], "10.0.0.99")
+            .await
+            .valid
+    );
+    eventually("the revoked call to be counted", || async {
+        usage(&app, &id)
+            .await
+            .totals
+            .is_some_and(|t| t.revoked == 1)
+    })
+    .await;
+    let u = usage(&app, &id).await;
+    assert_eq!(u.last_used_time, before);
+    assert_eq!(u.last_client_ip, "10.0.0.7");
+}
+
+/// A report-only restriction that would deny still lets the call through:
+/// that call is a use.
+async fn report_only_would_denials_count_as_use(backend: Backend) {
+    let app = spawn_with(backend, |c| {
+        c.usage_flush_interval = Duration::from_millis(50)
+    })
+    .await;
+    let created = app
+        .create(pb::CreateKeyRequest {
+            owner_id: "acct_1".into(),
+            restrictions: Some(pb::Restrictions {
+                ip: Some(pb::IpRestriction {
+                    allow: vec!["10.0.0.0/8".into()],
+                    mode: pb::RestrictionMode::ReportOnly.into(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+    let id = created.key.expect("key").id;
+    let v = verify_from(&app, &created.secret, &[], "198.51.100.1").await;
+    assert!(v.valid);
+    let would: Vec<pb::VerifyCode> = v.would_deny().collect();
+    assert_eq!(would, [pb::VerifyCode::IpNotAllowed]);
+    eventually("the use to be flushed", || async {
+        usage(&app, &id).await.last_used_time.is_some()
+    })
+    .await;
+    assert_eq!(usage(&app, &id).await.last_client_ip, "198.51.100.1");
+}
+
 crate::backend_tests!(
+    only_passing_calls_count_as_use,
+    report_only_would_denials_count_as_use,
     counters_reach_the_store_after_a_flush,
     counters_are_flushed_on_graceful_shutdown,
     stale_keys_are_exactly_the_unused_ones,

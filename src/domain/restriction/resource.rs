@@ -1,12 +1,20 @@
 //! Resource allowlists: `/`-separated patterns such as `acct_123/*`.
 //!
-//! - A literal segment matches itself.
+//! - A literal segment matches itself, byte for byte.
 //! - `*` in the middle matches exactly one segment (`acct_*` style partial
 //!   globs are refused as ambiguous).
 //! - `*` as the last segment matches one or more remaining segments.
 //!
-//! A presented resource with an empty, `.` or `..` segment is never allowed:
-//! whatever normalises paths downstream could otherwise walk out of a prefix.
+//! **One canonical form, for patterns and presented resources alike:**
+//! segments of printable ASCII, never empty, `.` or `..`, and without `%`,
+//! `\`, `;`, `?` or `#`. Nothing is ever decoded. Whatever sits downstream
+//! (a proxy, a framework, a file system) may decode `%2e%2e` or `%2F`, treat
+//! `\` as a separator, drop `;` path parameters (`..;/`), or cut at a query
+//! or fragment; a resource that one of them could read differently from us
+//! could walk out of a prefix, so it is refused instead of interpreted. A
+//! gateway that needs such characters must map them to canonical names first.
+//! This also rules out `%00`, double encoding (`%252e`), either hex case and
+//! anything that decodes to invalid UTF-8: there is no `%` to start one.
 
 use super::MAX_ALLOWLIST;
 
@@ -23,6 +31,8 @@ pub enum ResourceError {
     PartialWildcard,
     #[error("segments must be non-empty printable ASCII, not `.` or `..`")]
     Segment,
+    #[error("`{0}` is not allowed: resources are compared as written, never decoded")]
+    Reserved(char),
     #[error("an allowlist needs at least one entry")]
     NoEntries,
     #[error("at most {MAX_ALLOWLIST} entries")]
@@ -32,6 +42,10 @@ pub enum ResourceError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResourceAllowlist(Vec<String>);
 
+/// Characters some layer downstream reads as more than a byte: an escape,
+/// a separator, a path parameter, a query or a fragment.
+const RESERVED: [char; 5] = ['%', '\\', ';', '?', '#'];
+
 fn check_segment(seg: &str, pattern: bool) -> Result<(), ResourceError> {
     if pattern && seg.contains('*') && seg != "*" {
         return Err(ResourceError::PartialWildcard);
@@ -39,6 +53,9 @@ fn check_segment(seg: &str, pattern: bool) -> Result<(), ResourceError> {
     let printable = seg.bytes().all(|b| b.is_ascii_graphic());
     if seg.is_empty() || seg == "." || seg == ".." || !printable {
         return Err(ResourceError::Segment);
+    }
+    if let Some(c) = seg.chars().find(|c| RESERVED.contains(c)) {
+        return Err(ResourceError::Reserved(c));
     }
     Ok(())
 }
@@ -137,6 +154,55 @@ mod tests {
             "acct_123/x y",
         ] {
             assert!(!allows(&["acct_123/*"], r), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn encoded_and_ambiguous_resources_are_refused() {
+        for r in [
+            "acct_123/%2e%2e/acct_456/invoices",
+            "acct_123/x%2F..%2F..%2Facct_456",
+            "acct_123/%2E%2E/acct_456",
+            "acct_123/%252e%252e/acct_456",
+            "acct_123/x%00",
+            "acct_123/%c0%ae%c0%ae/acct_456",
+            "acct_123/%41",
+            "acct_123/..\\..\\acct_456",
+            "acct_123\\..\\acct_456",
+            "acct_123/..;/acct_456",
+            "acct_123/x;jsessionid=1",
+            "acct_123/x?y=../../acct_456",
+            "acct_123/x#/../../acct_456",
+            "acct_123/x\0",
+            "acct_123/\u{e9}",
+            "acct_123/x\u{0}",
+        ] {
+            assert!(check_resource(r).is_err(), "{r:?} must not be canonical");
+            assert!(!allows(&["acct_123/*", "*"], r), "{r:?}");
+        }
+        assert_eq!(
+            check_resource("acct_123/x%2F"),
+            Err(ResourceError::Reserved('%'))
+        );
+    }
+
+    #[test]
+    fn patterns_take_the_same_canonical_form() {
+        for bad in [
+            "acct_123/%2e%2e",
+            "acct_%31/*",
+            "acct_123\\x",
+            "acct_123/x;y",
+            "acct_123/x?y",
+            "acct_123/x#y",
+        ] {
+            assert!(
+                matches!(
+                    ResourceAllowlist::parse(&[bad]),
+                    Err((0, ResourceError::Reserved(_)))
+                ),
+                "{bad:?}"
+            );
         }
     }
 

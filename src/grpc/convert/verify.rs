@@ -67,9 +67,14 @@ pub fn verify_response(o: &Outcome<'_>) -> pb::VerifyResponse {
         }),
         ..Default::default()
     };
-    if let Some(entry) = &o.entry {
-        let k = entry;
-        resp.key_id = k.key_id().into_string();
+    let Some(k) = &o.entry else {
+        return resp;
+    };
+    // A denial names the key, so a gateway can log which one failed and
+    // why; who owns it, what it grants and what it says about itself (its
+    // metadata may hold internal notes) are only for a caller it lets in.
+    resp.key_id = k.key_id().into_string();
+    if o.decision.is_valid() {
         resp.owner_id = k.owner_id().to_owned();
         resp.scopes = k.scopes().iter().map(|s| s.as_str().to_owned()).collect();
         resp.environment = to_environment(k.environment).into();
