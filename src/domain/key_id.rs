@@ -154,7 +154,10 @@ mod tests {
         let mut all = std::collections::HashSet::new();
         for t in threads {
             let ids: Vec<KeyId> = t.join().expect("thread");
-            assert!(ids.windows(2).all(|p| p[0] < p[1]), "ordered in each thread");
+            assert!(
+                ids.windows(2).all(|p| p[0] < p[1]),
+                "ordered in each thread"
+            );
             all.extend(ids);
         }
         assert_eq!(all.len(), 8_000, "no id twice");

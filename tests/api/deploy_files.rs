@@ -52,7 +52,7 @@ fn envoy_config_points_ext_authz_at_keysmith() {
 }
 
 /// The scanner rules, by rule name: gitleaks' `regex = '''…'''` lines
-/// under each `id`, and TruffleHog's detectors' regex maps.
+/// under each `id`, TruffleHog's detectors' regex maps, and the README's.
 fn scanner_rules() -> Vec<(String, String, regex::Regex)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/scanners");
     let mut rules = Vec::new();
@@ -78,11 +78,20 @@ fn scanner_rules() -> Vec<(String, String, regex::Regex)> {
         let regexes = detector["regex"].as_mapping().expect("regex map");
         for pattern in regexes.values() {
             let pattern = pattern.as_str().expect("regex string");
-            let re = regex::Regex::new(pattern)
-                .unwrap_or_else(|e| panic!("trufflehog {name}: {e}"));
+            let re =
+                regex::Regex::new(pattern).unwrap_or_else(|e| panic!("trufflehog {name}: {e}"));
             rules.push(("trufflehog".to_owned(), name.clone(), re));
         }
     }
+    // The README's pattern for other scanners, held to the same samples.
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with(r"\b(sk|pk)_"))
+        .expect("the README shows the key pattern");
+    let re = regex::Regex::new(line).expect("README regex");
+    rules.push(("readme".to_owned(), "keysmith-api-key".to_owned(), re));
     rules
 }
 
@@ -111,15 +120,18 @@ fn issued_secrets() -> Vec<(&'static str, String)> {
 fn near_misses(secret: &str) -> Vec<String> {
     let (prefix, body) = secret.split_at(secret.rfind('_').expect("prefix") + 1);
     let mut out = vec![
-        format!("{prefix}{}", &body[1..]),                      // a digit short
-        format!("{secret}7"),                                   // a digit long
-        format!("{prefix}{}-{}", &body[..10], &body[11..]),     // not base62
-        format!("x{secret}"),                                   // inside a longer word
-        format!("{}{body}", prefix.to_uppercase()),             // wrong case
-        format!("{}{body}", prefix.replacen('_', "", 1)),       // a separator lost
+        format!("{prefix}{}", &body[1..]),                  // a digit short
+        format!("{secret}7"),                               // a digit long
+        format!("{prefix}{}-{}", &body[..10], &body[11..]), // not base62
+        format!("x{secret}"),                               // inside a longer word
+        format!("{}{body}", prefix.to_uppercase()),         // wrong case
+        format!("{}{body}", prefix.replacen('_', "", 1)),   // a separator lost
     ];
     if prefix.contains("live") || prefix.contains("test") {
-        out.push(format!("{}{body}", prefix.replace("live", "prod").replace("test", "prod")));
+        out.push(format!(
+            "{}{body}",
+            prefix.replace("live", "prod").replace("test", "prod")
+        ));
         out.push(format!("rk_{}", &secret[3..]));
     }
     out
@@ -150,7 +162,11 @@ fn scanner_rules_match_real_secrets_only() {
         for (tool, name, re) in &rules {
             let found = re.find(&line).map(|m| m.as_str());
             if name == kind {
-                assert_eq!(found, Some(secret.as_str()), "{tool} {name} misses {secret}");
+                assert_eq!(
+                    found,
+                    Some(secret.as_str()),
+                    "{tool} {name} misses {secret}"
+                );
             } else {
                 assert_eq!(found, None, "{tool} {name} flags a {kind}");
             }

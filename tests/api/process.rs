@@ -238,7 +238,10 @@ async fn sigterm_drains_in_flight_calls(backend: crate::helpers::Backend) {
     assert!(reply.key.expect("key").revoke_time.is_some());
     let receipt = reply.propagation.expect("a receipt");
     assert!(!receipt.complete, "the stuck replica never confirmed");
-    assert!(receipt.confirmed_replicas < receipt.live_replicas, "{receipt:?}");
+    assert!(
+        receipt.confirmed_replicas < receipt.live_replicas,
+        "{receipt:?}"
+    );
     let status = replica.exited().await;
     assert!(status.success(), "exit status {status:?}");
 }
