@@ -274,7 +274,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 dry_run: args.stale_dry_run,
                 ..defaults.jobs.stale.clone()
             },
-            ..defaults.jobs.clone()
         },
         ext_authz_key_header: args.ext_authz_key_header,
         auth_limits: keysmith::auth::AuthLimits {

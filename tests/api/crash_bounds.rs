@@ -11,7 +11,7 @@ use keysmith::{
 };
 
 use crate::{
-    helpers::{Admin, Backend, TestDb, eventually},
+    helpers::{Admin, Backend, TestDb, eventually, eventually_within},
     process::{Replica, database_url, mint_token, store_at},
 };
 
@@ -161,18 +161,21 @@ async fn kill_9_mid_job_run_neither_repeats_nor_loses_a_notice(backend: Backend)
 
     eprintln!("crash: {at_kill} of {NOTICED_KEYS} notices sent at kill -9");
     let restarted = Replica::start(&url, &token, &jobs).await;
-    eventually("every key's notice", || async {
+    let started = std::time::Instant::now();
+    let run = std::time::Duration::from_secs(60);
+    eventually_within(run, "every key's notice", || async {
         expiring_notices(store.as_ref()).await.len() == NOTICED_KEYS
     })
     .await;
     // Jobs scan keys by id, so the round that notices a newer key has
     // looked at every earlier one again: a repeat would show now.
     let newest = create_expiring(&restarted.admin).await;
-    eventually("the newest key's notice", || async {
+    eventually_within(run, "the newest key's notice", || async {
         expiring_notices(store.as_ref()).await.contains_key(&newest)
     })
     .await;
     keys.push(newest);
+    eprintln!("crash: the rest sent in {:?}", started.elapsed());
     let notices = expiring_notices(store.as_ref()).await;
     for id in &keys {
         assert_eq!(notices.get(id), Some(&1), "{id}: exactly one key.expiring");
