@@ -148,6 +148,10 @@ struct ServeArgs {
     /// `notify` (events only) or `expire` (the key expires at due + grace).
     #[arg(long, env = "KEYSMITH_ROTATION_ACTION", default_value = "notify", value_parser = ["notify", "expire"])]
     rotation_action: String,
+    /// How often the scheduled jobs run; each run holds its job's lease this
+    /// long, so another replica takes over within one interval of a crash.
+    #[arg(long, env = "KEYSMITH_JOBS_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    jobs_interval: Duration,
     /// When to send key.expiring before a key's expiry, e.g. `14d,7d,1d`.
     #[arg(long, env = "KEYSMITH_EXPIRY_NOTICE", default_value = "14d,7d,1d", value_parser = parse_durations)]
     expiry_notice: Durations,
@@ -256,6 +260,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         change_retention: args.change_retention,
         usage_flush_interval: args.usage_flush_interval.max(Duration::from_millis(10)),
         jobs: JobsConfig {
+            interval: args.jobs_interval.max(Duration::from_millis(10)),
             default_rotation: args
                 .rotate_every
                 .map(|every| KeyRotation::every(every, args.rotation_action == "expire"))
@@ -269,7 +274,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
                 dry_run: args.stale_dry_run,
                 ..defaults.jobs.stale.clone()
             },
-            ..defaults.jobs.clone()
         },
         ext_authz_key_header: args.ext_authz_key_header,
         auth_limits: keysmith::auth::AuthLimits {

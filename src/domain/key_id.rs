@@ -1,8 +1,14 @@
-use std::{fmt, str::FromStr};
+use std::{
+    fmt,
+    str::FromStr,
+    sync::{Mutex, PoisonError},
+};
 
 /// A key's public identifier: `key_` and a lowercase ULID (26 characters).
 ///
-/// Time-ordered, so listing by id lists by creation. Safe to log and to show.
+/// Time-ordered, so listing by id lists by creation: ids made by one process
+/// strictly increase, even within a millisecond; across replicas they are
+/// ordered to the millisecond. Safe to log and to show.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(String);
 
@@ -14,10 +20,22 @@ pub struct KeyIdError;
 
 impl KeyId {
     pub fn generate() -> Self {
-        Self(format!(
-            "{PREFIX}{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        ))
+        // A plain `Ulid::new()` draws fresh random bits each time, so two ids
+        // made in the same millisecond sort at random. The generator adds one
+        // to the last id's random part instead.
+        static GENERATOR: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
+        let ulid = loop {
+            let next = GENERATOR
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .generate();
+            match next {
+                Ok(ulid) => break ulid,
+                // 2^80 ids in one millisecond: wait for the next one.
+                Err(_) => std::thread::yield_now(),
+            }
+        };
+        Self(format!("{PREFIX}{}", ulid.to_string().to_lowercase()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -93,6 +111,56 @@ mod tests {
         let parsed: KeyId = a.as_str().parse().expect("generated id parses");
         assert_eq!(parsed, a);
         assert!(a.as_str().len() == 30);
+    }
+
+    /// Many ids fall in one millisecond; the store lists by id as text.
+    #[test]
+    fn ids_made_one_after_another_sort_in_that_order() {
+        let ids: Vec<KeyId> = (0..10_000).map(|_| KeyId::generate()).collect();
+        for pair in ids.windows(2) {
+            assert!(
+                pair[0].as_str() < pair[1].as_str(),
+                "{} then {}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+
+    #[test]
+    fn ids_carry_their_creation_time() {
+        let now_ms = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_millis() as u64
+        };
+        let before = now_ms();
+        let id = KeyId::generate();
+        let after = now_ms();
+        let ulid = ulid::Ulid::from_string(&id.as_str()[PREFIX.len()..]).expect("ulid");
+        assert!((before..=after).contains(&ulid.timestamp_ms()), "{id}");
+        // An id from a later millisecond sorts after every earlier one.
+        let earlier = ulid::Ulid::from_parts(before.saturating_sub(1), u128::MAX >> 48);
+        let earlier = format!("{PREFIX}{}", earlier.to_string().to_lowercase());
+        assert!(earlier.as_str() < id.as_str());
+    }
+
+    #[test]
+    fn ids_from_many_threads_are_unique_and_ordered_per_thread() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..2_000).map(|_| KeyId::generate()).collect()))
+            .collect();
+        let mut all = std::collections::HashSet::new();
+        for t in threads {
+            let ids: Vec<KeyId> = t.join().expect("thread");
+            assert!(
+                ids.windows(2).all(|p| p[0] < p[1]),
+                "ordered in each thread"
+            );
+            all.extend(ids);
+        }
+        assert_eq!(all.len(), 8_000, "no id twice");
     }
 
     #[test]

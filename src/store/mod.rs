@@ -7,6 +7,7 @@
 //! key rows, their audit events and their change-log rows in one transaction.
 
 pub mod audit_chain;
+mod durability;
 mod log_sql;
 pub(crate) mod policy;
 mod postgres;
@@ -26,6 +27,7 @@ use crate::domain::{
     Environment, KeyHash, KeyId, KeyRecord, KeyState, OwnerId, RequestId, Timestamp,
 };
 
+pub use durability::Durability;
 pub use policy::PolicyStore;
 pub use postgres::{PgStore, PgWakeups};
 pub use sqlite::SqliteStore;
@@ -338,6 +340,8 @@ pub trait Store:
     fn wakeups(&self) -> Option<PgWakeups>;
     /// The backend's name, for logs.
     fn backend(&self) -> &'static str;
+    /// The commit settings of a connection from the store's pool.
+    async fn durability(&self) -> Result<Durability, StoreError>;
 }
 
 /// The change log, replica progress and job leases.

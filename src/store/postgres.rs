@@ -20,13 +20,32 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options: PgConnectOptions = url.parse()?;
+        // Commits wait for the WAL flush whatever the server's default says
+        // (a tuned or test server may run with `synchronous_commit = off`,
+        // which acknowledges writes a power cut then loses).
+        let options = url
+            .parse::<PgConnectOptions>()?
+            .options([("synchronous_commit", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options.clone())
             .await?;
         Ok(Self { pool, options })
+    }
+
+    async fn read_durability(&self) -> Result<super::Durability, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&mut *conn)
+            .await?;
+        let fsync: String = sqlx::query_scalar("SHOW fsync")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(super::Durability::Postgres {
+            synchronous_commit,
+            fsync,
+        })
     }
 
     fn pg_wakeups(&self) -> Option<PgWakeups> {

@@ -386,6 +386,12 @@ macro_rules! impl_sql_store {
             fn backend(&self) -> &'static str {
                 $backend
             }
+
+            async fn durability(
+                &self,
+            ) -> Result<$crate::store::Durability, $crate::store::StoreError> {
+                self.read_durability().await
+            }
         }
 
         impl $store {

@@ -62,6 +62,20 @@ impl SqliteStore {
         Ok(self.pool.begin().await?)
     }
 
+    async fn read_durability(&self) -> Result<super::Durability, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?;
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(super::Durability::Sqlite {
+            journal_mode,
+            synchronous,
+        })
+    }
+
     fn pg_wakeups(&self) -> Option<super::PgWakeups> {
         None
     }

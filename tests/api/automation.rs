@@ -1,6 +1,6 @@
 //! Lifecycle automation with an injected clock: expiry notices, scheduled
-//! rotation, self-rotation, grace that ends when the old key goes idle, the
-//! unused-key policy, and jobs that run once across replicas.
+//! rotation, self-rotation, the unused-key policy, and jobs that run once
+//! across replicas.
 
 use std::{
     sync::atomic::{AtomicI64, Ordering},
@@ -27,7 +27,7 @@ async fn actions(app: &TestApp, key_id: &str) -> Vec<String> {
 }
 
 /// Audit events of `key_id` (with `action`, unless empty), newest first.
-async fn events_of(app: &TestApp, key_id: &str, action: &str) -> Vec<pb::AuditEvent> {
+pub(crate) async fn events_of(app: &TestApp, key_id: &str, action: &str) -> Vec<pb::AuditEvent> {
     let req = pb::ListAuditEventsRequest {
         key_id: key_id.into(),
         action: action.into(),
@@ -229,81 +229,6 @@ async fn self_rotation_by_proof_of_possession(backend: Backend) {
     );
 }
 
-async fn grace_ends_early_once_the_old_key_goes_idle(backend: Backend) {
-    let (clock, now) = manual_clock();
-    let app = spawn_with(backend, |c| {
-        c.clock = clock;
-        c.jobs.interval = Duration::from_millis(20);
-        c.usage_flush_interval = Duration::from_millis(20);
-    })
-    .await;
-    let old = app.create_with_scopes(&[]).await;
-    let old_id = old.key.expect("key").id;
-    let req = pb::RotateKeyRequest {
-        id: old_id.clone(),
-        grace_period: Some(prost_types::Duration {
-            seconds: 7 * 86_400,
-            nanos: 0,
-        }),
-        end_grace_when_idle: Some(prost_types::Duration {
-            seconds: 3600,
-            nanos: 0,
-        }),
-    };
-    let new = app
-        .admin
-        .clone()
-        .rotate_key(req)
-        .await
-        .expect("rotate")
-        .into_inner();
-    // Not before the successor is used, however idle the old key is.
-    now.fetch_add(2 * 3600 * 1000, Ordering::SeqCst);
-    assert_eq!(app.verify_code(&old.secret).await, VerifyCode::Valid);
-    assert_eq!(app.verify_code(&new.secret).await, VerifyCode::Valid);
-    let new_id = new.key.expect("key").id;
-    eventually("the successor's use to be flushed", || async {
-        app.get(&new_id).await.last_used_time.is_some()
-    })
-    .await;
-    // The overlap report shows both keys' traffic since the rotation.
-    let overlap = || async {
-        let req = pb::GetRotationOverlapRequest { id: new_id.clone() };
-        app.admin
-            .clone()
-            .get_rotation_overlap(req)
-            .await
-            .expect("overlap")
-            .into_inner()
-    };
-    eventually("both uses in the overlap report", || async {
-        let o = overlap().await;
-        o.old_key.is_some_and(|c| c.valid == 1) && o.new_key.is_some_and(|c| c.valid == 1)
-    })
-    .await;
-    let o = overlap().await;
-    assert_eq!(
-        (o.old_key_id.as_str(), o.new_key_id.as_str()),
-        (old_id.as_str(), new_id.as_str())
-    );
-    assert_eq!(o.end_grace_when_idle.map(|d| d.seconds), Some(3600));
-    // The old key was used just now too; it must go quiet for an hour.
-    now.fetch_add(3600 * 1000 + 1, Ordering::SeqCst);
-    // Watched through the admin API: a Verify would be a use of the old key.
-    eventually("the old key to expire early", || async {
-        app.get(&old_id).await.state() == pb::KeyState::Expired
-    })
-    .await;
-    assert_eq!(app.verify_code(&old.secret).await, VerifyCode::Expired);
-    assert_eq!(app.verify_code(&new.secret).await, VerifyCode::Valid);
-    let events = events_of(&app, &old_id, "key.expired").await;
-    assert!(
-        events[0].reason.contains("grace ended early"),
-        "{:?}",
-        events[0]
-    );
-}
-
 async fn stale_stages_act_or_only_report(backend: Backend) {
     for dry_run in [true, false] {
         let (clock, now) = manual_clock();
@@ -349,7 +274,6 @@ crate::backend_tests!(
     expiry_notices_fire_once_at_each_lead,
     rotation_policy_warns_then_expires_at_due_plus_grace,
     self_rotation_by_proof_of_possession,
-    grace_ends_early_once_the_old_key_goes_idle,
     stale_stages_act_or_only_report,
     a_job_lease_has_one_holder_at_a_time,
     a_keys_own_rotation_policy_wins,

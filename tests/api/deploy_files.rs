@@ -65,29 +65,131 @@ fn envoy_config_points_ext_authz_at_keysmith() {
     );
 }
 
+/// The scanner rules, by rule name: gitleaks' `regex = '''…'''` lines
+/// under each `id`, TruffleHog's detectors' regex maps, and the README's.
+fn scanner_rules() -> Vec<(String, String, regex::Regex)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/scanners");
+    let mut rules = Vec::new();
+    let gitleaks = std::fs::read_to_string(root.join("gitleaks.toml")).expect("read");
+    let mut id = None;
+    for line in gitleaks.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("id = ") {
+            id = Some(v.trim_matches('"').to_owned());
+        } else if let Some(v) = line.strip_prefix("regex = ") {
+            let pattern = v
+                .strip_prefix("'''")
+                .and_then(|v| v.strip_suffix("'''"))
+                .expect("a literal regex string");
+            let name = id.take().expect("a rule id before its regex");
+            let re = regex::Regex::new(pattern).unwrap_or_else(|e| panic!("gitleaks {name}: {e}"));
+            rules.push(("gitleaks".to_owned(), name, re));
+        }
+    }
+    let text = std::fs::read_to_string(root.join("trufflehog.yaml")).expect("read");
+    let trufflehog: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("yaml");
+    for detector in trufflehog["detectors"].as_sequence().expect("detectors") {
+        let name = detector["name"].as_str().expect("name").to_owned();
+        let regexes = detector["regex"].as_mapping().expect("regex map");
+        for pattern in regexes.values() {
+            let pattern = pattern.as_str().expect("regex string");
+            let re =
+                regex::Regex::new(pattern).unwrap_or_else(|e| panic!("trufflehog {name}: {e}"));
+            rules.push(("trufflehog".to_owned(), name.clone(), re));
+        }
+    }
+    // The README's pattern for other scanners, held to the same samples.
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("read");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with(r"\b(sk|pk)_"))
+        .expect("the README shows the key pattern");
+    let re = regex::Regex::new(line).expect("README regex");
+    rules.push(("readme".to_owned(), "keysmith-api-key".to_owned(), re));
+    rules
+}
+
+/// Real secrets of every kind keysmith issues, by the rule that must find them.
+fn issued_secrets() -> Vec<(&'static str, String)> {
+    use keysmith::domain::{ApiKey, Environment, KeyType};
+    let mut out = Vec::new();
+    for t in [KeyType::Secret, KeyType::Publishable] {
+        for e in [Environment::Live, Environment::Test] {
+            for _ in 0..20 {
+                let key = ApiKey::generate(t, e).expect("rng");
+                out.push(("keysmith-api-key", key.expose_secret().to_owned()));
+            }
+        }
+    }
+    for _ in 0..20 {
+        let token = keysmith::domain::admin_token::AdminToken::generate().expect("rng");
+        out.push(("keysmith-admin-token", token.expose_secret().to_owned()));
+        let secret = keysmith::domain::webhook::SigningSecret::generate().expect("rng");
+        out.push(("keysmith-webhook-secret", secret.expose_secret().to_owned()));
+    }
+    out
+}
+
+/// Strings one edit away from a secret: what a rule must not flag.
+fn near_misses(secret: &str) -> Vec<String> {
+    let (prefix, body) = secret.split_at(secret.rfind('_').expect("prefix") + 1);
+    let mut out = vec![
+        format!("{prefix}{}", &body[1..]),                  // a digit short
+        format!("{secret}7"),                               // a digit long
+        format!("{prefix}{}-{}", &body[..10], &body[11..]), // not base62
+        format!("x{secret}"),                               // inside a longer word
+        format!("{}{body}", prefix.to_uppercase()),         // wrong case
+        format!("{}{body}", prefix.replacen('_', "", 1)),   // a separator lost
+    ];
+    if prefix.contains("live") || prefix.contains("test") {
+        out.push(format!(
+            "{}{body}",
+            prefix.replace("live", "prod").replace("test", "prod")
+        ));
+        out.push(format!("rk_{}", &secret[3..]));
+    }
+    out
+}
+
 #[test]
 fn scanner_rules_match_real_secrets_only() {
-    // The README's regex, as the scanner files carry it.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/scanners");
-    let gitleaks = std::fs::read_to_string(root.join("gitleaks.toml")).expect("read");
-    let trufflehog = std::fs::read_to_string(root.join("trufflehog.yaml")).expect("read");
-    assert!(gitleaks.contains(r"\b(sk|pk)_(live|test)_[0-9A-Za-z]{49}\b"));
-    assert!(trufflehog.contains(r"\b(?:sk|pk)_(?:live|test)_[0-9A-Za-z]{49}\b"));
-    // 49 = 43 body digits + 6 checksum digits, for every kind of key.
-    for (t, e) in [("sk", "live"), ("pk", "test")] {
-        let key_type = if t == "sk" {
-            keysmith::domain::KeyType::Secret
-        } else {
-            keysmith::domain::KeyType::Publishable
-        };
-        let env = if e == "live" {
-            keysmith::domain::Environment::Live
-        } else {
-            keysmith::domain::Environment::Test
-        };
-        let key = keysmith::domain::ApiKey::generate(key_type, env).expect("rng");
-        let secret = key.expose_secret();
-        assert_eq!(secret.len() - format!("{t}_{e}_").len(), 49);
-        assert!(secret[8..].bytes().all(|b| b.is_ascii_alphanumeric()));
+    let rules = scanner_rules();
+    let names = |tool: &str| -> Vec<&str> {
+        let mut v: Vec<&str> = rules
+            .iter()
+            .filter(|(t, ..)| t == tool)
+            .map(|(_, n, _)| n.as_str())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let expected = [
+        "keysmith-admin-token",
+        "keysmith-api-key",
+        "keysmith-webhook-secret",
+    ];
+    assert_eq!(names("gitleaks"), expected);
+    assert_eq!(names("trufflehog"), expected);
+    for (kind, secret) in issued_secrets() {
+        // As a leak looks: inside a line of code or config.
+        let line = format!("export KEYSMITH_KEY=\"{secret}\" # prod");
+        for (tool, name, re) in &rules {
+            let found = re.find(&line).map(|m| m.as_str());
+            if name == kind {
+                assert_eq!(
+                    found,
+                    Some(secret.as_str()),
+                    "{tool} {name} misses {secret}"
+                );
+            } else {
+                assert_eq!(found, None, "{tool} {name} flags a {kind}");
+            }
+        }
+        for miss in near_misses(&secret) {
+            let line = format!("value: {miss} ");
+            for (tool, name, re) in &rules {
+                assert!(!re.is_match(&line), "{tool} {name} flags near miss {miss}");
+            }
+        }
     }
 }

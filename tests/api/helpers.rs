@@ -314,12 +314,22 @@ pub async fn wait_until_serving(channel: &Channel) {
 }
 
 /// Polls `condition` until it holds, failing the test after a deadline.
-pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+pub async fn eventually<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    eventually_within(Duration::from_secs(10), what, condition).await;
+}
+
+/// [`eventually`] with its own deadline, for work that grows with its input
+/// (a job run over hundreds of keys on a loaded machine).
+pub async fn eventually_within<F, Fut>(limit: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if condition().await {
             return;

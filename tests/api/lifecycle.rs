@@ -330,10 +330,30 @@ async fn concurrent_rotations_make_exactly_one_successor(backend: Backend) {
         .find_map(|r| r.as_ref().ok())
         .expect("winner")
         .get_ref();
-    assert_eq!(
-        app.get(&id).await.rotated_to,
-        successor.key.as_ref().expect("key").id
-    );
+    let successor_id = &successor.key.as_ref().expect("key").id;
+    assert_eq!(app.get(&id).await.rotated_to, *successor_id);
+    // The replies say one rotation won; the store must agree: a losing
+    // attempt that still wrote its new key would leave an orphan here.
+    let keys = app
+        .admin
+        .clone()
+        .list_keys(pb::ListKeysRequest {
+            owner_id: "acct_test".into(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .keys;
+    let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(keys.len(), 2, "the key and one successor: {ids:?}");
+    let successors: Vec<&str> = keys
+        .iter()
+        .filter(|k| k.rotated_from == id)
+        .map(|k| k.id.as_str())
+        .collect();
+    assert_eq!(successors, [successor_id.as_str()], "{ids:?}");
 }
 
 crate::backend_tests!(

@@ -103,7 +103,49 @@ async fn no_secret_is_ever_stored(backend: Backend) {
     }
 }
 
+/// `kill -9` never loses the page cache, so the crash tests cannot tell a
+/// synced commit from a cached one: the settings are checked here, on the
+/// store's own pooled connections.
+async fn commits_are_synced_before_they_are_acknowledged(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    if let Some(url) = &db.config.database_url {
+        // A database whose default acknowledges before the WAL flush: the
+        // store must override it on every connection it opens.
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+        let name: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&mut conn)
+            .await
+            .expect("name");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE {name} SET synchronous_commit = off"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("alter database");
+    }
+    let store = keysmith::app::open_store(&db.config, true)
+        .await
+        .expect("store");
+    // Several at once, so the pool opens several connections.
+    let all = futures::future::join_all((0..4).map(|_| store.durability())).await;
+    for durability in all {
+        match durability.expect("durability") {
+            keysmith::store::Durability::Sqlite {
+                journal_mode,
+                synchronous,
+            } => {
+                assert_eq!(journal_mode, "wal");
+                assert_eq!(synchronous, 2, "synchronous=FULL");
+            }
+            keysmith::store::Durability::Postgres {
+                synchronous_commit, ..
+            } => assert_eq!(synchronous_commit, "on"),
+        }
+    }
+}
+
 crate::backend_tests!(
     keys_survive_a_restart_with_their_state,
-    no_secret_is_ever_stored
+    no_secret_is_ever_stored,
+    commits_are_synced_before_they_are_acknowledged,
 );

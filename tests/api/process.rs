@@ -1,16 +1,20 @@
-//! Real `keysmith serve` processes, for multi-replica tests.
+//! Real `keysmith serve` processes, for multi-replica and crash tests, and
+//! what SIGTERM promises: in-flight calls finish, health turns NOT_SERVING.
 
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{Arc, mpsc},
     time::Duration,
 };
 
-use keysmith::grpc::pb::{key_admin_client::KeyAdminClient, key_verify_client::KeyVerifyClient};
+use keysmith::{
+    grpc::pb::{key_admin_client::KeyAdminClient, key_verify_client::KeyVerifyClient},
+    store::Store,
+};
 use tonic::transport::Channel;
 
-use crate::helpers::{Admin, Bearer};
+use crate::helpers::{Admin, Bearer, TestDb};
 
 /// One `keysmith serve` process; killed on drop.
 pub struct Replica {
@@ -34,15 +38,31 @@ pub fn serve_command() -> Command {
     cmd
 }
 
-/// Mints an admin token directly in the database at `url`.
-pub async fn mint_token(url: &str) -> String {
+/// The `--database-url` of `db`: SQLite's file, or the PostgreSQL database.
+pub fn database_url(db: &TestDb) -> String {
+    match &db.config.database_url {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&db.config.data_dir).expect("data dir");
+            format!("sqlite:{}", db.sqlite_file().display())
+        }
+    }
+}
+
+/// The store at `url`, opened (and migrated) the way `keysmith serve` does.
+pub async fn store_at(url: &str) -> Arc<dyn Store> {
     let db = keysmith::config::DbConfig {
         database_url: Some(url.to_owned()),
         data_dir: std::env::temp_dir(),
     };
-    let store = keysmith::app::open_store(&db, true)
+    keysmith::app::open_store(&db, true)
         .await
-        .expect("open store");
+        .expect("open store")
+}
+
+/// Mints an admin token directly in the database at `url`.
+pub async fn mint_token(url: &str) -> String {
+    let store = store_at(url).await;
     let (token, _) = keysmith::auth::AdminAuth::new(store, Default::default())
         .mint("test")
         .await
@@ -108,6 +128,26 @@ impl Replica {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// SIGTERM, as an orchestrator stops a replica; returns at once.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "SIGTERM sent");
+    }
+
+    /// The exit status, once the process has exited.
+    pub async fn exited(&mut self) -> std::process::ExitStatus {
+        let mut status = None;
+        crate::helpers::eventually("the process to exit", || {
+            status = self.child.try_wait().expect("try_wait");
+            std::future::ready(status.is_some())
+        })
+        .await;
+        status.expect("exited")
+    }
 }
 
 impl Drop for Replica {
@@ -116,3 +156,94 @@ impl Drop for Replica {
         let _ = self.child.wait();
     }
 }
+
+/// SIGTERM with a call in flight: a RevokeKey that waits for a replica that
+/// never confirms, so it is still running when the signal lands. The call
+/// completes with its receipt, health says NOT_SERVING meanwhile (a load
+/// balancer stops sending), and the process exits 0.
+async fn sigterm_drains_in_flight_calls(backend: crate::helpers::Backend) {
+    use keysmith::{
+        domain::{KeyId, Timestamp},
+        grpc::pb,
+        store::ReplicaRow,
+    };
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+
+    let db = TestDb::new(backend).await;
+    let url = database_url(&db);
+    let token = mint_token(&url).await;
+    let mut replica = Replica::start(&url, &token, &[]).await;
+    let store = store_at(&url).await;
+    let create = pb::CreateKeyRequest {
+        owner_id: "acct_drain".into(),
+        ..Default::default()
+    };
+    let key = replica.admin.create_key(create).await.expect("create");
+    let id = key.into_inner().key.expect("key").id;
+    // Alive (its heartbeat is in the future) but never applying anything.
+    let now = Timestamp::now();
+    let stuck = ReplicaRow {
+        id: "stuck-replica".into(),
+        applied_seq: 0,
+        heartbeat_at: Timestamp::from_millis(now.as_millis() + 3_600_000),
+        started_at: now,
+    };
+    store.report_replica(&stuck).await.expect("report");
+
+    let mut health = HealthClient::new(replica.verify_channel.clone());
+    let request = HealthCheckRequest {
+        service: String::new(),
+    };
+    let mut watch = health.watch(request).await.expect("watch").into_inner();
+    let first = watch.message().await.expect("health").expect("a status");
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    let mut admin = replica.admin.clone();
+    let revoke = pb::RevokeKeyRequest {
+        id: id.clone(),
+        reason: "drain test".into(),
+        wait_for_propagation: true,
+        propagation_timeout: Some(prost_types::Duration {
+            seconds: 4,
+            nanos: 0,
+        }),
+    };
+    let call = tokio::spawn(async move { admin.revoke_key(revoke).await });
+    // Committed, so now waiting on the stuck replica.
+    let key_id: KeyId = id.parse().expect("id");
+    crate::helpers::eventually("the revocation to commit", || async {
+        let key = store.get_key(&key_id).await.expect("get");
+        key.is_some_and(|k| k.revoked_at.is_some())
+    })
+    .await;
+    replica.terminate();
+    assert!(!call.is_finished(), "the call is in flight at SIGTERM");
+
+    let not_serving = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(update)) = watch.message().await {
+            if update.status() == ServingStatus::NotServing {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(not_serving, Ok(true), "health NOT_SERVING while draining");
+    drop(watch);
+
+    let reply = call.await.expect("join");
+    let reply = reply.expect("the in-flight call completes").into_inner();
+    assert!(reply.key.expect("key").revoke_time.is_some());
+    let receipt = reply.propagation.expect("a receipt");
+    assert!(!receipt.complete, "the stuck replica never confirmed");
+    assert!(
+        receipt.confirmed_replicas < receipt.live_replicas,
+        "{receipt:?}"
+    );
+    let status = replica.exited().await;
+    assert!(status.success(), "exit status {status:?}");
+}
+
+crate::backend_tests!(sigterm_drains_in_flight_calls);
