@@ -77,7 +77,12 @@ impl Keys {
     /// replica applies them together, and a rotation racing this call
     /// either lands first (and its successor is revoked too, on a retry) or
     /// finds its key revoked.
-    async fn revoke_lineage(&self, id: &KeyId, reason: &Reason, actor: &Actor) -> Result<Revocation> {
+    async fn revoke_lineage(
+        &self,
+        id: &KeyId,
+        reason: &Reason,
+        actor: &Actor,
+    ) -> Result<Revocation> {
         for _ in 0..super::CONFLICT_RETRIES {
             let chain = self.lineage(id).await?;
             let now = self.config.clock.now();
@@ -96,8 +101,18 @@ impl Keys {
                     changes["successor_of"] = json!(id.as_str());
                 }
                 let why = Some(reason.as_str().to_owned());
-                batch.audit.push(audit_event(now, actor, "key.revoked", &next, why, changes, None));
-                batch.changes.push(NewChange::of(ChangeKind::Revoked, &next));
+                batch.audit.push(audit_event(
+                    now,
+                    actor,
+                    "key.revoked",
+                    &next,
+                    why,
+                    changes,
+                    None,
+                ));
+                batch
+                    .changes
+                    .push(NewChange::of(ChangeKind::Revoked, &next));
                 batch.update.push(next.clone());
                 after.push(next);
             }
@@ -113,7 +128,9 @@ impl Keys {
                 }
             };
             let mut after = after.into_iter();
-            let key = after.next().ok_or_else(|| Error::Internal("empty lineage".into()))?;
+            let key = after
+                .next()
+                .ok_or_else(|| Error::Internal("empty lineage".into()))?;
             return Ok(Revocation {
                 key,
                 successors: after.collect(),

@@ -59,12 +59,9 @@ impl Rotator<'_> {
         if key.state(now) != KeyState::Active {
             return Err(Error::Unauthenticated);
         }
-        if key.rotated_to.is_some() {
-            return Err(Error::FailedPrecondition(
-                "this key was already rotated; its successor may rotate itself".into(),
-            ));
-        }
-        // Report-only rules never deny, here as on Verify.
+        // Before anything about the lineage: a caller outside the key's
+        // network learns nothing more. Report-only rules never deny, here
+        // as on Verify.
         if let Some(rule) = key.restrictions.ip.as_ref().filter(|r| r.enforced())
             && !peer.is_some_and(|ip| rule.allow.contains(ip))
         {
@@ -72,12 +69,16 @@ impl Rotator<'_> {
                 "this key may not rotate itself from this address",
             ));
         }
+        if key.rotated_to.is_some() {
+            return Err(Error::FailedPrecondition(
+                "this key was already rotated; its successor may rotate itself".into(),
+            ));
+        }
         // The head of a lineage is its only key that can rotate, and it was
         // made at the lineage's last rotation: so its age is the time since.
         // The check reads the stored record, so it holds across replicas.
-        let interval = Duration::from_millis(
-            (now.as_millis() - key.created_at.as_millis()).max(0) as u64,
-        );
+        let interval =
+            Duration::from_millis((now.as_millis() - key.created_at.as_millis()).max(0) as u64);
         if key.rotated_from.is_some() && interval < SELF_ROTATION_INTERVAL {
             return Err(Error::ResourceExhausted(
                 "a key and its successors may rotate themselves at most once a minute".into(),

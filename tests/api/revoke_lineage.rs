@@ -95,8 +95,14 @@ async fn revoking_a_lineage_ends_every_successor(backend: Backend) {
         seen.insert(e.key_id);
         cursors.push(e.cursor);
     }
-    assert_eq!(seen, BTreeSet::from([a_id.clone(), b_id.clone(), c_id.clone()]));
-    assert_eq!(cursors, [receipt.cursor - 2, receipt.cursor - 1, receipt.cursor]);
+    assert_eq!(
+        seen,
+        BTreeSet::from([a_id.clone(), b_id.clone(), c_id.clone()])
+    );
+    assert_eq!(
+        cursors,
+        [receipt.cursor - 2, receipt.cursor - 1, receipt.cursor]
+    );
 
     // Each is audited, by the admin, with the reason.
     for id in [&a_id, &b_id, &c_id] {
@@ -105,7 +111,12 @@ async fn revoking_a_lineage_ends_every_successor(backend: Backend) {
             action: "key.revoked".into(),
             ..Default::default()
         };
-        let audit = app.admin.clone().list_audit_events(req).await.expect("audit");
+        let audit = app
+            .admin
+            .clone()
+            .list_audit_events(req)
+            .await
+            .expect("audit");
         let events = audit.into_inner().events;
         assert_eq!(events.len(), 1, "{id}: {events:?}");
         assert!(events[0].actor.starts_with("admin:"), "{:?}", events[0]);

@@ -98,18 +98,28 @@ async fn publishable_keys_cannot_rotate_themselves(backend: Backend) {
     };
     let (id, secret) = create(&app, pk.clone()).await;
     for grace in [Some(0), Some(2 * HOUR), None] {
-        let denied = rotate_self(&app, &secret, grace).await.expect_err("refused");
+        let denied = rotate_self(&app, &secret, grace)
+            .await
+            .expect_err("refused");
         assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
-        assert_eq!(denied.message(), "publishable keys cannot rotate themselves");
+        assert_eq!(
+            denied.message(),
+            "publishable keys cannot rotate themselves"
+        );
     }
     untouched(&app, &id, &secret, "127.0.0.1").await;
     // A revoked publishable key gets the very same answer: the refusal says
     // nothing about whether the key exists or lives.
     let (gone, gone_secret) = create(&app, pk).await;
     app.revoke(&gone).await;
-    let denied = rotate_self(&app, &gone_secret, None).await.expect_err("refused");
+    let denied = rotate_self(&app, &gone_secret, None)
+        .await
+        .expect_err("refused");
     assert_eq!(denied.code(), Code::PermissionDenied);
-    assert_eq!(denied.message(), "publishable keys cannot rotate themselves");
+    assert_eq!(
+        denied.message(),
+        "publishable keys cannot rotate themselves"
+    );
 }
 
 async fn ip_restriction_binds_self_rotation(backend: Backend) {
@@ -137,6 +147,16 @@ async fn ip_restriction_binds_self_rotation(backend: Backend) {
         );
     }
     untouched(&app, &id, &secret, "10.20.1.1").await;
+    // Nor does it learn the key's history: once rotated, still only this.
+    let req = pb::RotateKeyRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    app.admin.clone().rotate_key(req).await.expect("admin");
+    let denied = rotate_self(&app, &secret, Some(2 * HOUR))
+        .await
+        .expect_err("outside, and rotated");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
 
     // Inside its range (IPv4 written as a block), the key may rotate.
     let inside = pb::CreateKeyRequest {
@@ -147,7 +167,11 @@ async fn ip_restriction_binds_self_rotation(backend: Backend) {
     let rotated = rotate_self(&app, &secret, Some(2 * HOUR))
         .await
         .expect("inside the range");
-    let kept = rotated.key.expect("key").restrictions.expect("restrictions");
+    let kept = rotated
+        .key
+        .expect("key")
+        .restrictions
+        .expect("restrictions");
     assert_eq!(kept.ip.expect("ip").allow, ["127.0.0.0/8"], "inherited");
 
     // A report-only rule never denies, here as on Verify.
@@ -176,7 +200,11 @@ async fn grace_period_has_a_floor(backend: Backend) {
         grace_period: Some(secs(0)),
         ..Default::default()
     };
-    app.admin.clone().rotate_key(req).await.expect("admin, zero grace");
+    app.admin
+        .clone()
+        .rotate_key(req)
+        .await
+        .expect("admin, zero grace");
     assert_eq!(app.verify_code(&admin_secret).await, VerifyCode::Expired);
 
     let at = now.load(Ordering::SeqCst);
@@ -193,11 +221,15 @@ async fn self_rotation_is_limited_per_lineage(backend: Backend) {
     let b = rotate_self(&app, &a, None).await.expect("first rotation");
     // Twenty chained attempts by the successor, at once: all refused.
     for _ in 0..20 {
-        let refused = rotate_self(&app, &b.secret, None).await.expect_err("chained");
+        let refused = rotate_self(&app, &b.secret, None)
+            .await
+            .expect_err("chained");
         assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     }
     // The old key (in its grace period) cannot fork the lineage either.
-    let forked = rotate_self(&app, &a, None).await.expect_err("already rotated");
+    let forked = rotate_self(&app, &a, None)
+        .await
+        .expect_err("already rotated");
     assert_eq!(forked.code(), Code::FailedPrecondition, "{forked:?}");
     let b_id = b.key.as_ref().expect("key").id.clone();
     assert!(!forked.message().contains(&b_id), "names no successor");
@@ -205,10 +237,14 @@ async fn self_rotation_is_limited_per_lineage(backend: Backend) {
     assert_eq!(app.get(&b_id).await.rotated_to, "");
 
     now.fetch_add(59_999, Ordering::SeqCst);
-    let refused = rotate_self(&app, &b.secret, None).await.expect_err("59.999 s");
+    let refused = rotate_self(&app, &b.secret, None)
+        .await
+        .expect_err("59.999 s");
     assert_eq!(refused.code(), Code::ResourceExhausted);
     now.fetch_add(1, Ordering::SeqCst);
-    let c = rotate_self(&app, &b.secret, None).await.expect("a minute on");
+    let c = rotate_self(&app, &b.secret, None)
+        .await
+        .expect("a minute on");
     let refused = rotate_self(&app, &c.secret, None).await.expect_err("again");
     assert_eq!(refused.code(), Code::ResourceExhausted);
 
@@ -280,10 +316,44 @@ async fn successor_never_outlives_the_key_it_replaced(backend: Backend) {
     assert_eq!(e.key.expect("key").expire_time, None);
 }
 
+/// A scheduled rotation's `expire` action pulls a key's expiry in so that
+/// its holder rotates; the successor must not inherit that push.
+async fn scheduled_expiry_is_not_passed_to_the_successor(backend: Backend) {
+    let (clock, now) = manual_clock();
+    let app = spawn_with(backend, |c| {
+        c.clock = clock;
+        c.jobs.interval = std::time::Duration::from_millis(20);
+        c.jobs.default_rotation = Some(
+            keysmith::domain::KeyRotation::every(std::time::Duration::from_secs(30 * 86_400), true)
+                .expect("policy"),
+        );
+    })
+    .await;
+    let t0 = now.load(Ordering::SeqCst);
+    let year = pb::CreateKeyRequest {
+        ttl: Some(secs(365 * 86_400)),
+        ..Default::default()
+    };
+    let (id, secret) = create(&app, year).await;
+    let end = t0 + 365 * DAY_MS;
+    now.fetch_add(30 * DAY_MS, Ordering::SeqCst);
+    crate::helpers::eventually("the due action to pull the expiry in", || async {
+        app.get(&id)
+            .await
+            .expire_time
+            .is_some_and(|t| millis(&t) < end)
+    })
+    .await;
+    let rotated = rotate_self(&app, &secret, None).await.expect("self");
+    let successor = rotated.key.expect("key").expire_time.expect("expiry");
+    assert_eq!(millis(&successor), end);
+}
+
 crate::backend_tests!(
     publishable_keys_cannot_rotate_themselves,
     ip_restriction_binds_self_rotation,
     grace_period_has_a_floor,
     self_rotation_is_limited_per_lineage,
     successor_never_outlives_the_key_it_replaced,
+    scheduled_expiry_is_not_passed_to_the_successor,
 );
