@@ -16,6 +16,9 @@ pub enum Error {
     AlreadyExists(String),
     #[error("missing or invalid admin token")]
     Unauthenticated,
+    /// The caller is known, and this is not theirs to do.
+    #[error("{0}")]
+    PermissionDenied(&'static str),
     /// Temporarily unable to answer, e.g. the index is still loading.
     #[error("{0}")]
     Unavailable(&'static str),

@@ -22,6 +22,11 @@ pub struct KeyRecord {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub expires_at: Option<Timestamp>,
+    /// The absolute end of this key and of every successor rotated from it:
+    /// a rotation copies it, so rotating never extends a key's life. Set at
+    /// creation and by an admin's explicit expiry (UpdateKey); scheduled
+    /// expiries and grace periods move `expires_at` only.
+    pub lineage_expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
     pub revoke_reason: Option<Reason>,
     pub disabled_at: Option<Timestamp>,
@@ -108,6 +113,7 @@ impl KeyRecord {
             created_at: now,
             updated_at: now,
             expires_at: None,
+            lineage_expires_at: None,
             revoked_at: None,
             revoke_reason: None,
             disabled_at: None,

@@ -100,11 +100,14 @@ impl KeyAdmin for AdminService {
         let presented = bearer(&req)
             .ok_or(crate::error::Error::Unauthenticated)?
             .to_owned();
+        // The TCP peer, not an address the caller writes in metadata: only
+        // the connection's address is beyond the key holder's control.
+        let peer = req.remote_addr().map(|a| a.ip());
         let pb::RotateSelfRequest { grace_period } = req.into_inner();
         let grace = grace_period
             .map(|d| convert::duration("grace_period", d))
             .transpose()?;
-        let rotated = self.keys.rotate_self(&presented, grace).await;
+        let rotated = self.keys.rotate_self(&presented, grace, peer).await;
         drop(zeroize::Zeroizing::new(presented));
         let rotated = rotated?;
         tracing::info!(key_id = %rotated.previous.id, successor = %rotated.key.id, "key rotated itself");
@@ -119,6 +122,7 @@ impl KeyAdmin for AdminService {
             reason,
             wait_for_propagation,
             propagation_timeout,
+            include_successors,
         } = req.into_inner();
         let id = convert::key_id("id", &id)?;
         let reason = convert::reason("reason", &reason)?;
@@ -130,16 +134,29 @@ impl KeyAdmin for AdminService {
                 "propagation_timeout: must be at most 60s",
             ));
         }
-        let (key, seq) = self.keys.revoke(&id, reason, &actor).await?;
-        tracing::info!(key_id = %id, seq, "key revoked");
+        let revocation = self
+            .keys
+            .revoke(&id, reason, include_successors, &actor)
+            .await?;
+        let seq = revocation.seq;
+        let successors = revocation.successors.len();
+        tracing::info!(key_id = %id, seq, successors, "key revoked");
         let propagation = match wait_for_propagation {
             true => Some(convert::propagation(
                 &self.keys.await_propagation(seq, timeout).await?,
             )),
             false => None,
         };
-        let key = Some(convert::key_message(&key, self.keys.now()));
-        Ok(Response::new(pb::RevokeKeyResponse { key, propagation }))
+        let now = self.keys.now();
+        Ok(Response::new(pb::RevokeKeyResponse {
+            key: Some(convert::key_message(&revocation.key, now)),
+            propagation,
+            successors: revocation
+                .successors
+                .iter()
+                .map(|k| convert::key_message(k, now))
+                .collect(),
+        }))
     }
 
     #[tracing::instrument(skip_all)]

@@ -15,6 +15,7 @@ impl From<Error> for Status {
             Error::FailedPrecondition(msg) => Status::failed_precondition(msg),
             Error::AlreadyExists(msg) => Status::already_exists(msg),
             Error::Unauthenticated => Status::unauthenticated("missing or invalid admin token"),
+            Error::PermissionDenied(msg) => Status::permission_denied(msg),
             Error::Unavailable(msg) => Status::unavailable(msg),
             Error::OutOfRange(msg) => Status::out_of_range(msg),
             Error::Aborted(msg) => Status::aborted(msg),

@@ -98,6 +98,7 @@ impl Keys {
         let key = KeyRecord {
             metadata: req.metadata,
             expires_at,
+            lineage_expires_at: expires_at,
             restrictions: req.restrictions,
             rotation: req.rotation,
             ..KeyRecord::new(&secret, req.owner_id, req.name, req.scopes, now)

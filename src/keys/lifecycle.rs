@@ -1,15 +1,13 @@
-use std::time::Duration;
-
 use serde_json::json;
 
-use super::{Actor, Keys, MAX_GRACE, Mutation, audit_event, diff};
+use super::{Actor, Keys, Mutation, diff};
 use crate::{
     domain::{
-        ApiKey, KeyId, KeyName, KeyRecord, KeyState, Metadata, Reason, Restrictions, Scope,
-        Timestamp, check_type_policy,
+        ApiKey, KeyId, KeyName, KeyRecord, Metadata, Reason, Restrictions, Scope, Timestamp,
+        check_type_policy,
     },
     error::{Error, Result},
-    store::{ChangeKind, NewChange, StoreError, WriteBatch},
+    store::ChangeKind,
 };
 
 /// UpdateKey's changes; `None` leaves a field alone.
@@ -80,7 +78,7 @@ impl Keys {
                 next.metadata = metadata.clone();
             }
             if let Some(expires_at) = patch.expires_at
-                && expires_at != key.expires_at
+                && (expires_at != key.expires_at || expires_at != key.lineage_expires_at)
             {
                 let ms = |t: Option<Timestamp>| t.map(Timestamp::as_millis);
                 changes.insert(
@@ -88,6 +86,9 @@ impl Keys {
                     diff(ms(key.expires_at), ms(expires_at)),
                 );
                 next.expires_at = expires_at;
+                // An admin's explicit expiry is the key's new absolute end,
+                // which its successors inherit.
+                next.lineage_expires_at = expires_at;
             }
             if let Some(restrictions) = &patch.restrictions
                 && *restrictions != key.restrictions
@@ -118,6 +119,10 @@ impl Keys {
                 .is_some_and(|n| key.expires_at.is_none_or(|o| n < o))
             {
                 ChangeKind::ExpiryShortened
+            } else if next.restrictions != key.restrictions {
+                // Any change, not only a narrowing: a gateway that cached
+                // the key must check it again under its new restrictions.
+                ChangeKind::RestrictionsChanged
             } else {
                 ChangeKind::Updated
             };
@@ -132,39 +137,6 @@ impl Keys {
         })
         .await
         .map(|(key, _)| key)
-    }
-
-    /// Revokes key `id`; also returns the change-log sequence that a
-    /// revocation receipt waits for.
-    pub async fn revoke(
-        &self,
-        id: &KeyId,
-        reason: Reason,
-        actor: &Actor,
-    ) -> Result<(KeyRecord, i64)> {
-        let revoked = self
-            .mutate(id, actor, |key, now| {
-                if key.revoked_at.is_some() {
-                    return Ok(None);
-                }
-                let mut next = key.clone();
-                next.revoked_at = Some(now);
-                next.revoke_reason = Some(reason.clone());
-                Ok(Some(Mutation {
-                    next,
-                    kind: ChangeKind::Revoked,
-                    action: "key.revoked",
-                    reason: Some(reason.as_str().to_owned()),
-                    changes: json!({ "revoked_at": diff(None::<i64>, now.as_millis()) }),
-                    notice: None,
-                }))
-            })
-            .await?;
-        match revoked {
-            (key, Some(seq)) => Ok((key, seq)),
-            // Already revoked earlier: anything at the log head has applied it.
-            (key, None) => Ok((key, self.store.log_bounds().await?.head)),
-        }
     }
 
     pub async fn disable(&self, id: &KeyId, reason: Reason, actor: &Actor) -> Result<KeyRecord> {
@@ -209,98 +181,5 @@ impl Keys {
         })
         .await
         .map(|(key, _)| key)
-    }
-
-    /// Issues a successor to key `id`. The old key keeps working until
-    /// `now + grace` (never later than its own expiry); the new key inherits
-    /// everything but the secret, and a key with a lifetime gets the same
-    /// lifetime again from now.
-    pub async fn rotate(
-        &self,
-        id: &KeyId,
-        grace: Option<Duration>,
-        end_grace_when_idle: Option<Duration>,
-        actor: &Actor,
-    ) -> Result<Rotated> {
-        let grace = grace.unwrap_or(self.config.rotation_grace);
-        if grace > MAX_GRACE {
-            return Err(Error::invalid("grace_period", "must be at most 30 days"));
-        }
-        for _ in 0..super::CONFLICT_RETRIES {
-            let old = self.get(id).await?;
-            let now = self.config.clock.now();
-            match old.state(now) {
-                KeyState::Active => {}
-                state => {
-                    return Err(Error::FailedPrecondition(format!(
-                        "key {id} is {}; only an active key can be rotated",
-                        state.as_str()
-                    )));
-                }
-            }
-            if let Some(next) = &old.rotated_to {
-                return Err(Error::FailedPrecondition(format!(
-                    "key {id} was already rotated to {next}; rotate that key instead"
-                )));
-            }
-            let secret = ApiKey::generate(old.key_type, old.environment)
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            let lifetime = old.expires_at.map(|e| {
-                Duration::from_millis((e.as_millis() - old.created_at.as_millis()).max(0) as u64)
-            });
-            let new = KeyRecord {
-                id: KeyId::generate(),
-                hash: secret.hash(),
-                hint: secret.hint(),
-                created_at: now,
-                updated_at: now,
-                expires_at: lifetime.map(|l| now.saturating_add(l)),
-                rotated_from: Some(old.id.clone()),
-                rotated_to: None,
-                version: 1,
-                ..old.clone()
-            };
-            let grace_end = now.saturating_add(grace);
-            let mut previous = old.clone();
-            previous.expires_at = Some(old.expires_at.map_or(grace_end, |e| e.min(grace_end)));
-            previous.rotated_to = Some(new.id.clone());
-            previous.end_grace_when_idle = end_grace_when_idle;
-            previous.version += 1;
-            previous.updated_at = now;
-            let ms = |t: Option<Timestamp>| t.map(Timestamp::as_millis);
-            let rotated = json!({
-                "rotated_to": diff(None::<&str>, new.id.as_str()),
-                "expires_at": diff(ms(old.expires_at), ms(previous.expires_at)),
-            });
-            let created = json!({ "rotated_from": diff(None::<&str>, old.id.as_str()) });
-            let batch = WriteBatch {
-                insert: Some((new.clone(), None)),
-                update: vec![previous.clone()],
-                audit: vec![
-                    audit_event(now, actor, "key.rotated", &previous, None, rotated, None),
-                    audit_event(now, actor, "key.created", &new, None, created, None),
-                ],
-                changes: vec![
-                    NewChange::of(ChangeKind::Created, &new),
-                    NewChange::of(ChangeKind::Rotated, &previous),
-                ],
-                notice: None,
-            };
-            match self
-                .commit(batch, vec![new.clone(), previous.clone()])
-                .await
-            {
-                Ok(_) => {
-                    return Ok(Rotated {
-                        key: new,
-                        secret,
-                        previous,
-                    });
-                }
-                Err(Error::Store(StoreError::Conflict)) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Unavailable("the key is changing too often; retry"))
     }
 }

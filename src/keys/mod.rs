@@ -9,6 +9,8 @@ mod create;
 mod lifecycle;
 mod page;
 mod propagation;
+mod revoke;
+mod rotate;
 mod scheduled;
 mod usage;
 
@@ -33,7 +35,9 @@ pub use page::{
     AuditQuery, KeyQuery, MAX_PAGE_SIZE, Page, page_size, parse_audit_token, parse_key_token,
 };
 pub use propagation::{MAX_PROPAGATION_TIMEOUT, Propagation, StatusReport};
-pub use scheduled::{SELF_ROTATION_INTERVAL, scheduler};
+pub use revoke::{MAX_LINEAGE, Revocation};
+pub use rotate::{MIN_SELF_GRACE, SELF_ROTATION_INTERVAL};
+pub use scheduled::scheduler;
 pub use usage::{KeyUsage, MAX_USAGE_RANGE, Overlap};
 
 /// How long a key must go unused to count as stale, unless asked otherwise.
@@ -74,7 +78,6 @@ pub struct Keys {
     index: Arc<KeyIndex>,
     feed: FeedHandle,
     config: KeysConfig,
-    self_rotations: Arc<scheduled::SelfRotations>,
 }
 
 /// How often a mutation re-reads and retries after losing a version race.
@@ -92,7 +95,6 @@ impl Keys {
             index,
             feed,
             config,
-            self_rotations: Arc::default(),
         }
     }
 

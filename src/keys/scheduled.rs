@@ -1,42 +1,17 @@
-//! Key operations the scheduler and self-rotation use.
-
-use std::{
-    sync::{Mutex, PoisonError},
-    time::{Duration, Instant},
-};
+//! Key operations the scheduler uses.
 
 use serde_json::json;
 
-use super::{Actor, Keys, Mutation, Rotated, audit_event};
+use super::{Actor, Keys, Mutation, audit_event};
 use crate::{
-    domain::{KeyRecord, KeyState, OwnerId, StalePolicy, Timestamp, api_key},
+    domain::{KeyRecord, KeyState, OwnerId, StalePolicy, Timestamp},
     error::{Error, Result},
     store::{ChangeKind, WriteBatch, WriteOutcome},
 };
 
-/// How often one key may rotate itself.
-pub const SELF_ROTATION_INTERVAL: Duration = Duration::from_secs(60);
-
 /// Who scheduled changes are by, in audit events.
 pub fn scheduler() -> Actor {
     Actor("system:scheduler".into())
-}
-
-/// Last self-rotation per key hash, for the rate limit. Small: one entry
-/// per key that rotated itself within the interval.
-#[derive(Default)]
-pub struct SelfRotations(Mutex<Vec<([u8; 32], Instant)>>);
-
-impl SelfRotations {
-    fn allow(&self, hash: [u8; 32]) -> bool {
-        let mut recent = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        recent.retain(|(_, at)| at.elapsed() < SELF_ROTATION_INTERVAL);
-        if recent.iter().any(|(h, _)| *h == hash) {
-            return false;
-        }
-        recent.push((hash, Instant::now()));
-        true
-    }
 }
 
 impl Keys {
@@ -109,23 +84,6 @@ impl Keys {
             })
             .await?;
         Ok(seq.is_some())
-    }
-
-    /// Rotation by proof of possession: `presented` is the current key.
-    pub async fn rotate_self(&self, presented: &str, grace: Option<Duration>) -> Result<Rotated> {
-        let parsed = api_key::parse(presented).map_err(|_| Error::Unauthenticated)?;
-        let entry = self.index.get(&parsed.hash).ok_or(Error::Unauthenticated)?;
-        if entry.state(self.now()) != KeyState::Active {
-            return Err(Error::Unauthenticated);
-        }
-        if !self.self_rotations.allow(*parsed.hash.as_bytes()) {
-            return Err(Error::ResourceExhausted(
-                "a key may rotate itself at most once a minute".into(),
-            ));
-        }
-        let id = entry.key_id();
-        let actor = Actor(format!("key:{id}"));
-        self.rotate(&id, grace, None, &actor).await
     }
 }
 

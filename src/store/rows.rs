@@ -16,7 +16,7 @@ macro_rules! key_columns {
         "id, key_hash, owner_id, name, key_type, environment, scopes, metadata, hint, \
          created_at, updated_at, expires_at, revoked_at, revoke_reason, disabled_at, \
          disable_reason, rotated_from, rotated_to, version, restrictions, last_used_at, \
-         last_client_ip, grace_idle_ms, rotation_policy"
+         last_client_ip, grace_idle_ms, rotation_policy, lineage_expires_at"
     };
 }
 pub(super) use key_columns;
@@ -47,6 +47,7 @@ pub(super) struct KeyRow {
     last_client_ip: Option<String>,
     grace_idle_ms: Option<i64>,
     rotation_policy: Option<Json<serde_json::Value>>,
+    lineage_expires_at: Option<i64>,
 }
 
 fn corrupt(what: &str, id: &str) -> StoreError {
@@ -85,6 +86,7 @@ impl TryFrom<KeyRow> for KeyRecord {
             created_at: Timestamp::from_millis(r.created_at),
             updated_at: Timestamp::from_millis(r.updated_at),
             expires_at: ts(r.expires_at),
+            lineage_expires_at: ts(r.lineage_expires_at),
             revoked_at: ts(r.revoked_at),
             revoke_reason: reason(r.revoke_reason).map_err(|_| bad("revoke reason"))?,
             disabled_at: ts(r.disabled_at),
@@ -133,6 +135,7 @@ pub(super) struct KeyValues {
     pub restrictions: Json<serde_json::Value>,
     pub grace_idle_ms: Option<i64>,
     pub rotation_policy: Option<Json<serde_json::Value>>,
+    pub lineage_expires_at: Option<i64>,
 }
 
 impl From<&KeyRecord> for KeyValues {
@@ -163,6 +166,7 @@ impl From<&KeyRecord> for KeyValues {
             restrictions: Json(k.restrictions.to_json()),
             grace_idle_ms: k.end_grace_when_idle.map(|d| d.as_millis() as i64),
             rotation_policy: k.rotation.map(|r| Json(r.to_json())),
+            lineage_expires_at: ts(k.lineage_expires_at),
         }
     }
 }

@@ -40,9 +40,10 @@ macro_rules! impl_sql_store {
                         "INSERT INTO keys (id, key_hash, owner_id, name, key_type, environment, \
                          scopes, metadata, hint, created_at, updated_at, expires_at, revoked_at, \
                          revoke_reason, disabled_at, disable_reason, rotated_from, rotated_to, \
-                         version, request_id, request_fingerprint, restrictions, rotation_policy) \
+                         version, request_id, request_fingerprint, restrictions, rotation_policy, \
+                         lineage_expires_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                         $16, $17, $18, $19, $20, $21, $22, $23)",
+                         $16, $17, $18, $19, $20, $21, $22, $23, $24)",
                     )
                     .bind(v.id)
                     .bind(v.hash)
@@ -67,6 +68,7 @@ macro_rules! impl_sql_store {
                     .bind(idem.as_ref().map(|i| i.fingerprint.to_vec()))
                     .bind(v.restrictions)
                     .bind(v.rotation_policy)
+                    .bind(v.lineage_expires_at)
                     .execute(&mut *tx)
                     .await;
                     match (inserted, idem) {
@@ -92,7 +94,8 @@ macro_rules! impl_sql_store {
                         "UPDATE keys SET name = $2, scopes = $3, metadata = $4, updated_at = $5, \
                          expires_at = $6, revoked_at = $7, revoke_reason = $8, disabled_at = $9, \
                          disable_reason = $10, rotated_to = $11, version = $12, restrictions = $13, \
-                         grace_idle_ms = $14, rotation_policy = $15 WHERE id = $1 AND version = $12 - 1",
+                         grace_idle_ms = $14, rotation_policy = $15, lineage_expires_at = $16 \
+                         WHERE id = $1 AND version = $12 - 1",
                     )
                     .bind(v.id)
                     .bind(v.name)
@@ -109,6 +112,7 @@ macro_rules! impl_sql_store {
                     .bind(v.restrictions)
                     .bind(v.grace_idle_ms)
                     .bind(v.rotation_policy)
+                    .bind(v.lineage_expires_at)
                     .execute(&mut *tx)
                     .await?;
                     if done.rows_affected() != 1 {

@@ -237,11 +237,22 @@ async fn session(db_args: &[&str], otlp: &str) -> Issued {
         authz.check(req).await.expect("check");
     }
 
+    // Self-rotation first: a key made by a rotation cannot rotate itself
+    // within the minute.
+    let own = admin
+        .rotate_self(authed(
+            &created.secret,
+            pb::RotateSelfRequest { grace_period: None },
+        ))
+        .await
+        .expect("self rotation")
+        .into_inner();
+    secrets.push(own.secret.clone());
     let rotated = admin
         .rotate_key(authed(
             &token,
             pb::RotateKeyRequest {
-                id: id.clone(),
+                id: own.key.as_ref().expect("key").id.clone(),
                 ..Default::default()
             },
         ))
@@ -249,15 +260,6 @@ async fn session(db_args: &[&str], otlp: &str) -> Issued {
         .expect("rotate")
         .into_inner();
     secrets.push(rotated.secret.clone());
-    let own = admin
-        .rotate_self(authed(
-            &rotated.secret,
-            pb::RotateSelfRequest { grace_period: None },
-        ))
-        .await
-        .expect("self rotation")
-        .into_inner();
-    secrets.push(own.secret.clone());
     let hook = admin
         .create_webhook_endpoint(authed(
             &token,

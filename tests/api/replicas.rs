@@ -60,6 +60,7 @@ async fn three_replicas_see_creations_and_revocations() {
             seconds: 10,
             nanos: 0,
         }),
+        ..Default::default()
     };
     let receipt = a
         .admin
