@@ -193,6 +193,7 @@ impl Subscription {
                     // A client that leaves frees its slot now, not at the
                     // next event.
                     () = self.tx.closed() => return Ok(()),
+                    Ok(()) = self.resets.changed() => return Err(self.resync()),
                     r = live.recv() => r,
                 };
                 // The feed bumps `resets` before it broadcasts anything
@@ -233,13 +234,19 @@ impl Subscription {
 
     fn check_lineage(&self) -> Result<(), Error> {
         if self.resets.has_changed().unwrap_or(false) {
-            return Err(Error::DataLoss(format!(
-                "the change log went back or was replaced (a restore or a failover); \
-                 cursor {} is void: resync, then watch without a cursor",
-                self.cursor
-            )));
+            return Err(self.resync());
         }
         Ok(())
+    }
+
+    /// The feed reloaded from a snapshot: the log went back, changed
+    /// lineage, or lost rows it never read, so no cursor continues it.
+    fn resync(&self) -> Error {
+        Error::DataLoss(format!(
+            "the change log went back or was replaced (a restore or a failover); \
+             cursor {} is void: resync, then watch without a cursor",
+            self.cursor
+        ))
     }
 
     /// The log from the cursor to the head seen at the start, checked as the

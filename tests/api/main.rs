@@ -13,6 +13,7 @@ mod cli;
 mod crash;
 mod deploy_files;
 mod ext_authz;
+mod feed;
 mod flood;
 mod lifecycle;
 mod limits;
