@@ -25,8 +25,8 @@ use dashmap::{DashMap, mapref::entry::Entry as MapEntry};
 use crate::domain::{KeyHash, KeyRecord, Scope};
 pub use entry::Entry;
 pub use feed::{ChangeFeed, FeedConfig, FeedHandle};
-pub use replica::{ReplicaState, Stuck};
 use hasher::BuildKeyHashHasher;
+pub use replica::{ReplicaState, Stuck};
 pub use retention::Pruner;
 pub use runtime::KeyRuntime;
 

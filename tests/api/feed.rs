@@ -114,9 +114,10 @@ async fn stuck_feed_goes_stale_fails_closed_and_recovers(backend: Backend) {
         };
         let seq = append_change(&app, &bad, kind).await;
 
-        eventually(&format!("the feed to report it is stuck on the {what}"), || async {
-            status(&app).await.stuck_seq == seq
-        })
+        eventually(
+            &format!("the feed to report it is stuck on the {what}"),
+            || async { status(&app).await.stuck_seq == seq },
+        )
         .await;
         let s = status(&app).await;
         assert!(s.applied_seq < seq, "{what}: {s:?}");
@@ -127,12 +128,15 @@ async fn stuck_feed_goes_stale_fails_closed_and_recovers(backend: Backend) {
         if what == "key row" {
             assert_eq!(s.stuck_key_id, bad, "{what}: the status names the key");
         }
-        eventually(&format!("{what}: staleness to pass --max-staleness"), || async {
-            status(&app)
-                .await
-                .staleness
-                .is_some_and(|d| d.seconds >= 1 || d.nanos >= 500_000_000)
-        })
+        eventually(
+            &format!("{what}: staleness to pass --max-staleness"),
+            || async {
+                status(&app)
+                    .await
+                    .staleness
+                    .is_some_and(|d| d.seconds >= 1 || d.nanos >= 500_000_000)
+            },
+        )
         .await;
         eventually(&format!("{what}: health to turn NOT_SERVING"), || async {
             health(&app).await == NOT_SERVING
@@ -144,10 +148,13 @@ async fn stuck_feed_goes_stale_fails_closed_and_recovers(backend: Backend) {
         .await;
 
         sql(&app.db, &repair).await;
-        eventually(&format!("{what}: the feed to pass the repaired row"), || async {
-            let s = status(&app).await;
-            s.stuck_seq == 0 && s.applied_seq >= seq
-        })
+        eventually(
+            &format!("{what}: the feed to pass the repaired row"),
+            || async {
+                let s = status(&app).await;
+                s.stuck_seq == 0 && s.applied_seq >= seq
+            },
+        )
         .await;
         eventually(&format!("{what}: health SERVING again"), || async {
             health(&app).await == SERVING
@@ -160,13 +167,21 @@ async fn stuck_feed_goes_stale_fails_closed_and_recovers(backend: Backend) {
     }
 }
 
-async fn watch(app: &TestApp, after: Option<i64>) -> Result<Streaming<pb::KeyEvent>, tonic::Status> {
+async fn watch(
+    app: &TestApp,
+    after: Option<i64>,
+) -> Result<Streaming<pb::KeyEvent>, tonic::Status> {
     let req = pb::WatchRevocationsRequest {
         after_cursor: after,
         all_changes: true,
         ..Default::default()
     };
-    Ok(app.verify.clone().watch_revocations(req).await?.into_inner())
+    Ok(app
+        .verify
+        .clone()
+        .watch_revocations(req)
+        .await?
+        .into_inner())
 }
 
 /// Reads until the stream ends with a status; the events before it.
@@ -189,7 +204,10 @@ async fn end_status(stream: &mut Streaming<pb::KeyEvent>) -> (Vec<i64>, tonic::S
 /// the index must become the database's (with a key's older version), and
 /// a subscriber must be told to resync.
 async fn replaced_log_reloads_index_and_ends_streams(backend: Backend) {
-    let app = spawn_with(backend, |c| c.feed.poll_interval = Duration::from_millis(50)).await;
+    let app = spawn_with(backend, |c| {
+        c.feed.poll_interval = Duration::from_millis(50)
+    })
+    .await;
     let created = app.create_with_scopes(&[]).await;
     let id = created.key.expect("key").id;
     sql(
@@ -197,10 +215,14 @@ async fn replaced_log_reloads_index_and_ends_streams(backend: Backend) {
         &format!("CREATE TABLE keys_saved AS SELECT * FROM keys WHERE id = '{id}'"),
     )
     .await;
-    let restore = format!("DELETE FROM keys WHERE id = '{id}'; INSERT INTO keys SELECT * FROM keys_saved;");
+    let restore =
+        format!("DELETE FROM keys WHERE id = '{id}'; INSERT INTO keys SELECT * FROM keys_saved;");
 
     for (what, replace) in [
-        ("another row at the applied sequence", "UPDATE key_changes SET at = at + 1 WHERE seq = (SELECT last FROM change_seq)"),
+        (
+            "another row at the applied sequence",
+            "UPDATE key_changes SET at = at + 1 WHERE seq = (SELECT last FROM change_seq)",
+        ),
         ("another epoch", "UPDATE log_lineage SET epoch = epoch + 1"),
     ] {
         app.revoke(&id).await;
@@ -216,9 +238,10 @@ async fn replaced_log_reloads_index_and_ends_streams(backend: Backend) {
         let (_, end) = end_status(&mut events).await;
         assert_eq!(end.code(), Code::DataLoss, "{what}: {end:?}");
         assert!(end.message().contains("resync"), "{what}: {end:?}");
-        eventually(&format!("{what}: the index to hold the restored version"), || async {
-            verify(&app, &created.secret).await == Ok(VerifyCode::Valid)
-        })
+        eventually(
+            &format!("{what}: the index to hold the restored version"),
+            || async { verify(&app, &created.secret).await == Ok(VerifyCode::Valid) },
+        )
         .await;
     }
 }
@@ -251,7 +274,11 @@ async fn backlog_with_pruned_rows_ends_with_resync(backend: Backend) {
     // A hole at its start.
     sql(&app.db, "DELETE FROM key_changes WHERE seq <= 2").await;
     let (got, end) = end_status(&mut watch(&app, Some(0)).await.expect("watch")).await;
-    assert_eq!(got, Vec::<i64>::new(), "nothing after the hole is delivered");
+    assert_eq!(
+        got,
+        Vec::<i64>::new(),
+        "nothing after the hole is delivered"
+    );
     assert_eq!(end.code(), Code::OutOfRange, "{end:?}");
 
     // Everything after the cursor gone: an empty backlog short of the head.
@@ -322,7 +349,12 @@ async fn subscriber_cap_refuses_then_frees_a_slot(backend: Backend) {
     let _two = watch(&app, None).await.expect("second subscriber");
     let refused = watch(&app, None).await.expect_err("third subscriber");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(refused.message().contains("too many revocation subscribers"), "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("too many revocation subscribers"),
+        "{refused:?}"
+    );
     // No event arrives meanwhile: the slot frees because the client left.
     drop(one);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -342,11 +342,27 @@ async fn log_rolled_back_under_two_replicas_is_reloaded() {
     let p = receipt.propagation.expect("propagation");
     assert!(p.complete, "{p:?}");
     assert_eq!((p.confirmed_replicas, p.live_replicas), (2, 2));
-    assert_eq!(p.cursor, backup_seq + 1, "the sequence continues the restored log");
+    assert_eq!(
+        p.cursor,
+        backup_seq + 1,
+        "the sequence continues the restored log"
+    );
     for r in [&a, &b] {
-        assert_eq!(code(r, &second_secret).await, VerifyCode::Revoked, "no waiting after a receipt");
-        assert_eq!(code(r, &first_secret).await, VerifyCode::Valid, "the restored version");
-        assert_eq!(code(r, &lost_secret).await, VerifyCode::NotFound, "a key the restore lost");
+        assert_eq!(
+            code(r, &second_secret).await,
+            VerifyCode::Revoked,
+            "no waiting after a receipt"
+        );
+        assert_eq!(
+            code(r, &first_secret).await,
+            VerifyCode::Valid,
+            "the restored version"
+        );
+        assert_eq!(
+            code(r, &lost_secret).await,
+            VerifyCode::NotFound,
+            "a key the restore lost"
+        );
     }
 
     let end = loop {

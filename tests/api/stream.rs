@@ -84,7 +84,11 @@ async fn resumed_stream_has_no_gap_and_no_duplicate(backend: Backend) {
     let mut last = second.cursor;
     loop {
         let e = next(&mut events).await;
-        assert!(e.cursor > last, "cursors increase: {} after {last}", e.cursor);
+        assert!(
+            e.cursor > last,
+            "cursors increase: {} after {last}",
+            e.cursor
+        );
         last = e.cursor;
         got.push(e.key_id.clone());
         if e.key_id == sentinel {
@@ -211,11 +215,17 @@ async fn cursor_older_than_retention_is_out_of_range(backend: Backend) {
     // answer as before, here and on a server started after the prune (its
     // index comes from the keys, not from the log).
     assert_eq!(app.verify_code(&kept.secret).await, pb::VerifyCode::Valid);
-    assert_eq!(app.verify_code(&revoked.secret).await, pb::VerifyCode::Revoked);
+    assert_eq!(
+        app.verify_code(&revoked.secret).await,
+        pb::VerifyCode::Revoked
+    );
     let (db, token) = app.stop().await;
     let app = crate::helpers::spawn_configured(db, Some(token), retention).await;
     assert_eq!(app.verify_code(&kept.secret).await, pb::VerifyCode::Valid);
-    assert_eq!(app.verify_code(&revoked.secret).await, pb::VerifyCode::Revoked);
+    assert_eq!(
+        app.verify_code(&revoked.secret).await,
+        pb::VerifyCode::Revoked
+    );
 }
 
 async fn slow_subscriber_is_cut_off_with_its_cursor(backend: Backend) {
@@ -297,7 +307,10 @@ async fn slow_subscriber_is_cut_off_with_its_cursor(backend: Backend) {
         }
     }
     ids.push(sentinel);
-    assert_eq!(received, ids, "before the cut and after the resume: each once, in order");
+    assert_eq!(
+        received, ids,
+        "before the cut and after the resume: each once, in order"
+    );
 }
 
 crate::backend_tests!(
