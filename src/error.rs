@@ -30,6 +30,10 @@ pub enum Error {
     Aborted(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A stream's history is gone (the change log went back or was
+    /// replaced): its cursor cannot be resumed; the message says resync.
+    #[error("{0}")]
+    DataLoss(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]

@@ -76,6 +76,7 @@ impl Gauges {
         let meter = crate::telemetry::meter();
         let size = index.clone();
         let applied = index;
+        let stale = replica.clone();
         let depth = metrics.outbox_depth.clone();
         Self(vec![
             meter
@@ -89,12 +90,20 @@ impl Gauges {
             meter
                 .i64_observable_gauge("keysmith.feed.staleness")
                 .with_unit("ms")
-                .with_description("time since the change log was last read")
+                .with_description("time since the index last matched the change log")
                 .with_callback(move |o| {
-                    if let Some(s) = replica.staleness(Timestamp::now()) {
+                    if let Some(s) = stale.staleness(Timestamp::now()) {
                         o.observe(s.as_millis() as i64, &[]);
                     }
                 })
+                .build(),
+            meter
+                .i64_observable_gauge("keysmith.feed.stuck_seq")
+                .with_description(
+                    "the change-log sequence the feed cannot apply (0: not stuck); \
+                     the log names its key and why",
+                )
+                .with_callback(move |o| o.observe(replica.stuck().map_or(0, |s| s.seq), &[]))
                 .build(),
             meter
                 .i64_observable_gauge("keysmith.stream.subscribers")

@@ -10,7 +10,7 @@ use std::{
 };
 
 use futures::{Stream, StreamExt};
-use tokio::sync::{broadcast::error::RecvError, mpsc, oneshot};
+use tokio::sync::{broadcast::error::RecvError, mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
@@ -107,6 +107,7 @@ impl Watcher {
         // Subscribe before reading the backlog, so nothing committed in
         // between is missed; overlap is skipped by cursor.
         let live = self.feed.subscribe();
+        let resets = self.feed.resets();
         let bounds = self.store.log_bounds().await?;
         let cursor = match req.after {
             None => bounds.head,
@@ -133,6 +134,8 @@ impl Watcher {
             store: self.store.clone(),
             req,
             cursor,
+            head: bounds.head,
+            resets,
             tx,
             timeout: self.config.slow_subscriber_timeout,
             _guard: guard,
@@ -166,6 +169,11 @@ struct Subscription {
     req: WatchRequest,
     /// The last sequence delivered or skipped.
     cursor: i64,
+    /// The log's head when the stream started: the backlog must reach it,
+    /// since live events start at or below it.
+    head: i64,
+    /// Bumped when the feed reloads from a snapshot: the cursor is void.
+    resets: watch::Receiver<u64>,
     tx: mpsc::Sender<WatchItem>,
     timeout: Duration,
     _guard: ActiveGuard,
@@ -181,8 +189,19 @@ impl Subscription {
         let result: Result<(), Error> = async {
             self.backlog().await?;
             loop {
-                match live.recv().await {
+                let received = tokio::select! {
+                    // A client that leaves frees its slot now, not at the
+                    // next event.
+                    () = self.tx.closed() => return Ok(()),
+                    Ok(()) = self.resets.changed() => return Err(self.resync()),
+                    r = live.recv() => r,
+                };
+                // The feed bumps `resets` before it broadcasts anything
+                // after a reload, so this sees it first.
+                self.check_lineage()?;
+                match received {
                     Ok(c) if c.seq <= self.cursor => {}
+                    Ok(c) if c.seq != self.cursor + 1 => return Err(self.gap()),
                     Ok(c) => self.deliver(c).await?,
                     Err(RecvError::Lagged(_)) => return Err(self.too_slow()),
                     Err(RecvError::Closed) => return Ok(()),
@@ -204,15 +223,52 @@ impl Subscription {
         ))
     }
 
+    /// Rows after the cursor are missing (pruned while the stream read
+    /// them): resuming cannot fill the hole.
+    fn gap(&self) -> Error {
+        Error::OutOfRange(format!(
+            "change-log rows after cursor {} were pruned; the cursor is too old: resync",
+            self.cursor
+        ))
+    }
+
+    fn check_lineage(&self) -> Result<(), Error> {
+        if self.resets.has_changed().unwrap_or(false) {
+            return Err(self.resync());
+        }
+        Ok(())
+    }
+
+    /// The feed reloaded from a snapshot: the log went back, changed
+    /// lineage, or lost rows it never read, so no cursor continues it.
+    fn resync(&self) -> Error {
+        Error::DataLoss(format!(
+            "the change log went back or was replaced (a restore or a failover); \
+             cursor {} is void: resync, then watch without a cursor",
+            self.cursor
+        ))
+    }
+
+    /// The log from the cursor to the head seen at the start, checked as the
+    /// feed checks it: the first row is `cursor + 1`, rows are contiguous,
+    /// and they reach that head. A prune racing the read shows as a gap.
     async fn backlog(&mut self) -> Result<(), Error> {
         loop {
             let batch = self.store.changes_after(self.cursor, BACKLOG_BATCH).await?;
+            self.check_lineage()?;
             let done = batch.len() < BACKLOG_BATCH as usize;
             for c in batch {
+                if c.seq != self.cursor + 1 {
+                    return Err(self.gap());
+                }
                 self.deliver(Arc::new(c)).await?;
             }
             if done {
-                return Ok(());
+                return if self.cursor < self.head {
+                    Err(self.gap())
+                } else {
+                    Ok(())
+                };
             }
         }
     }

@@ -20,6 +20,7 @@ impl From<Error> for Status {
             Error::OutOfRange(msg) => Status::out_of_range(msg),
             Error::Aborted(msg) => Status::aborted(msg),
             Error::ResourceExhausted(msg) => Status::resource_exhausted(msg),
+            Error::DataLoss(msg) => Status::data_loss(msg),
             Error::Store(e) => store_status(e),
             Error::Internal(msg) => {
                 tracing::error!(error = %msg, "internal error");

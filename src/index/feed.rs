@@ -7,19 +7,13 @@
 //! disconnected) delays a change by at most one poll interval, and loses
 //! nothing.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::KeyIndex;
+use super::{KeyIndex, ReplicaState, Stuck, lineage::Lineage};
 use crate::{
     domain::{KeyId, Timestamp},
     store::{Change, ReplicaRow, Store, StoreError},
@@ -45,64 +39,14 @@ impl Default for FeedConfig {
     }
 }
 
-/// What this replica knows of its own freshness. Written by the feed, read
-/// by health, GetReplicaStatus and Verify's fail-closed check.
-#[derive(Debug)]
-pub struct ReplicaState {
-    pub id: String,
-    pub started_at: Timestamp,
-    /// When the feed last read the change log successfully (unix ms); 0 before.
-    last_contact: AtomicI64,
-}
-
-impl ReplicaState {
-    pub fn new() -> Self {
-        Self {
-            id: format!("rep_{}", ulid::Ulid::new().to_string().to_lowercase()),
-            started_at: Timestamp::now(),
-            last_contact: AtomicI64::new(0),
-        }
-    }
-
-    pub fn last_contact(&self) -> Option<Timestamp> {
-        match self.last_contact.load(Ordering::Acquire) {
-            0 => None,
-            ms => Some(Timestamp::from_millis(ms)),
-        }
-    }
-
-    fn touch(&self) {
-        self.last_contact
-            .store(Timestamp::now().as_millis(), Ordering::Release);
-    }
-
-    /// Whether Verify must refuse under `--fail-closed-after bound`: the
-    /// change log was last read longer ago (or never). Judged by the system
-    /// clock, like `last_contact`.
-    pub fn fail_closed(&self, bound: Option<Duration>) -> bool {
-        bound.is_some_and(|b| self.staleness(Timestamp::now()).is_none_or(|s| s > b))
-    }
-
-    /// How long since the last successful read of the change log.
-    pub fn staleness(&self, now: Timestamp) -> Option<Duration> {
-        let last = self.last_contact()?;
-        Some(Duration::from_millis(
-            (now.as_millis() - last.as_millis()).max(0) as u64,
-        ))
-    }
-}
-
-impl Default for ReplicaState {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// Handles shared between the feed and its readers.
 #[derive(Clone)]
 pub struct FeedHandle {
     wake: Arc<Notify>,
     events: broadcast::Sender<Arc<Change>>,
+    /// Bumped by every reload, before any change after it is broadcast:
+    /// a subscriber's cursor from before means nothing after it.
+    resets: Arc<watch::Sender<u64>>,
     pub replica: Arc<ReplicaState>,
 }
 
@@ -111,6 +55,7 @@ impl FeedHandle {
         Self {
             wake: Arc::new(Notify::new()),
             events: broadcast::channel(config.event_buffer.max(1)).0,
+            resets: Arc::new(watch::Sender::new(0)),
             replica: Arc::new(ReplicaState::new()),
         }
     }
@@ -126,6 +71,13 @@ impl FeedHandle {
         self.events.subscribe()
     }
 
+    /// Changes when the feed reloads its index from a snapshot (the log went
+    /// back, changed lineage or lost rows): events before and after do not
+    /// form one sequence, so a stream must end and its client resync.
+    pub fn resets(&self) -> watch::Receiver<u64> {
+        self.resets.subscribe()
+    }
+
     pub fn subscribers(&self) -> usize {
         self.events.receiver_count()
     }
@@ -137,6 +89,8 @@ pub struct ChangeFeed {
     index: Arc<KeyIndex>,
     handle: FeedHandle,
     config: FeedConfig,
+    /// What the applied sequence refers to; only the feed task touches it.
+    lineage: Lineage,
 }
 
 impl ChangeFeed {
@@ -151,6 +105,7 @@ impl ChangeFeed {
             index,
             handle,
             config,
+            lineage: Lineage::default(),
         }
     }
 
@@ -160,22 +115,13 @@ impl ChangeFeed {
     /// Order matters: LISTEN first, then the snapshot, then the changes after
     /// the snapshot's sequence. A change committed in between is either in
     /// the snapshot or after its sequence, and its NOTIFY is not missed.
-    pub async fn run(self, caught_up: watch::Sender<bool>, shutdown: CancellationToken) {
+    pub async fn run(mut self, caught_up: watch::Sender<bool>, shutdown: CancellationToken) {
         let replica = self.handle.replica.id.clone();
         let mut listener = self.listen(&replica).await;
         let mut backoff = Backoff::default();
         loop {
-            let mut count = 0usize;
-            let mut load = |record: crate::domain::KeyRecord| {
-                self.index.upsert(&record);
-                count += 1;
-            };
-            match self.store.snapshot(&mut load).await {
-                Ok(seq) => {
-                    self.index.advance_to(seq);
-                    tracing::info!(keys = count, seq, "index loaded from snapshot");
-                    break;
-                }
+            match self.load().await {
+                Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "snapshot failed; retrying");
                     if backoff.wait(&shutdown).await.is_err() {
@@ -194,7 +140,7 @@ impl ChangeFeed {
                         caught_up.send_replace(true);
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "change feed cannot read the change log"),
+                Err(e) => tracing::debug!(error = %e, "change feed did not catch up"),
             }
             if listener.is_none() && self.store.wakeups().is_some() {
                 listener = self.listen(&replica).await;
@@ -218,6 +164,26 @@ impl ChangeFeed {
         }
     }
 
+    /// The first load. The epoch is read before the snapshot: if the
+    /// database is swapped in between, the next catch-up sees another epoch
+    /// and reloads.
+    async fn load(&mut self) -> Result<(), StoreError> {
+        let epoch = self.store.log_bounds().await?.epoch;
+        let mut count = 0usize;
+        let mut load = |record: crate::domain::KeyRecord| {
+            self.index.upsert(&record);
+            count += 1;
+        };
+        let seq = self.store.snapshot(&mut load).await?;
+        self.index.advance_to(seq);
+        self.lineage = Lineage {
+            epoch: Some(epoch),
+            anchor: None,
+        };
+        tracing::info!(keys = count, seq, epoch, "index loaded from snapshot");
+        Ok(())
+    }
+
     async fn listen(&self, replica: &str) -> Option<PgListener> {
         let wakeups = self.store.wakeups()?;
         match wakeups.listen(replica).await {
@@ -229,47 +195,171 @@ impl ChangeFeed {
         }
     }
 
-    /// Applies every change after the index's sequence, in order.
+    /// Applies every change after the index's sequence, in order. Contact
+    /// is stamped only when a batch is fully applied (or nothing is left):
+    /// a row the feed cannot apply leaves the replica ageing, so health and
+    /// `--fail-closed-after` see a stuck feed as stale.
     #[tracing::instrument(name = "feed_catch_up", skip_all)]
-    async fn catch_up(&self) -> Result<(), StoreError> {
+    async fn catch_up(&mut self) -> Result<(), StoreError> {
         loop {
             let from = self.index.applied_seq();
-            let changes = self.store.changes_after(from, BATCH).await?;
-            self.handle.replica.touch();
-            let Some(last) = changes.last().map(|c| c.seq) else {
-                return self.report(from).await;
-            };
-            if changes[0].seq != from + 1 {
-                // Rows we never saw were pruned (we were away longer than the
-                // retention): a fresh snapshot covers them.
-                tracing::warn!(
-                    from,
-                    first = changes[0].seq,
-                    "change log gap; reloading snapshot"
-                );
-                let seq = self.store.snapshot(&mut |r| self.index.upsert(&r)).await?;
-                self.index.advance_to(seq);
-                continue;
-            }
-            let mut seen: Vec<&KeyId> = Vec::with_capacity(changes.len());
-            for c in &changes {
-                if seen.contains(&&c.key_id) {
-                    continue;
+            let result = self.step(from).await;
+            match result {
+                Ok(Step::More) => {}
+                Ok(Step::Done(applied)) => {
+                    self.handle.replica.applied();
+                    return self.report(applied).await;
                 }
-                seen.push(&c.key_id);
-                if let Some(record) = self.store.get_key(&c.key_id).await? {
-                    self.index.upsert(&record);
+                Err((stuck, e)) => {
+                    if self.handle.replica.stuck_at(stuck.clone()) {
+                        tracing::warn!(
+                            seq = stuck.seq,
+                            key_id = stuck.key_id.as_deref().unwrap_or(""),
+                            reason = %stuck.reason,
+                            "change feed is stuck: cannot apply this change"
+                        );
+                    }
+                    // Report what was applied before the stuck row, so
+                    // receipts count only what this replica really has.
+                    let _ = self.report(self.index.applied_seq()).await;
+                    return Err(e);
                 }
-            }
-            self.index.advance_to(last);
-            for c in changes {
-                // No receivers is fine: nobody is watching.
-                let _ = self.handle.events.send(Arc::new(c));
-            }
-            if last - from < i64::from(BATCH) {
-                return self.report(last).await;
             }
         }
+    }
+
+    /// Reads and applies one batch after `from`.
+    async fn step(&mut self, from: i64) -> Result<Step, (Stuck, StoreError)> {
+        let stuck = |key_id: Option<&KeyId>, e: &StoreError| Stuck {
+            seq: from + 1,
+            key_id: key_id.map(|k| k.as_str().to_owned()),
+            reason: e.to_string(),
+        };
+        let at = |e: StoreError| (stuck(None, &e), e);
+        let bounds = self.store.log_bounds().await.map_err(at)?;
+        if let Some(why) = self.lineage.moved(&bounds, from) {
+            self.reload(why).await.map_err(at)?;
+            return Ok(Step::More);
+        }
+        // Read the anchor (the last change applied) again with the batch:
+        // if it is not the same row, the log was replaced under us even
+        // though its head is past our sequence.
+        let check = from > 0 && self.lineage.anchor.as_ref().is_none_or(|a| a.seq == from);
+        let read_from = if check { from - 1 } else { from };
+        let mut changes = self
+            .store
+            .changes_after(read_from, BATCH)
+            .await
+            .map_err(at)?;
+        if check {
+            if changes.first().is_some_and(|c| c.seq == from) {
+                let row = changes.remove(0);
+                match &self.lineage.anchor {
+                    Some(anchor) if *anchor != row => {
+                        self.reload("the change at the applied sequence is not the one applied")
+                            .await
+                            .map_err(at)?;
+                        return Ok(Step::More);
+                    }
+                    _ => self.lineage.anchor = Some(row),
+                }
+            } else if self.lineage.anchor.is_some()
+                && self.store.log_bounds().await.map_err(at)?.pruned_through < from
+            {
+                // Gone, and not by retention.
+                self.reload("the change at the applied sequence is gone")
+                    .await
+                    .map_err(at)?;
+                return Ok(Step::More);
+            }
+        }
+        let Some(first) = changes.first().map(|c| c.seq) else {
+            return Ok(Step::Done(from));
+        };
+        if first != from + 1 {
+            // Rows we never saw were pruned (we were away longer than the
+            // retention): a fresh snapshot covers them.
+            tracing::warn!(from, first, "change log gap");
+            self.reload("change-log rows after the applied sequence were pruned")
+                .await
+                .map_err(at)?;
+            return Ok(Step::More);
+        }
+        let full = changes.len() == BATCH as usize;
+        let mut seen: Vec<&KeyId> = Vec::with_capacity(changes.len());
+        let mut applied = 0;
+        let mut failed = None;
+        for c in &changes {
+            if !seen.contains(&&c.key_id) {
+                match self.store.get_key(&c.key_id).await {
+                    Ok(Some(record)) => self.index.upsert(&record),
+                    Ok(None) => {
+                        failed = Some(StoreError::Corrupt(format!(
+                            "change {} names key {}, which does not exist",
+                            c.seq, c.key_id
+                        )));
+                    }
+                    Err(e) => failed = Some(e),
+                }
+                if failed.is_some() {
+                    break;
+                }
+                seen.push(&c.key_id);
+            }
+            applied += 1;
+        }
+        let failed_on = failed.as_ref().map(|_| changes[applied].key_id.clone());
+        changes.truncate(applied);
+        if let Some(last) = changes.last() {
+            self.index.advance_to(last.seq);
+            self.lineage.anchor = Some(last.clone());
+        }
+        for c in changes {
+            // No receivers is fine: nobody is watching.
+            let _ = self.handle.events.send(Arc::new(c));
+        }
+        match failed {
+            Some(e) => {
+                let mut s = stuck(failed_on.as_ref(), &e);
+                s.seq = self.index.applied_seq() + 1;
+                Err((s, e))
+            }
+            None if full => Ok(Step::More),
+            None => Ok(Step::Done(self.index.applied_seq())),
+        }
+    }
+
+    /// Makes the index equal to a fresh snapshot, resets the applied
+    /// sequence to it (also backwards) and ends every stream subscriber.
+    async fn reload(&mut self, why: &'static str) -> Result<(), StoreError> {
+        let epoch = self.store.log_bounds().await?.epoch;
+        let mut reload = self.index.begin_reload();
+        let mut count = 0usize;
+        let seq = self
+            .store
+            .snapshot(&mut |r| {
+                reload.put(&r);
+                count += 1;
+            })
+            .await?;
+        let dropped = reload.finish();
+        let was = self.index.applied_seq();
+        self.index.reset_to(seq);
+        self.lineage = Lineage {
+            epoch: Some(epoch),
+            anchor: None,
+        };
+        self.handle.resets.send_modify(|g| *g += 1);
+        tracing::warn!(
+            why,
+            was,
+            seq,
+            epoch,
+            keys = count,
+            dropped,
+            "index reloaded from snapshot; stream subscribers told to resync"
+        );
+        Ok(())
     }
 
     async fn report(&self, applied_seq: i64) -> Result<(), StoreError> {
@@ -283,6 +373,13 @@ impl ChangeFeed {
             })
             .await
     }
+}
+
+enum Step {
+    /// A full batch was applied; read on.
+    More,
+    /// Caught up through this sequence.
+    Done(i64),
 }
 
 /// Waits for a notification; `true` when the listener lost its connection.

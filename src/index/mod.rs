@@ -7,6 +7,8 @@
 mod entry;
 mod feed;
 mod hasher;
+mod lineage;
+mod replica;
 mod retention;
 mod runtime;
 
@@ -22,8 +24,9 @@ use dashmap::{DashMap, mapref::entry::Entry as MapEntry};
 
 use crate::domain::{KeyHash, KeyRecord, Scope};
 pub use entry::Entry;
-pub use feed::{ChangeFeed, FeedConfig, FeedHandle, ReplicaState};
+pub use feed::{ChangeFeed, FeedConfig, FeedHandle};
 use hasher::BuildKeyHashHasher;
+pub use replica::{ReplicaState, Stuck};
 pub use retention::Pruner;
 pub use runtime::KeyRuntime;
 
@@ -68,6 +71,31 @@ where
     shared
 }
 
+/// A reload in progress: each record [`put`](Reload::put) replaces what is
+/// held whatever its version (a restored database can hold older versions
+/// than the index), and [`finish`](Reload::finish) drops the keys the
+/// snapshot did not hold. Entries are swapped one at a time under the shard
+/// locks Verify already takes, so Verify never waits for a reload. Dropped
+/// without `finish` (the snapshot failed), it leaves every key in place.
+pub struct Reload<'a> {
+    index: &'a KeyIndex,
+    seen: HashSet<KeyHash>,
+}
+
+impl Reload<'_> {
+    pub fn put(&mut self, record: &KeyRecord) {
+        self.seen.insert(record.hash);
+        self.index.replace(record);
+    }
+
+    /// Returns how many keys were dropped.
+    pub fn finish(self) -> usize {
+        let before = self.index.keys.len();
+        self.index.keys.retain(|hash, _| self.seen.contains(hash));
+        before - self.index.keys.len()
+    }
+}
+
 impl Default for KeyIndex {
     fn default() -> Self {
         Self {
@@ -110,6 +138,38 @@ impl KeyIndex {
                 slot.insert(Arc::new(entry));
             }
         }
+    }
+
+    /// Starts making the index equal to a snapshot, for a reload after the
+    /// change log went back (a restore or a failover) or lost rows we never
+    /// read. See [`Reload`].
+    pub fn begin_reload(&self) -> Reload<'_> {
+        Reload {
+            index: self,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// Inserts `record` whatever the held version, keeping the key's runtime.
+    fn replace(&self, record: &KeyRecord) {
+        let entry = {
+            let mut interned = self.interned.lock().unwrap_or_else(PoisonError::into_inner);
+            interned.entry(record)
+        };
+        match self.keys.entry(record.hash) {
+            MapEntry::Occupied(mut held) => {
+                held.get().pass_runtime_to(&entry);
+                held.insert(Arc::new(entry));
+            }
+            MapEntry::Vacant(slot) => {
+                slot.insert(Arc::new(entry));
+            }
+        }
+    }
+
+    /// Sets the applied sequence, also backwards: only after a reload.
+    pub fn reset_to(&self, seq: i64) {
+        self.applied_seq.store(seq, Ordering::Release);
     }
 
     /// Lets Verify answer: called once the index has caught up with the log.

@@ -26,9 +26,11 @@ impl Propagation {
 
 impl Keys {
     /// Polls the replicas table until every replica with a recent heartbeat
-    /// reports `applied_seq >= seq`, or `timeout` passes. Replicas report
-    /// right after applying, so this usually returns within one NOTIFY
-    /// round trip.
+    /// reports `seq <= applied_seq <= head`, or `timeout` passes. Replicas
+    /// report right after applying, so this usually returns within one
+    /// NOTIFY round trip. A replica whose applied sequence is past the head
+    /// applied a log that has since gone back (a restore or a failover) and
+    /// has not reloaded yet: it does not confirm anything.
     pub async fn await_propagation(
         &self,
         seq: i64,
@@ -41,7 +43,11 @@ impl Keys {
             let since =
                 Timestamp::from_millis(Timestamp::now().as_millis() - window.as_millis() as i64);
             let replicas = self.store.live_replicas(since).await?;
-            let confirmed = replicas.iter().filter(|r| r.applied_seq >= seq).count();
+            let head = self.store.log_bounds().await?.head;
+            let confirmed = replicas
+                .iter()
+                .filter(|r| (seq..=head).contains(&r.applied_seq))
+                .count();
             let p = Propagation {
                 seq,
                 confirmed,
@@ -66,6 +72,8 @@ pub struct StatusReport {
     pub staleness: Option<Duration>,
     pub index_size: usize,
     pub replicas: Vec<crate::store::ReplicaRow>,
+    /// The change this replica's feed cannot apply, if it is stuck.
+    pub stuck: Option<crate::index::Stuck>,
 }
 
 impl Keys {
@@ -84,6 +92,7 @@ impl Keys {
             staleness: replica.staleness(Timestamp::now()),
             index_size: self.index.len(),
             replicas,
+            stuck: replica.stuck(),
         })
     }
 }

@@ -23,13 +23,18 @@ macro_rules! impl_log_sql {
             }
 
             async fn log_bounds(&self) -> Result<$crate::store::LogBounds, $crate::store::StoreError> {
-                let (pruned_through, head) = sqlx::query_as::<$db, (i64, i64)>(
-                    "SELECT s.pruned_through, c.last FROM change_log_state s, change_seq c \
-                     WHERE s.id = 1 AND c.id = 1",
+                let (pruned_through, head, epoch) = sqlx::query_as::<$db, (i64, i64, i64)>(
+                    "SELECT s.pruned_through, c.last, e.epoch \
+                     FROM change_log_state s, change_seq c, log_lineage e \
+                     WHERE s.id = 1 AND c.id = 1 AND e.id = 1",
                 )
                 .fetch_one(&self.pool)
                 .await?;
-                Ok($crate::store::LogBounds { pruned_through, head })
+                Ok($crate::store::LogBounds {
+                    pruned_through,
+                    head,
+                    epoch,
+                })
             }
 
             async fn prune_changes(

@@ -199,6 +199,9 @@ impl NewChange {
 pub struct LogBounds {
     pub pruned_through: i64,
     pub head: i64,
+    /// The log's lineage (`log_lineage`): changes when the database is
+    /// replaced by one with another history, so sequences cannot be compared.
+    pub epoch: i64,
 }
 
 /// A replica's last report of its progress.

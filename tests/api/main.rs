@@ -16,6 +16,7 @@ mod crash_bounds;
 mod deploy_files;
 mod disclosure;
 mod ext_authz;
+mod feed;
 mod flood;
 mod grace;
 mod lifecycle;

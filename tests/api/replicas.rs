@@ -258,3 +258,132 @@ async fn postgres_outage_keeps_verify_answering_and_loses_nothing() {
         .await;
     }
 }
+
+/// The log goes back under two running replicas, as after a restore from a
+/// backup or a failover to an asynchronous standby that had not seen the
+/// last writes. Both must reload (the index equal to the database, with a
+/// key's older version back and a later key gone), tell stream subscribers
+/// to resync, and deny a key revoked after the rollback: with a receipt that
+/// says complete only once they do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_rolled_back_under_two_replicas_is_reloaded() {
+    let url = fresh_pg_database().await;
+    let token = mint_token(&url).await;
+    let args = ["--poll-interval", "100ms"];
+    let a = Replica::start(&url, &token, &args).await;
+    let b = Replica::start(&url, &token, &args).await;
+    let (first, first_secret) = create(&a).await;
+    let (second, second_secret) = create(&a).await;
+    for r in [&a, &b] {
+        eventually("both keys to verify on both replicas", || async {
+            code(r, &second_secret).await == VerifyCode::Valid
+        })
+        .await;
+    }
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+    // The backup.
+    let backup_seq: i64 = sqlx::query_scalar("SELECT last FROM change_seq")
+        .fetch_one(&mut conn)
+        .await
+        .expect("head");
+    sqlx::raw_sql("CREATE TABLE keys_backup AS SELECT * FROM keys")
+        .execute(&mut conn)
+        .await
+        .expect("backup");
+
+    // Writes the restore will lose.
+    let req = pb::RevokeKeyRequest {
+        id: first.clone(),
+        ..Default::default()
+    };
+    a.admin.clone().revoke_key(req).await.expect("revoke");
+    let (_, lost_secret) = create(&a).await;
+    for r in [&a, &b] {
+        eventually("the lost writes to reach both replicas", || async {
+            code(r, &first_secret).await == VerifyCode::Revoked
+                && code(r, &lost_secret).await == VerifyCode::Valid
+        })
+        .await;
+    }
+    let mut events = b
+        .verify
+        .clone()
+        .watch_revocations(pb::WatchRevocationsRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+
+    // The restore: keys and log as they were at the backup.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "BEGIN; DELETE FROM key_changes WHERE seq > {backup_seq}; \
+         UPDATE change_seq SET last = {backup_seq}; \
+         DELETE FROM keys; INSERT INTO keys SELECT * FROM keys_backup; COMMIT;"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("restore");
+
+    // At once, before either replica had to notice: revoke with a receipt.
+    let req = pb::RevokeKeyRequest {
+        id: second,
+        reason: "leaked".into(),
+        wait_for_propagation: true,
+        propagation_timeout: Some(prost_types::Duration {
+            seconds: 10,
+            nanos: 0,
+        }),
+    };
+    let receipt = a
+        .admin
+        .clone()
+        .revoke_key(req)
+        .await
+        .expect("revoke after the restore")
+        .into_inner();
+    let p = receipt.propagation.expect("propagation");
+    assert!(p.complete, "{p:?}");
+    assert_eq!((p.confirmed_replicas, p.live_replicas), (2, 2));
+    assert_eq!(
+        p.cursor,
+        backup_seq + 1,
+        "the sequence continues the restored log"
+    );
+    for r in [&a, &b] {
+        assert_eq!(
+            code(r, &second_secret).await,
+            VerifyCode::Revoked,
+            "no waiting after a receipt"
+        );
+        assert_eq!(
+            code(r, &first_secret).await,
+            VerifyCode::Valid,
+            "the restored version"
+        );
+        assert_eq!(
+            code(r, &lost_secret).await,
+            VerifyCode::NotFound,
+            "a key the restore lost"
+        );
+    }
+
+    let end = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), events.message())
+            .await
+            .expect("the stream to end")
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(end.code(), tonic::Code::DataLoss, "{end:?}");
+    assert!(end.message().contains("resync"), "{end:?}");
+    let status = b
+        .admin
+        .clone()
+        .get_replica_status(pb::GetReplicaStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(status.applied_seq, backup_seq + 1, "{status:?}");
+}

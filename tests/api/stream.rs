@@ -76,15 +76,28 @@ async fn resumed_stream_has_no_gap_and_no_duplicate(backend: Backend) {
     };
     let mut events = watch(&app, resume).await;
     app.revoke(&ids[5]).await;
+    // A last revocation marks the end: everything before it is read, so a
+    // duplicate or a stray event shows.
+    let sentinel = app.create_with_scopes(&[]).await.key.expect("key").id;
+    app.revoke(&sentinel).await;
     let mut got = Vec::new();
     let mut last = second.cursor;
-    for _ in 2..6 {
+    loop {
         let e = next(&mut events).await;
-        assert!(e.cursor > last, "cursors increase");
+        assert!(
+            e.cursor > last,
+            "cursors increase: {} after {last}",
+            e.cursor
+        );
         last = e.cursor;
-        got.push(e.key_id);
+        got.push(e.key_id.clone());
+        if e.key_id == sentinel {
+            break;
+        }
     }
-    assert_eq!(got, ids[2..6].to_vec(), "backlog then live, each once");
+    let mut expected = ids[2..6].to_vec();
+    expected.push(sentinel);
+    assert_eq!(got, expected, "backlog then live, each once, nothing else");
 }
 
 async fn filters_and_all_changes(backend: Backend) {
@@ -158,19 +171,29 @@ async fn filters_and_all_changes(backend: Backend) {
 }
 
 async fn cursor_older_than_retention_is_out_of_range(backend: Backend) {
-    let app = spawn_with(backend, |c| {
+    let retention = |c: &mut keysmith::Config| {
         c.change_retention = Duration::ZERO;
         c.prune_interval = Duration::from_millis(20);
-    })
-    .await;
-    let id = app.create_with_scopes(&[]).await.key.expect("key").id;
-    app.revoke(&id).await;
-    let mut verify = app.verify.clone();
-    crate::helpers::eventually("the change log to be pruned", || {
+    };
+    let app = spawn_with(backend, retention).await;
+    let revoked = app.create_with_scopes(&[]).await;
+    let kept = app.create_with_scopes(&[]).await;
+    app.revoke(&revoked.key.as_ref().expect("key").id).await;
+    let head = app
+        .admin
+        .clone()
+        .get_replica_status(pb::GetReplicaStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner()
+        .head_seq;
+    let verify = app.verify.clone();
+    // Resuming just before the head fails once every row is pruned.
+    crate::helpers::eventually("the whole change log to be pruned", || {
         let mut verify = verify.clone();
         async move {
             let req = pb::WatchRevocationsRequest {
-                after_cursor: Some(0),
+                after_cursor: Some(head - 1),
                 ..Default::default()
             };
             matches!(verify.watch_revocations(req).await, Err(s) if s.code() == Code::OutOfRange)
@@ -182,13 +205,27 @@ async fn cursor_older_than_retention_is_out_of_range(backend: Backend) {
         ..Default::default()
     };
     let status = verify
+        .clone()
         .watch_revocations(ahead)
         .await
         .expect_err("cursor ahead of the log");
     assert_eq!(status.code(), Code::OutOfRange);
-    // Pruning never hides a key: the index and Verify are unaffected.
-    let created = app.create_with_scopes(&[]).await;
-    assert!(app.verify_scopes(&created.secret, &[]).await.valid);
+
+    // Pruning never hides a key: keys whose every change-log row is gone
+    // answer as before, here and on a server started after the prune (its
+    // index comes from the keys, not from the log).
+    assert_eq!(app.verify_code(&kept.secret).await, pb::VerifyCode::Valid);
+    assert_eq!(
+        app.verify_code(&revoked.secret).await,
+        pb::VerifyCode::Revoked
+    );
+    let (db, token) = app.stop().await;
+    let app = crate::helpers::spawn_configured(db, Some(token), retention).await;
+    assert_eq!(app.verify_code(&kept.secret).await, pb::VerifyCode::Valid);
+    assert_eq!(
+        app.verify_code(&revoked.secret).await,
+        pb::VerifyCode::Revoked
+    );
 }
 
 async fn slow_subscriber_is_cut_off_with_its_cursor(backend: Backend) {
@@ -223,26 +260,57 @@ async fn slow_subscriber_is_cut_off_with_its_cursor(backend: Backend) {
     for id in &ids {
         app.revoke(id).await;
     }
-    let mut received = 0;
+    let mut received = Vec::new();
     let status = loop {
         match tokio::time::timeout(Duration::from_secs(10), events.message())
             .await
             .expect("deadline")
         {
-            Ok(Some(_)) => received += 1,
-            Ok(None) => panic!("stream ended without a status after {received} events"),
+            Ok(Some(e)) => received.push(e.key_id),
+            Ok(None) => panic!("stream ended without a status after {received:?}"),
             Err(status) => break status,
         }
     };
     assert!(
-        received < 60,
+        received.len() < 60,
         "a slow subscriber does not get everything buffered"
     );
     assert_eq!(status.code(), Code::Aborted, "{status:?}");
-    assert!(status.message().contains("after_cursor="), "{status:?}");
-    // The server is fine, and a resumed stream works.
-    let created = app.create_with_scopes(&[]).await;
-    assert!(app.verify_scopes(&created.secret, &[]).await.valid);
+    let cursor: i64 = status
+        .message()
+        .split("after_cursor=")
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("the status names the cursor: {status:?}"));
+
+    // A resumed stream picks up exactly where the cut-off one stopped.
+    let mut events = client
+        .watch_revocations(pb::WatchRevocationsRequest {
+            after_cursor: Some(cursor),
+            ..Default::default()
+        })
+        .await
+        .expect("resume")
+        .into_inner();
+    let sentinel = app.create_with_scopes(&[]).await.key.expect("key").id;
+    app.revoke(&sentinel).await;
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.message())
+            .await
+            .expect("deadline")
+            .expect("stream ok")
+            .expect("stream open");
+        let done = e.key_id == sentinel;
+        received.push(e.key_id);
+        if done {
+            break;
+        }
+    }
+    ids.push(sentinel);
+    assert_eq!(
+        received, ids,
+        "before the cut and after the resume: each once, in order"
+    );
 }
 
 crate::backend_tests!(

@@ -73,7 +73,14 @@ pub fn propagation(p: &Propagation) -> pb::Propagation {
 }
 
 pub fn replica_status(s: StatusReport) -> pb::GetReplicaStatusResponse {
+    let (stuck_seq, stuck_key_id, stuck_reason) =
+        s.stuck.map_or((0, String::new(), String::new()), |st| {
+            (st.seq, st.key_id.unwrap_or_default(), st.reason)
+        });
     pb::GetReplicaStatusResponse {
+        stuck_seq,
+        stuck_key_id,
+        stuck_reason,
         replica_id: s.replica_id,
         applied_seq: s.applied_seq,
         head_seq: s.head_seq,

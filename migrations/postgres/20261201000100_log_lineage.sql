@@ -1,0 +1,11 @@
+-- The change log's lineage: a random id made once, with the database. A
+-- replica remembers it; when it changes (a restore from another lineage, a
+-- failover to a database that was not this one), the replica's applied
+-- sequence means nothing here and it reloads its index. Set a new value by
+-- hand after restoring a backup or promoting an asynchronous standby:
+--   UPDATE log_lineage SET epoch = (random() * 9007199254740991)::BIGINT;
+CREATE TABLE log_lineage (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    epoch BIGINT NOT NULL
+);
+INSERT INTO log_lineage (id, epoch) VALUES (1, (random() * 9007199254740991)::BIGINT);
