@@ -14,7 +14,7 @@ use std::{
 
 use keysmith::{
     config::DbConfig,
-    domain::{KeyId, Timestamp},
+    domain::{ApiKey, Environment, KeyId, KeyType, Timestamp, admin_token::AdminToken},
     grpc::pb::{self, key_admin_client::KeyAdminClient, key_verify_client::KeyVerifyClient},
 };
 use tokio_stream::wrappers::ReceiverStream;
@@ -195,9 +195,24 @@ async fn session(db_args: &[&str], otlp: &str) -> Issued {
         .expect("create publishable")
         .into_inner();
     secrets.push(publishable.secret.clone());
+    // Secret-shaped values the session presents but keysmith never issued:
+    // a well-formed key with a valid checksum that is in no index, and a
+    // well-formed admin token that is in no store. Refusing them must not
+    // leak them either.
+    let unknown_key = ApiKey::generate(KeyType::Secret, Environment::Live).expect("rng");
+    let unknown_key = unknown_key.expose_secret().to_owned();
+    secrets.push(unknown_key.clone());
+    let wrong_token = AdminToken::generate().expect("rng");
+    let wrong_token = wrong_token.expose_secret().to_owned();
+    secrets.push(wrong_token.clone());
 
     // Every way a key is presented: unary Verify, VerifyStream, ext_authz.
-    for key in [created.secret.as_str(), "sk_live_not_a_key"] {
+    for key in [
+        created.secret.as_str(),
+        "sk_live_not_a_key",
+        &unknown_key,
+        &wrong_token,
+    ] {
         let req = pb::VerifyRequest {
             key: key.into(),
             required_scopes: vec!["invoices:read".into()],
@@ -216,22 +231,31 @@ async fn session(db_args: &[&str], otlp: &str) -> Issued {
         referrer: "https://app.example.com/".into(),
         ..Default::default()
     };
-    tx.send(pb::VerifyStreamRequest {
-        id: 1,
-        request: Some(request),
-    })
-    .await
-    .expect("send");
-    answers.message().await.expect("answer").expect("open");
+    let unknown = pb::VerifyRequest {
+        key: unknown_key.clone(),
+        ..Default::default()
+    };
+    for (id, request) in [(1, request), (2, unknown)] {
+        tx.send(pb::VerifyStreamRequest {
+            id,
+            request: Some(request),
+        })
+        .await
+        .expect("send");
+        answers.message().await.expect("answer").expect("open");
+    }
     drop(tx);
     let mut authz =
         envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::new(
             verify_channel,
         );
     let bearer = format!("Bearer {}", publishable.secret);
+    let unknown_bearer = format!("Bearer {unknown_key}");
     for headers in [
         vec![("authorization", bearer.as_str())],
         vec![("x-api-key", publishable.secret.as_str())],
+        vec![("authorization", unknown_bearer.as_str())],
+        vec![("x-api-key", unknown_key.as_str())],
     ] {
         let req = crate::ext_authz::check_request(&headers, "203.0.113.9", "/invoices", "");
         authz.check(req).await.expect("check");
@@ -280,14 +304,37 @@ async fn session(db_args: &[&str], otlp: &str) -> Issued {
         ))
         .await
         .expect("revoke");
-    let wrong = keysmith::domain::admin_token::AdminToken::generate().expect("rng");
-    let bad = admin
-        .list_keys(authed(
-            wrong.expose_secret(),
-            pb::ListKeysRequest::default(),
-        ))
-        .await;
-    assert!(bad.is_err());
+    // The revoked key, presented everywhere it could be.
+    let revoked = pb::VerifyRequest {
+        key: created.secret.clone(),
+        ..Default::default()
+    };
+    let answer = verify.verify(revoked).await.expect("verify").into_inner();
+    assert_eq!(answer.code(), pb::VerifyCode::Revoked);
+    let revoked_bearer = format!("Bearer {}", created.secret);
+    let req = crate::ext_authz::check_request(
+        &[("authorization", revoked_bearer.as_str())],
+        "203.0.113.9",
+        "/invoices",
+        "",
+    );
+    authz.check(req).await.expect("check");
+    for key in [&created.secret, &unknown_key, &wrong_token] {
+        let req = authed(key, pb::RotateSelfRequest { grace_period: None });
+        assert!(admin.rotate_self(req).await.is_err(), "not a live key");
+    }
+    // The wrong admin token, on several calls and past the failure limit,
+    // so the refusals, the block and its audit summary are all exercised.
+    for i in 0..12 {
+        let bad = if i % 2 == 0 {
+            let req = authed(&wrong_token, pb::ListKeysRequest::default());
+            admin.list_keys(req).await.map(drop)
+        } else {
+            let req = authed(&wrong_token, pb::GetKeyRequest { id: id.clone() });
+            admin.get_key(req).await.map(drop)
+        };
+        assert!(bad.is_err(), "a wrong admin token is refused");
+    }
 
     // SIGTERM: health goes NOT_SERVING, calls drain, usage flushes, exit 0.
     let pid = child.id().to_string();
