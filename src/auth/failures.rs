@@ -171,6 +171,7 @@ mod tests {
             max_failures: 3,
             window: Duration::from_secs(60),
             max_peers,
+            ..AuthLimits::default()
         })
     }
 

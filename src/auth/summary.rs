@@ -174,3 +174,37 @@ impl AuthAuditor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u32) -> Option<IpAddr> {
+        Some(IpAddr::from(std::net::Ipv4Addr::from(0xc000_0200 + n)))
+    }
+
+    #[test]
+    fn one_summary_holds_any_number_of_failures_with_a_bounded_sample() {
+        let log = FailureLog::new(50);
+        assert!(log.take().is_none(), "nothing pending, nothing written");
+        for n in 0..100 {
+            log.record(ip(n), "unknown token", Some(Failure::First));
+            log.record(ip(n), "no token", Some(Failure::Blocking));
+            log.record(ip(n), "no token", None);
+        }
+        let event = log.take().expect("a summary");
+        let c = &event.changes;
+        assert_eq!(event.action, "admin.auth_failed");
+        assert_eq!(c["failures"], 200);
+        assert_eq!(c["refused_while_blocked"], 100);
+        assert_eq!(c["reasons"], json!({"no token": 100, "unknown token": 100}));
+        assert_eq!(c["peers"], 50, "counted up to max_peers");
+        assert_eq!(c["peers_capped"], true);
+        assert_eq!(c["blocked_peers"], 100);
+        assert_eq!(c["sample_peers"].as_array().expect("sample").len(), SAMPLE_PEERS);
+        assert_eq!(c["sample_peers"][0], "192.0.2.0");
+        let blocked = c["sample_blocked_peers"].as_array().expect("sample");
+        assert_eq!(blocked.len(), SAMPLE_PEERS);
+        assert!(log.take().is_none(), "taken once");
+    }
+}
