@@ -9,7 +9,14 @@
 //! of callers: a miss waits for a reload that started after it asked
 //! (its own, or one already under way), never for more than one.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::{
     sync::{Mutex, watch},
@@ -37,6 +44,8 @@ pub struct TokenSet {
     /// reload started, for the global rate.
     reloading: Mutex<Option<Instant>>,
     min_reload_gap: Duration,
+    /// Reads of the store so far, for tests and metrics.
+    reloads: AtomicU64,
 }
 
 impl TokenSet {
@@ -46,7 +55,13 @@ impl TokenSet {
             loaded: watch::Sender::new(Loaded::default()),
             reloading: Mutex::new(None),
             min_reload_gap,
+            reloads: AtomicU64::new(0),
         }
+    }
+
+    /// How many times the set was read from the store.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
     }
 
     /// The token whose SHA-256 is `hash`, from memory.
@@ -67,6 +82,7 @@ impl TokenSet {
         }
         let started = Instant::now();
         *last = Some(started);
+        self.reloads.fetch_add(1, Ordering::Relaxed);
         let tokens = self.store.admin_tokens().await?;
         self.loaded.send_replace(Loaded {
             started: Some(started),
@@ -113,5 +129,70 @@ impl TokenRefresher {
                 tracing::warn!(error = %e, "cannot reload the admin tokens");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::DbConfig, domain::Timestamp};
+
+    async fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        let db = DbConfig {
+            database_url: None,
+            data_dir: dir.path().to_owned(),
+        };
+        crate::app::open_store(&db, true).await.expect("store")
+    }
+
+    /// Misses at the same moment, from any number of callers, share one
+    /// read of the store, and each then sees the token minted before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn simultaneous_misses_share_one_reload() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store(&dir).await;
+        let set = Arc::new(TokenSet::new(store.clone(), Duration::from_millis(100)));
+        let info = AdminTokenInfo {
+            id: "adm_1".into(),
+            name: "ops".into(),
+        };
+        store
+            .insert_admin_token(&info, &[7; 32], Timestamp::now())
+            .await
+            .expect("insert");
+        let asked = Instant::now();
+        let misses = (0..100).map(|_| {
+            let set = set.clone();
+            tokio::spawn(async move { set.reload_after(asked).await })
+        });
+        for miss in futures::future::join_all(misses).await {
+            miss.expect("join").expect("reload");
+        }
+        assert_eq!(set.reloads(), 1);
+        assert_eq!(set.get(&[7; 32]).map(|i| i.id), Some("adm_1".to_owned()));
+        assert!(set.get(&[8; 32]).is_none());
+    }
+
+    /// Misses one after another reload at most once per gap: the count is
+    /// bounded by the time they took, however fast the store answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reloads_are_rate_limited_in_all() {
+        let dir = tempfile::tempdir().expect("dir");
+        let gap = Duration::from_millis(50);
+        let set = Arc::new(TokenSet::new(store(&dir).await, gap));
+        let start = Instant::now();
+        let callers = (0..4).map(|_| {
+            let set = set.clone();
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    set.reload_after(Instant::now()).await.expect("reload");
+                }
+            })
+        });
+        futures::future::join_all(callers).await;
+        let gaps = start.elapsed().as_millis() / gap.as_millis();
+        let bound = u64::try_from(gaps).expect("small") + 1;
+        assert!(set.reloads() >= 5, "each caller's last miss was served");
+        assert!(set.reloads() <= bound, "{} reloads > {bound}", set.reloads());
     }
 }
