@@ -201,7 +201,10 @@ mod tests {
         assert_eq!(c["peers"], 50, "counted up to max_peers");
         assert_eq!(c["peers_capped"], true);
         assert_eq!(c["blocked_peers"], 100);
-        assert_eq!(c["sample_peers"].as_array().expect("sample").len(), SAMPLE_PEERS);
+        assert_eq!(
+            c["sample_peers"].as_array().expect("sample").len(),
+            SAMPLE_PEERS
+        );
         assert_eq!(c["sample_peers"][0], "192.0.2.0");
         let blocked = c["sample_blocked_peers"].as_array().expect("sample");
         assert_eq!(blocked.len(), SAMPLE_PEERS);

@@ -193,6 +193,10 @@ mod tests {
         let gaps = start.elapsed().as_millis() / gap.as_millis();
         let bound = u64::try_from(gaps).expect("small") + 1;
         assert!(set.reloads() >= 5, "each caller's last miss was served");
-        assert!(set.reloads() <= bound, "{} reloads > {bound}", set.reloads());
+        assert!(
+            set.reloads() <= bound,
+            "{} reloads > {bound}",
+            set.reloads()
+        );
     }
 }

@@ -204,7 +204,8 @@ async fn failures_from_many_peers_make_a_bounded_number_of_audit_events(backend:
     let mut peers = Vec::new();
     for n in 2..2 + PEERS {
         let channel = connect_from(&addr, IpAddr::from([127, 0, 0, n])).await;
-        let bearer = crate::helpers::Bearer(format!("Bearer {}", app.token).parse().expect("ascii"));
+        let bearer =
+            crate::helpers::Bearer(format!("Bearer {}", app.token).parse().expect("ascii"));
         peers.push((
             KeyAdminClient::new(channel.clone()),
             KeyAdminClient::with_interceptor(channel, bearer),
@@ -214,7 +215,10 @@ async fn failures_from_many_peers_make_a_bounded_number_of_audit_events(backend:
         for i in 0..TRIES {
             let status = fail_once(&mut bad, i).await;
             assert!(
-                matches!(status.code(), Code::Unauthenticated | Code::ResourceExhausted),
+                matches!(
+                    status.code(),
+                    Code::Unauthenticated | Code::ResourceExhausted
+                ),
                 "{status:?}"
             );
             good.list_keys(list()).await.expect("a valid token works");
