@@ -1,9 +1,10 @@
 //! Secret hygiene. A whole session against a real `keysmith serve`, on
 //! SQLite and on a private PostgreSQL, logging at debug and exporting spans
-//! and metrics to a loopback OTLP collector. Afterwards every secret issued
-//! is searched for in the logs, the exported telemetry and every file of
-//! the database (tables, indexes, WAL): zero hits. SIGTERM drains, flushes
-//! usage and exits 0.
+//! and metrics to a loopback OTLP collector. Afterwards every secret issued,
+//! and every secret-shaped value presented (unknown keys with a valid
+//! checksum, a wrong admin token, revoked keys), is searched for in the
+//! logs, the exported telemetry and every file of the database (tables,
+//! indexes, WAL): zero hits. SIGTERM drains, flushes usage and exits 0.
 
 use std::{
     io::{BufRead, BufReader},
@@ -21,6 +22,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Request;
 
 use crate::{helpers::eventually, receiver::receiver};
+
+mod scan;
+use scan::{assert_absent, files_under, needle};
 
 /// Lines a child process wrote, gathered by a reader thread.
 type Lines = Arc<Mutex<Vec<String>>>;
@@ -44,7 +48,8 @@ fn authed<T>(token: &str, msg: T) -> Request<T> {
 
 /// What a session issued.
 struct Issued {
-    /// Keys and the bootstrap admin token: never stored, logged or exported.
+    /// Keys, the bootstrap admin token, and the well-formed strangers the
+    /// session presented: never stored, logged or exported.
     secrets: Vec<String>,
     /// A webhook signing secret: stored (keysmith signs with it), but never
     /// logged or exported.
@@ -53,22 +58,6 @@ struct Issued {
     used_key: String,
     out: Lines,
     err: Lines,
-}
-
-/// 32 characters from the middle of a secret: its random part, whatever
-/// the prefix and checksum.
-fn needle(secret: &str) -> &[u8] {
-    let mid = secret.len() / 2;
-    &secret.as_bytes()[mid - 16..mid + 16]
-}
-
-fn assert_absent(haystack: &[u8], secrets: &[&str], place: &str) {
-    for s in secrets {
-        assert!(
-            memchr::memmem::find(haystack, needle(s)).is_none(),
-            "a secret was found in {place}"
-        );
-    }
 }
 
 /// Scans the database's files for the secrets. The webhook signing secret
@@ -85,23 +74,6 @@ fn scan_database(dir: &Path, issued: &Issued) {
     for (path, bytes) in &files {
         assert_absent(bytes, &secrets, path);
     }
-}
-
-/// Every byte of every file under `dir`.
-fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                out.push((path.display().to_string(), bytes));
-            }
-        }
-    }
-    out
 }
 
 /// Runs the session against `keysmith serve <db_args>`, exporting to
