@@ -318,6 +318,9 @@ impl App {
             interval: self.config.feed.poll_interval.min(Duration::from_secs(1)),
         };
         tasks.spawn(monitor.run(stop_tasks.clone()));
+        let (tokens, auth_auditor) = self.auth.tasks();
+        tasks.spawn(tokens.run(stop_tasks.clone()));
+        tasks.spawn(auth_auditor.run(stop_tasks.clone()));
 
         shutdown.await;
         tracing::info!("shutting down");

@@ -1,12 +1,16 @@
-//! Admin authentication: bearer tokens, stored as SHA-256 only, and a limit
-//! on failures per peer.
+//! Admin authentication: bearer tokens, stored as SHA-256 only and held in
+//! memory (`tokens.rs`); a limit on failures per peer (`failures.rs`); and
+//! failures audited in aggregate (`summary.rs`).
 
 mod failures;
+mod summary;
+mod tokens;
 
 use std::{net::IpAddr, sync::Arc, time::Instant};
 
 pub use failures::{AuthLimits, FailedAuth, Failure};
-use serde_json::json;
+pub use summary::{AuthAuditor, FailureLog, SAMPLE_PEERS};
+pub use tokens::{TokenRefresher, TokenSet};
 
 use crate::{
     domain::{
@@ -15,20 +19,26 @@ use crate::{
     },
     error::{Error, Result},
     keys::Actor,
-    store::{AdminTokenInfo, NewAuditEvent, Store, WriteBatch},
+    store::{AdminTokenInfo, Store},
 };
 
 #[derive(Clone)]
 pub struct AdminAuth {
     store: Arc<dyn Store>,
+    limits: AuthLimits,
+    tokens: Arc<TokenSet>,
     failures: Arc<FailedAuth>,
+    log: Arc<FailureLog>,
 }
 
 impl AdminAuth {
     pub fn new(store: Arc<dyn Store>, limits: AuthLimits) -> Self {
         Self {
-            store,
+            tokens: Arc::new(TokenSet::new(store.clone(), limits.min_reload_gap)),
             failures: Arc::new(FailedAuth::new(limits)),
+            log: Arc::new(FailureLog::new(limits.max_peers)),
+            store,
+            limits,
         }
     }
 
@@ -36,65 +46,64 @@ impl AdminAuth {
     /// the caller's address, for the limit on failures.
     ///
     /// No comparison ever runs over a secret: a token of the wrong shape is
-    /// refused on its shape alone, and a well-formed one is looked up by its
-    /// SHA-256. An index lookup's timing can only tell how much of an
-    /// attacker's own hash matched a stored hash, which gives nothing
-    /// without a preimage.
+    /// refused on its shape alone, and a well-formed one is looked up in
+    /// memory by its SHA-256. A known token is accepted whatever its
+    /// address did before; only a miss consults the limit.
     pub async fn authenticate(&self, bearer: Option<&str>, peer: Option<IpAddr>) -> Result<Actor> {
-        if let Err(retry_after) = self.failures.check(peer, Instant::now()) {
-            return Err(Error::ResourceExhausted(format!(
-                "too many failed authentications from this address; retry in {} s",
-                retry_after.as_secs().max(1)
-            )));
-        }
-        let (found, why) = match bearer {
-            None => (None, "no token"),
-            Some(t) if !admin_token::well_formed(t) => (None, "malformed token"),
-            Some(t) => (
-                self.store
-                    .find_admin_token(&admin_token::hash_presented(t))
-                    .await?,
-                "unknown token",
-            ),
-        };
-        match found {
-            Some(info) => Ok(Actor(format!("admin:{}", info.id))),
-            None => {
-                self.failed(peer, why).await;
-                Err(Error::Unauthenticated)
+        let hash = match bearer {
+            None => return Err(self.refuse(peer, "no token")),
+            Some(t) if !admin_token::well_formed(t) => {
+                return Err(self.refuse(peer, "malformed token"));
             }
+            Some(t) => admin_token::hash_presented(t),
+        };
+        if let Some(info) = self.tokens.get(&hash) {
+            return Ok(actor(&info));
+        }
+        // A miss may be a token minted since the last reload. A blocked
+        // peer's miss waits for the periodic reload instead of causing one.
+        let asked = tokio::time::Instant::now();
+        if self.failures.check(peer, Instant::now()).is_ok() {
+            self.tokens.reload_after(asked).await?;
+        } else {
+            let patience = self.limits.token_reload_interval * 2;
+            self.tokens.wait_for_reload_after(asked, patience).await;
+        }
+        match self.tokens.get(&hash) {
+            Some(info) => Ok(actor(&info)),
+            None => Err(self.refuse(peer, "unknown token")),
         }
     }
 
-    /// Counts a failure and audits the first of a peer's window and the
-    /// one that blocks it. A failed audit write is logged, not returned:
-    /// the caller gets UNAUTHENTICATED either way.
-    async fn failed(&self, peer: Option<IpAddr>, why: &'static str) {
-        let failure = self.failures.fail(peer, Instant::now());
-        let action = match failure {
-            Failure::First => "admin.auth_failed",
-            Failure::Blocking => "admin.auth_blocked",
-            Failure::Again => return,
-        };
-        let peer = peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        tracing::warn!(%peer, reason = why, action, "admin authentication failed");
-        let event = NewAuditEvent {
-            at: Timestamp::now(),
-            actor: format!("peer:{peer}"),
-            action,
-            key_id: None,
-            owner_id: None,
-            reason: Some(why.to_owned()),
-            changes: json!({ "peer": peer }),
-            request_id: None,
-        };
-        let batch = WriteBatch {
-            audit: vec![event],
-            ..WriteBatch::default()
-        };
-        if let Err(e) = self.store.write(batch).await {
-            tracing::warn!(error = %e, "cannot audit a failed authentication");
+    /// Counts a refusal, and answers it: UNAUTHENTICATED, or
+    /// RESOURCE_EXHAUSTED once the peer is blocked.
+    fn refuse(&self, peer: Option<IpAddr>, why: &'static str) -> Error {
+        let now = Instant::now();
+        if let Err(retry_after) = self.failures.check(peer, now) {
+            self.log.record(peer, why, None);
+            return Error::ResourceExhausted(format!(
+                "too many failed authentications from this address; retry in {} s",
+                retry_after.as_secs().max(1)
+            ));
         }
+        let failure = self.failures.fail(peer, now);
+        self.log.record(peer, why, Some(failure));
+        Error::Unauthenticated
+    }
+
+    /// The background tasks authentication needs: the periodic reload of
+    /// the token set, and the writer of failure summaries.
+    pub fn tasks(&self) -> (TokenRefresher, AuthAuditor) {
+        let refresher = TokenRefresher {
+            tokens: self.tokens.clone(),
+            interval: self.limits.token_reload_interval,
+        };
+        let auditor = AuthAuditor {
+            store: self.store.clone(),
+            log: self.log.clone(),
+            interval: self.limits.audit_interval,
+        };
+        (refresher, auditor)
     }
 
     /// Mints a token and stores its hash. The caller shows it once.
@@ -118,4 +127,8 @@ impl AdminAuth {
         }
         Ok(Some(self.mint("bootstrap").await?.0))
     }
+}
+
+fn actor(info: &AdminTokenInfo) -> Actor {
+    Actor(format!("admin:{}", info.id))
 }

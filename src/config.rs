@@ -42,7 +42,8 @@ pub struct Config {
     pub shutdown_deadline: Duration,
     pub verify_limits: ListenerLimits,
     pub admin_limits: ListenerLimits,
-    /// Failed admin authentications allowed per peer.
+    /// Admin authentication: failures allowed per peer, token reloads,
+    /// and how often failures are audited.
     pub auth_limits: AuthLimits,
 }
 

@@ -130,8 +130,9 @@ struct ServeArgs {
     #[arg(long, env = "KEYSMITH_USAGE_FLUSH_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     usage_flush_interval: Duration,
     /// Failed admin authentications one address (IPv6: one /64) may make in
-    /// a minute before it is refused for the rest of that minute. 0 turns
-    /// the limit off, e.g. behind a proxy that hides client addresses.
+    /// a minute before its failing calls are refused outright for the rest
+    /// of that minute; a valid token is always answered. 0 turns the limit
+    /// off.
     #[arg(long, env = "KEYSMITH_ADMIN_AUTH_MAX_FAILURES", default_value_t = 10)]
     admin_auth_max_failures: u32,
     /// Let webhooks target private, loopback and link-local addresses. Off by

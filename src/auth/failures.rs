@@ -1,9 +1,11 @@
 //! Failed admin authentications, counted per peer, so that one address (or
-//! one IPv6 /64) stops getting answers after a few wrong tokens.
+//! one IPv6 /64) that keeps failing is refused outright.
 //!
 //! Guessing a 256-bit token is hopeless anyway; what the limit buys is that
-//! a flood of bad tokens costs no database lookups and leaves an audit
-//! trail, not a log line per attempt.
+//! a peer's flood of bad tokens stops costing anything: no reload of the
+//! token set, no audit count. A blocked peer is refused only what fails:
+//! a valid token is answered from memory before the limit is consulted, so
+//! nobody sharing an address (a proxy, a NAT) can lock the admins out.
 
 use std::{
     collections::HashMap,
@@ -14,13 +16,22 @@ use std::{
 
 #[derive(Clone, Copy, Debug)]
 pub struct AuthLimits {
-    /// Failures one peer may have in a window; 0 turns the limit off
-    /// (for a proxy that hides client addresses).
+    /// Failures one peer may have in a window before its failing attempts
+    /// are refused outright; 0 turns the limit off.
     pub max_failures: u32,
     pub window: Duration,
     /// Peers tracked at once; past this, expired windows are dropped first,
     /// and a new peer goes untracked if none has expired.
     pub max_peers: usize,
+    /// How often the token set is reloaded from the store regardless of
+    /// misses: the most a token revoked elsewhere stays usable.
+    pub token_reload_interval: Duration,
+    /// The least time between two reloads of the token set, all callers
+    /// together.
+    pub min_reload_gap: Duration,
+    /// The least time between two `admin.auth_failed` summaries, all peers
+    /// together; the first of a quiet spell is written at once.
+    pub audit_interval: Duration,
 }
 
 impl Default for AuthLimits {
@@ -29,6 +40,9 @@ impl Default for AuthLimits {
             max_failures: 10,
             window: Duration::from_secs(60),
             max_peers: 10_000,
+            token_reload_interval: Duration::from_secs(1),
+            min_reload_gap: Duration::from_millis(250),
+            audit_interval: Duration::from_secs(20),
         }
     }
 }
@@ -36,16 +50,35 @@ impl Default for AuthLimits {
 /// A peer as the limit sees it: an IPv4 address, or an IPv6 /64 (one
 /// subscriber's allocation, typically). Callers without an address share
 /// one peer.
+///
+/// IPv4 is held as its mapped IPv6 form (`::ffff:a.b.c.d`), whose low 64
+/// bits are never zero, and a /64 prefix as itself, whose low 64 bits are:
+/// the two never meet, and the unknown peer is neither.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Peer(u128);
+pub(super) struct Peer(u128);
+
+const UNKNOWN_PEER: u128 = u128::MAX;
+const MAPPED_V4: u128 = 0xffff << 32;
 
 impl From<Option<IpAddr>> for Peer {
     fn from(ip: Option<IpAddr>) -> Self {
         match ip.map(|ip| ip.to_canonical()) {
-            Some(IpAddr::V4(v4)) => Peer(u128::from(u32::from(v4))),
-            // Low 64 bits of the unknown peer are set: no /64 prefix is it.
+            Some(IpAddr::V4(v4)) => Peer(MAPPED_V4 | u128::from(u32::from(v4))),
             Some(IpAddr::V6(v6)) => Peer(u128::from(v6) & (u128::MAX << 64)),
-            None => Peer(u128::MAX),
+            None => Peer(UNKNOWN_PEER),
+        }
+    }
+}
+
+/// `192.0.2.1`, `2001:db8:1:2::/64` or `unknown`, for the audit log.
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 == UNKNOWN_PEER {
+            f.write_str("unknown")
+        } else if self.0 >> 32 == MAPPED_V4 >> 32 {
+            std::net::Ipv4Addr::from(self.0 as u32).fmt(f)
+        } else {
+            write!(f, "{}/64", std::net::Ipv6Addr::from(self.0))
         }
     }
 }
@@ -56,14 +89,14 @@ struct Window {
     failures: u32,
 }
 
-/// What a failure meant, for the audit log.
+/// What a failure meant to the peer's window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
-    /// The first in this peer's window: audited.
+    /// The first in this peer's window.
     First,
-    /// One more; not audited on its own.
+    /// One more.
     Again,
-    /// The one that blocks the peer: audited.
+    /// The one that blocks the peer.
     Blocking,
 }
 
@@ -96,8 +129,7 @@ impl FailedAuth {
         }
     }
 
-    /// Counts a failure from `ip`. With the limit off nothing is counted,
-    /// and nothing audited: a flood must not become a flood of writes.
+    /// Counts a failure from `ip`. With the limit off nothing is counted.
     pub fn fail(&self, ip: Option<IpAddr>, now: Instant) -> Failure {
         if self.limits.max_failures == 0 {
             return Failure::Again;
@@ -139,6 +171,7 @@ mod tests {
             max_failures: 3,
             window: Duration::from_secs(60),
             max_peers,
+            ..AuthLimits::default()
         })
     }
 
@@ -205,6 +238,17 @@ mod tests {
     }
 
     #[test]
+    fn peers_print_as_the_address_or_prefix_they_stand_for() {
+        let shown = |s: Option<IpAddr>| Peer::from(s).to_string();
+        assert_eq!(shown(ip("203.0.113.7")), "203.0.113.7");
+        assert_eq!(shown(ip("::ffff:203.0.113.7")), "203.0.113.7");
+        assert_eq!(shown(ip("2001:db8:1:2:3:4:5:6")), "2001:db8:1:2::/64");
+        assert_eq!(shown(ip("::1")), "::/64");
+        assert_eq!(shown(ip("0.0.0.0")), "0.0.0.0");
+        assert_eq!(shown(None), "unknown");
+    }
+
+    #[test]
     fn zero_turns_the_limit_off() {
         let l = FailedAuth::new(AuthLimits {
             max_failures: 0,
@@ -212,7 +256,7 @@ mod tests {
         });
         let t0 = Instant::now();
         for _ in 0..100 {
-            assert_eq!(l.fail(ip("192.0.2.1"), t0), Failure::Again, "not audited");
+            assert_eq!(l.fail(ip("192.0.2.1"), t0), Failure::Again, "not counted");
         }
         assert!(l.check(ip("192.0.2.1"), t0).is_ok());
     }

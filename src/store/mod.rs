@@ -336,8 +336,9 @@ pub trait Store:
         hash: &[u8; 32],
         at: Timestamp,
     ) -> Result<(), StoreError>;
-    async fn find_admin_token(&self, hash: &[u8; 32])
-    -> Result<Option<AdminTokenInfo>, StoreError>;
+    /// Every admin token not revoked, by SHA-256: the whole set, which
+    /// admin authentication holds in memory.
+    async fn admin_tokens(&self) -> Result<Vec<([u8; 32], AdminTokenInfo)>, StoreError>;
     async fn count_admin_tokens(&self) -> Result<i64, StoreError>;
     /// Where NOTIFY wake-ups come from; `None` where writes are all local (SQLite).
     fn wakeups(&self) -> Option<PgWakeups>;

@@ -362,17 +362,26 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn find_admin_token(
+            async fn admin_tokens(
                 &self,
-                hash: &[u8; 32],
-            ) -> Result<Option<$crate::store::AdminTokenInfo>, $crate::store::StoreError> {
-                let row = sqlx::query_as::<$db, (String, String)>(
-                    "SELECT id, name FROM admin_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            ) -> Result<Vec<([u8; 32], $crate::store::AdminTokenInfo)>, $crate::store::StoreError>
+            {
+                let rows = sqlx::query_as::<$db, (Vec<u8>, String, String)>(
+                    "SELECT token_hash, id, name FROM admin_tokens WHERE revoked_at IS NULL",
                 )
-                .bind(hash.to_vec())
-                .fetch_optional(&self.pool)
+                .fetch_all(&self.pool)
                 .await?;
-                Ok(row.map(|(id, name)| $crate::store::AdminTokenInfo { id, name }))
+                rows.into_iter()
+                    .map(|(hash, id, name)| {
+                        let hash = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
+                            $crate::store::StoreError::Corrupt(format!(
+                                "admin token {id} has a hash of {} bytes",
+                                hash.len()
+                            ))
+                        })?;
+                        Ok((hash, $crate::store::AdminTokenInfo { id, name }))
+                    })
+                    .collect()
             }
 
             async fn count_admin_tokens(&self) -> Result<i64, $crate::store::StoreError> {

@@ -1,9 +1,10 @@
 //! Secret hygiene. A whole session against a real `keysmith serve`, on
 //! SQLite and on a private PostgreSQL, logging at debug and exporting spans
-//! and metrics to a loopback OTLP collector. Afterwards every secret issued
-//! is searched for in the logs, the exported telemetry and every file of
-//! the database (tables, indexes, WAL): zero hits. SIGTERM drains, flushes
-//! usage and exits 0.
+//! and metrics to a loopback OTLP collector. Afterwards every secret issued,
+//! and every secret-shaped value presented (unknown keys with a valid
+//! checksum, a wrong admin token, revoked keys), is searched for in the
+//! logs, the exported telemetry and every file of the database (tables,
+//! indexes, WAL): zero hits. SIGTERM drains, flushes usage and exits 0.
 
 use std::{
     io::{BufRead, BufReader},
@@ -14,13 +15,16 @@ use std::{
 
 use keysmith::{
     config::DbConfig,
-    domain::{KeyId, Timestamp},
+    domain::{ApiKey, Environment, KeyId, KeyType, Timestamp, admin_token::AdminToken},
     grpc::pb::{self, key_admin_client::KeyAdminClient, key_verify_client::KeyVerifyClient},
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Request;
 
 use crate::{helpers::eventually, receiver::receiver};
+
+mod scan;
+use scan::{assert_absent, files_under, needle};
 
 /// Lines a child process wrote, gathered by a reader thread.
 type Lines = Arc<Mutex<Vec<String>>>;
@@ -44,7 +48,8 @@ fn authed<T>(token: &str, msg: T) -> Request<T> {
 
 /// What a session issued.
 struct Issued {
-    /// Keys and the bootstrap admin token: never stored, logged or exported.
+    /// Keys, the bootstrap admin token, and the well-formed strangers the
+    /// session presented: never stored, logged or exported.
     secrets: Vec<String>,
     /// A webhook signing secret: stored (keysmith signs with it), but never
     /// logged or exported.
@@ -53,22 +58,6 @@ struct Issued {
     used_key: String,
     out: Lines,
     err: Lines,
-}
-
-/// 32 characters from the middle of a secret: its random part, whatever
-/// the prefix and checksum.
-fn needle(secret: &str) -> &[u8] {
-    let mid = secret.len() / 2;
-    &secret.as_bytes()[mid - 16..mid + 16]
-}
-
-fn assert_absent(haystack: &[u8], secrets: &[&str], place: &str) {
-    for s in secrets {
-        assert!(
-            memchr::memmem::find(haystack, needle(s)).is_none(),
-            "a secret was found in {place}"
-        );
-    }
 }
 
 /// Scans the database's files for the secrets. The webhook signing secret
@@ -85,23 +74,6 @@ fn scan_database(dir: &Path, issued: &Issued) {
     for (path, bytes) in &files {
         assert_absent(bytes, &secrets, path);
     }
-}
-
-/// Every byte of every file under `dir`.
-fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                out.push((path.display().to_string(), bytes));
-            }
-        }
-    }
-    out
 }
 
 /// Runs the session against `keysmith serve <db_args>`, exporting to
@@ -195,9 +167,24 @@ async fn session(db_args: &[&str], otlp: &str) -> Issued {
         .expect("create publishable")
         .into_inner();
     secrets.push(publishable.secret.clone());
+    // Secret-shaped values the session presents but keysmith never issued:
+    // a well-formed key with a valid checksum that is in no index, and a
+    // well-formed admin token that is in no store. Refusing them must not
+    // leak them either.
+    let unknown_key = ApiKey::generate(KeyType::Secret, Environment::Live).expect("rng");
+    let unknown_key = unknown_key.expose_secret().to_owned();
+    secrets.push(unknown_key.clone());
+    let wrong_token = AdminToken::generate().expect("rng");
+    let wrong_token = wrong_token.expose_secret().to_owned();
+    secrets.push(wrong_token.clone());
 
     // Every way a key is presented: unary Verify, VerifyStream, ext_authz.
-    for key in [created.secret.as_str(), "sk_live_not_a_key"] {
+    for key in [
+        created.secret.as_str(),
+        "sk_live_not_a_key",
+        &unknown_key,
+        &wrong_token,
+    ] {
         let req = pb::VerifyRequest {
             key: key.into(),
             required_scopes: vec!["invoices:read".into()],
@@ -216,22 +203,31 @@ async fn session(db_args: &[&str], otlp: &str) -> Issued {
         referrer: "https://app.example.com/".into(),
         ..Default::default()
     };
-    tx.send(pb::VerifyStreamRequest {
-        id: 1,
-        request: Some(request),
-    })
-    .await
-    .expect("send");
-    answers.message().await.expect("answer").expect("open");
+    let unknown = pb::VerifyRequest {
+        key: unknown_key.clone(),
+        ..Default::default()
+    };
+    for (id, request) in [(1, request), (2, unknown)] {
+        tx.send(pb::VerifyStreamRequest {
+            id,
+            request: Some(request),
+        })
+        .await
+        .expect("send");
+        answers.message().await.expect("answer").expect("open");
+    }
     drop(tx);
     let mut authz =
         envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::new(
             verify_channel,
         );
     let bearer = format!("Bearer {}", publishable.secret);
+    let unknown_bearer = format!("Bearer {unknown_key}");
     for headers in [
         vec![("authorization", bearer.as_str())],
         vec![("x-api-key", publishable.secret.as_str())],
+        vec![("authorization", unknown_bearer.as_str())],
+        vec![("x-api-key", unknown_key.as_str())],
     ] {
         let req = crate::ext_authz::check_request(&headers, "203.0.113.9", "/invoices", "");
         authz.check(req).await.expect("check");
@@ -282,14 +278,37 @@ async fn session(db_args: &[&str], otlp: &str) -> Issued {
         ))
         .await
         .expect("revoke");
-    let wrong = keysmith::domain::admin_token::AdminToken::generate().expect("rng");
-    let bad = admin
-        .list_keys(authed(
-            wrong.expose_secret(),
-            pb::ListKeysRequest::default(),
-        ))
-        .await;
-    assert!(bad.is_err());
+    // The revoked key, presented everywhere it could be.
+    let revoked = pb::VerifyRequest {
+        key: created.secret.clone(),
+        ..Default::default()
+    };
+    let answer = verify.verify(revoked).await.expect("verify").into_inner();
+    assert_eq!(answer.code(), pb::VerifyCode::Revoked);
+    let revoked_bearer = format!("Bearer {}", created.secret);
+    let req = crate::ext_authz::check_request(
+        &[("authorization", revoked_bearer.as_str())],
+        "203.0.113.9",
+        "/invoices",
+        "",
+    );
+    authz.check(req).await.expect("check");
+    for key in [&created.secret, &unknown_key, &wrong_token] {
+        let req = authed(key, pb::RotateSelfRequest { grace_period: None });
+        assert!(admin.rotate_self(req).await.is_err(), "not a live key");
+    }
+    // The wrong admin token, on several calls and past the failure limit,
+    // so the refusals, the block and its audit summary are all exercised.
+    for i in 0..12 {
+        let bad = if i % 2 == 0 {
+            let req = authed(&wrong_token, pb::ListKeysRequest::default());
+            admin.list_keys(req).await.map(drop)
+        } else {
+            let req = authed(&wrong_token, pb::GetKeyRequest { id: id.clone() });
+            admin.get_key(req).await.map(drop)
+        };
+        assert!(bad.is_err(), "a wrong admin token is refused");
+    }
 
     // SIGTERM: health goes NOT_SERVING, calls drain, usage flushes, exit 0.
     let pid = child.id().to_string();
