@@ -299,6 +299,7 @@ async fn receipt(app: &TestApp, id: &str) -> pb::Propagation {
             seconds: 0,
             nanos: 300_000_000,
         }),
+        include_successors: false,
     };
     app.admin
         .clone()

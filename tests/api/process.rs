@@ -209,6 +209,7 @@ async fn sigterm_drains_in_flight_calls(backend: crate::helpers::Backend) {
             seconds: 4,
             nanos: 0,
         }),
+        include_successors: false,
     };
     let call = tokio::spawn(async move { admin.revoke_key(revoke).await });
     // Committed, so now waiting on the stuck replica.

@@ -332,6 +332,7 @@ async fn log_rolled_back_under_two_replicas_is_reloaded() {
             seconds: 10,
             nanos: 0,
         }),
+        include_successors: false,
     };
     let receipt = a
         .admin

@@ -61,6 +61,8 @@ impl Restrictions {
         serde_json::to_value(json).unwrap_or_default()
     }
 
+    /// Reads restrictions back from the store (see
+    /// [`ResourceAllowlist::parse_stored`]).
     pub fn from_json(value: &serde_json::Value) -> Result<Self, String> {
         let json: Json = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
         let mode = |m: &str| Mode::parse(m).ok_or_else(|| format!("unknown mode {m}"));
@@ -87,7 +89,7 @@ impl Restrictions {
             resource: rule(json.resource)?
                 .map(|(a, mode)| {
                     Ok::<_, String>(Rule {
-                        allow: ResourceAllowlist::parse(&a).map_err(entry_err)?,
+                        allow: ResourceAllowlist::parse_stored(&a).map_err(entry_err)?,
                         mode,
                     })
                 })

@@ -46,37 +46,62 @@ pub struct ResourceAllowlist(Vec<String>);
 /// a separator, a path parameter, a query or a fragment.
 const RESERVED: [char; 5] = ['%', '\\', ';', '?', '#'];
 
-fn check_segment(seg: &str, pattern: bool) -> Result<(), ResourceError> {
-    if pattern && seg.contains('*') && seg != "*" {
+/// How strictly a string is judged: presented resources and new patterns
+/// must be canonical; a pattern stored before the canonical form existed may
+/// hold a reserved character, which then simply never matches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Resource,
+    Pattern,
+    StoredPattern,
+}
+
+fn check_segment(seg: &str, form: Form) -> Result<(), ResourceError> {
+    if form != Form::Resource && seg.contains('*') && seg != "*" {
         return Err(ResourceError::PartialWildcard);
     }
     let printable = seg.bytes().all(|b| b.is_ascii_graphic());
     if seg.is_empty() || seg == "." || seg == ".." || !printable {
         return Err(ResourceError::Segment);
     }
-    if let Some(c) = seg.chars().find(|c| RESERVED.contains(c)) {
+    if form != Form::StoredPattern
+        && let Some(c) = seg.chars().find(|c| RESERVED.contains(c))
+    {
         return Err(ResourceError::Reserved(c));
     }
     Ok(())
 }
 
-fn check(s: &str, pattern: bool) -> Result<(), ResourceError> {
+fn check(s: &str, form: Form) -> Result<(), ResourceError> {
     if s.is_empty() {
         return Err(ResourceError::Empty);
     }
     if s.len() > MAX_RESOURCE_LEN || s.split('/').count() > MAX_SEGMENTS {
         return Err(ResourceError::TooLong);
     }
-    s.split('/').try_for_each(|seg| check_segment(seg, pattern))
+    s.split('/').try_for_each(|seg| check_segment(seg, form))
 }
 
 /// Whether a presented resource is well-formed (see the module docs).
 pub fn check_resource(s: &str) -> Result<(), ResourceError> {
-    check(s, false)
+    check(s, Form::Resource)
 }
 
 impl ResourceAllowlist {
+    /// A new allowlist: every pattern in the canonical form.
     pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, (usize, ResourceError)> {
+        Self::parse_as(entries, Form::Pattern)
+    }
+
+    /// An allowlist read back from the store. A pattern written before the
+    /// canonical form existed may hold a reserved character; it loads (so
+    /// one old key cannot stop a replica from loading its index) and can
+    /// never match, because no canonical resource contains that character.
+    pub fn parse_stored<S: AsRef<str>>(entries: &[S]) -> Result<Self, (usize, ResourceError)> {
+        Self::parse_as(entries, Form::StoredPattern)
+    }
+
+    fn parse_as<S: AsRef<str>>(entries: &[S], form: Form) -> Result<Self, (usize, ResourceError)> {
         if entries.is_empty() {
             return Err((0, ResourceError::NoEntries));
         }
@@ -84,7 +109,7 @@ impl ResourceAllowlist {
             return Err((MAX_ALLOWLIST, ResourceError::TooMany));
         }
         for (i, e) in entries.iter().enumerate() {
-            check(e.as_ref(), true).map_err(|err| (i, err))?;
+            check(e.as_ref(), form).map_err(|err| (i, err))?;
         }
         Ok(Self(
             entries.iter().map(|e| e.as_ref().to_owned()).collect(),
@@ -184,6 +209,15 @@ mod tests {
             check_resource("acct_123/x%2F"),
             Err(ResourceError::Reserved('%'))
         );
+    }
+
+    #[test]
+    fn stored_patterns_from_before_the_canonical_form_load_and_never_match() {
+        let old = ResourceAllowlist::parse_stored(&["acct_%31/*", "acct_2/x;y"]).unwrap();
+        for r in ["acct_%31/x", "acct_1/x", "acct_2/x;y", "acct_2/x"] {
+            assert!(!old.allows(r), "{r:?}");
+        }
+        assert!(ResourceAllowlist::parse_stored(&["acct_1/../x"]).is_err());
     }
 
     #[test]
