@@ -15,6 +15,7 @@ pub mod restriction;
 mod rotation;
 pub mod scope;
 mod time;
+mod special_ip;
 pub mod webhook;
 
 pub use api_key::{ApiKey, KeyFormatError, PresentedKey};

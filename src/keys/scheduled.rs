@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{Actor, Keys, Mutation, Rotated, audit_event};
 use crate::{
-    domain::{KeyRecord, KeyState, OwnerId, StalePolicy, Timestamp, api_key},
+    domain::{KeyRecord, KeyState, Timestamp, api_key},
     error::{Error, Result},
     store::{ChangeKind, WriteBatch, WriteOutcome},
 };
@@ -126,25 +126,5 @@ impl Keys {
         let id = entry.key_id();
         let actor = Actor(format!("key:{id}"));
         self.rotate(&id, grace, None, &actor).await
-    }
-}
-
-impl Keys {
-    pub async fn set_owner_policy(&self, owner: &OwnerId, policy: &StalePolicy) -> Result<()> {
-        Ok(self
-            .store
-            .set_owner_policy(owner, policy, self.now())
-            .await?)
-    }
-
-    pub async fn delete_owner_policy(&self, owner: &OwnerId) -> Result<()> {
-        match self.store.delete_owner_policy(owner).await? {
-            true => Ok(()),
-            false => Err(Error::NotFound(format!("stale policy of owner {owner}"))),
-        }
-    }
-
-    pub async fn owner_policies(&self) -> Result<Vec<(OwnerId, StalePolicy)>> {
-        Ok(self.store.owner_policies().await?)
     }
 }
