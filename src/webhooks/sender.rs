@@ -190,10 +190,17 @@ fn error_text(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let source = std::error::Error::source(e)
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    format!("{kind}: {}", source.chars().take(300).collect::<String>())
+    // The whole chain of causes, so a refused address reads as such
+    // ("… resolves to no public address"), not as a bare connect error.
+    // reqwest's own message is skipped: it holds the URL.
+    let mut causes = Vec::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        causes.push(cause.to_string());
+        next = cause.source();
+    }
+    let text = causes.join(": ");
+    format!("{kind}: {}", text.chars().take(300).collect::<String>())
 }
 
 #[cfg(test)]
