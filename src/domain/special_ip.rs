@@ -15,7 +15,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// (network, prefix length) of every IPv4 range a webhook must not reach.
-const V4_SPECIAL: [(Ipv4Addr, u8); 18] = [
+const V4_SPECIAL: &[(Ipv4Addr, u8)] = &[
     (Ipv4Addr::new(0, 0, 0, 0), 8),       // "this network"
     (Ipv4Addr::new(10, 0, 0, 0), 8),      // private use
     (Ipv4Addr::new(100, 64, 0, 0), 10),   // shared address space (CGNAT)
@@ -38,7 +38,7 @@ const V4_SPECIAL: [(Ipv4Addr, u8); 18] = [
 
 /// (network, prefix length) of every IPv6 range a webhook must not reach,
 /// apart from the forms that embed IPv4 (see [`embedded_v4`]).
-const V6_SPECIAL: [(Ipv6Addr, u8); 14] = [
+const V6_SPECIAL: &[(Ipv6Addr, u8)] = &[
     (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 128), // unspecified
     (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1), 128), // loopback
     (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48), // local-use NAT64: where the IPv4 sits is local policy
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn every_special_purpose_v4_range_is_refused_at_both_ends() {
-        for (net, len) in V4_SPECIAL {
+        for &(net, len) in V4_SPECIAL {
             let first = u32::from(net);
             let last = first | (u32::MAX.checked_shr(u32::from(len)).unwrap_or(0));
             for ip in [first, last] {
@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn every_special_purpose_v6_range_is_refused_at_both_ends() {
-        for (net, len) in V6_SPECIAL {
+        for &(net, len) in V6_SPECIAL {
             let first = u128::from(net);
             let last = first | (u128::MAX.checked_shr(u32::from(len)).unwrap_or(0));
             for ip in [first, last] {
