@@ -247,7 +247,76 @@ async fn stale_policy_changes_are_audited_with_the_token(backend: Backend) {
     assert_eq!(total_events(&admin).await, before);
 }
 
+/// The key calls, each through the token that acts: CreateKey, UpdateKey,
+/// RotateKey, RevokeKey, DisableKey, EnableKey; RotateSelf acts as the key.
+async fn key_admin_changes_are_audited_with_the_token(backend: Backend) {
+    let app = spawn_with(backend, |_| {}).await;
+    let (mut admin, actor) = acting_admin(&app).await;
+    let req = pb::CreateKeyRequest {
+        owner_id: "acct_test".into(),
+        name: "audited".into(),
+        r#type: pb::KeyType::Secret.into(),
+        environment: pb::Environment::Live.into(),
+        scopes: vec!["a:read".into()],
+        ..Default::default()
+    };
+    let created = admin.create_key(req).await.expect("create").into_inner();
+    let id = created.key.expect("key").id;
+    audited(&admin, "key.created", &actor).await;
+    let update = pb::UpdateKeyRequest {
+        key: Some(pb::Key {
+            id: id.clone(),
+            name: "renamed".into(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["name".into()],
+        }),
+    };
+    admin.update_key(update).await.expect("update");
+    audited(&admin, "key.updated", &actor).await;
+    let disable = pb::DisableKeyRequest {
+        id: id.clone(),
+        reason: "paused".into(),
+    };
+    admin.disable_key(disable).await.expect("disable");
+    audited(&admin, "key.disabled", &actor).await;
+    let enable = pb::EnableKeyRequest { id: id.clone() };
+    admin.enable_key(enable).await.expect("enable");
+    audited(&admin, "key.enabled", &actor).await;
+
+    // RotateSelf is authenticated by the key itself, and audited as it.
+    let mut by_key = pb::key_admin_client::KeyAdminClient::new(app.admin_channel.clone());
+    let mut req = tonic::Request::new(pb::RotateSelfRequest { grace_period: None });
+    let bearer = format!("Bearer {}", created.secret).parse().expect("ascii");
+    req.metadata_mut().insert("authorization", bearer);
+    let successor = by_key
+        .rotate_self(req)
+        .await
+        .expect("rotate self")
+        .into_inner()
+        .key
+        .expect("key")
+        .id;
+    audited(&admin, "key.rotated", &format!("key:{id}")).await;
+
+    let rotate = pb::RotateKeyRequest {
+        id: successor.clone(),
+        ..Default::default()
+    };
+    admin.rotate_key(rotate).await.expect("rotate");
+    audited(&admin, "key.rotated", &actor).await;
+    let revoke = pb::RevokeKeyRequest {
+        id: successor,
+        reason: "done".into(),
+        ..Default::default()
+    };
+    admin.revoke_key(revoke).await.expect("revoke");
+    audited(&admin, "key.revoked", &actor).await;
+}
+
 crate::backend_tests!(
+    key_admin_changes_are_audited_with_the_token,
     webhook_admin_changes_are_audited_with_the_token,
     stale_policy_changes_are_audited_with_the_token,
 );
