@@ -14,8 +14,8 @@ mod props;
 pub mod restriction;
 mod rotation;
 pub mod scope;
-mod time;
 mod special_ip;
+mod time;
 pub mod webhook;
 
 pub use api_key::{ApiKey, KeyFormatError, PresentedKey};

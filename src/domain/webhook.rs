@@ -9,8 +9,8 @@ use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::{api_key::RandomnessError, base62};
 pub use super::special_ip::is_public;
+use super::{api_key::RandomnessError, base62};
 
 /// Every event a webhook can subscribe to. Each is also an audit action.
 pub const EVENT_TYPES: [&str; 10] = [
@@ -217,8 +217,11 @@ mod tests {
 
     #[test]
     fn origin_drops_path_and_query() {
-        let u = WebhookUrl::parse("https://Hooks.Example.org:8443/services/T0/B0/XXSECRET?token=t", false)
-            .expect("url");
+        let u = WebhookUrl::parse(
+            "https://Hooks.Example.org:8443/services/T0/B0/XXSECRET?token=t",
+            false,
+        )
+        .expect("url");
         assert_eq!(u.origin(), "https://hooks.example.org:8443");
         assert!(!u.fingerprint().contains("XXSECRET"));
         assert_eq!(u.fingerprint().len(), 64);

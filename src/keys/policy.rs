@@ -32,7 +32,13 @@ impl Keys {
     pub async fn delete_owner_policy(&self, owner: &OwnerId, actor: &Actor) -> Result<()> {
         let old = self.owner_policy(owner).await?;
         let changes = policy_diff(old.as_ref(), None);
-        let event = policy_event(self.now(), actor, "owner_stale_policy.deleted", owner, changes);
+        let event = policy_event(
+            self.now(),
+            actor,
+            "owner_stale_policy.deleted",
+            owner,
+            changes,
+        );
         match self.store.delete_owner_policy(owner, &event).await? {
             true => Ok(()),
             false => Err(Error::NotFound(format!("stale policy of owner {owner}"))),
@@ -66,11 +72,21 @@ fn policy_diff(old: Option<&StalePolicy>, new: Option<&StalePolicy>) -> serde_js
             ],
         }
     }
-    let names = ["flag_after_ms", "disable_after_ms", "revoke_after_ms", "dry_run"];
+    let names = [
+        "flag_after_ms",
+        "disable_after_ms",
+        "revoke_after_ms",
+        "dry_run",
+    ];
     let fields = names
         .into_iter()
         .zip(side(old).into_iter().zip(side(new)))
-        .map(|(name, (old, new))| (name.to_owned(), serde_json::json!({ "old": old, "new": new })));
+        .map(|(name, (old, new))| {
+            (
+                name.to_owned(),
+                serde_json::json!({ "old": old, "new": new }),
+            )
+        });
     serde_json::Value::Object(fields.collect())
 }
 

@@ -166,7 +166,12 @@ impl Webhooks {
 
     /// Updates an endpoint. Its audit event's "old" values are read just
     /// before; two racing updates each leave their own event.
-    pub async fn update(&self, id: &str, input: EndpointInput, actor: &Actor) -> Result<EndpointRow> {
+    pub async fn update(
+        &self,
+        id: &str,
+        input: EndpointInput,
+        actor: &Actor,
+    ) -> Result<EndpointRow> {
         let patch = self.check(input)?;
         let old = self.get(id).await?;
         let now = self.clock.now();

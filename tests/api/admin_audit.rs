@@ -22,10 +22,8 @@ async fn acting_admin(app: &TestApp) -> (Admin, String) {
             .parse()
             .expect("ascii"),
     );
-    let admin = pb::key_admin_client::KeyAdminClient::with_interceptor(
-        app.admin_channel.clone(),
-        bearer,
-    );
+    let admin =
+        pb::key_admin_client::KeyAdminClient::with_interceptor(app.admin_channel.clone(), bearer);
     (admin, format!("admin:{}", info.id))
 }
 
@@ -46,9 +44,7 @@ async fn events(admin: &Admin, action: &str) -> Vec<pb::AuditEvent> {
 /// The newest event of `action`: by `actor`, over an intact chain.
 async fn audited(admin: &Admin, action: &str, actor: &str) -> serde_json::Value {
     let found = events(admin, action).await;
-    let e = found
-        .first()
-        .unwrap_or_else(|| panic!("no {action} event"));
+    let e = found.first().unwrap_or_else(|| panic!("no {action} event"));
     assert_eq!(e.actor, actor, "{action} names the acting token");
     let chain = admin
         .clone()

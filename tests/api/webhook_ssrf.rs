@@ -242,9 +242,8 @@ async fn a_redirect_is_a_failed_attempt_and_never_followed(backend: Backend) {
 
     // The delivery client, as configured by default (private targets not
     // allowed), hands the 3xx back instead of following it.
-    let client =
-        keysmith::webhooks::http_client(&keysmith::webhooks::WebhookConfig::default())
-            .expect("client");
+    let client = keysmith::webhooks::http_client(&keysmith::webhooks::WebhookConfig::default())
+        .expect("client");
     let answer = client
         .post(format!("http://{}/hook", outer.addr))
         .send()
@@ -293,13 +292,9 @@ async fn proxy_variables_do_not_route_deliveries() {
     cmd.env_remove("NO_PROXY").env_remove("no_proxy");
     // Loopback receivers need private targets allowed; the proxy question
     // is the same for any target.
-    let replica = crate::process::Replica::start_in(
-        cmd,
-        &url,
-        &token,
-        &["--webhook-allow-private-targets"],
-    )
-    .await;
+    let replica =
+        crate::process::Replica::start_in(cmd, &url, &token, &["--webhook-allow-private-targets"])
+            .await;
     subscribe(&replica.admin, &format!("{}/hooks", rx.base)).await;
     let req = pb::CreateKeyRequest {
         owner_id: "acct_test".into(),
