@@ -14,6 +14,7 @@ mod props;
 pub mod restriction;
 mod rotation;
 pub mod scope;
+mod special_ip;
 mod time;
 pub mod webhook;
 

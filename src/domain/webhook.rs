@@ -9,6 +9,7 @@ use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+pub use super::special_ip::is_public;
 use super::{api_key::RandomnessError, base62};
 
 /// Every event a webhook can subscribe to. Each is also an audit action.
@@ -46,13 +47,15 @@ pub enum UrlError {
     Syntax,
     #[error("must not carry credentials")]
     Credentials,
-    #[error("points at a private, loopback or link-local address")]
+    #[error("points at a private, loopback, link-local or other special-purpose address")]
     Private,
 }
 
-/// A webhook target. Parsing refuses private and loopback IP literals
-/// unless `allow_private`; host names are checked again when they resolve,
-/// at each delivery.
+/// A webhook target. Parsing refuses special-purpose IP literals (see
+/// `special_ip`) unless `allow_private`; host names are checked when they
+/// resolve, at each delivery. The WHATWG parser turns every IPv4 spelling
+/// (`2130706433`, `0x7f.1`, `0177.0.0.1`) into one address first, so no
+/// spelling slips past the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookUrl(url::Url);
 
@@ -73,9 +76,11 @@ impl WebhookUrl {
             Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
             _ => None,
         };
-        let local_name = url
-            .host_str()
-            .is_some_and(|h| h.eq_ignore_ascii_case("localhost") || h.ends_with(".localhost"));
+        // `localhost.` is the same name as `localhost`.
+        let local_name = url.host_str().is_some_and(|h| {
+            let h = h.strip_suffix('.').unwrap_or(h);
+            h.eq_ignore_ascii_case("localhost") || h.to_ascii_lowercase().ends_with(".localhost")
+        });
         if !allow_private && (local_name || literal.is_some_and(|ip| !is_public(ip))) {
             return Err(UrlError::Private);
         }
@@ -89,34 +94,19 @@ impl WebhookUrl {
     pub fn host(&self) -> Option<&str> {
         self.0.host_str()
     }
-}
 
-/// Whether `ip` is a public unicast address: not loopback, private,
-/// link-local, unique-local, shared (CGNAT), documentation, multicast or
-/// unspecified. Webhooks reach only these unless told otherwise (SSRF).
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.is_multicast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)))
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
-        }
+    /// `scheme://host[:port]`: where deliveries go, without the path and
+    /// query, which often carry the receiver's own token. What audit
+    /// events record.
+    pub fn origin(&self) -> String {
+        self.0.origin().ascii_serialization()
+    }
+
+    /// Hex SHA-256 of the whole URL: lets an audit reader match an
+    /// endpoint's exact URL without the event holding a token it may carry.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        hex::encode(Sha256::digest(self.0.as_str().as_bytes()))
     }
 }
 
@@ -178,6 +168,34 @@ mod tests {
             "http://[fd00::1]/",
             "http://localhost:8080/",
             "http://100.64.0.1/",
+            "http://localhost./",
+            "http://LocalHost/",
+            "http://a.localhost./",
+            // Every IPv4 spelling is one address to the parser.
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://0x7f000001/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "http://127.0.0.1./",
+            "http://017700000001/",
+            "http://0xa9.0xfe.0xa9.0xfe/",
+            "http://3232235777/",
+            // The special-purpose table, and IPv4 inside IPv6.
+            "http://[64:ff9b::7f00:1]/",
+            "http://[64:ff9b::169.254.169.254]/",
+            "http://[::127.0.0.1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[2002:a9fe:a9fe::1]/",
+            "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+            "http://[fec0::1]/",
+            "http://198.18.0.1/",
+            "http://192.0.0.8/",
+            "http://240.0.0.1/",
+            "http://0.0.0.0/",
+            "http://[::]/",
         ] {
             assert_eq!(
                 WebhookUrl::parse(bad, false),
@@ -187,7 +205,26 @@ mod tests {
             assert!(WebhookUrl::parse(bad, true).is_ok(), "{bad}");
         }
         assert!(WebhookUrl::parse("https://hooks.example.org/keysmith", false).is_ok());
-        assert!(WebhookUrl::parse("https://93.184.216.34/", false).is_ok());
+        for good in [
+            "https://93.184.216.34/",
+            "http://1572395042/",
+            "https://[2606:4700:4700::1111]/",
+            "https://[::ffff:93.184.216.34]/",
+        ] {
+            assert!(WebhookUrl::parse(good, false).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn origin_drops_path_and_query() {
+        let u = WebhookUrl::parse(
+            "https://Hooks.Example.org:8443/services/T0/B0/XXSECRET?token=t",
+            false,
+        )
+        .expect("url");
+        assert_eq!(u.origin(), "https://hooks.example.org:8443");
+        assert!(!u.fingerprint().contains("XXSECRET"));
+        assert_eq!(u.fingerprint().len(), 64);
     }
 
     #[test]

@@ -241,9 +241,9 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::OwnerStalePolicy>,
     ) -> Reply<pb::OwnerStalePolicy> {
-        self.actor(&req).await?;
+        let actor = self.actor(&req).await?;
         let (owner, policy) = convert::owner_policy(req.into_inner())?;
-        self.keys.set_owner_policy(&owner, &policy).await?;
+        self.keys.set_owner_policy(&owner, &policy, &actor).await?;
         Ok(Response::new(convert::to_owner_policy(&owner, &policy)))
     }
 
@@ -252,10 +252,10 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::DeleteOwnerStalePolicyRequest>,
     ) -> Reply<pb::DeleteOwnerStalePolicyResponse> {
-        self.actor(&req).await?;
+        let actor = self.actor(&req).await?;
         let pb::DeleteOwnerStalePolicyRequest { owner_id } = req.into_inner();
         self.keys
-            .delete_owner_policy(&convert::owner_id("owner_id", &owner_id)?)
+            .delete_owner_policy(&convert::owner_id("owner_id", &owner_id)?, &actor)
             .await?;
         Ok(Response::new(pb::DeleteOwnerStalePolicyResponse {}))
     }
@@ -319,10 +319,10 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::CreateWebhookEndpointRequest>,
     ) -> Reply<pb::CreateWebhookEndpointResponse> {
-        self.actor(&req).await?;
+        let actor = self.actor(&req).await?;
         let (e, secret) = self
             .webhooks
-            .create(convert::create_endpoint(req.into_inner()))
+            .create(convert::create_endpoint(req.into_inner()), &actor)
             .await?;
         let signing_secret = secret.expose_secret().to_owned();
         Ok(Response::new(pb::CreateWebhookEndpointResponse {
@@ -354,10 +354,10 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::UpdateWebhookEndpointRequest>,
     ) -> Reply<pb::WebhookEndpoint> {
-        self.actor(&req).await?;
+        let actor = self.actor(&req).await?;
         let (id, input) = convert::update_endpoint(req.into_inner())?;
         Ok(Response::new(convert::endpoint(
-            &self.webhooks.update(&id, input).await?,
+            &self.webhooks.update(&id, input, &actor).await?,
         )))
     }
 
@@ -366,9 +366,9 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::DeleteWebhookEndpointRequest>,
     ) -> Reply<pb::DeleteWebhookEndpointResponse> {
-        self.actor(&req).await?;
+        let actor = self.actor(&req).await?;
         let pb::DeleteWebhookEndpointRequest { id } = req.into_inner();
-        self.webhooks.delete(&id).await?;
+        self.webhooks.delete(&id, &actor).await?;
         Ok(Response::new(pb::DeleteWebhookEndpointResponse {}))
     }
 
@@ -391,10 +391,10 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::RedeliverWebhookRequest>,
     ) -> Reply<pb::WebhookDelivery> {
-        self.actor(&req).await?;
+        let actor = self.actor(&req).await?;
         let pb::RedeliverWebhookRequest { id } = req.into_inner();
         Ok(Response::new(convert::delivery(
-            &self.webhooks.redeliver(&id).await?,
+            &self.webhooks.redeliver(&id, &actor).await?,
         )))
     }
 }

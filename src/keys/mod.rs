@@ -8,6 +8,7 @@
 mod create;
 mod lifecycle;
 mod page;
+mod policy;
 mod propagation;
 mod revoke;
 mod rotate;

@@ -4,8 +4,8 @@ use serde_json::json;
 
 use super::{Actor, Keys, Mutation, audit_event};
 use crate::{
-    domain::{KeyRecord, KeyState, OwnerId, StalePolicy, Timestamp},
-    error::{Error, Result},
+    domain::{KeyRecord, KeyState, Timestamp},
+    error::Result,
     store::{ChangeKind, WriteBatch, WriteOutcome},
 };
 
@@ -84,25 +84,5 @@ impl Keys {
             })
             .await?;
         Ok(seq.is_some())
-    }
-}
-
-impl Keys {
-    pub async fn set_owner_policy(&self, owner: &OwnerId, policy: &StalePolicy) -> Result<()> {
-        Ok(self
-            .store
-            .set_owner_policy(owner, policy, self.now())
-            .await?)
-    }
-
-    pub async fn delete_owner_policy(&self, owner: &OwnerId) -> Result<()> {
-        match self.store.delete_owner_policy(owner).await? {
-            true => Ok(()),
-            false => Err(Error::NotFound(format!("stale policy of owner {owner}"))),
-        }
-    }
-
-    pub async fn owner_policies(&self) -> Result<Vec<(OwnerId, StalePolicy)>> {
-        Ok(self.store.owner_policies().await?)
     }
 }

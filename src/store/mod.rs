@@ -7,6 +7,7 @@
 //! key rows, their audit events and their change-log rows in one transaction.
 
 pub mod audit_chain;
+mod audit_sql;
 mod durability;
 mod log_sql;
 pub(crate) mod policy;

@@ -4,9 +4,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::StoreError;
+use super::{NewAuditEvent, StoreError};
 use crate::domain::{OwnerId, StalePolicy, Timestamp};
 
+/// Each mutation commits its audit event in its transaction, as
+/// `WebhookStore`'s do.
 #[async_trait]
 pub trait PolicyStore: Send + Sync {
     /// Sets (inserts or replaces) `owner`'s thresholds.
@@ -15,9 +17,14 @@ pub trait PolicyStore: Send + Sync {
         owner: &OwnerId,
         p: &StalePolicy,
         at: Timestamp,
+        audit: &NewAuditEvent,
     ) -> Result<(), StoreError>;
-    /// `false` when the owner had none.
-    async fn delete_owner_policy(&self, owner: &OwnerId) -> Result<bool, StoreError>;
+    /// `false` when the owner had none; then nothing is written.
+    async fn delete_owner_policy(
+        &self,
+        owner: &OwnerId,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StoreError>;
     async fn owner_policies(&self) -> Result<Vec<(OwnerId, StalePolicy)>, StoreError>;
 }
 
@@ -45,8 +52,11 @@ macro_rules! impl_policy_sql {
                 owner: &$crate::domain::OwnerId,
                 p: &$crate::domain::StalePolicy,
                 at: $crate::domain::Timestamp,
+                audit: &$crate::store::NewAuditEvent,
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::policy::ms;
+                let mut tx = self.begin_write().await?;
+                Self::lock_seq(&mut tx, 0).await?;
                 sqlx::query::<$db>(
                     "INSERT INTO owner_stale_policies (owner_id, flag_after_ms, disable_after_ms, \
                      revoke_after_ms, dry_run, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
@@ -61,17 +71,30 @@ macro_rules! impl_policy_sql {
                 .bind(p.revoke_after.map(ms))
                 .bind(p.dry_run)
                 .bind(at.as_millis())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                Self::append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
-            async fn delete_owner_policy(&self, owner: &$crate::domain::OwnerId) -> Result<bool, $crate::store::StoreError> {
+            async fn delete_owner_policy(
+                &self,
+                owner: &$crate::domain::OwnerId,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                Self::lock_seq(&mut tx, 0).await?;
                 let done = sqlx::query::<$db>("DELETE FROM owner_stale_policies WHERE owner_id = $1")
                     .bind(owner.as_str().to_owned())
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                Self::append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn owner_policies(

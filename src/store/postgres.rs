@@ -88,6 +88,7 @@ impl PgStore {
 
 super::log_sql::impl_log_sql!(PgStore, Postgres);
 super::usage_sql::impl_usage_sql!(PgStore, Postgres);
+super::audit_sql::impl_audit_sql!(PgStore, Postgres);
 super::webhook_sql::impl_webhook_sql!(PgStore, Postgres);
 super::policy::impl_policy_sql!(PgStore, Postgres);
 impl_sql_store!(PgStore, Postgres, "postgres");

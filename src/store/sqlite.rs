@@ -92,6 +92,7 @@ impl SqliteStore {
 
 super::log_sql::impl_log_sql!(SqliteStore, Sqlite);
 super::usage_sql::impl_usage_sql!(SqliteStore, Sqlite);
+super::audit_sql::impl_audit_sql!(SqliteStore, Sqlite);
 super::webhook_sql::impl_webhook_sql!(SqliteStore, Sqlite);
 super::policy::impl_policy_sql!(SqliteStore, Sqlite);
 impl_sql_store!(SqliteStore, Sqlite, "sqlite");

@@ -110,9 +110,17 @@ pub fn event_payload(event_id: &str, e: &NewAuditEvent) -> String {
     .to_string()
 }
 
+/// Each mutation commits its audit event (hash-chained, with its own
+/// webhook deliveries) in its transaction; a mutation that finds nothing
+/// writes nothing, the event included.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
-    async fn insert_endpoint(&self, e: &EndpointRow, secret: &str) -> Result<(), StoreError>;
+    async fn insert_endpoint(
+        &self,
+        e: &EndpointRow,
+        secret: &str,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError>;
     /// The endpoint and its signing secret.
     async fn get_endpoint(&self, id: &str) -> Result<Option<(EndpointRow, String)>, StoreError>;
     async fn list_endpoints(&self) -> Result<Vec<EndpointRow>, StoreError>;
@@ -122,8 +130,9 @@ pub trait WebhookStore: Send + Sync {
         id: &str,
         patch: &EndpointPatch,
         at: Timestamp,
+        audit: &NewAuditEvent,
     ) -> Result<bool, StoreError>;
-    async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError>;
+    async fn delete_endpoint(&self, id: &str, audit: &NewAuditEvent) -> Result<bool, StoreError>;
     /// Newest first; `before` is the (created_at, id) a page continues after.
     async fn list_deliveries(
         &self,
@@ -151,5 +160,10 @@ pub trait WebhookStore: Send + Sync {
     async fn pending_deliveries(&self) -> Result<i64, StoreError>;
     async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRow>, StoreError>;
     /// Makes a delivery due again now; `false` when there is no such delivery.
-    async fn redeliver(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
+    async fn redeliver(
+        &self,
+        id: &str,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StoreError>;
 }

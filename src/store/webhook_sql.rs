@@ -9,8 +9,11 @@ macro_rules! impl_webhook_sql {
                 &self,
                 e: &$crate::store::EndpointRow,
                 secret: &str,
+                audit: &$crate::store::NewAuditEvent,
             ) -> Result<(), $crate::store::StoreError> {
                 let mut tx = self.begin_write().await?;
+                // The change_seq lock first: see `lock_seq`, and below.
+                Self::lock_seq(&mut tx, 0).await?;
                 sqlx::query::<$db>(
                     "INSERT INTO webhook_endpoints (id, url, secret, description, enabled, \
                      created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -25,6 +28,7 @@ macro_rules! impl_webhook_sql {
                 .execute(&mut *tx)
                 .await?;
                 Self::write_subscriptions(&mut tx, &e.id, &e.events).await?;
+                Self::append_audit(&mut tx, std::slice::from_ref(audit)).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -84,8 +88,10 @@ macro_rules! impl_webhook_sql {
                 id: &str,
                 p: &$crate::store::EndpointPatch,
                 at: $crate::domain::Timestamp,
+                audit: &$crate::store::NewAuditEvent,
             ) -> Result<bool, $crate::store::StoreError> {
                 let mut tx = self.begin_write().await?;
+                Self::lock_seq(&mut tx, 0).await?;
                 let done = sqlx::query::<$db>(
                     "UPDATE webhook_endpoints SET url = COALESCE($2, url), \
                      description = COALESCE($3, description), enabled = COALESCE($4, enabled), \
@@ -108,12 +114,21 @@ macro_rules! impl_webhook_sql {
                         .await?;
                     Self::write_subscriptions(&mut tx, id, events).await?;
                 }
+                Self::append_audit(&mut tx, std::slice::from_ref(audit)).await?;
                 tx.commit().await?;
                 Ok(true)
             }
 
-            async fn delete_endpoint(&self, id: &str) -> Result<bool, $crate::store::StoreError> {
+            async fn delete_endpoint(
+                &self,
+                id: &str,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> Result<bool, $crate::store::StoreError> {
                 let mut tx = self.begin_write().await?;
+                // Lock order change_seq, then the endpoint's rows, as in
+                // `Store::write` (whose outbox rows refer to endpoints): the
+                // other order could deadlock with a concurrent key write.
+                Self::lock_seq(&mut tx, 0).await?;
                 for sql in [
                     "DELETE FROM webhook_deliveries WHERE endpoint_id = $1",
                     "DELETE FROM webhook_subscriptions WHERE endpoint_id = $1",
@@ -124,8 +139,12 @@ macro_rules! impl_webhook_sql {
                     .bind(id.to_owned())
                     .execute(&mut *tx)
                     .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                Self::append_audit(&mut tx, std::slice::from_ref(audit)).await?;
                 tx.commit().await?;
-                Ok(done.rows_affected() == 1)
+                Ok(true)
             }
 
             async fn list_deliveries(
@@ -249,16 +268,24 @@ macro_rules! impl_webhook_sql {
                 &self,
                 id: &str,
                 now: $crate::domain::Timestamp,
+                audit: &$crate::store::NewAuditEvent,
             ) -> Result<bool, $crate::store::StoreError> {
+                let mut tx = self.begin_write().await?;
+                Self::lock_seq(&mut tx, 0).await?;
                 let done = sqlx::query::<$db>(
                     "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2, \
                      lease_until = NULL, created_at = $2 WHERE id = $1",
                 )
                 .bind(id.to_owned())
                 .bind(now.as_millis())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                Self::append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+                tx.commit().await?;
+                Ok(true)
             }
         }
 

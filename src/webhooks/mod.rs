@@ -4,12 +4,13 @@
 //! `Store::write`), so they are delivered at least once, with a stable event
 //! id for dedupe.
 
+mod audit;
 mod resolver;
 mod sender;
 
 use std::{sync::Arc, time::Duration};
 
-pub use sender::WebhookSender;
+pub use sender::{WebhookSender, http_client};
 
 use crate::{
     domain::{
@@ -17,6 +18,7 @@ use crate::{
         webhook::{SigningSecret, WebhookUrl, check_event_type},
     },
     error::{Error, Result},
+    keys::Actor,
     store::{DeliveryRow, DeliveryStatus, EndpointPatch, EndpointRow, Store},
 };
 
@@ -120,7 +122,11 @@ impl Webhooks {
     }
 
     /// Creates an endpoint and its signing secret, which is shown once.
-    pub async fn create(&self, input: EndpointInput) -> Result<(EndpointRow, SigningSecret)> {
+    pub async fn create(
+        &self,
+        input: EndpointInput,
+        actor: &Actor,
+    ) -> Result<(EndpointRow, SigningSecret)> {
         if input.url.is_none() {
             return Err(Error::invalid("url", "is required"));
         }
@@ -147,8 +153,9 @@ impl Webhooks {
             created_at: now,
             updated_at: now,
         };
+        let event = audit::created(now, actor, &endpoint);
         self.store
-            .insert_endpoint(&endpoint, secret.expose_secret())
+            .insert_endpoint(&endpoint, secret.expose_secret(), &event)
             .await?;
         Ok((endpoint, secret))
     }
@@ -157,13 +164,19 @@ impl Webhooks {
         Ok(self.store.list_endpoints().await?)
     }
 
-    pub async fn update(&self, id: &str, input: EndpointInput) -> Result<EndpointRow> {
+    /// Updates an endpoint. Its audit event's "old" values are read just
+    /// before; two racing updates each leave their own event.
+    pub async fn update(
+        &self,
+        id: &str,
+        input: EndpointInput,
+        actor: &Actor,
+    ) -> Result<EndpointRow> {
         let patch = self.check(input)?;
-        if !self
-            .store
-            .update_endpoint(id, &patch, self.clock.now())
-            .await?
-        {
+        let old = self.get(id).await?;
+        let now = self.clock.now();
+        let event = audit::updated(now, actor, &old, &patch);
+        if !self.store.update_endpoint(id, &patch, now, &event).await? {
             return Err(Error::NotFound(format!("webhook endpoint {id}")));
         }
         self.get(id).await
@@ -176,8 +189,10 @@ impl Webhooks {
         }
     }
 
-    pub async fn delete(&self, id: &str) -> Result<()> {
-        if self.store.delete_endpoint(id).await? {
+    pub async fn delete(&self, id: &str, actor: &Actor) -> Result<()> {
+        let old = self.get(id).await?;
+        let event = audit::deleted(self.clock.now(), actor, &old);
+        if self.store.delete_endpoint(id, &event).await? {
             Ok(())
         } else {
             Err(Error::NotFound(format!("webhook endpoint {id}")))
@@ -199,8 +214,12 @@ impl Webhooks {
 
     /// Queues a delivery again, now, with a fresh 24-hour retry budget. The
     /// event id stays the same, so a receiver that got it once can dedupe.
-    pub async fn redeliver(&self, id: &str) -> Result<DeliveryRow> {
-        if !self.store.redeliver(id, self.clock.now()).await? {
+    pub async fn redeliver(&self, id: &str, actor: &Actor) -> Result<DeliveryRow> {
+        let not_found = || Error::NotFound(format!("webhook delivery {id}"));
+        let old = self.store.get_delivery(id).await?.ok_or_else(not_found)?;
+        let now = self.clock.now();
+        let event = audit::redelivered(now, actor, &old);
+        if !self.store.redeliver(id, now, &event).await? {
             return Err(Error::NotFound(format!("webhook delivery {id}")));
         }
         self.store

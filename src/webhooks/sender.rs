@@ -10,10 +10,32 @@ use tokio_util::sync::CancellationToken;
 
 use super::{WebhookConfig, resolver::PublicOnly};
 use crate::{
-    domain::{Clock, webhook::SigningSecret},
+    domain::{
+        Clock,
+        webhook::{SigningSecret, WebhookUrl},
+    },
     index::FeedHandle,
     store::{AttemptOutcome, Claimed, Store},
 };
+
+/// The HTTP client deliveries go through. Its guards against SSRF:
+/// - the resolver connects only to public addresses (`PublicOnly`);
+/// - redirects are never followed: a 3xx is a failed attempt, so a receiver
+///   cannot bounce a delivery to an internal address (an IP literal in a
+///   `Location` would not even pass the resolver);
+/// - proxy variables (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`) are ignored: a
+///   proxy would resolve and connect to the target itself, past every check.
+pub fn http_client(config: &WebhookConfig) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(config.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(PublicOnly {
+            allow_private: config.allow_private_targets,
+        }))
+        .user_agent(concat!("keysmith-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
 
 /// Deliveries sent per round.
 const BATCH: u32 = 32;
@@ -33,15 +55,7 @@ pub struct WebhookSender {
 
 impl WebhookSender {
     pub async fn run(self, shutdown: CancellationToken) {
-        let client = match reqwest::Client::builder()
-            .timeout(self.config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(PublicOnly {
-                allow_private: self.config.allow_private_targets,
-            }))
-            .user_agent(concat!("keysmith-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-        {
+        let client = match http_client(&self.config) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the webhook HTTP client; not sending");
@@ -96,10 +110,17 @@ impl WebhookSender {
         let d = &c.delivery;
         let secret = SigningSecret::from_stored(c.secret.clone());
         let sent_at = self.clock.now();
+        // The stored URL is checked again: an IP literal never reaches the
+        // resolver, and an endpoint written by an older keysmith (or with
+        // private targets allowed then) may fall under today's table.
+        let url = match WebhookUrl::parse(&c.url, self.config.allow_private_targets) {
+            Ok(url) => url,
+            Err(e) => return self.failed_attempt(d, sent_at, None, format!("refused: url {e}")),
+        };
         let body = d.payload.clone().into_bytes();
         let signature = secret.sign(sent_at.as_millis().div_euclid(1000), &body);
         let result = client
-            .post(&c.url)
+            .post(url.as_str())
             .header("content-type", "application/json")
             .header("keysmith-signature", signature)
             .header("keysmith-event-id", &d.event_id)
@@ -114,12 +135,27 @@ impl WebhookSender {
                     status_code: i64::from(r.status().as_u16()),
                 };
             }
+            Ok(r) if r.status().is_redirection() => (
+                Some(i64::from(r.status().as_u16())),
+                format!("redirect not followed: receiver answered {}", r.status()),
+            ),
             Ok(r) => (
                 Some(i64::from(r.status().as_u16())),
                 format!("receiver answered {}", r.status()),
             ),
             Err(e) => (None, error_text(&e)),
         };
+        self.failed_attempt(d, sent_at, code, error)
+    }
+
+    /// A retry, or a final failure once the delivery is `max_age` old.
+    fn failed_attempt(
+        &self,
+        d: &crate::store::DeliveryRow,
+        sent_at: crate::domain::Timestamp,
+        code: Option<i64>,
+        error: String,
+    ) -> AttemptOutcome {
         let age =
             Duration::from_millis((sent_at.as_millis() - d.created_at.as_millis()).max(0) as u64);
         if age >= self.config.max_age {
@@ -154,10 +190,17 @@ fn error_text(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let source = std::error::Error::source(e)
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    format!("{kind}: {}", source.chars().take(300).collect::<String>())
+    // The whole chain of causes, so a refused address reads as such
+    // ("… resolves to no public address"), not as a bare connect error.
+    // reqwest's own message is skipped: it holds the URL.
+    let mut causes = Vec::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        causes.push(cause.to_string());
+        next = cause.source();
+    }
+    let text = causes.join(": ");
+    format!("{kind}: {}", text.chars().take(300).collect::<String>())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod helpers;
 mod hostile;
 mod hygiene;
 
+mod admin_audit;
 mod admin_auth;
 mod audit;
 mod automation;
@@ -38,4 +39,5 @@ mod telemetry;
 mod tls;
 mod usage;
 mod verify;
+mod webhook_ssrf;
 mod webhooks;

@@ -73,7 +73,12 @@ pub async fn mint_token(url: &str) -> String {
 impl Replica {
     /// Starts a replica on `url` and waits until it is SERVING.
     pub async fn start(url: &str, token: &str, extra: &[&str]) -> Self {
-        let mut child = serve_command()
+        Self::start_in(serve_command(), url, token, extra).await
+    }
+
+    /// [`Replica::start`] from `cmd`, which may set the environment.
+    pub async fn start_in(mut cmd: Command, url: &str, token: &str, extra: &[&str]) -> Self {
+        let mut child = cmd
             .args(["--database-url", url])
             .args(extra)
             .env("RUST_LOG", "info")
