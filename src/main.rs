@@ -20,8 +20,13 @@ use keysmith::{
 /// mimalloc instead of glibc's malloc: under load, tonic and h2 allocate and
 /// free on different worker threads, and glibc's arena locks showed up in
 /// profiles. See BENCHMARKS.md.
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(name = "keysmith", version, about = "API key management over gRPC")]
