@@ -20,8 +20,45 @@ use keysmith::{
 /// mimalloc instead of glibc's malloc: under load, tonic and h2 allocate and
 /// free on different worker threads, and glibc's arena locks showed up in
 /// profiles. See BENCHMARKS.md.
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc 3 keeps a page that another thread's frees emptied with the
+/// thread that abandoned it, unless `page_reclaim_on_free` is 1. Here tonic
+/// and h2 free on another worker than they allocated on, so with the
+/// default, RSS per key loaded was 833 bytes instead of 217, and per key in
+/// use 5,011 instead of 280 (`scripts/bench scale`, BENCHMARKS.md). The
+/// option is read on every free, so setting it first thing in `main`
+/// covers the runtime. MIMALLOC_PAGE_RECLAIM_ON_FREE, when set, wins.
+#[cfg(all(
+    feature = "mimalloc",
+    not(feature = "mimalloc-v2"),
+    not(feature = "jemalloc")
+))]
+fn tune_allocator() {
+    // `mi_option_page_reclaim_on_free` in mimalloc 3's `mi_option_t`.
+    const PAGE_RECLAIM_ON_FREE: i32 = 35;
+    unsafe extern "C" {
+        fn mi_option_set(option: i32, value: std::ffi::c_long);
+    }
+    if std::env::var_os("MIMALLOC_PAGE_RECLAIM_ON_FREE").is_none() {
+        // SAFETY: mimalloc is linked (it is the global allocator), the
+        // option exists in the linked version, and setting one is atomic.
+        unsafe { mi_option_set(PAGE_RECLAIM_ON_FREE, 1) };
+    }
+}
+
+#[cfg(not(all(
+    feature = "mimalloc",
+    not(feature = "mimalloc-v2"),
+    not(feature = "jemalloc")
+)))]
+fn tune_allocator() {}
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(name = "keysmith", version, about = "API key management over gRPC")]
@@ -215,6 +252,7 @@ impl From<DbArgs> for DbConfig {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    tune_allocator();
     let _telemetry = telemetry::init();
     let result = match Cli::parse().command {
         Command::Serve(args) => serve(*args).await,

@@ -2,6 +2,8 @@
 //! fresh PostgreSQL database, read a process's RSS, print percentiles.
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::{
     io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
@@ -49,8 +51,15 @@ impl Server {
     /// or this one, with `args` after `serve` and its listeners on port 0.
     /// Returns once both listeners are bound.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let bin = std::env::var("KEYSMITH_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_keysmith").to_owned());
+        Self::start_bin(None, args, env)
+    }
+
+    /// As `start`, with `bin` (when given) instead of KEYSMITH_BIN.
+    pub fn start_bin(bin: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let bin = bin.map(str::to_owned).unwrap_or_else(|| {
+            std::env::var("KEYSMITH_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_keysmith").to_owned())
+        });
         let mut cmd = Command::new(bin);
         cmd.args([
             "serve",
