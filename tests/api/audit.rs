@@ -7,7 +7,10 @@ use crate::helpers::{Backend, spawn, spawn_with};
 async fn every_mutation_is_audited_with_actor_and_changes(backend: Backend) {
     // Scheduled jobs would add notices of their own (the rotated key's
     // grace end is within the expiry notice) if a round fell mid-test.
-    let app = spawn_with(backend, |c| c.jobs.interval = std::time::Duration::from_secs(3600)).await;
+    let app = spawn_with(backend, |c| {
+        c.jobs.interval = std::time::Duration::from_secs(3600)
+    })
+    .await;
     let mut admin = app.admin.clone();
     let created = app.create_with_scopes(&["a:read", "a:write"]).await;
     let id = created.key.expect("key").id;

@@ -133,7 +133,9 @@ async fn killed_mid_burst_loses_no_acknowledged_write(url: String) {
         "a burst of acknowledged calls",
         || async {
             let log = log.lock().expect("lock");
-            let acked = log.iter().filter(|a| !matches!(a, Acked::RevokeSent { .. }));
+            let acked = log
+                .iter()
+                .filter(|a| !matches!(a, Acked::RevokeSent { .. }));
             acked.count() >= ACKED_BEFORE_KILL
         },
     )
