@@ -106,6 +106,14 @@ async fn stuck_feed_goes_stale_fails_closed_and_recovers(backend: Backend) {
             "UPDATE key_changes SET kind = 'updated' WHERE kind = 'from_the_future'".to_owned(),
         ),
     ] {
+        // Break nothing until the feed has applied every change so far: a
+        // key row corrupted before the feed applied its creation would stick
+        // the feed on that earlier change, not on the one appended below.
+        eventually(&format!("{what}: the feed to catch up first"), || async {
+            let s = status(&app).await;
+            s.stuck_seq == 0 && s.applied_seq >= s.head_seq
+        })
+        .await;
         let kind = if break_it.is_empty() {
             "from_the_future"
         } else {
