@@ -8,6 +8,7 @@
 
 pub mod audit_chain;
 mod audit_sql;
+mod db;
 mod durability;
 mod log_sql;
 pub(crate) mod policy;

@@ -4,7 +4,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{NewAuditEvent, StoreError};
+use super::{
+    NewAuditEvent, StoreError,
+    audit_sql::{append_audit, lock_seq},
+    db::{SqlBackend, sql},
+};
 use crate::domain::{OwnerId, StalePolicy, Timestamp};
 
 /// Each mutation commits its audit event in its transaction, as
@@ -28,11 +32,11 @@ pub trait PolicyStore: Send + Sync {
     async fn owner_policies(&self) -> Result<Vec<(OwnerId, StalePolicy)>, StoreError>;
 }
 
-pub(super) fn ms(d: Duration) -> i64 {
+fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-pub(super) fn from_row(
+fn from_row(
     (owner, flag, disable, revoke, dry_run): (String, i64, Option<i64>, Option<i64>, bool),
 ) -> Result<(OwnerId, StalePolicy), StoreError> {
     let d = |ms: i64| Duration::from_millis(ms.max(0) as u64);
@@ -42,74 +46,61 @@ pub(super) fn from_row(
     Ok((OwnerId::parse(&owner).map_err(|_| bad())?, policy))
 }
 
-/// Implements [`PolicyStore`] for `$store` over `$db`.
-macro_rules! impl_policy_sql {
-    ($store:ty, $db:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::store::PolicyStore for $store {
-            async fn set_owner_policy(
-                &self,
-                owner: &$crate::domain::OwnerId,
-                p: &$crate::domain::StalePolicy,
-                at: $crate::domain::Timestamp,
-                audit: &$crate::store::NewAuditEvent,
-            ) -> Result<(), $crate::store::StoreError> {
-                use $crate::store::policy::ms;
-                let mut tx = self.begin_write().await?;
-                Self::lock_seq(&mut tx, 0).await?;
-                sqlx::query::<$db>(
-                    "INSERT INTO owner_stale_policies (owner_id, flag_after_ms, disable_after_ms, \
-                     revoke_after_ms, dry_run, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (owner_id) DO UPDATE SET flag_after_ms = excluded.flag_after_ms, \
-                     disable_after_ms = excluded.disable_after_ms, \
-                     revoke_after_ms = excluded.revoke_after_ms, dry_run = excluded.dry_run, \
-                     updated_at = excluded.updated_at",
-                )
-                .bind(owner.as_str().to_owned())
-                .bind(ms(p.flag_after))
-                .bind(p.disable_after.map(ms))
-                .bind(p.revoke_after.map(ms))
-                .bind(p.dry_run)
-                .bind(at.as_millis())
-                .execute(&mut *tx)
-                .await?;
-                Self::append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-                tx.commit().await?;
-                Ok(())
-            }
+#[async_trait]
+impl<S: SqlBackend> PolicyStore for S {
+    async fn set_owner_policy(
+        &self,
+        owner: &OwnerId,
+        p: &StalePolicy,
+        at: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db().begin_write().await?;
+        lock_seq(&mut tx, 0).await?;
+        sql("INSERT INTO owner_stale_policies (owner_id, flag_after_ms, disable_after_ms, \
+             revoke_after_ms, dry_run, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (owner_id) DO UPDATE SET flag_after_ms = excluded.flag_after_ms, \
+             disable_after_ms = excluded.disable_after_ms, \
+             revoke_after_ms = excluded.revoke_after_ms, dry_run = excluded.dry_run, \
+             updated_at = excluded.updated_at")
+        .bind(owner.as_str())
+        .bind(ms(p.flag_after))
+        .bind(p.disable_after.map(ms))
+        .bind(p.revoke_after.map(ms))
+        .bind(p.dry_run)
+        .bind(at.as_millis())
+        .execute(&mut tx)
+        .await?;
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await
+    }
 
-            async fn delete_owner_policy(
-                &self,
-                owner: &$crate::domain::OwnerId,
-                audit: &$crate::store::NewAuditEvent,
-            ) -> Result<bool, $crate::store::StoreError> {
-                let mut tx = self.begin_write().await?;
-                Self::lock_seq(&mut tx, 0).await?;
-                let done = sqlx::query::<$db>("DELETE FROM owner_stale_policies WHERE owner_id = $1")
-                    .bind(owner.as_str().to_owned())
-                    .execute(&mut *tx)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Ok(false);
-                }
-                Self::append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-                tx.commit().await?;
-                Ok(true)
-            }
-
-            async fn owner_policies(
-                &self,
-            ) -> Result<Vec<($crate::domain::OwnerId, $crate::domain::StalePolicy)>, $crate::store::StoreError> {
-                let rows = sqlx::query_as::<$db, (String, i64, Option<i64>, Option<i64>, bool)>(
-                    "SELECT owner_id, flag_after_ms, disable_after_ms, revoke_after_ms, dry_run \
-                     FROM owner_stale_policies ORDER BY owner_id",
-                )
-                .fetch_all(&self.pool)
-                .await?;
-                rows.into_iter().map($crate::store::policy::from_row).collect()
-            }
+    async fn delete_owner_policy(
+        &self,
+        owner: &OwnerId,
+        audit: &NewAuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.db().begin_write().await?;
+        lock_seq(&mut tx, 0).await?;
+        let deleted = sql("DELETE FROM owner_stale_policies WHERE owner_id = $1")
+            .bind(owner.as_str())
+            .execute(&mut tx)
+            .await?;
+        if deleted == 0 {
+            return Ok(false);
         }
-    };
-}
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 
-pub(super) use impl_policy_sql;
+    async fn owner_policies(&self) -> Result<Vec<(OwnerId, StalePolicy)>, StoreError> {
+        sql("SELECT owner_id, flag_after_ms, disable_after_ms, revoke_after_ms, dry_run \
+             FROM owner_stale_policies ORDER BY owner_id")
+        .fetch_all(self.db())
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+    }
+}

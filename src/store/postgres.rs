@@ -5,7 +5,11 @@ use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
 };
 
-use super::{StoreError, sql::impl_sql_store};
+use super::{
+    StoreError,
+    db::{Db, SqlBackend},
+    sql::impl_sql_store,
+};
 
 /// The channel every replica LISTENs on. The payload is the newest change
 /// sequence; it is only a wake-up, the change log is the truth.
@@ -15,6 +19,7 @@ pub const CHANGE_CHANNEL: &str = "keysmith_changes";
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    db: Db,
     options: PgConnectOptions,
 }
 
@@ -31,7 +36,11 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options.clone())
             .await?;
-        Ok(Self { pool, options })
+        Ok(Self {
+            db: Db::Postgres(pool.clone()),
+            pool,
+            options,
+        })
     }
 
     async fn read_durability(&self) -> Result<super::Durability, StoreError> {
@@ -86,11 +95,16 @@ impl PgStore {
     }
 }
 
+impl SqlBackend for PgStore {
+    fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
 super::log_sql::impl_log_sql!(PgStore, Postgres);
 super::usage_sql::impl_usage_sql!(PgStore, Postgres);
 super::audit_sql::impl_audit_sql!(PgStore, Postgres);
 super::webhook_sql::impl_webhook_sql!(PgStore, Postgres);
-super::policy::impl_policy_sql!(PgStore, Postgres);
 impl_sql_store!(PgStore, Postgres, "postgres");
 
 /// Opens LISTEN connections for the change feed.

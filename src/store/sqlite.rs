@@ -5,12 +5,17 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use super::{StoreError, sql::impl_sql_store};
+use super::{
+    StoreError,
+    db::{Db, SqlBackend},
+    sql::impl_sql_store,
+};
 
 /// Embedded SQLite, the zero-setup default for a single node.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    db: Db,
 }
 
 impl SqliteStore {
@@ -41,7 +46,10 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            db: Db::Sqlite(pool.clone()),
+            pool,
+        })
     }
 
     async fn run_migrations(&self) -> Result<(), StoreError> {
@@ -90,9 +98,14 @@ impl SqliteStore {
     }
 }
 
+impl SqlBackend for SqliteStore {
+    fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
 super::log_sql::impl_log_sql!(SqliteStore, Sqlite);
 super::usage_sql::impl_usage_sql!(SqliteStore, Sqlite);
 super::audit_sql::impl_audit_sql!(SqliteStore, Sqlite);
 super::webhook_sql::impl_webhook_sql!(SqliteStore, Sqlite);
-super::policy::impl_policy_sql!(SqliteStore, Sqlite);
 impl_sql_store!(SqliteStore, Sqlite, "sqlite");
