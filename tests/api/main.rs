@@ -7,6 +7,7 @@ mod hygiene;
 
 mod admin_audit;
 mod admin_auth;
+mod any_of;
 mod audit;
 mod automation;
 mod bad_input;

@@ -21,7 +21,7 @@ pub use key::{
 pub use policy::{owner_policy, to_owner_policy};
 pub use restrictions::{restrictions, to_restrictions};
 pub use usage::{key_usage, overlap, range, unknown_stats};
-pub use verify::{check_required_scopes, client_ip, verify_response};
+pub use verify::{check_required_any, check_required_scopes, client_ip, verify_response};
 pub use webhooks::{
     create_endpoint, deliveries_page, delivery, delivery_query, endpoint, update_endpoint,
 };
