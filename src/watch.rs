@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::{Environment, OwnerId},
+    domain::{Environment, KeyspaceId, OwnerId},
     error::{Error, Result},
     index::FeedHandle,
     store::{Change, Store},
@@ -28,6 +28,8 @@ pub struct WatchRequest {
     pub owner_id: Option<OwnerId>,
     pub environment: Option<Environment>,
     pub all_changes: bool,
+    /// Only keys of this keyspace.
+    pub keyspace_id: Option<KeyspaceId>,
 }
 
 impl WatchRequest {
@@ -35,6 +37,10 @@ impl WatchRequest {
         (self.all_changes || c.kind.is_restrictive())
             && self.owner_id.as_ref().is_none_or(|o| *o == c.owner_id)
             && self.environment.is_none_or(|e| e == c.environment)
+            && self
+                .keyspace_id
+                .as_ref()
+                .is_none_or(|k| *k == c.keyspace_id)
     }
 }
 

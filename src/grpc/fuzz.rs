@@ -21,7 +21,7 @@ pub fn verify_request(
     usage: &Recorder,
 ) -> Option<pb::VerifyResponse> {
     let req = pb::VerifyRequest::decode(bytes).ok()?;
-    super::verify::decide(index, usage, &req, Timestamp::now(), || 0).ok()
+    super::verify::decide(index, usage, &req, None, Timestamp::now(), || 0).ok()
 }
 
 /// Decodes `bytes` as each admin request that carries free-form input and

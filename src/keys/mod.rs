@@ -6,6 +6,7 @@
 //! Verify on this replica sees the change.
 
 mod create;
+mod keyspaces;
 mod lifecycle;
 mod page;
 mod policy;
@@ -30,10 +31,12 @@ use crate::{
     },
 };
 
-pub use create::{CreateKey, Created, Expiry};
+pub use create::{CreateKey, Created, Expiry, MAX_TTL};
+pub use keyspaces::{KeyspacePatch, NewKeyspace};
 pub use lifecycle::{KeyPatch, Rotated};
 pub use page::{
     AuditQuery, KeyQuery, MAX_PAGE_SIZE, Page, page_size, parse_audit_token, parse_key_token,
+    parse_keyspace_token,
 };
 pub use propagation::{MAX_PROPAGATION_TIMEOUT, Propagation, StatusReport};
 pub use revoke::{MAX_LINEAGE, Revocation};
@@ -125,6 +128,7 @@ impl Keys {
         });
         let filter = KeyFilter {
             owner_id: query.owner_id,
+            keyspace_id: query.keyspace_id,
             state: query.state,
             unused_before,
             order: query.order,
@@ -203,6 +207,7 @@ impl Keys {
                 audit: vec![audit],
                 changes: vec![NewChange::of(m.kind, &next)],
                 notice: m.notice.map(|n| (next.id.clone(), n)),
+                minted: None,
             };
             match self.commit(batch, vec![next.clone()]).await {
                 Ok(WriteOutcome::Committed { last_seq }) => return Ok((next, Some(last_seq))),

@@ -3,7 +3,7 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use crate::{
-    domain::{KeyId, KeyRecord, KeyState, OwnerId},
+    domain::{KeyId, KeyRecord, KeyState, KeyspaceId, OwnerId},
     error::{Error, Result},
     store::KeyOrder,
 };
@@ -14,6 +14,7 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 #[derive(Clone, Debug)]
 pub struct KeyQuery {
     pub owner_id: Option<OwnerId>,
+    pub keyspace_id: Option<KeyspaceId>,
     pub state: Option<KeyState>,
     /// Only keys unused (or, never used, created) for at least this long.
     pub unused_for: Option<std::time::Duration>,
@@ -74,6 +75,21 @@ pub fn page_size(requested: i32) -> Result<u32> {
 pub(super) fn key_token(order: KeyOrder, key: &KeyRecord) -> String {
     let (factor, sort) = (order.factor(), order.sort_key(key));
     URL_SAFE_NO_PAD.encode(format!("k:{factor}:{sort}:{}", key.id))
+}
+
+pub(super) fn keyspace_token(id: &KeyspaceId) -> String {
+    URL_SAFE_NO_PAD.encode(format!("s:{id}"))
+}
+
+/// The keyspace id a ListKeyspaces page token continues after.
+pub fn parse_keyspace_token(token: &str) -> Result<Option<KeyspaceId>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    decode(token, "s:")?
+        .parse()
+        .map(Some)
+        .map_err(|_| Error::invalid("page_token", "is not a token from this list"))
 }
 
 pub(super) fn audit_token(id: i64) -> String {

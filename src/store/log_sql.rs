@@ -12,7 +12,7 @@ macro_rules! impl_log_sql {
                 limit: u32,
             ) -> Result<Vec<$crate::store::Change>, $crate::store::StoreError> {
                 let rows = sqlx::query_as::<$db, $crate::store::rows::ChangeRow>(
-                    "SELECT seq, key_id, key_hash, kind, owner_id, environment, expires_at, at \
+                    "SELECT seq, key_id, key_hash, kind, owner_id, environment, keyspace_id, expires_at, at \
                      FROM key_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
                 )
                 .bind(seq)

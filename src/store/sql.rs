@@ -41,9 +41,9 @@ macro_rules! impl_sql_store {
                          scopes, metadata, hint, created_at, updated_at, expires_at, revoked_at, \
                          revoke_reason, disabled_at, disable_reason, rotated_from, rotated_to, \
                          version, request_id, request_fingerprint, restrictions, rotation_policy, \
-                         lineage_expires_at) \
+                         lineage_expires_at, keyspace_id) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                         $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+                         $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
                     )
                     .bind(v.id)
                     .bind(v.hash)
@@ -69,6 +69,7 @@ macro_rules! impl_sql_store {
                     .bind(v.restrictions)
                     .bind(v.rotation_policy)
                     .bind(v.lineage_expires_at)
+                    .bind(v.keyspace_id)
                     .execute(&mut *tx)
                     .await;
                     match (inserted, idem) {
@@ -123,12 +124,26 @@ macro_rules! impl_sql_store {
                 // change_seq row lock is held as briefly as possible.
                 let n = i64::try_from(batch.changes.len()).unwrap_or(i64::MAX);
                 let last = Self::lock_seq(&mut tx, n).await?;
+                if let Some(m) = &batch.minted {
+                    // Under the lock an UpdateKeyspace also takes first: its
+                    // prefix change and this key cannot both commit.
+                    let held: Option<String> = sqlx::query_scalar::<$db, String>(
+                        "SELECT prefix FROM keyspaces WHERE id = $1",
+                    )
+                    .bind(m.keyspace_id.as_str().to_owned())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if held.as_deref() != Some(m.prefix.as_str()) {
+                        return Err(StoreError::Conflict);
+                    }
+                }
                 Self::append_audit(&mut tx, &batch.audit).await?;
                 let at = $crate::domain::Timestamp::now().as_millis();
                 for (i, c) in (last - n + 1..).zip(&batch.changes) {
                     sqlx::query::<$db>(
                         "INSERT INTO key_changes (seq, key_id, key_hash, kind, owner_id, \
-                         environment, expires_at, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                         environment, expires_at, at, keyspace_id) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     )
                     .bind(i)
                     .bind(c.key_id.as_str().to_owned())
@@ -138,6 +153,7 @@ macro_rules! impl_sql_store {
                     .bind(c.environment.as_str())
                     .bind(c.expires_at.map(|t| t.as_millis()))
                     .bind(at)
+                    .bind(c.keyspace_id.as_str().to_owned())
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -171,6 +187,7 @@ macro_rules! impl_sql_store {
                     "SELECT ",
                     $crate::store::rows::key_columns!(),
                     " FROM keys WHERE ($1 IS NULL OR owner_id = $1) \
+                     AND ($9 IS NULL OR keyspace_id = $9) \
                      AND ($2 IS NULL OR $6 * COALESCE(last_used_at, -1) > $7 \
                           OR ($6 * COALESCE(last_used_at, -1) = $7 AND id > $2)) \
                      AND ($8 IS NULL OR COALESCE(last_used_at, created_at) < $8) \
@@ -191,6 +208,7 @@ macro_rules! impl_sql_store {
                 .bind(f.order.factor())
                 .bind(f.after.as_ref().map_or(0, |(k, _)| *k))
                 .bind(f.unused_before.map(|t| t.as_millis()))
+                .bind(f.keyspace_id.as_ref().map(|k| k.as_str().to_owned()))
                 .fetch_all(&self.pool)
                 .await?;
                 rows.into_iter().map(TryInto::try_into).collect()

@@ -113,6 +113,7 @@ fn request(c: &Call) -> Request<'_> {
         client_ip: c.ip,
         referrer: c.referrer,
         resource: c.resource,
+        ..Default::default()
     }
 }
 

@@ -296,6 +296,7 @@ fn order_is_state_then_restrictions_then_scope() {
         resource: "",
         required_scopes: &scopes,
         required_any: &NoGroups,
+        keyspaces: KeyspaceScope::ANY,
     };
     assert_eq!(
         code(

@@ -1,0 +1,222 @@
+//! Keyspaces: plain functions over [`Db`](super::db::Db), one body for both
+//! backends. Each mutation takes the change_seq lock first and commits its
+//! audit event in its transaction, as `PolicyStore`'s do.
+
+use async_trait::async_trait;
+use sqlx::types::Json;
+
+use super::{
+    NewAuditEvent, StoreError,
+    audit_sql::{append_audit, lock_seq},
+    db::{SqlBackend, Tx, sql},
+};
+use crate::domain::{
+    KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, Timestamp,
+    keyspace::scopes_from_json,
+};
+
+/// How an UpdateKeyspace ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyspaceUpdate {
+    Updated,
+    /// The keyspace changed since it was read (its version moved on).
+    Conflict,
+    /// The update changes the prefix of a keyspace that holds keys.
+    PrefixFinal,
+}
+
+#[async_trait]
+pub trait KeyspaceStore: Send + Sync {
+    /// `Duplicate` when the id or the prefix is taken.
+    async fn insert_keyspace(&self, ks: &Keyspace, audit: &NewAuditEvent)
+    -> Result<(), StoreError>;
+    /// Writes `ks`, whose `version` must be one more than the stored one.
+    /// A prefix change is refused once a key is in the keyspace, judged under
+    /// the change_seq lock that every key write takes. `Duplicate` when the
+    /// new prefix is taken.
+    async fn update_keyspace(
+        &self,
+        ks: &Keyspace,
+        audit: &NewAuditEvent,
+    ) -> Result<KeyspaceUpdate, StoreError>;
+    async fn get_keyspace(&self, id: &KeyspaceId) -> Result<Option<Keyspace>, StoreError>;
+    /// Keyspaces by id, after `after`, at most `limit`.
+    async fn list_keyspaces(
+        &self,
+        after: Option<&KeyspaceId>,
+        limit: u32,
+    ) -> Result<Vec<Keyspace>, StoreError>;
+}
+
+type KeyspaceRow = (
+    String,
+    String,
+    String,
+    Json<serde_json::Value>,
+    Json<serde_json::Value>,
+    i64,
+    i64,
+    i64,
+);
+
+const COLUMNS: &str = "id, name, prefix, defaults, scopes, created_at, updated_at, version";
+
+fn from_row(
+    (id, name, prefix, defaults, scopes, created, updated, version): KeyspaceRow,
+) -> Result<Keyspace, StoreError> {
+    let bad = |what: &str| StoreError::Corrupt(format!("{what} of keyspace {id}"));
+    Ok(Keyspace {
+        name: KeyspaceName::parse(&name).map_err(|_| bad("name"))?,
+        prefix: match prefix.as_str() {
+            "" => None,
+            p => Some(KeyPrefix::parse(p).map_err(|_| bad("prefix"))?),
+        },
+        defaults: KeyspaceDefaults::from_json(&defaults.0).map_err(|_| bad("defaults"))?,
+        scopes: scopes_from_json(&scopes.0).map_err(|_| bad("scopes"))?,
+        created_at: Timestamp::from_millis(created),
+        updated_at: Timestamp::from_millis(updated),
+        version,
+        id: id.parse().map_err(|_| bad("id"))?,
+    })
+}
+
+fn prefix_text(ks: &Keyspace) -> &str {
+    ks.prefix.as_ref().map_or("", KeyPrefix::as_str)
+}
+
+fn catalogue(ks: &Keyspace) -> serde_json::Value {
+    ks.scopes.iter().map(|s| s.as_str()).collect()
+}
+
+fn duplicate_or(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Database(ref db) if StoreError::is_unique_violation(db) => {
+            StoreError::Duplicate
+        }
+        e => e,
+    }
+}
+
+/// Whether `id` holds any key, read in `tx`.
+async fn holds_keys(tx: &mut Tx, id: &KeyspaceId) -> Result<bool, StoreError> {
+    let n: i64 = sql("SELECT COUNT(*) FROM (SELECT 1 FROM keys WHERE keyspace_id = $1 LIMIT 1) k")
+        .bind(id.as_str())
+        .fetch_scalar(tx)
+        .await?;
+    Ok(n > 0)
+}
+
+#[async_trait]
+impl<S: SqlBackend> KeyspaceStore for S {
+    async fn insert_keyspace(
+        &self,
+        ks: &Keyspace,
+        audit: &NewAuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db().begin_write().await?;
+        lock_seq(&mut tx, 0).await?;
+        sql(
+            "INSERT INTO keyspaces (id, name, prefix, defaults, scopes, created_at, updated_at, \
+             version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(ks.id.as_str())
+        .bind(ks.name.as_str())
+        .bind(prefix_text(ks))
+        .bind(ks.defaults.to_json())
+        .bind(catalogue(ks))
+        .bind(ks.created_at.as_millis())
+        .bind(ks.updated_at.as_millis())
+        .bind(ks.version)
+        .execute(&mut tx)
+        .await
+        .map_err(duplicate_or)?;
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await
+    }
+
+    async fn update_keyspace(
+        &self,
+        ks: &Keyspace,
+        audit: &NewAuditEvent,
+    ) -> Result<KeyspaceUpdate, StoreError> {
+        let mut tx = self.db().begin_write().await?;
+        lock_seq(&mut tx, 0).await?;
+        let held: Option<(String,)> = sql("SELECT prefix FROM keyspaces WHERE id = $1")
+            .bind(ks.id.as_str())
+            .fetch_optional(&mut tx)
+            .await?;
+        let Some((held,)) = held else {
+            return Ok(KeyspaceUpdate::Conflict);
+        };
+        if held != prefix_text(ks) && holds_keys(&mut tx, &ks.id).await? {
+            return Ok(KeyspaceUpdate::PrefixFinal);
+        }
+        let updated = sql(
+            "UPDATE keyspaces SET name = $2, prefix = $3, defaults = $4, scopes = $5, \
+             updated_at = $6, version = $7 WHERE id = $1 AND version = $7 - 1",
+        )
+        .bind(ks.id.as_str())
+        .bind(ks.name.as_str())
+        .bind(prefix_text(ks))
+        .bind(ks.defaults.to_json())
+        .bind(catalogue(ks))
+        .bind(ks.updated_at.as_millis())
+        .bind(ks.version)
+        .execute(&mut tx)
+        .await
+        .map_err(duplicate_or)?;
+        if updated != 1 {
+            return Ok(KeyspaceUpdate::Conflict);
+        }
+        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+        tx.commit().await?;
+        Ok(KeyspaceUpdate::Updated)
+    }
+
+    async fn get_keyspace(&self, id: &KeyspaceId) -> Result<Option<Keyspace>, StoreError> {
+        sql(format!("SELECT {COLUMNS} FROM keyspaces WHERE id = $1"))
+            .bind(id.as_str())
+            .fetch_optional::<KeyspaceRow>(self.db())
+            .await?
+            .map(from_row)
+            .transpose()
+    }
+
+    async fn list_keyspaces(
+        &self,
+        after: Option<&KeyspaceId>,
+        limit: u32,
+    ) -> Result<Vec<Keyspace>, StoreError> {
+        sql(format!(
+            "SELECT {COLUMNS} FROM keyspaces WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+        ))
+        .bind(after.map(KeyspaceId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all::<KeyspaceRow>(self.db())
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+    }
+}
+
+/// The keyspace and prefix an inserted key was minted with. The key write
+/// checks, in its transaction and under its change_seq lock, that the
+/// keyspace still has that prefix (until the keyspace holds a key,
+/// UpdateKeyspace may change it), and fails with `Conflict` if not, so the
+/// writer mints again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MintedPrefix {
+    pub keyspace_id: KeyspaceId,
+    /// Empty for a bare key.
+    pub prefix: String,
+}
+
+impl MintedPrefix {
+    pub fn new(keyspace_id: &KeyspaceId, prefix: Option<&KeyPrefix>) -> Self {
+        Self {
+            keyspace_id: keyspace_id.clone(),
+            prefix: prefix.map_or_else(String::new, |p| p.as_str().to_owned()),
+        }
+    }
+}
