@@ -182,7 +182,7 @@ impl ApiKey {
         }
         let len = head + KEY_LEN;
         let hashed = len - CHECKSUM_LEN;
-        buf[head..head + 3].copy_from_slice(key_type.tag().as_bytes());
+        buf[head..head + 2].copy_from_slice(key_type.tag().as_bytes());
         buf[head + 2] = b'_';
         buf[head + 3..head + 7].copy_from_slice(environment.as_str().as_bytes());
         buf[head + 7] = b'_';

@@ -42,11 +42,11 @@ impl KeyspaceId {
 
     /// A fresh random id from the OS CSPRNG.
     pub fn generate() -> Result<Self, super::api_key::RandomnessError> {
-        let mut random = [0u8; 12];
+        let mut random = [0u8; 11];
         super::api_key::fill_random(&mut random)?;
         let mut digits = [0u8; GENERATED_DIGITS];
         let fits = base62::encode_be(&random, &mut digits);
-        debug_assert!(fits, "62^16 > 2^96");
+        debug_assert!(fits, "62^16 > 2^88");
         let digits: String = digits.iter().map(|&b| char::from(b)).collect();
         Ok(Self(format!("{ID_PREFIX}{digits}")))
     }

@@ -392,3 +392,56 @@ fn rate_limit_applies_after_the_decision_and_counts_usage() {
     assert_eq!(unknown.malformed, 1);
     assert!(usage.drain().0.is_empty(), "a drain takes everything");
 }
+
+#[test]
+fn a_key_outside_the_named_keyspace_answers_as_an_unknown_key() {
+    let index = KeyIndex::default();
+    let usage = Recorder::default();
+    let acme = crate::domain::KeyPrefix::parse("acme").ok();
+    let key = ApiKey::generate_in(acme, KeyType::Secret, Environment::Live).unwrap();
+    let mut r = record(&[]);
+    r.hash = key.hash();
+    r.keyspace_id = "ks_acme".parse().unwrap();
+    index.upsert(&r);
+    let in_scope = |ks: &str| Request {
+        keyspaces: index.keyspace_scope(ks),
+        ..Default::default()
+    };
+    let at = |ks: &str| {
+        verify(
+            &index,
+            &usage,
+            key.expose_secret(),
+            &in_scope(ks),
+            NOW,
+            || 0,
+        )
+    };
+    assert!(at("").decision.is_valid());
+    assert!(at("ks_acme").decision.is_valid());
+    let unknown = ApiKey::generate(KeyType::Secret, Environment::Live).unwrap();
+    let miss = verify(
+        &index,
+        &usage,
+        unknown.expose_secret(),
+        &in_scope(""),
+        NOW,
+        || 0,
+    );
+    usage.drain();
+    for other in ["ks_default", "ks_nowhere"] {
+        let outside = at(other);
+        assert_eq!(outside.decision, miss.decision, "{other}");
+        assert_eq!(outside.detail, miss.detail);
+        assert!(
+            outside.entry.is_none(),
+            "{other}: nothing about the key leaks"
+        );
+        let (deltas, unknowns) = usage.drain();
+        assert!(
+            deltas.is_empty(),
+            "{other}: the key's own counters are untouched"
+        );
+        assert_eq!(unknowns.not_found, 1, "{other}: counted as an unknown key");
+    }
+}
