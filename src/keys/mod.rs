@@ -12,6 +12,7 @@ mod page;
 mod policy;
 mod propagation;
 mod revoke;
+mod roles;
 mod rotate;
 mod scheduled;
 mod usage;
@@ -36,10 +37,11 @@ pub use keyspaces::{KeyspacePatch, NewKeyspace};
 pub use lifecycle::{KeyPatch, Rotated};
 pub use page::{
     AuditQuery, KeyQuery, MAX_PAGE_SIZE, Page, page_size, parse_audit_token, parse_key_token,
-    parse_keyspace_token,
+    parse_keyspace_token, parse_role_token,
 };
 pub use propagation::{MAX_PROPAGATION_TIMEOUT, Propagation, StatusReport};
 pub use revoke::{MAX_LINEAGE, Revocation};
+pub use roles::{NewRole, RolePatch, RoleUpdated};
 pub use rotate::{MIN_SELF_GRACE, SELF_ROTATION_INTERVAL};
 pub use scheduled::scheduler;
 pub use usage::{KeyUsage, MAX_USAGE_RANGE, Overlap};

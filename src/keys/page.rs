@@ -3,7 +3,7 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use crate::{
-    domain::{KeyId, KeyRecord, KeyState, KeyspaceId, OwnerId},
+    domain::{KeyId, KeyRecord, KeyState, KeyspaceId, OwnerId, RoleName},
     error::{Error, Result},
     store::KeyOrder,
 };
@@ -90,6 +90,29 @@ pub fn parse_keyspace_token(token: &str) -> Result<Option<KeyspaceId>> {
         .parse()
         .map(Some)
         .map_err(|_| Error::invalid("page_token", "is not a token from this list"))
+}
+
+pub(super) fn role_token(ks: &KeyspaceId, name: &RoleName) -> String {
+    URL_SAFE_NO_PAD.encode(format!("r:{ks}:{name}"))
+}
+
+/// The role name a ListRoles page token continues after. A token is bound
+/// to the keyspace it was issued for: one keyspace's token cannot page
+/// through another's.
+pub fn parse_role_token(token: &str, ks: &KeyspaceId) -> Result<Option<RoleName>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Error::invalid("page_token", "is not a token from this list");
+    let text = decode(token, "r:")?;
+    let (issued_for, name) = text.rsplit_once(':').ok_or_else(bad)?;
+    if issued_for != ks.as_str() {
+        return Err(Error::invalid(
+            "page_token",
+            "was made for a different keyspace",
+        ));
+    }
+    RoleName::parse(name).map(Some).map_err(|_| bad())
 }
 
 pub(super) fn audit_token(id: i64) -> String {
