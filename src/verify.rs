@@ -313,6 +313,8 @@ fn bare(code: Code, detail: &'static str) -> Outcome<'static> {
 }
 
 #[cfg(test)]
+mod alloc;
+#[cfg(test)]
 mod props;
 #[cfg(test)]
 mod tests;

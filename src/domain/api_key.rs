@@ -33,8 +33,6 @@ const CHECKSUM_LEN: usize = 6;
 pub const KEY_LEN: usize = TAG_LEN + BODY_LEN + CHECKSUM_LEN;
 /// Length of the longest key: a 16-character prefix, its `_`, and a bare key.
 pub const MAX_KEY_LEN: usize = MAX_PREFIX_LEN + 1 + KEY_LEN;
-#[cfg(test)]
-const BARE_HASHED_LEN: usize = TAG_LEN + BODY_LEN;
 
 /// Why a presented string is not a keysmith key. Each variant is decided
 /// before any hashing or lookup.

@@ -21,7 +21,7 @@ use super::{convert, pb, pb::key_verify_server::KeyVerify};
 use crate::{
     domain::{Clock, Timestamp, mono_nanos},
     error::Error,
-    index::{KeyIndex, KeyspaceSlot, ReplicaState},
+    index::{KeyIndex, KeyspaceBinding, ReplicaState},
     metrics::Metrics,
     usage::Recorder,
     verify::{self, Request as VerifyRequest},
@@ -82,8 +82,8 @@ impl VerifyService {
         if self.replica.fail_closed(self.fail_closed_after) {
             return Err(Error::Unavailable(FAIL_CLOSED).into());
         }
-        // A caller bound to some keyspaces (a verify credential) passes
-        // their slots here instead of `None`.
+        // A caller bound to some keyspaces (a verify credential) passes its
+        // binding here instead of `None`.
         let bound = None;
         let answered = decide(
             &self.index,
@@ -108,7 +108,7 @@ pub(super) fn decide(
     index: &KeyIndex,
     usage: &Recorder,
     req: &pb::VerifyRequest,
-    bound: Option<&[KeyspaceSlot]>,
+    bound: Option<&KeyspaceBinding>,
     now: Timestamp,
     mono_nanos: impl FnOnce() -> u64,
 ) -> Result<pb::VerifyResponse, Status> {
@@ -186,6 +186,7 @@ impl KeyVerify for VerifyService {
         &self,
         req: Request<pb::WatchRevocationsRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        self.watch.watch_revocations(req).await
+        // A caller bound to some keyspaces passes its binding here.
+        self.watch.watch_revocations(req, None).await
     }
 }

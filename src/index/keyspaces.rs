@@ -2,7 +2,10 @@
 //! (a [`KeyspaceSlot`]), so an entry holds 4 bytes instead of an id, and a
 //! request's keyspace is one map lookup away, without allocating.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU32, Ordering},
+};
 
 use dashmap::DashMap;
 
@@ -57,6 +60,36 @@ impl KeyspaceSlots {
     }
 }
 
+/// The keyspaces a caller is bound to (say, a verify credential limited to
+/// some keyspaces), resolved once, when the credential is loaded: their ids
+/// for streams, their slots for Verify. Bind a call with
+/// [`KeyspaceScope::within`] (Verify) or `WatchRequest::within` (streams).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyspaceBinding {
+    ids: Arc<[KeyspaceId]>,
+    slots: Arc<[KeyspaceSlot]>,
+}
+
+impl KeyspaceBinding {
+    /// Interns `ids` in `index` (allocates: do it when loading the caller,
+    /// not per request).
+    pub fn new(index: &super::KeyIndex, ids: Vec<KeyspaceId>) -> Self {
+        Self {
+            slots: index.keyspace_slots(&ids).into(),
+            ids: ids.into(),
+        }
+    }
+
+    pub fn ids(&self) -> &[KeyspaceId] {
+        &self.ids
+    }
+
+    /// Whether a key of keyspace `id` is within the binding.
+    pub fn admits(&self, id: &KeyspaceId) -> bool {
+        self.ids.contains(id)
+    }
+}
+
 /// Which keyspaces' keys a Verify accepts: the one the request names, if it
 /// names one, within the ones its caller is bound to, if it is bound. A key
 /// outside answers exactly as an unknown key does. `Copy`, and borrowed from
@@ -100,13 +133,12 @@ impl<'a> KeyspaceScope<'a> {
         }
     }
 
-    /// Restricts to `allowed`, the keyspaces a caller is bound to (say, a
-    /// verify credential limited to some keyspaces): the one call that binds
-    /// a Verify to them. Applied twice, both bounds hold only if the second
-    /// lies within the first; bind once, from the caller's credential.
-    pub fn within(self, allowed: &'a [KeyspaceSlot]) -> Self {
+    /// Restricts to `binding`, the keyspaces a caller is bound to: the call
+    /// that binds a Verify to them (a stream's is `WatchRequest::within`).
+    /// A second binding replaces the first; bind once, from the caller.
+    pub fn within(self, binding: &'a KeyspaceBinding) -> Self {
         Self {
-            bound: Some(allowed),
+            bound: Some(&binding.slots),
             ..self
         }
     }
@@ -148,7 +180,10 @@ mod tests {
         assert!(KeyspaceScope::only(a).admits(a));
         assert!(!KeyspaceScope::only(a).admits(b));
         assert!(!KeyspaceScope::nothing().admits(a));
-        let bound = [a, b];
+        let bound = KeyspaceBinding {
+            ids: Arc::new([]),
+            slots: Arc::new([a, b]),
+        };
         assert!(KeyspaceScope::ANY.within(&bound).admits(b));
         assert!(!KeyspaceScope::ANY.within(&bound).admits(c));
         assert!(!KeyspaceScope::only(c).within(&bound).admits(c));

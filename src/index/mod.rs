@@ -28,7 +28,7 @@ pub use entry::Entry;
 pub use feed::{ChangeFeed, FeedConfig, FeedHandle};
 use hasher::BuildKeyHashHasher;
 use keyspaces::KeyspaceSlots;
-pub use keyspaces::{KeyspaceScope, KeyspaceSlot};
+pub use keyspaces::{KeyspaceBinding, KeyspaceScope, KeyspaceSlot};
 pub use replica::{ReplicaState, Stuck};
 pub use retention::Pruner;
 pub use runtime::KeyRuntime;

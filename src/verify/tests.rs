@@ -29,7 +29,7 @@ fn ip(s: &str) -> Option<IpAddr> {
     Some(s.parse().unwrap())
 }
 
-const NOW: Timestamp = Timestamp::from_millis(10_000);
+pub(super) const NOW: Timestamp = Timestamp::from_millis(10_000);
 
 fn code(r: &KeyRecord, req: &Request) -> Code {
     decide(&Entry::from(r), req, NOW).code

@@ -28,6 +28,7 @@ pub fn watch_request(req: pb::WatchRevocationsRequest) -> Result<WatchRequest> {
         environment,
         all_changes,
         keyspace_id: super::opt_keyspace_id("keyspace", &keyspace)?,
+        bound: None,
     })
 }
 
