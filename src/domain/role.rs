@@ -101,14 +101,6 @@ impl Role {
     }
 }
 
-/// The keys' view of their roles: a key's role names, sorted (the order of
-/// a set), none repeated.
-pub fn sorted_roles(mut roles: Vec<RoleName>) -> Vec<RoleName> {
-    roles.sort();
-    roles.dedup();
-    roles
-}
-
 /// The union of `scopes`, in first-seen order: what a key's roles grant,
 /// given each role's scopes in the order of the key's sorted role names.
 pub fn union_scopes<'a>(scopes: impl IntoIterator<Item = &'a Scope>) -> Vec<Scope> {

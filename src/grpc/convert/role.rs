@@ -4,7 +4,7 @@ use super::{keyspace::keyspace_id, pb, to_timestamp};
 use crate::{
     domain::{
         KeyspaceId, MAX_SCOPES, Role, RoleDescription, RoleName, Scope,
-        role::{MAX_KEY_ROLES, MAX_ROLE_SCOPES, sorted_roles},
+        role::{MAX_KEY_ROLES, MAX_ROLE_SCOPES},
     },
     error::{Error, Result},
     keys::{self, NewRole, Page, RolePatch, RoleUpdated},
@@ -28,7 +28,7 @@ fn role_scopes(field: &str, raw: Vec<String>) -> Result<Vec<Scope>> {
 }
 
 /// The roles a key asks for, by name: at most [`MAX_KEY_ROLES`], none
-/// repeated; sorted, as a key holds them.
+/// repeated, in the request's order (so errors name the entry asked for).
 pub(super) fn role_names(field: &str, raw: Vec<String>) -> Result<Vec<RoleName>> {
     if raw.len() > MAX_KEY_ROLES {
         return Err(Error::invalid(
@@ -44,7 +44,7 @@ pub(super) fn role_names(field: &str, raw: Vec<String>) -> Result<Vec<RoleName>>
         }
         out.push(name);
     }
-    Ok(sorted_roles(out))
+    Ok(out)
 }
 
 pub fn to_role(r: &Role) -> pb::Role {
@@ -158,12 +158,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_roles_are_sorted_capped_and_named_per_entry() {
+    fn key_roles_are_capped_and_named_per_entry() {
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let got = role_names("roles", names(&["b-role", "a-role"])).unwrap();
         assert_eq!(
             got.iter().map(RoleName::as_str).collect::<Vec<_>>(),
-            ["a-role", "b-role"]
+            ["b-role", "a-role"]
         );
         let err = |v: &[&str]| match role_names("roles", names(v)) {
             Err(Error::InvalidArgument { field, .. }) => field,
