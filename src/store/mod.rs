@@ -1,7 +1,10 @@
 //! Durable storage: one [`Store`] trait, two backends.
 //!
-//! Both backends run the same SQL (see `sql.rs`); their schemas differ only
-//! in column types (`migrations/postgres`, `migrations/sqlite`).
+//! Both backends run the same SQL, written once in plain functions over the
+//! small door in `db.rs` (`Db`, `Tx`, `sql(…)`), one file per table or
+//! concern; `SqlStore` (`sql.rs`) implements every store trait with them.
+//! The schemas differ only in column types (`migrations/postgres`,
+//! `migrations/sqlite`).
 //!
 //! **Invariant:** every write goes through [`Store::write`], which commits the
 //! key rows, their audit events and their change-log rows in one transaction.
@@ -10,6 +13,7 @@ pub mod audit_chain;
 mod audit_sql;
 mod db;
 mod durability;
+mod keys_sql;
 mod log_sql;
 pub(crate) mod policy;
 mod postgres;
@@ -31,8 +35,7 @@ use crate::domain::{
 
 pub use durability::Durability;
 pub use policy::PolicyStore;
-pub use postgres::{PgStore, PgWakeups};
-pub use sqlite::SqliteStore;
+pub use postgres::PgWakeups;
 pub use usage::{UnknownRow, UsageCounts, UsageRow, UsageStore, UsageWrite, hour_of};
 pub use webhook::{
     AttemptOutcome, Claimed, DeliveryRow, DeliveryStatus, EndpointPatch, EndpointRow, WebhookStore,
@@ -381,14 +384,12 @@ pub async fn open(
 ) -> Result<Arc<dyn Store>, StoreError> {
     match database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(PgStore::connect(url).await?))
+            Ok(Arc::new(postgres::connect(url).await?))
         }
-        Some(url) if url.starts_with("sqlite:") => {
-            Ok(Arc::new(SqliteStore::connect_url(url).await?))
-        }
+        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(sqlite::connect_url(url).await?)),
         Some(_) => Err(StoreError::Database(sqlx::Error::Configuration(
             "database url must start with postgres://, postgresql:// or sqlite:".into(),
         ))),
-        None => Ok(Arc::new(SqliteStore::open_in(data_dir).await?)),
+        None => Ok(Arc::new(sqlite::open_in(data_dir).await?)),
     }
 }

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use super::{
     NewAuditEvent, StoreError,
     audit_sql::{append_audit, lock_seq},
-    db::{SqlBackend, sql},
+    db::sql,
+    sql::SqlStore,
 };
 use crate::domain::{OwnerId, StalePolicy, Timestamp};
 
@@ -47,7 +48,7 @@ fn from_row(
 }
 
 #[async_trait]
-impl<S: SqlBackend> PolicyStore for S {
+impl PolicyStore for SqlStore {
     async fn set_owner_policy(
         &self,
         owner: &OwnerId,
@@ -55,14 +56,16 @@ impl<S: SqlBackend> PolicyStore for S {
         at: Timestamp,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
-        sql("INSERT INTO owner_stale_policies (owner_id, flag_after_ms, disable_after_ms, \
+        sql(
+            "INSERT INTO owner_stale_policies (owner_id, flag_after_ms, disable_after_ms, \
              revoke_after_ms, dry_run, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (owner_id) DO UPDATE SET flag_after_ms = excluded.flag_after_ms, \
              disable_after_ms = excluded.disable_after_ms, \
              revoke_after_ms = excluded.revoke_after_ms, dry_run = excluded.dry_run, \
-             updated_at = excluded.updated_at")
+             updated_at = excluded.updated_at",
+        )
         .bind(owner.as_str())
         .bind(ms(p.flag_after))
         .bind(p.disable_after.map(ms))
@@ -80,7 +83,7 @@ impl<S: SqlBackend> PolicyStore for S {
         owner: &OwnerId,
         audit: &NewAuditEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
         let deleted = sql("DELETE FROM owner_stale_policies WHERE owner_id = $1")
             .bind(owner.as_str())
@@ -95,9 +98,11 @@ impl<S: SqlBackend> PolicyStore for S {
     }
 
     async fn owner_policies(&self) -> Result<Vec<(OwnerId, StalePolicy)>, StoreError> {
-        sql("SELECT owner_id, flag_after_ms, disable_after_ms, revoke_after_ms, dry_run \
-             FROM owner_stale_policies ORDER BY owner_id")
-        .fetch_all(self.db())
+        sql(
+            "SELECT owner_id, flag_after_ms, disable_after_ms, revoke_after_ms, dry_run \
+             FROM owner_stale_policies ORDER BY owner_id",
+        )
+        .fetch_all(&self.db)
         .await?
         .into_iter()
         .map(from_row)
