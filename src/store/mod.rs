@@ -345,6 +345,14 @@ pub trait Store:
     /// admin authentication holds in memory.
     async fn admin_tokens(&self) -> Result<Vec<([u8; 32], AdminTokenInfo)>, StoreError>;
     async fn count_admin_tokens(&self) -> Result<i64, StoreError>;
+    /// The installation's key for page tokens: the stored one, or
+    /// `candidate`, stored now, when there is none yet. Every replica gets
+    /// the same key, whichever stored it.
+    async fn page_token_key(
+        &self,
+        candidate: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<[u8; 32], StoreError>;
     /// Where NOTIFY wake-ups come from; `None` where writes are all local (SQLite).
     fn wakeups(&self) -> Option<PgWakeups>;
     /// The backend's name, for logs.

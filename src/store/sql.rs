@@ -112,6 +112,28 @@ impl Store for SqlStore {
             .await
     }
 
+    async fn page_token_key(
+        &self,
+        candidate: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<[u8; 32], StoreError> {
+        // Two replicas starting at once both insert; one wins, and both
+        // read the winner's key.
+        sql(
+            "INSERT INTO installation_secrets (name, secret, created_at) \
+             VALUES ('page_token', $1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(candidate.as_slice())
+        .bind(at.as_millis())
+        .execute(&self.db)
+        .await?;
+        let key: Vec<u8> = sql("SELECT secret FROM installation_secrets WHERE name = 'page_token'")
+            .fetch_scalar(&self.db)
+            .await?;
+        <[u8; 32]>::try_from(key.as_slice())
+            .map_err(|_| StoreError::Corrupt(format!("page token key of {} bytes", key.len())))
+    }
+
     fn wakeups(&self) -> Option<PgWakeups> {
         self.wakeups.clone()
     }
