@@ -9,6 +9,7 @@ mod key_hash;
 mod key_id;
 pub mod keyspace;
 mod kind;
+pub mod page_token;
 mod policy;
 #[cfg(test)]
 mod props;
@@ -28,6 +29,7 @@ pub use key_hash::KeyHash;
 pub use key_id::{KeyId, KeyIdError, PackedKeyId};
 pub use keyspace::{KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, PrefixError};
 pub use kind::{Environment, KeyType, UnknownVariant};
+pub use page_token::{PageTokenError, PageTokens};
 pub use policy::StalePolicy;
 pub use restriction::{Mode, Restrictions, Rule};
 pub use role::{Role, RoleDescription, RoleName};

@@ -381,12 +381,9 @@ impl KeyAdmin for AdminService {
         req: Request<pb::ListWebhookDeliveriesRequest>,
     ) -> Reply<pb::ListWebhookDeliveriesResponse> {
         self.actor(&req).await?;
-        let (endpoint, status, limit, before) = convert::delivery_query(req.into_inner())?;
-        let rows = self
-            .webhooks
-            .deliveries(endpoint.as_deref(), status, before, limit + 1)
-            .await?;
-        Ok(Response::new(convert::deliveries_page(rows, limit)))
+        let query = convert::delivery_query(req.into_inner())?;
+        let page = self.webhooks.deliveries(query).await?;
+        Ok(Response::new(convert::deliveries_page(page)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -430,8 +427,8 @@ impl KeyAdmin for AdminService {
         req: Request<pb::ListKeyspacesRequest>,
     ) -> Reply<pb::ListKeyspacesResponse> {
         self.actor(&req).await?;
-        let (size, after) = convert::list_keyspaces(req.into_inner())?;
-        let page = self.keys.list_keyspaces(size, after).await?;
+        let query = convert::list_keyspaces(req.into_inner())?;
+        let page = self.keys.list_keyspaces(query).await?;
         Ok(Response::new(convert::keyspaces_page(page)))
     }
 

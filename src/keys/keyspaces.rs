@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{Actor, CONFLICT_RETRIES, Keys, Page, diff, page};
+use super::{Actor, CONFLICT_RETRIES, Keys, KeyspaceQuery, Page, diff};
 use crate::{
     domain::{KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, Scope},
     error::{Error, Result},
@@ -102,17 +102,14 @@ impl Keys {
         }
     }
 
-    pub async fn list_keyspaces(
-        &self,
-        page_size: u32,
-        after: Option<KeyspaceId>,
-    ) -> Result<Page<Keyspace>> {
+    pub async fn list_keyspaces(&self, query: KeyspaceQuery) -> Result<Page<Keyspace>> {
+        let after = query.after(&self.page_tokens)?;
         let rows = self
             .store
-            .list_keyspaces(after.as_ref(), page_size + 1)
+            .list_keyspaces(after.as_ref(), query.page_size + 1)
             .await?;
-        Ok(Page::from_overfetch(rows, page_size, |k| {
-            page::keyspace_token(&k.id)
+        Ok(Page::from_overfetch(rows, query.page_size, |k| {
+            query.token_after(&self.page_tokens, k)
         }))
     }
 

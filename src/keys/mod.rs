@@ -22,7 +22,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::json;
 
 use crate::{
-    domain::{Clock, KeyId, KeyRecord, Timestamp},
+    domain::{Clock, KeyId, KeyRecord, PageTokens, Timestamp},
     error::{Error, Result},
     index::{FeedHandle, KeyIndex},
     store::{
@@ -35,10 +35,8 @@ use crate::{
 pub use create::{CreateKey, Created, Expiry, MAX_TTL};
 pub use keyspaces::{KeyspacePatch, NewKeyspace};
 pub use lifecycle::{KeyPatch, Rotated};
-pub use page::{
-    AuditQuery, KeyQuery, MAX_PAGE_SIZE, Page, page_size, parse_audit_token, parse_key_token,
-    parse_keyspace_token, parse_role_token,
-};
+pub(crate) use page::open as open_page_token;
+pub use page::{AuditQuery, KeyQuery, KeyspaceQuery, MAX_PAGE_SIZE, Page, RoleQuery, page_size};
 pub use propagation::{MAX_PROPAGATION_TIMEOUT, Propagation, StatusReport};
 pub use revoke::{MAX_LINEAGE, Revocation};
 pub use roles::{NewRole, RolePatch, RoleUpdated};
@@ -84,6 +82,8 @@ pub struct Keys {
     index: Arc<KeyIndex>,
     feed: FeedHandle,
     config: KeysConfig,
+    /// Seals and opens the list calls' page tokens.
+    page_tokens: PageTokens,
 }
 
 /// How often a mutation re-reads and retries after losing a version race.
@@ -95,12 +95,14 @@ impl Keys {
         index: Arc<KeyIndex>,
         feed: FeedHandle,
         config: KeysConfig,
+        page_tokens: PageTokens,
     ) -> Self {
         Self {
             store,
             index,
             feed,
             config,
+            page_tokens,
         }
     }
 
@@ -122,6 +124,7 @@ impl Keys {
     }
 
     pub async fn list(&self, query: KeyQuery) -> Result<Page<KeyRecord>> {
+        let after = query.after(&self.page_tokens)?;
         let limit = query.page_size;
         let now = self.config.clock.now();
         let unused_before = query.unused_for.map(|d| {
@@ -129,35 +132,36 @@ impl Keys {
             Timestamp::from_millis(now.as_millis().saturating_sub(ms))
         });
         let filter = KeyFilter {
-            owner_id: query.owner_id,
-            keyspace_id: query.keyspace_id,
+            owner_id: query.owner_id.clone(),
+            keyspace_id: query.keyspace_id.clone(),
             state: query.state,
             unused_before,
             order: query.order,
-            after: query.after,
+            after,
             limit: limit + 1,
             now,
         };
         let keys = self.store.list_keys(&filter).await?;
         Ok(Page::from_overfetch(keys, limit, |k| {
-            page::key_token(query.order, k)
+            query.token_after(&self.page_tokens, k)
         }))
     }
 
     pub async fn audit_events(&self, query: AuditQuery) -> Result<Page<AuditEvent>> {
+        let before = query.before(&self.page_tokens)?;
         let limit = query.page_size;
         let filter = AuditFilter {
-            key_id: query.key_id,
-            owner_id: query.owner_id,
-            action: query.action,
+            key_id: query.key_id.clone(),
+            owner_id: query.owner_id.clone(),
+            action: query.action.clone(),
             from: query.from,
             to: query.to,
-            before: query.before,
+            before,
             limit: limit + 1,
         };
         let events = self.store.list_audit_events(&filter).await?;
         Ok(Page::from_overfetch(events, limit, |e| {
-            page::audit_token(e.id)
+            query.token_after(&self.page_tokens, e)
         }))
     }
 

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use super::{Actor, CONFLICT_RETRIES, Keys, Page, diff, page};
+use super::{Actor, CONFLICT_RETRIES, Keys, Page, RoleQuery, diff};
 use crate::{
     domain::{
         KeyType, Keyspace, KeyspaceId, Role, RoleDescription, RoleName, Scope, Timestamp,
@@ -119,19 +119,16 @@ impl Keys {
 
     /// A keyspace's roles by name. A keyspace that does not exist has none:
     /// NOT_FOUND, so a typo is not mistaken for an empty list.
-    pub async fn list_roles(
-        &self,
-        ks: &KeyspaceId,
-        page_size: u32,
-        after: Option<RoleName>,
-    ) -> Result<Page<Role>> {
+    pub async fn list_roles(&self, query: RoleQuery) -> Result<Page<Role>> {
+        let after = query.after(&self.page_tokens)?;
+        let ks = &query.keyspace_id;
         self.named_keyspace("keyspace", ks).await?;
         let rows = self
             .store
-            .list_roles(ks, after.as_ref(), page_size + 1)
+            .list_roles(ks, after.as_ref(), query.page_size + 1)
             .await?;
-        Ok(Page::from_overfetch(rows, page_size, |r| {
-            page::role_token(&r.keyspace_id, &r.name)
+        Ok(Page::from_overfetch(rows, query.page_size, |r| {
+            query.token_after(&self.page_tokens, &r.name)
         }))
     }
 

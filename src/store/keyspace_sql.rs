@@ -1,5 +1,5 @@
 //! Keyspaces: plain functions over [`Db`](super::db::Db), one body for both
-//! backends. Each mutation takes the change_seq lock first and commits its
+//! backends, as [`SqlStore`]'s `KeyspaceStore`. Each mutation takes the change_seq lock first and commits its
 //! audit event in its transaction, as `PolicyStore`'s do.
 
 use async_trait::async_trait;
@@ -8,7 +8,8 @@ use sqlx::types::Json;
 use super::{
     NewAuditEvent, StoreError,
     audit_sql::{append_audit, lock_seq},
-    db::{SqlBackend, Tx, sql},
+    db::{Tx, sql},
+    sql::SqlStore,
 };
 use crate::domain::{
     KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, Timestamp,
@@ -107,13 +108,13 @@ async fn holds_keys(tx: &mut Tx, id: &KeyspaceId) -> Result<bool, StoreError> {
 }
 
 #[async_trait]
-impl<S: SqlBackend> KeyspaceStore for S {
+impl KeyspaceStore for SqlStore {
     async fn insert_keyspace(
         &self,
         ks: &Keyspace,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
         sql(
             "INSERT INTO keyspaces (id, name, prefix, defaults, scopes, created_at, updated_at, \
@@ -139,7 +140,7 @@ impl<S: SqlBackend> KeyspaceStore for S {
         ks: &Keyspace,
         audit: &NewAuditEvent,
     ) -> Result<KeyspaceUpdate, StoreError> {
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
         let held: Option<(String,)> = sql("SELECT prefix FROM keyspaces WHERE id = $1")
             .bind(ks.id.as_str())
@@ -176,7 +177,7 @@ impl<S: SqlBackend> KeyspaceStore for S {
     async fn get_keyspace(&self, id: &KeyspaceId) -> Result<Option<Keyspace>, StoreError> {
         sql(format!("SELECT {COLUMNS} FROM keyspaces WHERE id = $1"))
             .bind(id.as_str())
-            .fetch_optional::<KeyspaceRow>(self.db())
+            .fetch_optional::<KeyspaceRow>(&self.db)
             .await?
             .map(from_row)
             .transpose()
@@ -192,11 +193,27 @@ impl<S: SqlBackend> KeyspaceStore for S {
         ))
         .bind(after.map(KeyspaceId::as_str))
         .bind(i64::from(limit))
-        .fetch_all::<KeyspaceRow>(self.db())
+        .fetch_all::<KeyspaceRow>(&self.db)
         .await?
         .into_iter()
         .map(from_row)
         .collect()
+    }
+}
+
+/// Refuses, with `Conflict`, a new key minted with a prefix its keyspace no
+/// longer has (or in a keyspace that does not exist). Called by the key
+/// write under the change_seq lock, which an UpdateKeyspace takes before it
+/// looks for keys: so a prefix change and a key minted with the old prefix
+/// never both commit.
+pub(super) async fn check_minted_prefix(tx: &mut Tx, m: &MintedPrefix) -> Result<(), StoreError> {
+    let held: Option<(String,)> = sql("SELECT prefix FROM keyspaces WHERE id = $1")
+        .bind(m.keyspace_id.as_str())
+        .fetch_optional(tx)
+        .await?;
+    match held {
+        Some((prefix,)) if prefix == m.prefix => Ok(()),
+        _ => Err(StoreError::Conflict),
     }
 }
 

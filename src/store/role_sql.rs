@@ -23,8 +23,9 @@ use sqlx::types::Json;
 use super::{
     ChangeKind, NewAuditEvent, NewChange, StoreError,
     audit_sql::{append_audit, lock_seq},
-    db::{On, SqlBackend, Tx, sql},
+    db::{On, Tx, sql},
     postgres::CHANGE_CHANNEL,
+    sql::SqlStore,
 };
 use crate::domain::{
     KeyHash, KeyId, KeyRecord, KeyspaceId, OwnerId, Role, RoleDescription, RoleName, Scope,
@@ -149,9 +150,9 @@ fn placeholders(first: usize, n: usize) -> String {
 }
 
 #[async_trait]
-impl<S: SqlBackend> RoleStore for S {
+impl RoleStore for SqlStore {
     async fn insert_role(&self, role: &Role, audit: &NewAuditEvent) -> Result<(), StoreError> {
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
         sql(format!(
             "INSERT INTO roles ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
@@ -185,7 +186,7 @@ impl<S: SqlBackend> RoleStore for S {
         ))
         .bind(keyspace.as_str())
         .bind(name.as_str())
-        .fetch_optional::<RoleRow>(self.db())
+        .fetch_optional::<RoleRow>(&self.db)
         .await?
         .map(from_row)
         .transpose()
@@ -204,7 +205,7 @@ impl<S: SqlBackend> RoleStore for S {
         .bind(keyspace.as_str())
         .bind(after.map(RoleName::as_str))
         .bind(i64::from(limit))
-        .fetch_all::<RoleRow>(self.db())
+        .fetch_all::<RoleRow>(&self.db)
         .await?
         .into_iter()
         .map(from_row)
@@ -219,7 +220,7 @@ impl<S: SqlBackend> RoleStore for S {
         audit: &NewAuditEvent,
     ) -> Result<RoleUpdate, StoreError> {
         let (ks, name) = (next.keyspace_id.as_str(), next.name.as_str());
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         // First the role row: a key write that holds it waits on this lock.
         let written = sql(
             "UPDATE roles SET description = $3, scopes = $4, updated_at = $5, version = $6 \
@@ -275,7 +276,7 @@ impl<S: SqlBackend> RoleStore for S {
         audit: &NewAuditEvent,
     ) -> Result<RoleDelete, StoreError> {
         let (ks, name) = (keyspace.as_str(), name.as_str());
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         let lock = locking(&tx, " FOR UPDATE");
         let found = sql(format!(
             "SELECT version FROM roles WHERE keyspace_id = $1 AND name = $2{lock}"
@@ -328,7 +329,7 @@ impl<S: SqlBackend> RoleStore for S {
         )
         .bind(keyspace.as_str())
         .bind(name.as_str())
-        .fetch_scalar(self.db())
+        .fetch_scalar(&self.db)
         .await
     }
 }

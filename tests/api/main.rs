@@ -28,6 +28,7 @@ mod keyspaces;
 mod lifecycle;
 mod limits;
 mod listing;
+mod page_tokens;
 mod persistence;
 mod pg_cluster;
 mod process;

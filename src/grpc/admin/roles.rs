@@ -32,8 +32,8 @@ impl AdminService {
         req: Request<pb::ListRolesRequest>,
     ) -> Reply<pb::ListRolesResponse> {
         self.actor(&req).await?;
-        let (ks, size, after) = convert::list_roles(req.into_inner())?;
-        let page = self.keys.list_roles(&ks, size, after).await?;
+        let query = convert::list_roles(req.into_inner())?;
+        let page = self.keys.list_roles(query).await?;
         Ok(Response::new(convert::roles_page(page)))
     }
 

@@ -10,7 +10,7 @@ use crate::{
         keyspace::MAX_CATALOGUE,
     },
     error::{Error, Result},
-    keys::{self, KeyspacePatch, MAX_GRACE, MAX_TTL, NewKeyspace, Page},
+    keys::{self, KeyspacePatch, KeyspaceQuery, MAX_GRACE, MAX_TTL, NewKeyspace, Page},
 };
 
 pub fn keyspace_id(field: &str, s: &str) -> Result<KeyspaceId> {
@@ -210,15 +210,15 @@ pub fn keyspace_patch(req: pb::UpdateKeyspaceRequest) -> Result<(KeyspaceId, Key
     Ok((id, patch))
 }
 
-pub fn list_keyspaces(req: pb::ListKeyspacesRequest) -> Result<(u32, Option<KeyspaceId>)> {
+pub fn list_keyspaces(req: pb::ListKeyspacesRequest) -> Result<KeyspaceQuery> {
     let pb::ListKeyspacesRequest {
         page_size,
         page_token,
     } = req;
-    Ok((
-        keys::page_size(page_size)?,
-        keys::parse_keyspace_token(&page_token)?,
-    ))
+    Ok(KeyspaceQuery {
+        page_size: keys::page_size(page_size)?,
+        page_token,
+    })
 }
 
 pub fn keyspaces_page(page: Page<Keyspace>) -> pb::ListKeyspacesResponse {

@@ -7,7 +7,7 @@ use crate::{
         role::{MAX_KEY_ROLES, MAX_ROLE_SCOPES},
     },
     error::{Error, Result},
-    keys::{self, NewRole, Page, RolePatch, RoleUpdated},
+    keys::{self, NewRole, Page, RolePatch, RoleQuery, RoleUpdated},
 };
 
 fn role_name(field: &str, s: &str) -> Result<RoleName> {
@@ -127,15 +127,17 @@ pub fn role_patch(req: pb::UpdateRoleRequest) -> Result<(KeyspaceId, RoleName, R
     Ok((ks, name, patch))
 }
 
-pub fn list_roles(req: pb::ListRolesRequest) -> Result<(KeyspaceId, u32, Option<RoleName>)> {
+pub fn list_roles(req: pb::ListRolesRequest) -> Result<RoleQuery> {
     let pb::ListRolesRequest {
         keyspace,
         page_size,
         page_token,
     } = req;
-    let ks = keyspace_id("keyspace", &keyspace)?;
-    let after = keys::parse_role_token(&page_token, &ks)?;
-    Ok((ks, keys::page_size(page_size)?, after))
+    Ok(RoleQuery {
+        keyspace_id: keyspace_id("keyspace", &keyspace)?,
+        page_size: keys::page_size(page_size)?,
+        page_token,
+    })
 }
 
 pub fn roles_page(page: Page<Role>) -> pb::ListRolesResponse {
