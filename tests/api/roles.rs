@@ -238,7 +238,38 @@ async fn roles_list_by_name_and_tokens_stay_in_their_keyspace(backend: Backend) 
     );
 }
 
+/// A key write built on what a role granted before it changed is refused
+/// in its transaction, so no index ever holds a key with a role's old
+/// scopes under a version the feed would not replace.
+async fn a_key_write_on_stale_role_scopes_conflicts(backend: Backend) {
+    use keysmith::store::{StoreError, WriteBatch};
+    let app = spawn(backend).await;
+    create_role(&app.admin, DEFAULT_KS, "team", &["a:read", "b:read"]).await;
+    let key = app.create(key_request(DEFAULT_KS, &["team"], &[])).await;
+    let store = keysmith::app::open_store(&app.db.config, false)
+        .await
+        .expect("store");
+    let id = key.key.expect("key").id.parse().expect("id");
+    let read = store.get_key(&id).await.expect("get").expect("key");
+    assert_eq!(read.role_scopes.len(), 2, "a read resolves the roles");
+    let write = |mut next: keysmith::domain::KeyRecord| {
+        next.version += 1;
+        store.write(WriteBatch {
+            update: vec![next],
+            ..Default::default()
+        })
+    };
+    let mut stale = read.clone();
+    stale.role_scopes.pop();
+    assert!(matches!(write(stale).await, Err(StoreError::Conflict)));
+    let mut gone = read.clone();
+    gone.roles = vec![keysmith::domain::RoleName::parse("no-such-role").expect("name")];
+    assert!(matches!(write(gone).await, Err(StoreError::Conflict)));
+    write(read).await.expect("the record as read commits");
+}
+
 crate::backend_tests!(
+    a_key_write_on_stale_role_scopes_conflicts,
     a_role_grants_its_scopes_to_verify,
     role_changes_are_audited_with_the_token,
     a_role_is_not_deleted_while_live_keys_hold_it,
