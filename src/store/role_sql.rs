@@ -23,7 +23,7 @@ use sqlx::types::Json;
 use super::{
     ChangeKind, NewAuditEvent, NewChange, StoreError,
     audit_sql::{append_audit, lock_seq},
-    db::{On, Tx, sql},
+    db::{Db, Tx, sql},
     postgres::CHANGE_CHANNEL,
     sql::SqlStore,
 };
@@ -501,11 +501,7 @@ const RESOLVE_CHUNK: usize = 500;
 
 /// Fills `roles` and `role_scopes` of `keys` from the store: what every key
 /// read does, so a key's record always carries its roles' current scopes.
-pub(super) async fn resolve_roles<'a>(
-    on: impl Into<On<'a>>,
-    keys: &mut [KeyRecord],
-) -> Result<(), StoreError> {
-    let mut on = on.into();
+pub(super) async fn resolve_roles(db: &Db, keys: &mut [KeyRecord]) -> Result<(), StoreError> {
     let mut held = Holdings::new();
     for chunk in keys.chunks(RESOLVE_CHUNK) {
         let mut q = sql(format!(
@@ -515,11 +511,7 @@ pub(super) async fn resolve_roles<'a>(
         for k in chunk {
             q = q.bind(k.id.as_str());
         }
-        let on = match &mut on {
-            On::Pool(db) => On::Pool(*db),
-            On::Tx(tx) => On::Tx(&mut **tx),
-        };
-        collect(q.fetch_all(on).await?, &mut held);
+        collect(q.fetch_all(db).await?, &mut held);
     }
     for key in keys {
         apply_holdings(key, &mut held)?;
