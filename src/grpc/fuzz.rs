@@ -64,6 +64,18 @@ pub fn admin_requests(bytes: &[u8]) -> usize {
     if let Ok(req) = pb::ListKeyspacesRequest::decode(bytes) {
         ok += usize::from(convert::list_keyspaces(req).is_ok());
     }
+    if let Ok(req) = pb::CreateRoleRequest::decode(bytes) {
+        ok += usize::from(convert::create_role(req).is_ok());
+    }
+    if let Ok(req) = pb::UpdateRoleRequest::decode(bytes) {
+        ok += usize::from(convert::role_patch(req).is_ok());
+    }
+    if let Ok(req) = pb::ListRolesRequest::decode(bytes) {
+        ok += usize::from(convert::list_roles(req).is_ok());
+    }
+    if let Ok(req) = pb::GetRoleRequest::decode(bytes) {
+        ok += usize::from(convert::role_ref(&req.keyspace, &req.name).is_ok());
+    }
     if let Ok(req) = pb::OwnerStalePolicy::decode(bytes) {
         ok += usize::from(convert::owner_policy(req).is_ok());
     }

@@ -6,7 +6,7 @@ use super::{
     db::{Db, Tx, sql},
     keyspace_sql::check_minted_prefix,
     postgres::CHANGE_CHANNEL,
-    role_sql::{all_holdings, apply_holdings, hold_roles, resolve_roles, save_key_roles},
+    role_sql::{hold_roles, resolve_roles, role_book, save_key_roles, stream_keys_with_roles},
     rows::{KEY_COLUMNS, KeyRow, KeyValues},
 };
 use crate::domain::{KeyId, KeyRecord, Timestamp};
@@ -279,16 +279,18 @@ pub(super) async fn snapshot(
     let seq: i64 = sql("SELECT last FROM change_seq WHERE id = 1")
         .fetch_scalar(&mut tx)
         .await?;
-    // Every key's roles at once, from the same snapshot as the keys.
-    let mut held = all_holdings(&mut tx).await?;
-    sql(format!("SELECT {KEY_COLUMNS} FROM keys"))
-        .for_each(&mut tx, |row: KeyRow| {
-            let mut key = row.try_into()?;
-            apply_holdings(&mut key, &mut held)?;
-            sink(key);
-            Ok(())
-        })
-        .await?;
+    match role_book(&mut tx).await? {
+        // Keys with roles come joined to them, from the same snapshot.
+        Some(book) => stream_keys_with_roles(&mut tx, &book, sink).await?,
+        None => {
+            sql(format!("SELECT {KEY_COLUMNS} FROM keys"))
+                .for_each(&mut tx, |row: KeyRow| {
+                    sink(row.try_into()?);
+                    Ok(())
+                })
+                .await?
+        }
+    }
     tx.commit().await?;
     Ok(seq)
 }

@@ -25,6 +25,7 @@ use super::{
     audit_sql::{append_audit, lock_seq},
     db::{Db, Tx, sql},
     postgres::CHANGE_CHANNEL,
+    rows::{KEY_COLUMNS, KeyRow},
     sql::SqlStore,
 };
 use crate::domain::{
@@ -472,7 +473,7 @@ pub(super) async fn save_key_roles(
 
 /// The roles keys hold, with each role's scopes: key id → (name, scopes)
 /// by role name.
-pub(super) type Holdings = HashMap<String, Vec<(String, Json<serde_json::Value>)>>;
+type Holdings = HashMap<String, Vec<(String, Json<serde_json::Value>)>>;
 
 type HoldingRow = (String, String, Json<serde_json::Value>);
 
@@ -485,15 +486,95 @@ fn collect(rows: Vec<HoldingRow>, into: &mut Holdings) {
     }
 }
 
-/// Every key's roles, read in `tx` (a snapshot): one query for the whole
-/// set, however many keys the snapshot streams.
-pub(super) async fn all_holdings(tx: &mut Tx) -> Result<Holdings, StoreError> {
-    let rows = sql(format!("{HOLDINGS} ORDER BY kr.key_id, kr.role_name"))
-        .fetch_all(tx)
+/// Every role's scopes, as a snapshot reads them before it streams keys.
+pub(super) struct RoleBook(HashMap<(String, String), Vec<Scope>>);
+
+/// The role book of the snapshot `tx`; `None` when no key holds a role, so
+/// the snapshot streams the keys alone, as it did before roles.
+pub(super) async fn role_book(tx: &mut Tx) -> Result<Option<RoleBook>, StoreError> {
+    let held: i64 = sql("SELECT COUNT(*) FROM (SELECT 1 FROM key_roles LIMIT 1) h")
+        .fetch_scalar(&mut *tx)
         .await?;
-    let mut out = Holdings::new();
-    collect(rows, &mut out);
-    Ok(out)
+    if held == 0 {
+        return Ok(None);
+    }
+    let rows: Vec<(String, String, Json<serde_json::Value>)> =
+        sql("SELECT keyspace_id, name, scopes FROM roles")
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut book = HashMap::with_capacity(rows.len());
+    for (ks, name, scopes) in rows {
+        let scopes = scopes_from_json(&scopes.0)
+            .map_err(|_| StoreError::Corrupt(format!("scopes of role {ks}/{name}")))?;
+        book.insert((ks, name), scopes);
+    }
+    Ok(Some(RoleBook(book)))
+}
+
+/// A key's row with one role it holds (none: `NULL`), as the snapshot's
+/// join returns it: a key holding three roles comes as three rows in a row.
+#[derive(sqlx::FromRow)]
+struct HeldKeyRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    role_name: Option<String>,
+}
+
+/// Streams every key, with its roles from `book`, to `sink`: one pass over
+/// keys joined with their roles, in key order, so memory holds one key at
+/// a time whatever the number of keys or roles.
+pub(super) async fn stream_keys_with_roles(
+    tx: &mut Tx,
+    book: &RoleBook,
+    sink: &mut (dyn FnMut(KeyRecord) + Send),
+) -> Result<(), StoreError> {
+    let columns: Vec<String> = KEY_COLUMNS
+        .split(',')
+        .map(|c| format!("k.{}", c.trim()))
+        .collect();
+    let mut pending: Option<(KeyRecord, Vec<String>)> = None;
+    let mut flush = |held: Option<(KeyRecord, Vec<String>)>| -> Result<(), StoreError> {
+        if let Some((mut key, names)) = held {
+            book.grant(&mut key, names)?;
+            sink(key);
+        }
+        Ok(())
+    };
+    sql(format!(
+        "SELECT {}, kr.role_name FROM keys k LEFT JOIN key_roles kr ON kr.key_id = k.id \
+         ORDER BY k.id, kr.role_name",
+        columns.join(", ")
+    ))
+    .for_each(&mut *tx, |row: HeldKeyRow| {
+        let key: KeyRecord = row.key.try_into()?;
+        match &mut pending {
+            Some((held, names)) if held.id == key.id => names.extend(row.role_name),
+            _ => flush(pending.replace((key, row.role_name.into_iter().collect())))?,
+        }
+        Ok(())
+    })
+    .await?;
+    flush(pending.take())
+}
+
+impl RoleBook {
+    /// Gives `key` the roles `names` (in name order) and what they grant.
+    fn grant(&self, key: &mut KeyRecord, names: Vec<String>) -> Result<(), StoreError> {
+        let bad = |what: &str| StoreError::Corrupt(format!("{what} of key {}", key.id));
+        let mut granted = Vec::new();
+        let mut roles = Vec::with_capacity(names.len());
+        for name in names {
+            let scopes = self
+                .0
+                .get(&(key.keyspace_id.as_str().to_owned(), name.clone()))
+                .ok_or_else(|| bad("roles"))?;
+            granted.extend(scopes.iter().cloned());
+            roles.push(RoleName::parse(&name).map_err(|_| bad("roles"))?);
+        }
+        key.roles = roles;
+        key.role_scopes = union_scopes(&granted);
+        Ok(())
+    }
 }
 
 /// How many keys one resolving query names.
@@ -520,7 +601,7 @@ pub(super) async fn resolve_roles(db: &Db, keys: &mut [KeyRecord]) -> Result<(),
 }
 
 /// Sets `key`'s roles from `held` (taking its entry).
-pub(super) fn apply_holdings(key: &mut KeyRecord, held: &mut Holdings) -> Result<(), StoreError> {
+fn apply_holdings(key: &mut KeyRecord, held: &mut Holdings) -> Result<(), StoreError> {
     let Some(roles) = held.remove(key.id.as_str()) else {
         return Ok(());
     };

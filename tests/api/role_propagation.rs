@@ -146,7 +146,42 @@ async fn a_role_change_reaches_every_key_holding_it(backend: Backend) {
     assert_eq!(resp.into_inner().keys_changed, 0);
 }
 
-crate::backend_tests!(a_role_change_reaches_every_key_holding_it);
+/// A replica that starts later loads every key with what its roles grant,
+/// whatever mix of keys with none, one or several roles it finds.
+async fn a_replica_started_later_loads_what_roles_grant(backend: Backend) {
+    let first = spawn(backend).await;
+    // Named so that a key's first role (by name) grants the least.
+    create_role(&first.admin, DEFAULT_KS, "a-team", &["a:read"]).await;
+    create_role(&first.admin, DEFAULT_KS, "b-ops", &["b:read", "a:read"]).await;
+    let mut keys = Vec::new();
+    for roles in [&[][..], &["a-team"], &["b-ops", "a-team"], &[], &["b-ops"]] {
+        let k = first
+            .create(key_request(DEFAULT_KS, roles, &["own:read"]))
+            .await;
+        keys.push((roles, k.secret));
+    }
+    let db = TestDb {
+        backend,
+        config: first.db.config.clone(),
+        dir: tempfile::tempdir().expect("temp dir"),
+    };
+    let later = spawn_on(db, Some(first.token.clone())).await;
+    for (roles, secret) in &keys {
+        let v = later.verify_scopes(secret, &[]).await;
+        let want = match roles.len() {
+            0 => vec!["own:read"],
+            2 => vec!["own:read", "a:read", "b:read"],
+            _ if roles[0] == "a-team" => vec!["own:read", "a:read"],
+            _ => vec!["own:read", "b:read", "a:read"],
+        };
+        assert_eq!(v.scopes, want, "roles {roles:?}");
+    }
+}
+
+crate::backend_tests!(
+    a_role_change_reaches_every_key_holding_it,
+    a_replica_started_later_loads_what_roles_grant,
+);
 
 /// Two replicas on one PostgreSQL: a role narrowed through one is narrowed
 /// on the other, which streams SCOPES_NARROWED for the key.
