@@ -4,6 +4,7 @@
 //!
 //! Order of checks, first failure wins:
 //! 1. format (`MALFORMED`) and existence (`NOT_FOUND`), before any record;
+//!    a key outside the keyspaces the call accepts does not exist for it;
 //! 2. `REVOKED`: permanent, so it outranks everything;
 //! 3. `DISABLED`: an operator's suspension, reversible;
 //! 4. `EXPIRED`: `now >= expires_at`, judged against the clock on every call;
@@ -21,7 +22,7 @@ use std::{net::IpAddr, time::Duration};
 
 use crate::{
     domain::{KeyState, Rule, Timestamp, restriction::Take},
-    index::{Entry, KeyIndex},
+    index::{Entry, KeyIndex, KeyspaceScope},
     usage::Recorder,
 };
 
@@ -132,6 +133,9 @@ pub struct Request<'a> {
     pub referrer: &'a str,
     /// Empty when the call carries none.
     pub resource: &'a str,
+    /// The keyspaces whose keys may answer; any other key answers exactly
+    /// as an unknown one (NOT_FOUND, counted as unknown).
+    pub keyspaces: KeyspaceScope<'a>,
 }
 
 /// Applies one restriction: `Err` for an enforced denial, a note in
@@ -232,7 +236,10 @@ pub fn verify<'a>(
             return bare(Code::Malformed, e.detail());
         }
     };
-    let Some(entry) = index.get(&presented.hash) else {
+    let Some(entry) = index
+        .get(&presented.hash)
+        .filter(|e| request.keyspaces.admits(e.keyspace()))
+    else {
         usage.unknown(Code::NotFound);
         return bare(Code::NotFound, Code::NotFound.detail());
     };
@@ -273,6 +280,8 @@ fn bare(code: Code, detail: &'static str) -> Outcome<'static> {
     }
 }
 
+#[cfg(test)]
+mod alloc;
 #[cfg(test)]
 mod props;
 #[cfg(test)]

@@ -15,9 +15,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::{Environment, OwnerId},
+    domain::{Environment, KeyspaceId, OwnerId},
     error::{Error, Result},
-    index::FeedHandle,
+    index::{FeedHandle, KeyspaceBinding},
     store::{Change, Store},
 };
 
@@ -28,13 +28,33 @@ pub struct WatchRequest {
     pub owner_id: Option<OwnerId>,
     pub environment: Option<Environment>,
     pub all_changes: bool,
+    /// Only keys of this keyspace.
+    pub keyspace_id: Option<KeyspaceId>,
+    /// The keyspaces the subscriber is bound to, if it is (see [`Self::within`]).
+    pub bound: Option<KeyspaceBinding>,
 }
 
 impl WatchRequest {
+    /// Restricts the stream to `binding`, the keyspaces its caller is bound
+    /// to: the call that binds a stream to them (Verify's is
+    /// [`crate::index::KeyspaceScope::within`]). Events of keys outside are
+    /// never sent, from the backlog or live.
+    pub fn within(self, binding: &KeyspaceBinding) -> Self {
+        Self {
+            bound: Some(binding.clone()),
+            ..self
+        }
+    }
+
     fn wants(&self, c: &Change) -> bool {
         (self.all_changes || c.kind.is_restrictive())
             && self.owner_id.as_ref().is_none_or(|o| *o == c.owner_id)
             && self.environment.is_none_or(|e| e == c.environment)
+            && self
+                .keyspace_id
+                .as_ref()
+                .is_none_or(|k| *k == c.keyspace_id)
+            && self.bound.as_ref().is_none_or(|b| b.admits(&c.keyspace_id))
     }
 }
 
@@ -280,5 +300,47 @@ impl Subscription {
         }
         self.cursor = seq;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        domain::{KeyHash, KeyId, Timestamp},
+        index::KeyIndex,
+        store::ChangeKind,
+    };
+
+    fn change(keyspace: &str) -> Change {
+        Change {
+            seq: 1,
+            kind: ChangeKind::Revoked,
+            key_id: KeyId::generate(),
+            key_hash: KeyHash::from_bytes([7; 32]),
+            owner_id: OwnerId::parse("acct_1").unwrap(),
+            environment: Environment::Live,
+            keyspace_id: keyspace.parse().unwrap(),
+            expires_at: None,
+            at: Timestamp::from_millis(0),
+        }
+    }
+
+    #[test]
+    fn a_bound_stream_sees_only_its_keyspaces() {
+        let binding = KeyspaceBinding::new(
+            &KeyIndex::default(),
+            vec!["ks_a".parse().unwrap(), "ks_b".parse().unwrap()],
+        );
+        let bound = WatchRequest::default().within(&binding);
+        assert!(bound.wants(&change("ks_a")) && bound.wants(&change("ks_b")));
+        assert!(!bound.wants(&change("ks_default")));
+        let narrowed = WatchRequest {
+            keyspace_id: Some("ks_b".parse().unwrap()),
+            ..WatchRequest::default()
+        }
+        .within(&binding);
+        assert!(!narrowed.wants(&change("ks_a")) && narrowed.wants(&change("ks_b")));
+        assert!(WatchRequest::default().wants(&change("ks_default")));
     }
 }

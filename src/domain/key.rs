@@ -1,6 +1,6 @@
 use super::{
-    ApiKey, Environment, KeyHash, KeyId, KeyName, KeyType, Metadata, OwnerId, Reason, Restrictions,
-    Scope, Timestamp,
+    ApiKey, Environment, KeyHash, KeyId, KeyName, KeyType, KeyspaceId, Metadata, OwnerId, Reason,
+    Restrictions, Scope, Timestamp,
 };
 
 /// Everything keysmith knows about one key. Never holds the secret.
@@ -11,6 +11,8 @@ use super::{
 pub struct KeyRecord {
     pub id: KeyId,
     pub hash: KeyHash,
+    /// The keyspace the key belongs to, for good: a rotation keeps it.
+    pub keyspace_id: KeyspaceId,
     pub owner_id: OwnerId,
     pub name: KeyName,
     pub key_type: KeyType,
@@ -91,8 +93,9 @@ pub enum KeyState {
 }
 
 impl KeyRecord {
-    /// The first version of a freshly minted key: a new id, no expiry,
-    /// restrictions or metadata. Set the rest with struct update syntax.
+    /// The first version of a freshly minted key: a new id, in the default
+    /// keyspace, no expiry, restrictions or metadata. Set the rest with
+    /// struct update syntax.
     pub fn new(
         key: &ApiKey,
         owner_id: OwnerId,
@@ -103,6 +106,7 @@ impl KeyRecord {
         Self {
             id: KeyId::generate(),
             hash: key.hash(),
+            keyspace_id: KeyspaceId::default_id(),
             owner_id,
             name,
             key_type: key.key_type(),

@@ -7,6 +7,7 @@ mod fields;
 mod key;
 mod key_hash;
 mod key_id;
+pub mod keyspace;
 mod kind;
 pub mod page_token;
 mod policy;
@@ -25,6 +26,7 @@ pub use fields::{FieldError, KeyName, Metadata, MetadataError, OwnerId, Reason, 
 pub use key::{KeyRecord, KeyState, PolicyViolation, check_type_policy};
 pub use key_hash::KeyHash;
 pub use key_id::{KeyId, KeyIdError, PackedKeyId};
+pub use keyspace::{KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, PrefixError};
 pub use kind::{Environment, KeyType, UnknownVariant};
 pub use page_token::{PageTokenError, PageTokens};
 pub use policy::StalePolicy;

@@ -394,4 +394,49 @@ impl KeyAdmin for AdminService {
             &self.webhooks.redeliver(&id, &actor).await?,
         )))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_keyspace(
+        &self,
+        req: Request<pb::CreateKeyspaceRequest>,
+    ) -> Reply<pb::Keyspace> {
+        let actor = self.actor(&req).await?;
+        let new = convert::create_keyspace(req.into_inner())?;
+        let ks = self.keys.create_keyspace(new, &actor).await?;
+        tracing::info!(keyspace_id = %ks.id, "keyspace created");
+        Ok(Response::new(convert::to_keyspace(&ks)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_keyspace(&self, req: Request<pb::GetKeyspaceRequest>) -> Reply<pb::Keyspace> {
+        self.actor(&req).await?;
+        let pb::GetKeyspaceRequest { id } = req.into_inner();
+        let ks = self
+            .keys
+            .get_keyspace(&convert::keyspace_id("id", &id)?)
+            .await?;
+        Ok(Response::new(convert::to_keyspace(&ks)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_keyspaces(
+        &self,
+        req: Request<pb::ListKeyspacesRequest>,
+    ) -> Reply<pb::ListKeyspacesResponse> {
+        self.actor(&req).await?;
+        let query = convert::list_keyspaces(req.into_inner())?;
+        let page = self.keys.list_keyspaces(query).await?;
+        Ok(Response::new(convert::keyspaces_page(page)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_keyspace(
+        &self,
+        req: Request<pb::UpdateKeyspaceRequest>,
+    ) -> Reply<pb::Keyspace> {
+        let actor = self.actor(&req).await?;
+        let (id, patch) = convert::keyspace_patch(req.into_inner())?;
+        let ks = self.keys.update_keyspace(&id, patch, &actor).await?;
+        Ok(Response::new(convert::to_keyspace(&ks)))
+    }
 }

@@ -10,6 +10,10 @@
 //!   the required scopes from the route's
 //!   `context_extensions["keysmith_scopes"]` (space- or comma-separated; a
 //!   malformed list denies with 500).
+//! - The keyspace a route accepts keys of comes from
+//!   `context_extensions["keysmith_keyspace"]` (a keyspace id; unset: any).
+//!   A key of another keyspace is refused as an unknown key is (401); a
+//!   malformed id denies with 500.
 //! - Unknown, malformed, revoked, expired or disabled keys get 401 with
 //!   `WWW-Authenticate`; scope and restriction failures 403; rate limits 429
 //!   with `retry-after`. A denial names no owner, scopes or metadata.
@@ -42,6 +46,8 @@ use crate::{
 
 /// The context extension that names the scopes a route requires.
 pub const SCOPES_EXTENSION: &str = "keysmith_scopes";
+/// The context extension that names the keyspace a route accepts keys of.
+pub const KEYSPACE_EXTENSION: &str = "keysmith_keyspace";
 
 pub struct ExtAuthzService {
     index: Arc<KeyIndex>,
@@ -186,11 +192,27 @@ impl ExtAuthzService {
                 &[],
             ));
         }
+        let keyspace = extensions
+            .and_then(|e| e.get(KEYSPACE_EXTENSION))
+            .map_or("", String::as_str);
+        let Ok(keyspaces) = super::convert::keyspace_scope(&self.index, keyspace) else {
+            tracing::error!(
+                extension = KEYSPACE_EXTENSION,
+                "route names a malformed keyspace; denying"
+            );
+            return Ok(denied(
+                HttpStatusCode::InternalServerError,
+                "route_misconfigured",
+                "route misconfigured: keysmith_keyspace is malformed",
+                &[],
+            ));
+        };
         let request = VerifyRequest {
             required_scopes: &required,
             client_ip,
             referrer,
             resource,
+            keyspaces,
         };
         let outcome = verify::verify(
             &self.index,

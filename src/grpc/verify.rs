@@ -21,7 +21,7 @@ use super::{convert, pb, pb::key_verify_server::KeyVerify};
 use crate::{
     domain::{Clock, Timestamp, mono_nanos},
     error::Error,
-    index::{KeyIndex, ReplicaState},
+    index::{KeyIndex, KeyspaceBinding, ReplicaState},
     metrics::Metrics,
     usage::Recorder,
     verify::{self, Request as VerifyRequest},
@@ -82,7 +82,17 @@ impl VerifyService {
         if self.replica.fail_closed(self.fail_closed_after) {
             return Err(Error::Unavailable(FAIL_CLOSED).into());
         }
-        let answered = decide(&self.index, &self.usage, req, self.clock.now(), mono_nanos);
+        // A caller bound to some keyspaces (a verify credential) passes its
+        // binding here instead of `None`.
+        let bound = None;
+        let answered = decide(
+            &self.index,
+            &self.usage,
+            req,
+            bound,
+            self.clock.now(),
+            mono_nanos,
+        );
         self.metrics
             .verify_latency
             .record(started.elapsed().as_secs_f64(), &[]);
@@ -92,10 +102,13 @@ impl VerifyService {
 
 /// Converts a request's arguments and decides it from memory: Verify's
 /// work after its checks of the replica, and what the fuzz target drives.
+/// `bound`: the keyspaces the caller is limited to, if it is (see
+/// [`crate::index::KeyspaceScope::within`]); the request's own `keyspace` narrows further.
 pub(super) fn decide(
     index: &KeyIndex,
     usage: &Recorder,
     req: &pb::VerifyRequest,
+    bound: Option<&KeyspaceBinding>,
     now: Timestamp,
     mono_nanos: impl FnOnce() -> u64,
 ) -> Result<pb::VerifyResponse, Status> {
@@ -105,13 +118,19 @@ pub(super) fn decide(
         client_ip,
         referrer,
         resource,
+        keyspace,
     } = req;
     convert::check_required_scopes(required_scopes)?;
+    let keyspaces = convert::keyspace_scope(index, keyspace)?;
     let request = VerifyRequest {
         required_scopes,
         client_ip: convert::client_ip(client_ip)?,
         referrer,
         resource,
+        keyspaces: match bound {
+            Some(b) => keyspaces.within(b),
+            None => keyspaces,
+        },
     };
     let outcome = verify::verify(index, usage, key, &request, now, mono_nanos);
     Ok(convert::verify_response(&outcome))
@@ -164,6 +183,7 @@ impl KeyVerify for VerifyService {
         &self,
         req: Request<pb::WatchRevocationsRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        self.watch.watch_revocations(req).await
+        // A caller bound to some keyspaces passes its binding here.
+        self.watch.watch_revocations(req, None).await
     }
 }

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::{convert, pb};
-use crate::watch::Watcher;
+use crate::{index::KeyspaceBinding, watch::Watcher};
 
 pub type EventStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::KeyEvent, Status>> + Send>>;
@@ -26,8 +26,12 @@ impl WatchHandler {
     pub async fn watch_revocations(
         &self,
         req: Request<pb::WatchRevocationsRequest>,
+        bound: Option<&KeyspaceBinding>,
     ) -> Result<Response<EventStream>, Status> {
-        let watch = convert::watch_request(req.into_inner())?;
+        let mut watch = convert::watch_request(req.into_inner())?;
+        if let Some(b) = bound {
+            watch = watch.within(b);
+        }
         let events = self.watcher.watch(watch).await?;
         let stream = events.map(|item| match item {
             Ok(change) => Ok(convert::key_event(&change)),

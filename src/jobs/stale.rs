@@ -111,6 +111,7 @@ async fn stale_keys(s: &Scheduler, after: Duration) -> Result<Vec<KeyRecord>> {
         let page = s
             .keys
             .list(KeyQuery {
+                keyspace_id: None,
                 owner_id: None,
                 state: None,
                 unused_for: Some(after),

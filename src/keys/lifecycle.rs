@@ -47,11 +47,44 @@ fn not_revoked(key: &KeyRecord) -> Result<()> {
 }
 
 impl Keys {
+    /// An update's scopes must be drawn from the key's keyspace catalogue,
+    /// and its expiry within the keyspace's maximum lifetime from now. (A
+    /// key never changes keyspace, so reading it before the update is safe.)
+    async fn check_keyspace_rules(&self, id: &KeyId, patch: &KeyPatch) -> Result<()> {
+        let key = self.get(id).await?;
+        let ks = self.get_keyspace(&key.keyspace_id).await?;
+        if let Some(scopes) = &patch.scopes
+            && let Some((i, _)) = ks.first_undeclared(scopes)
+        {
+            return Err(Error::invalid(
+                format!("key.scopes[{i}]"),
+                format!("is not in the scope catalogue of keyspace {}", ks.id),
+            ));
+        }
+        let (Some(expiry), Some(max)) = (patch.expires_at, ks.defaults.max_lifetime) else {
+            return Ok(());
+        };
+        let latest = self.now().saturating_add(max);
+        match expiry {
+            Some(at) if at <= latest => Ok(()),
+            _ => Err(Error::invalid(
+                "key.expire_time",
+                format!(
+                    "must be set, and within the keyspace's max_lifetime of {}s from now",
+                    max.as_secs()
+                ),
+            )),
+        }
+    }
+
     pub async fn update(&self, id: &KeyId, patch: KeyPatch, actor: &Actor) -> Result<KeyRecord> {
         if let Some(Some(at)) = patch.expires_at
             && at <= self.config.clock.now()
         {
             return Err(Error::invalid("key.expire_time", "must be in the future"));
+        }
+        if patch.scopes.is_some() || patch.expires_at.is_some() {
+            self.check_keyspace_rules(id, &patch).await?;
         }
         self.mutate(id, actor, |key, _now| {
             not_revoked(key)?;

@@ -6,6 +6,7 @@
 //! Verify on this replica sees the change.
 
 mod create;
+mod keyspaces;
 mod lifecycle;
 mod page;
 mod policy;
@@ -30,10 +31,11 @@ use crate::{
     },
 };
 
-pub use create::{CreateKey, Created, Expiry};
+pub use create::{CreateKey, Created, Expiry, MAX_TTL};
+pub use keyspaces::{KeyspacePatch, NewKeyspace};
 pub use lifecycle::{KeyPatch, Rotated};
 pub(crate) use page::open as open_page_token;
-pub use page::{AuditQuery, KeyQuery, MAX_PAGE_SIZE, Page, page_size};
+pub use page::{AuditQuery, KeyQuery, KeyspaceQuery, MAX_PAGE_SIZE, Page, page_size};
 pub use propagation::{MAX_PROPAGATION_TIMEOUT, Propagation, StatusReport};
 pub use revoke::{MAX_LINEAGE, Revocation};
 pub use rotate::{MIN_SELF_GRACE, SELF_ROTATION_INTERVAL};
@@ -129,6 +131,7 @@ impl Keys {
         });
         let filter = KeyFilter {
             owner_id: query.owner_id.clone(),
+            keyspace_id: query.keyspace_id.clone(),
             state: query.state,
             unused_before,
             order: query.order,
@@ -208,6 +211,7 @@ impl Keys {
                 audit: vec![audit],
                 changes: vec![NewChange::of(m.kind, &next)],
                 notice: m.notice.map(|n| (next.id.clone(), n)),
+                minted: None,
             };
             match self.commit(batch, vec![next.clone()]).await {
                 Ok(WriteOutcome::Committed { last_seq }) => return Ok((next, Some(last_seq))),

@@ -4,6 +4,7 @@ use super::{
     Idempotency, KeyFilter, NewChange, StoreError, WriteBatch, WriteOutcome,
     audit_sql::{append_audit, lock_seq},
     db::{Db, Tx, sql},
+    keyspace_sql::check_minted_prefix,
     postgres::CHANGE_CHANNEL,
     rows::{KEY_COLUMNS, KeyRow, KeyValues},
 };
@@ -11,8 +12,9 @@ use crate::domain::{KeyId, KeyRecord, Timestamp};
 
 /// Commits `batch` in one transaction, or nothing. Its lock order is fixed:
 /// the key rows first (they may conflict, and then nothing else was
-/// locked), then the change_seq row ([`lock_seq`]), the audit chain, the
-/// change log, and the NOTIFY that goes out with the commit.
+/// locked), then the change_seq row ([`lock_seq`]), the keyspace prefix a
+/// new key was minted with, the audit chain, the change log, and the NOTIFY
+/// that goes out with the commit.
 pub(super) async fn write(db: &Db, batch: WriteBatch) -> Result<WriteOutcome, StoreError> {
     let mut tx = db.begin_write().await?;
     if let Some((key_id, notice)) = &batch.notice {
@@ -41,6 +43,9 @@ pub(super) async fn write(db: &Db, batch: WriteBatch) -> Result<WriteOutcome, St
     // lock is held as briefly as possible.
     let n = i64::try_from(batch.changes.len()).unwrap_or(i64::MAX);
     let last = lock_seq(&mut tx, n).await?;
+    if let Some(minted) = &batch.minted {
+        check_minted_prefix(&mut tx, minted).await?;
+    }
     append_audit(&mut tx, &batch.audit).await?;
     append_changes(&mut tx, last - n + 1, &batch.changes).await?;
     if n > 0 {
@@ -77,9 +82,9 @@ async fn insert_key(
         "INSERT INTO keys (id, key_hash, owner_id, name, key_type, environment, scopes, \
          metadata, hint, created_at, updated_at, expires_at, revoked_at, revoke_reason, \
          disabled_at, disable_reason, rotated_from, rotated_to, version, request_id, \
-         request_fingerprint, restrictions, rotation_policy, lineage_expires_at) \
+         request_fingerprint, restrictions, rotation_policy, lineage_expires_at, keyspace_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, $22, $23, $24)",
+         $18, $19, $20, $21, $22, $23, $24, $25)",
     )
     .bind(v.id)
     .bind(v.hash)
@@ -105,6 +110,7 @@ async fn insert_key(
     .bind(v.restrictions)
     .bind(v.rotation_policy)
     .bind(v.lineage_expires_at)
+    .bind(v.keyspace_id)
     .execute(tx)
     .await?;
     Ok(())
@@ -156,7 +162,7 @@ async fn append_changes(
     for (seq, c) in (first_seq..).zip(changes) {
         sql(
             "INSERT INTO key_changes (seq, key_id, key_hash, kind, owner_id, environment, \
-             expires_at, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             expires_at, at, keyspace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(seq)
         .bind(c.key_id.as_str())
@@ -166,6 +172,7 @@ async fn append_changes(
         .bind(c.environment.as_str())
         .bind(c.expires_at.map(|t| t.as_millis()))
         .bind(at)
+        .bind(c.keyspace_id.as_str())
         .execute(&mut *tx)
         .await?;
     }
@@ -208,6 +215,7 @@ pub(super) async fn get_key(db: &Db, id: &KeyId) -> Result<Option<KeyRecord>, St
 pub(super) async fn list_keys(db: &Db, f: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError> {
     sql(format!(
         "SELECT {KEY_COLUMNS} FROM keys WHERE ($1 IS NULL OR owner_id = $1) \
+         AND ($9 IS NULL OR keyspace_id = $9) \
          AND ($2 IS NULL OR $6 * COALESCE(last_used_at, -1) > $7 \
               OR ($6 * COALESCE(last_used_at, -1) = $7 AND id > $2)) \
          AND ($8 IS NULL OR COALESCE(last_used_at, created_at) < $8) \
@@ -228,6 +236,7 @@ pub(super) async fn list_keys(db: &Db, f: &KeyFilter) -> Result<Vec<KeyRecord>, 
     .bind(f.order.factor())
     .bind(f.after.as_ref().map_or(0, |(k, _)| *k))
     .bind(f.unused_before.map(|t| t.as_millis()))
+    .bind(f.keyspace_id.as_ref().map(|k| k.as_str()))
     .fetch_all::<KeyRow>(db)
     .await?
     .into_iter()

@@ -14,6 +14,7 @@ mod audit_sql;
 mod db;
 mod durability;
 mod keys_sql;
+mod keyspace_sql;
 mod log_sql;
 pub(crate) mod policy;
 mod postgres;
@@ -30,10 +31,11 @@ use std::{path::Path, sync::Arc};
 use async_trait::async_trait;
 
 use crate::domain::{
-    Environment, KeyHash, KeyId, KeyRecord, KeyState, OwnerId, RequestId, Timestamp,
+    Environment, KeyHash, KeyId, KeyRecord, KeyState, KeyspaceId, OwnerId, RequestId, Timestamp,
 };
 
 pub use durability::Durability;
+pub use keyspace_sql::{KeyspaceStore, KeyspaceUpdate, MintedPrefix};
 pub use policy::PolicyStore;
 pub use postgres::PgWakeups;
 pub use usage::{UnknownRow, UsageCounts, UsageRow, UsageStore, UsageWrite, hour_of};
@@ -169,6 +171,7 @@ pub struct Change {
     pub key_hash: KeyHash,
     pub owner_id: OwnerId,
     pub environment: Environment,
+    pub keyspace_id: KeyspaceId,
     /// The key's expiry after the change.
     pub expires_at: Option<Timestamp>,
     pub at: Timestamp,
@@ -182,6 +185,7 @@ pub struct NewChange {
     pub key_hash: KeyHash,
     pub owner_id: OwnerId,
     pub environment: Environment,
+    pub keyspace_id: KeyspaceId,
     pub expires_at: Option<Timestamp>,
 }
 
@@ -193,6 +197,7 @@ impl NewChange {
             key_hash: key.hash,
             owner_id: key.owner_id.clone(),
             environment: key.environment,
+            keyspace_id: key.keyspace_id.clone(),
             expires_at: key.expires_at,
         }
     }
@@ -238,6 +243,9 @@ pub struct WriteBatch {
     /// A scheduled notice this batch sends, as (key, notice). If that notice
     /// was already sent, nothing is written.
     pub notice: Option<(KeyId, String)>,
+    /// For an insert: the keyspace prefix its key was minted with, checked
+    /// under the change_seq lock (`Conflict` when it changed meanwhile).
+    pub minted: Option<MintedPrefix>,
 }
 
 #[derive(Debug)]
@@ -284,6 +292,7 @@ impl KeyOrder {
 #[derive(Clone, Debug)]
 pub struct KeyFilter {
     pub owner_id: Option<OwnerId>,
+    pub keyspace_id: Option<KeyspaceId>,
     pub state: Option<KeyState>,
     /// Only keys last used (or, never used, created) before this instant.
     pub unused_before: Option<Timestamp>,
@@ -318,7 +327,7 @@ pub struct AdminTokenInfo {
 
 #[async_trait]
 pub trait Store:
-    LogStore + UsageStore + WebhookStore + PolicyStore + Send + Sync + 'static
+    LogStore + UsageStore + WebhookStore + PolicyStore + KeyspaceStore + Send + Sync + 'static
 {
     /// Applies forward-only migrations.
     async fn migrate(&self) -> Result<(), StoreError>;

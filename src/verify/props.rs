@@ -103,6 +103,7 @@ fn valid(r: &KeyRecord, c: &Call) -> bool {
         client_ip: c.ip,
         referrer: c.referrer,
         resource: c.resource,
+        keyspaces: crate::index::KeyspaceScope::ANY,
     };
     decide(&Entry::from(r), &req, NOW).code == Code::Valid
 }

@@ -8,16 +8,20 @@ use std::process::Command;
 
 use crate::helpers::{Backend, TestDb, spawn_on};
 
-const START: &str = "<!-- grpcurl-session:start -->";
-const END: &str = "<!-- grpcurl-session:end -->";
-
-fn readme_session() -> String {
+/// The ```sh block between `<!-- {name}:start -->` and `<!-- {name}:end -->`.
+fn readme_session(name: &str) -> String {
     let readme = include_str!("../../README.md");
+    let (start_marker, end_marker) = (
+        format!("<!-- {name}:start -->"),
+        format!("<!-- {name}:end -->"),
+    );
     let start = readme
-        .find(START)
+        .find(&start_marker)
         .expect("README has the session start marker")
-        + START.len();
-    let end = readme.find(END).expect("README has the session end marker");
+        + start_marker.len();
+    let end = readme
+        .find(&end_marker)
+        .expect("README has the session end marker");
     let block = &readme[start..end];
     let code = block
         .split("```sh")
@@ -27,8 +31,9 @@ fn readme_session() -> String {
     code.to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readme_grpcurl_session_works_verbatim() {
+/// Runs README session `name` with bash against a fresh server on SQLite
+/// in the session's working directory; its stdout.
+async fn replay(name: &str) -> String {
     let which = Command::new("sh")
         .args(["-c", "command -v grpcurl && command -v jq"])
         .output();
@@ -43,7 +48,7 @@ async fn readme_grpcurl_session_works_verbatim() {
     let verify_addr = app.verify_channel_addr();
     let admin_addr = app.admin_channel_addr();
 
-    let script = readme_session()
+    let script = readme_session(name)
         .replace("127.0.0.1:50051", &verify_addr)
         .replace("127.0.0.1:50052", &admin_addr);
     let shim =
@@ -59,20 +64,29 @@ async fn readme_grpcurl_session_works_verbatim() {
     })
     .await
     .expect("join");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
         "session failed:\n{stdout}\n{stderr}"
     );
+    stdout
+}
 
-    let codes: Vec<&str> = stdout
+/// The verify codes a session printed, in order.
+fn codes(stdout: &str) -> Vec<&str> {
+    stdout
         .lines()
         .filter_map(|l| l.trim().strip_prefix("\"code\": \""))
         .map(|c| c.trim_end_matches(['"', ',']))
-        .collect();
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_grpcurl_session_works_verbatim() {
+    let stdout = replay("grpcurl-session").await;
     assert_eq!(
-        codes,
+        codes(&stdout),
         [
             "VERIFY_CODE_VALID",   // the new key
             "VERIFY_CODE_VALID",   // old key, during the overlap
@@ -81,5 +95,26 @@ async fn readme_grpcurl_session_works_verbatim() {
             "VERIFY_CODE_VALID",   // successor unaffected
         ],
         "stdout:\n{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_keyspace_session_works_verbatim() {
+    let stdout = replay("keyspace-session").await;
+    assert_eq!(
+        codes(&stdout),
+        [
+            "VERIFY_CODE_VALID",     // in its own keyspace
+            "VERIFY_CODE_NOT_FOUND", // named another keyspace
+        ],
+        "stdout:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(r"regex = '''\bacme_(sk|pk)_(live|test)_[0-9A-Za-z]{49}\b'''"),
+        "gitleaks rule: {stdout}"
+    );
+    assert!(
+        stdout.contains("name: keysmith-acme-api-key"),
+        "TruffleHog detector: {stdout}"
     );
 }

@@ -2,8 +2,9 @@ use std::net::IpAddr;
 
 use super::{pb, to_environment, to_key_type, to_timestamp};
 use crate::{
-    domain::{MAX_SCOPES, scope},
+    domain::{KeyspaceId, MAX_SCOPES, scope},
     error::{Error, Result},
+    index::{KeyIndex, KeyspaceScope},
     verify::{Code, Outcome},
 };
 
@@ -15,6 +16,15 @@ pub fn client_ip(s: &str) -> Result<Option<IpAddr>> {
     s.parse()
         .map(Some)
         .map_err(|_| Error::invalid("client_ip", "is not an IP address"))
+}
+
+/// The keyspaces a request's `keyspace` field accepts: a form check and a
+/// map lookup, without allocating. Empty means any.
+pub fn keyspace_scope(index: &KeyIndex, keyspace: &str) -> Result<KeyspaceScope<'static>> {
+    if !keyspace.is_empty() {
+        KeyspaceId::check(keyspace).map_err(|e| Error::invalid("keyspace", e))?;
+    }
+    Ok(index.keyspace_scope(keyspace))
 }
 
 /// Required scopes are the caller's own configuration: a bad one is an
