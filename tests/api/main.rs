@@ -20,6 +20,7 @@ mod ext_authz;
 mod feed;
 mod flood;
 mod grace;
+mod keyspace_defaults;
 mod keyspace_gateway;
 mod keyspace_input;
 mod keyspace_upgrade;
