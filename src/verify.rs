@@ -10,7 +10,8 @@
 //! 4. `EXPIRED`: `now >= expires_at`, judged against the clock on every call;
 //! 5. `IP_NOT_ALLOWED`, `REFERRER_NOT_ALLOWED`, `RESOURCE_NOT_ALLOWED`: where
 //!    the call comes from and what it touches; a missing input is a denial;
-//! 6. `INSUFFICIENT_SCOPE`: every required scope must be granted (all-of);
+//! 6. `INSUFFICIENT_SCOPE`: every required scope must be granted (all-of),
+//!    then one scope of each any-of group (`required.rs`);
 //! 7. `RATE_LIMITED`: last, so that only calls that would otherwise pass
 //!    spend a token.
 //!
@@ -25,6 +26,9 @@ use crate::{
     index::{Entry, KeyIndex, KeyspaceScope},
     usage::Recorder,
 };
+
+mod required;
+pub use required::{AnyOf, NoGroups, Unmet, granted};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Code {
@@ -103,8 +107,11 @@ impl WouldDeny {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision<'a> {
     pub code: Code,
-    /// For `InsufficientScope`: the first required scope not granted.
+    /// For `InsufficientScope`: the first of `required_scopes` not granted.
     pub missing_scope: Option<&'a str>,
+    /// For `InsufficientScope` from `required_any`: the first group of which
+    /// nothing is granted.
+    pub missing_any: Option<Unmet<'a>>,
     pub would_deny: WouldDeny,
 }
 
@@ -113,6 +120,7 @@ impl Decision<'_> {
         Self {
             code,
             missing_scope: None,
+            missing_any: None,
             would_deny: WouldDeny(0),
         }
     }
@@ -125,9 +133,12 @@ impl Decision<'_> {
 /// What the caller asks of a key, with the end client's values as the
 /// gateway saw them. Required scopes must already be checked by
 /// [`crate::domain::scope::check_required`].
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
+    /// All of these.
     pub required_scopes: &'a [String],
+    /// And one scope of each of these groups.
+    pub required_any: &'a dyn AnyOf,
     pub client_ip: Option<IpAddr>,
     /// Empty when the call carries none.
     pub referrer: &'a str,
@@ -136,6 +147,19 @@ pub struct Request<'a> {
     /// The keyspaces whose keys may answer; any other key answers exactly
     /// as an unknown one (NOT_FOUND, counted as unknown).
     pub keyspaces: KeyspaceScope<'a>,
+}
+
+impl Default for Request<'_> {
+    fn default() -> Self {
+        Self {
+            required_scopes: &[],
+            required_any: &NoGroups,
+            client_ip: None,
+            referrer: "",
+            resource: "",
+            keyspaces: KeyspaceScope::ANY,
+        }
+    }
 }
 
 /// Applies one restriction: `Err` for an enforced denial, a note in
@@ -192,14 +216,22 @@ pub fn decide<'a>(record: &Entry, request: &Request<'a>, now: Timestamp) -> Deci
     if let Err(code) = restricted {
         return Decision { code, ..d };
     }
+    let held = record.scopes();
     let missing = request
         .required_scopes
         .iter()
-        .find(|req| !record.scopes().iter().any(|s| s.grants(req)));
+        .find(|req| !granted(held, req));
     if let Some(missing) = missing {
         return Decision {
             code: Code::InsufficientScope,
             missing_scope: Some(missing),
+            ..d
+        };
+    }
+    if let Some(group) = request.required_any.first_unmet(held) {
+        return Decision {
+            code: Code::InsufficientScope,
+            missing_any: Some(group),
             ..d
         };
     }

@@ -107,6 +107,11 @@ fn structured(w: &World, u: &mut Unstructured) -> arbitrary::Result<Vec<u8>> {
         client_ip: u.arbitrary()?,
         referrer: u.arbitrary()?,
         resource: u.arbitrary()?,
+        required_any: u
+            .arbitrary::<Vec<Vec<String>>>()?
+            .into_iter()
+            .map(|scopes| pb::ScopeAlternatives { scopes })
+            .collect(),
         keyspace: match u.arbitrary::<u8>()? % 4 {
             0 => String::new(),
             1 => "ks_fuzz".into(),

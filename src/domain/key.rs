@@ -1,6 +1,6 @@
 use super::{
     ApiKey, Environment, KeyHash, KeyId, KeyName, KeyType, KeyspaceId, Metadata, OwnerId, Reason,
-    Restrictions, Scope, Timestamp,
+    Restrictions, RoleName, Scope, Timestamp,
 };
 
 /// Everything keysmith knows about one key. Never holds the secret.
@@ -17,7 +17,15 @@ pub struct KeyRecord {
     pub name: KeyName,
     pub key_type: KeyType,
     pub environment: Environment,
+    /// The scopes the key holds itself.
     pub scopes: Vec<Scope>,
+    /// The roles the key holds, by name in its keyspace: sorted, none
+    /// repeated, at most [`super::role::MAX_KEY_ROLES`].
+    pub roles: Vec<RoleName>,
+    /// What those roles grant, as resolved when the record was read or
+    /// built: the union of their scopes, in the order of `roles`. Not a
+    /// column of the key: a role's change reaches every key holding it.
+    pub role_scopes: Vec<Scope>,
     pub metadata: Metadata,
     /// Prefix and last four characters of the key, e.g. `sk_live_…a1B2`.
     pub hint: String,
@@ -112,6 +120,8 @@ impl KeyRecord {
             key_type: key.key_type(),
             environment: key.environment(),
             scopes,
+            roles: Vec::new(),
+            role_scopes: Vec::new(),
             metadata: Metadata::default(),
             hint: key.hint(),
             created_at: now,
@@ -130,6 +140,20 @@ impl KeyRecord {
             last_client_ip: None,
             end_grace_when_idle: None,
             rotation: None,
+        }
+    }
+
+    /// What the key grants: its own scopes, then those its roles add.
+    pub fn effective_scopes(&self) -> Vec<Scope> {
+        super::role::union_scopes(self.scopes.iter().chain(&self.role_scopes))
+    }
+
+    /// [`Self::effective_scopes`], borrowed when the key holds no role's.
+    pub fn granted_scopes(&self) -> std::borrow::Cow<'_, [Scope]> {
+        if self.role_scopes.is_empty() {
+            std::borrow::Cow::Borrowed(&self.scopes)
+        } else {
+            std::borrow::Cow::Owned(self.effective_scopes())
         }
     }
 

@@ -14,6 +14,7 @@ mod policy;
 #[cfg(test)]
 mod props;
 pub mod restriction;
+pub mod role;
 mod rotation;
 pub mod scope;
 mod special_ip;
@@ -31,6 +32,7 @@ pub use kind::{Environment, KeyType, UnknownVariant};
 pub use page_token::{PageTokenError, PageTokens};
 pub use policy::StalePolicy;
 pub use restriction::{Mode, Restrictions, Rule};
+pub use role::{Role, RoleDescription, RoleName};
 pub use rotation::{KeyRotation, MIN_ROTATION_PERIOD};
 pub use scope::{Scope, ScopeError};
 pub use time::{Clock, Timestamp, mono_nanos};

@@ -1,4 +1,7 @@
-//! KeyAdmin handlers: authenticate, parse, call, convert.
+//! KeyAdmin handlers: authenticate, parse, call, convert. The role
+//! handlers live in `admin/roles.rs`.
+
+mod roles;
 
 use tonic::{Request, Response, Status};
 
@@ -438,5 +441,31 @@ impl KeyAdmin for AdminService {
         let (id, patch) = convert::keyspace_patch(req.into_inner())?;
         let ks = self.keys.update_keyspace(&id, patch, &actor).await?;
         Ok(Response::new(convert::to_keyspace(&ks)))
+    }
+
+    async fn create_role(&self, req: Request<pb::CreateRoleRequest>) -> Reply<pb::Role> {
+        self.create_role_(req).await
+    }
+
+    async fn get_role(&self, req: Request<pb::GetRoleRequest>) -> Reply<pb::Role> {
+        self.get_role_(req).await
+    }
+
+    async fn list_roles(&self, req: Request<pb::ListRolesRequest>) -> Reply<pb::ListRolesResponse> {
+        self.list_roles_(req).await
+    }
+
+    async fn update_role(
+        &self,
+        req: Request<pb::UpdateRoleRequest>,
+    ) -> Reply<pb::UpdateRoleResponse> {
+        self.update_role_(req).await
+    }
+
+    async fn delete_role(
+        &self,
+        req: Request<pb::DeleteRoleRequest>,
+    ) -> Reply<pb::DeleteRoleResponse> {
+        self.delete_role_(req).await
     }
 }

@@ -8,8 +8,9 @@
 //!   and its one leading `/`, otherwise as written: a non-canonical path is
 //!   refused like any resource, see `domain::restriction::resource`), and
 //!   the required scopes from the route's
-//!   `context_extensions["keysmith_scopes"]` (space- or comma-separated; a
-//!   malformed list denies with 500).
+//!   `context_extensions["keysmith_scopes"]` (space- or comma-separated, with
+//!   `a|b` for "either"; see `route_scopes.rs`; a malformed list denies with
+//!   500).
 //! - The keyspace a route accepts keys of comes from
 //!   `context_extensions["keysmith_keyspace"]` (a keyspace id; unset: any).
 //!   A key of another keyspace is refused as an unknown key is (401); a
@@ -23,6 +24,7 @@
 //!   removed (`response.rs`).
 
 mod response;
+mod route_scopes;
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
@@ -31,13 +33,14 @@ use envoy_types::ext_authz::v3::{
     pb::{Authorization, CheckRequest, CheckResponse, HttpStatusCode},
 };
 use response::{allowed, code_name, denied, unauthorized};
+use route_scopes::RouteScopes;
 
 use super::presented::{Presented, Wipe};
 use tonic::{Request, Response, Status};
 use zeroize::Zeroize;
 
 use crate::{
-    domain::{Clock, MAX_SCOPES, mono_nanos, scope},
+    domain::{Clock, mono_nanos},
     index::{KeyIndex, ReplicaState},
     metrics::Metrics,
     usage::Recorder,
@@ -169,18 +172,11 @@ impl ExtAuthzService {
         let before_query = path.split_once('?').map_or(path, |(p, _)| p);
         let resource = before_query.strip_prefix('/').unwrap_or(before_query);
         let extensions = req.attributes.as_ref().map(|a| &a.context_extensions);
-        let required: Vec<String> = extensions
+        let text = extensions
             .and_then(|e| e.get(SCOPES_EXTENSION))
-            .map(|s| {
-                s.split([' ', ','])
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+            .map_or("", String::as_str);
         // A bad scope list is the route's misconfiguration: fail closed, loudly.
-        if required.len() > MAX_SCOPES || required.iter().any(|s| scope::check_required(s).is_err())
-        {
+        let Some(required) = RouteScopes::parse(text) else {
             tracing::error!(
                 extension = SCOPES_EXTENSION,
                 "route requires malformed scopes; denying"
@@ -191,7 +187,7 @@ impl ExtAuthzService {
                 "route misconfigured: keysmith_scopes is malformed",
                 &[],
             ));
-        }
+        };
         let keyspace = extensions
             .and_then(|e| e.get(KEYSPACE_EXTENSION))
             .map_or("", String::as_str);
@@ -207,8 +203,10 @@ impl ExtAuthzService {
                 &[],
             ));
         };
+        // Every group, single scopes too, is read from the text in place.
         let request = VerifyRequest {
-            required_scopes: &required,
+            required_scopes: &[],
+            required_any: &required,
             client_ip,
             referrer,
             resource,

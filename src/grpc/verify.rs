@@ -118,12 +118,15 @@ pub(super) fn decide(
         client_ip,
         referrer,
         resource,
+        required_any,
         keyspace,
     } = req;
     convert::check_required_scopes(required_scopes)?;
+    convert::check_required_any(required_any)?;
     let keyspaces = convert::keyspace_scope(index, keyspace)?;
     let request = VerifyRequest {
         required_scopes,
+        required_any,
         client_ip: convert::client_ip(client_ip)?,
         referrer,
         resource,

@@ -48,8 +48,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The entry for `record`, sharing `owner_id` and `scopes` with other
-    /// keys; `keyspace` is the slot of its keyspace.
+    /// The entry for `record`, sharing `owner_id` and `scopes` (what the
+    /// key grants: its own and its roles' scopes) with other keys;
+    /// `keyspace` is the slot of its keyspace.
     pub fn new(
         record: &KeyRecord,
         owner_id: Arc<str>,
@@ -132,7 +133,7 @@ impl From<&KeyRecord> for Entry {
         Self::new(
             record,
             record.owner_id.as_str().into(),
-            record.scopes.as_slice().into(),
+            (&*record.granted_scopes()).into(),
             KeyspaceSlot::DEFAULT,
         )
     }

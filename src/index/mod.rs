@@ -58,7 +58,8 @@ struct Interned {
 impl Interned {
     fn entry(&mut self, record: &KeyRecord, keyspaces: &KeyspaceSlots) -> Entry {
         let owner = intern(&mut self.owners, record.owner_id.as_str());
-        let scopes = intern(&mut self.scope_sets, record.scopes.as_slice());
+        // Own scopes and the roles': what Verify decides on.
+        let scopes = intern(&mut self.scope_sets, &*record.granted_scopes());
         Entry::new(record, owner, scopes, keyspaces.intern(&record.keyspace_id))
     }
 }

@@ -7,7 +7,7 @@ use super::{Actor, Keys, audit_event};
 use crate::{
     domain::{
         ApiKey, Environment, KeyName, KeyRecord, KeyType, KeyspaceDefaults, KeyspaceId, Metadata,
-        OwnerId, RequestId, Restrictions, Scope, Timestamp, check_type_policy,
+        OwnerId, RequestId, Restrictions, RoleName, Scope, Timestamp, check_type_policy,
     },
     error::{Error, Result},
     store::{
@@ -41,6 +41,8 @@ pub struct CreateKey {
     pub request_id: Option<RequestId>,
     pub restrictions: Restrictions,
     pub rotation: Option<crate::domain::KeyRotation>,
+    /// Roles of the key's keyspace, by name, none repeated.
+    pub roles: Vec<RoleName>,
 }
 
 /// The outcome of CreateKey. `secret` is `None` for a replayed request: the
@@ -75,6 +77,12 @@ impl CreateKey {
             self.restrictions.to_json(),
             self.rotation.map(|r| r.to_json()),
         ]);
+        // Likewise a request without roles digests as it did before roles.
+        if let (false, Some(list)) = (self.roles.is_empty(), canonical.as_array_mut()) {
+            let mut roles: Vec<&str> = self.roles.iter().map(RoleName::as_str).collect();
+            roles.sort_unstable();
+            list.push(json!({ "roles": roles }));
+        }
         if let (Some(ks), Some(list)) = (&self.keyspace_id, canonical.as_array_mut()) {
             list.push(json!({
                 "keyspace": ks.as_str(),
@@ -157,6 +165,10 @@ impl Keys {
             .unwrap_or(Environment::Test);
         check_type_policy(req.key_type, &scopes, &restrictions)
             .map_err(|v| Error::invalid(v.field, v.reason))?;
+        let (roles, role_scopes) = self
+            .resolve_roles("roles", &ks.id, &req.roles, |_| true)
+            .await?;
+        super::roles::roles_fit("roles", req.key_type, &role_scopes)?;
         let now = self.config.clock.now();
         let expires_at = expiry(req.expiry, d, now)?;
         let secret = ApiKey::generate_in(ks.prefix, req.key_type, environment)
@@ -172,11 +184,14 @@ impl Keys {
             lineage_expires_at: expires_at,
             restrictions,
             rotation: req.rotation.or(d.rotation),
+            roles,
+            role_scopes,
             ..KeyRecord::new(&secret, req.owner_id.clone(), req.name.clone(), scopes, now)
         };
         let changes = json!({
             "keyspace_id": key.keyspace_id.as_str(),
             "scopes": key.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
+            "roles": key.roles.iter().map(RoleName::as_str).collect::<Vec<_>>(),
             "expires_at": key.expires_at.map(Timestamp::as_millis),
             "restrictions": key.restrictions.to_json(),
         });

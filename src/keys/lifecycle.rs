@@ -3,8 +3,8 @@ use serde_json::json;
 use super::{Actor, Keys, Mutation, diff};
 use crate::{
     domain::{
-        ApiKey, KeyId, KeyName, KeyRecord, Metadata, Reason, Restrictions, Scope, Timestamp,
-        check_type_policy,
+        ApiKey, KeyId, KeyName, KeyRecord, Metadata, Reason, Restrictions, RoleName, Scope,
+        Timestamp, check_type_policy,
     },
     error::{Error, Result},
     store::ChangeKind,
@@ -22,6 +22,8 @@ pub struct KeyPatch {
     pub restrictions: Option<Restrictions>,
     /// `Some(None)` follows the server's default again.
     pub rotation: Option<Option<crate::domain::KeyRotation>>,
+    /// Replaces the roles the key holds (names in its keyspace).
+    pub roles: Option<Vec<RoleName>>,
 }
 
 #[derive(Debug)]
@@ -29,6 +31,10 @@ pub struct Rotated {
     pub key: KeyRecord,
     pub secret: ApiKey,
     pub previous: KeyRecord,
+}
+
+fn role_strs(roles: &[RoleName]) -> Vec<&str> {
+    roles.iter().map(RoleName::as_str).collect()
 }
 
 fn scope_strs(scopes: &[Scope]) -> Vec<&str> {
@@ -86,6 +92,20 @@ impl Keys {
         if patch.scopes.is_some() || patch.expires_at.is_some() {
             self.check_keyspace_rules(id, &patch).await?;
         }
+        // The roles asked for, resolved once: a role that changes before the
+        // commit fails it (`Conflict`), and the retries read it again.
+        let roles = match &patch.roles {
+            None => None,
+            Some(names) => {
+                let held = self.get(id).await?;
+                let added = |r: &RoleName| !held.roles.contains(r);
+                let resolved = self
+                    .resolve_roles("key.roles", &held.keyspace_id, names, added)
+                    .await?;
+                super::roles::roles_fit("key.roles", held.key_type, &resolved.1)?;
+                Some((held.keyspace_id, resolved))
+            }
+        };
         self.mutate(id, actor, |key, _now| {
             not_revoked(key)?;
             let mut next = key.clone();
@@ -102,6 +122,19 @@ impl Keys {
                 let d = diff(scope_strs(&key.scopes), scope_strs(scopes));
                 changes.insert("scopes".into(), d);
                 next.scopes = scopes.clone();
+            }
+            if let Some((ks, (names, scopes))) = &roles
+                && *names != key.roles
+            {
+                if *ks != key.keyspace_id {
+                    return Err(Error::Internal("a key changed keyspace".into()));
+                }
+                changes.insert(
+                    "roles".into(),
+                    diff(role_strs(&key.roles), role_strs(names)),
+                );
+                next.roles = names.clone();
+                next.role_scopes = scopes.clone();
             }
             if let Some(metadata) = &patch.metadata
                 && *metadata != key.metadata
@@ -145,7 +178,8 @@ impl Keys {
             }
             check_type_policy(next.key_type, &next.scopes, &next.restrictions)
                 .map_err(|v| Error::invalid(format!("key.{}", v.field), v.reason))?;
-            let kind = if key.scopes.iter().any(|s| !next.scopes.contains(s)) {
+            let granted = next.effective_scopes();
+            let kind = if key.effective_scopes().iter().any(|s| !granted.contains(s)) {
                 ChangeKind::ScopesNarrowed
             } else if next
                 .expires_at

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::{
     domain::{
         KeyId, KeyRecord, KeyState, Keyspace, KeyspaceId, OwnerId, PageTokenError, PageTokens,
-        Timestamp,
+        RoleName, Timestamp,
     },
     error::{Error, Result},
     store::{AuditEvent, KeyOrder},
@@ -33,6 +33,15 @@ pub struct KeyQuery {
 
 #[derive(Clone, Debug)]
 pub struct KeyspaceQuery {
+    pub page_size: u32,
+    /// As the client sent it; empty for the first page.
+    pub page_token: String,
+}
+
+/// ListRoles: one keyspace's roles, by name.
+#[derive(Clone, Debug)]
+pub struct RoleQuery {
+    pub keyspace_id: KeyspaceId,
     pub page_size: u32,
     /// As the client sent it; empty for the first page.
     pub page_token: String,
@@ -135,6 +144,24 @@ impl KeyspaceQuery {
 
     pub(super) fn token_after(&self, tokens: &PageTokens, last: &Keyspace) -> String {
         tokens.seal(Self::CANONICAL, last.id.as_str())
+    }
+}
+
+impl RoleQuery {
+    /// Sealed to the keyspace: one keyspace's token cannot page another's.
+    fn canonical(&self) -> String {
+        json!(["roles", self.keyspace_id.as_str()]).to_string()
+    }
+
+    /// The role name the page token continues after; `None` at the start.
+    pub(super) fn after(&self, tokens: &PageTokens) -> Result<Option<RoleName>> {
+        open(tokens, &self.page_token, &self.canonical(), |p| {
+            RoleName::parse(p).ok()
+        })
+    }
+
+    pub(super) fn token_after(&self, tokens: &PageTokens, last: &RoleName) -> String {
+        tokens.seal(&self.canonical(), last.as_str())
     }
 }
 

@@ -6,21 +6,27 @@ use super::{
     db::{Db, Tx, sql},
     keyspace_sql::check_minted_prefix,
     postgres::CHANGE_CHANNEL,
+    role_sql::{all_holdings, apply_holdings, hold_roles, resolve_roles, save_key_roles},
     rows::{KEY_COLUMNS, KeyRow, KeyValues},
 };
 use crate::domain::{KeyId, KeyRecord, Timestamp};
 
 /// Commits `batch` in one transaction, or nothing. Its lock order is fixed:
-/// the key rows first (they may conflict, and then nothing else was
-/// locked), then the change_seq row ([`lock_seq`]), the keyspace prefix a
-/// new key was minted with, the audit chain, the change log, and the NOTIFY
-/// that goes out with the commit.
+/// the roles its keys hold ([`hold_roles`]: `Conflict` when one changed
+/// since the record was built), the key rows (they may conflict), then the
+/// change_seq row ([`lock_seq`]), the keyspace prefix a new key was minted
+/// with, the audit chain, the change log, and the NOTIFY that goes out with
+/// the commit.
 pub(super) async fn write(db: &Db, batch: WriteBatch) -> Result<WriteOutcome, StoreError> {
     let mut tx = db.begin_write().await?;
     if let Some((key_id, notice)) = &batch.notice {
         if !record_notice(&mut tx, key_id, notice).await? {
             return Ok(WriteOutcome::AlreadyNoticed);
         }
+    }
+    let inserted = batch.insert.iter().map(|(k, _)| k);
+    for key in inserted.chain(&batch.update) {
+        hold_roles(&mut tx, key).await?;
     }
     if let Some((key, idem)) = &batch.insert {
         match insert_key(&mut tx, key, idem.as_ref()).await {
@@ -35,9 +41,11 @@ pub(super) async fn write(db: &Db, batch: WriteBatch) -> Result<WriteOutcome, St
             }
             inserted => inserted?,
         }
+        save_key_roles(&mut tx, key, true).await?;
     }
     for key in &batch.update {
         update_key(&mut tx, key).await?;
+        save_key_roles(&mut tx, key, false).await?;
     }
     // Taken after the key writes, which may conflict, so the change_seq row
     // lock is held as briefly as possible.
@@ -195,25 +203,44 @@ async fn replayed(db: &Db, request_id: &str) -> Result<WriteOutcome, StoreError>
     .fetch_optional(db)
     .await?
     .ok_or(StoreError::Duplicate)?;
+    let mut existing = [row.try_into()?];
+    resolve_roles(db, &mut existing).await?;
+    let [existing] = existing;
     Ok(WriteOutcome::Replayed {
-        existing: Box::new(row.try_into()?),
+        existing: Box::new(existing),
         fingerprint: fingerprint.flatten(),
     })
 }
 
+/// Every read of a key resolves its roles, so a record carries what they
+/// grant now.
 pub(super) async fn get_key(db: &Db, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-    sql(format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = $1"))
+    let Some(row) = sql(format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = $1"))
         .bind(id.as_str())
         .fetch_optional::<KeyRow>(db)
         .await?
+    else {
+        return Ok(None);
+    };
+    let mut key = [row.try_into()?];
+    resolve_roles(db, &mut key).await?;
+    let [key] = key;
+    Ok(Some(key))
+}
+
+async fn resolved(db: &Db, rows: Vec<KeyRow>) -> Result<Vec<KeyRecord>, StoreError> {
+    let mut keys = rows
+        .into_iter()
         .map(TryInto::try_into)
-        .transpose()
+        .collect::<Result<Vec<KeyRecord>, _>>()?;
+    resolve_roles(db, &mut keys).await?;
+    Ok(keys)
 }
 
 /// One statement for every filter and order: an absent filter binds `NULL`
 /// (or `''` for the state), and the order is a factor on the last use.
 pub(super) async fn list_keys(db: &Db, f: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError> {
-    sql(format!(
+    let rows = sql(format!(
         "SELECT {KEY_COLUMNS} FROM keys WHERE ($1 IS NULL OR owner_id = $1) \
          AND ($9 IS NULL OR keyspace_id = $9) \
          AND ($2 IS NULL OR $6 * COALESCE(last_used_at, -1) > $7 \
@@ -238,10 +265,8 @@ pub(super) async fn list_keys(db: &Db, f: &KeyFilter) -> Result<Vec<KeyRecord>, 
     .bind(f.unused_before.map(|t| t.as_millis()))
     .bind(f.keyspace_id.as_ref().map(|k| k.as_str()))
     .fetch_all::<KeyRow>(db)
-    .await?
-    .into_iter()
-    .map(TryInto::try_into)
-    .collect()
+    .await?;
+    resolved(db, rows).await
 }
 
 /// Streams every key to `sink` from one snapshot transaction; the change-log
@@ -254,9 +279,13 @@ pub(super) async fn snapshot(
     let seq: i64 = sql("SELECT last FROM change_seq WHERE id = 1")
         .fetch_scalar(&mut tx)
         .await?;
+    // Every key's roles at once, from the same snapshot as the keys.
+    let mut held = all_holdings(&mut tx).await?;
     sql(format!("SELECT {KEY_COLUMNS} FROM keys"))
         .for_each(&mut tx, |row: KeyRow| {
-            sink(row.try_into()?);
+            let mut key = row.try_into()?;
+            apply_holdings(&mut key, &mut held)?;
+            sink(key);
             Ok(())
         })
         .await?;
@@ -265,12 +294,10 @@ pub(super) async fn snapshot(
 }
 
 pub(super) async fn live_keys(db: &Db) -> Result<Vec<KeyRecord>, StoreError> {
-    sql(format!(
+    let rows = sql(format!(
         "SELECT {KEY_COLUMNS} FROM keys WHERE revoked_at IS NULL ORDER BY id"
     ))
     .fetch_all::<KeyRow>(db)
-    .await?
-    .into_iter()
-    .map(TryInto::try_into)
-    .collect()
+    .await?;
+    resolved(db, rows).await
 }

@@ -18,6 +18,7 @@ mod keyspace_sql;
 mod log_sql;
 pub(crate) mod policy;
 mod postgres;
+mod role_sql;
 mod rows;
 mod sql;
 mod sqlite;
@@ -38,6 +39,7 @@ pub use durability::Durability;
 pub use keyspace_sql::{KeyspaceStore, KeyspaceUpdate, MintedPrefix};
 pub use policy::PolicyStore;
 pub use postgres::PgWakeups;
+pub use role_sql::{RoleDelete, RoleStore, RoleUpdate};
 pub use usage::{UnknownRow, UsageCounts, UsageRow, UsageStore, UsageWrite, hour_of};
 pub use webhook::{
     AttemptOutcome, Claimed, DeliveryRow, DeliveryStatus, EndpointPatch, EndpointRow, WebhookStore,
@@ -327,7 +329,15 @@ pub struct AdminTokenInfo {
 
 #[async_trait]
 pub trait Store:
-    LogStore + UsageStore + WebhookStore + PolicyStore + KeyspaceStore + Send + Sync + 'static
+    LogStore
+    + UsageStore
+    + WebhookStore
+    + PolicyStore
+    + KeyspaceStore
+    + RoleStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Applies forward-only migrations.
     async fn migrate(&self) -> Result<(), StoreError>;

@@ -79,6 +79,9 @@ impl TryFrom<KeyRow> for KeyRecord {
             key_type: r.key_type.parse().map_err(|_| bad("type"))?,
             environment: r.environment.parse().map_err(|_| bad("environment"))?,
             scopes,
+            // Filled by the read that resolves the key's roles.
+            roles: Vec::new(),
+            role_scopes: Vec::new(),
             metadata: Metadata::from_trusted(r.metadata.0),
             hint: r.hint,
             created_at: Timestamp::from_millis(r.created_at),

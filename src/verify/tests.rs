@@ -67,6 +67,50 @@ fn scopes_are_all_of_and_name_the_first_missing() {
 }
 
 #[test]
+fn any_of_groups_follow_all_of_and_name_the_first_unmet_group() {
+    let r = record(&["invoices:read", "refunds:*"]);
+    let e = Entry::from(&r);
+    let all = strings(&["invoices:read"]);
+    let any: Vec<Vec<String>> = vec![
+        strings(&["invoices:admin", "invoices:read"]),
+        strings(&["customers:read", "customers:admin"]),
+    ];
+    let d = decide(
+        &e,
+        &Request {
+            required_scopes: &all,
+            required_any: &any,
+            ..Default::default()
+        },
+        NOW,
+    );
+    assert_eq!(d.code, Code::InsufficientScope);
+    assert_eq!(d.missing_scope, None);
+    assert_eq!(d.missing_any, Some(Unmet::Scopes(&any[1])));
+    let met: Vec<Vec<String>> = vec![strings(&["customers:read", "refunds:write"])];
+    let ok = Request {
+        required_scopes: &all,
+        required_any: &met,
+        ..Default::default()
+    };
+    assert_eq!(decide(&e, &ok, NOW), Decision::of(Code::Valid));
+    // All-of is checked first, and named as before.
+    let wrong = strings(&["invoices:write"]);
+    let d = decide(
+        &e,
+        &Request {
+            required_scopes: &wrong,
+            ..ok
+        },
+        NOW,
+    );
+    assert_eq!(
+        (d.missing_scope, d.missing_any),
+        (Some("invoices:write"), None)
+    );
+}
+
+#[test]
 fn star_grants_everything() {
     let r = record(&["*"]);
     let scopes = strings(&["a:b:c", "z"]);
@@ -118,7 +162,7 @@ fn full_request<'a>(scopes: &'a [String]) -> Request<'a> {
         client_ip: ip("10.1.2.3"),
         referrer: "https://app.example.com/page",
         resource: "acct_1/invoices",
-        keyspaces: KeyspaceScope::ANY,
+        ..Default::default()
     }
 }
 
@@ -251,6 +295,7 @@ fn order_is_state_then_restrictions_then_scope() {
         referrer: "",
         resource: "",
         required_scopes: &scopes,
+        required_any: &NoGroups,
         keyspaces: KeyspaceScope::ANY,
     };
     assert_eq!(

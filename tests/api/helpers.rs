@@ -260,7 +260,7 @@ impl TestApp {
             client_ip: ip.into(),
             referrer: referrer.into(),
             resource: resource.into(),
-            keyspace: String::new(),
+            ..Default::default()
         };
         self.verify
             .clone()

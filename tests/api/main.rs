@@ -7,6 +7,7 @@ mod hygiene;
 
 mod admin_audit;
 mod admin_auth;
+mod any_of;
 mod audit;
 mod automation;
 mod bad_input;
@@ -39,6 +40,9 @@ mod replicas;
 mod restrictions;
 mod restrictions_stream;
 mod revoke_lineage;
+mod role_input;
+mod role_propagation;
+mod roles;
 mod rotate_self;
 mod stream;
 mod telemetry;

@@ -1,7 +1,7 @@
 use super::{
     duration, environment, key_id, key_type, keyspace::opt_keyspace_id, metadata, opt_owner_id,
-    owner_id, page_size, pb, restrictions, scopes, timestamp, to_environment, to_key_type,
-    to_restrictions, to_timestamp,
+    owner_id, page_size, pb, restrictions, role::role_names, scopes, timestamp, to_environment,
+    to_key_type, to_restrictions, to_timestamp,
 };
 use crate::{
     domain::{KeyName, KeyRecord, KeyRotation, KeyState, RequestId, Timestamp},
@@ -57,6 +57,7 @@ pub fn key_message(k: &KeyRecord, now: Timestamp) -> pb::Key {
         last_client_ip: k.last_client_ip.clone().unwrap_or_default(),
         rotation_policy: k.rotation.map(to_rotation),
         keyspace: k.keyspace_id.to_string(),
+        roles: k.roles.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -74,6 +75,7 @@ pub fn create_request(req: pb::CreateKeyRequest) -> Result<CreateKey> {
         restrictions: raw_restrictions,
         rotation_policy,
         keyspace,
+        roles: raw_roles,
     } = req;
     let expiry = match (expire_time, ttl) {
         (Some(_), Some(_)) => {
@@ -104,6 +106,7 @@ pub fn create_request(req: pb::CreateKeyRequest) -> Result<CreateKey> {
         request_id,
         restrictions: restrictions("restrictions", raw_restrictions)?,
         rotation: rotation("rotation_policy", rotation_policy)?,
+        roles: role_names("roles", raw_roles)?,
     })
 }
 
@@ -157,6 +160,7 @@ pub fn key_patch(req: pb::UpdateKeyRequest) -> Result<(crate::domain::KeyId, Key
         expire_time,
         restrictions: raw_restrictions,
         rotation_policy,
+        roles: raw_roles,
         ..
     } = key;
     let patch = KeyPatch {
@@ -182,18 +186,22 @@ pub fn key_patch(req: pb::UpdateKeyRequest) -> Result<(crate::domain::KeyId, Key
         rotation: named("rotation_policy")
             .then(|| rotation("key.rotation_policy", rotation_policy))
             .transpose()?,
+        roles: named("roles")
+            .then(|| role_names("key.roles", raw_roles))
+            .transpose()?,
     };
     Ok((id, patch))
 }
 
 /// The `update_mask` paths UpdateKey accepts.
-const UPDATABLE: [&str; 6] = [
+const UPDATABLE: [&str; 7] = [
     "name",
     "scopes",
     "metadata",
     "expire_time",
     "restrictions",
     "rotation_policy",
+    "roles",
 ];
 
 pub(super) fn rotation(field: &str, p: Option<pb::RotationPolicy>) -> Result<Option<KeyRotation>> {

@@ -8,6 +8,7 @@ mod key;
 mod keyspace;
 mod policy;
 mod restrictions;
+mod role;
 mod usage;
 mod verify;
 mod webhooks;
@@ -25,8 +26,11 @@ pub use keyspace::{
 };
 pub use policy::{owner_policy, to_owner_policy};
 pub use restrictions::{restrictions, to_restrictions};
+pub use role::{create_role, list_roles, role_patch, role_ref, role_updated, roles_page, to_role};
 pub use usage::{key_usage, overlap, range, unknown_stats};
-pub use verify::{check_required_scopes, client_ip, keyspace_scope, verify_response};
+pub use verify::{
+    check_required_any, check_required_scopes, client_ip, keyspace_scope, verify_response,
+};
 pub use webhooks::{
     create_endpoint, deliveries_page, delivery, delivery_query, endpoint, update_endpoint,
 };
