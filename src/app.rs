@@ -123,7 +123,7 @@ impl App {
             clock: config.clock.clone(),
         };
         let keys = Keys::new(store.clone(), index.clone(), feed.clone(), keys_config);
-        let auth = AdminAuth::new(store.clone(), config.auth_limits);
+        let auth = AdminAuth::new(store.clone(), config.auth_limits, config.clock.clone());
         Ok(Self {
             config: config.clone(),
             verify_listener: bind(&config.verify_addr).await?,
@@ -200,6 +200,7 @@ impl App {
             watcher.clone(),
             &metrics,
         );
+        let gate = self.auth.verify_gate(self.config.verify_auth);
         let verify_service = VerifyService::new(
             self.index.clone(),
             metrics.clone(),
@@ -208,6 +209,7 @@ impl App {
             self.feed.replica.clone(),
             watcher,
             self.config.fail_closed_after,
+            gate.clone(),
         );
         let ext_authz = ExtAuthzService::new(
             self.index.clone(),
@@ -217,6 +219,7 @@ impl App {
             self.feed.replica.clone(),
             self.config.fail_closed_after,
             &self.config.ext_authz_key_header,
+            gate,
         );
         let (mut verify_server, mut admin_server) = (
             server(&self.config.verify_limits),
@@ -262,6 +265,7 @@ impl App {
             %admin_addr,
             backend = self.store.backend(),
             tls = self.tls.is_some(),
+            verify_auth = ?self.config.verify_auth,
             replica = %self.feed.replica.id,
             "keysmith listening"
         );
@@ -318,7 +322,7 @@ impl App {
             interval: self.config.feed.poll_interval.min(Duration::from_secs(1)),
         };
         tasks.spawn(monitor.run(stop_tasks.clone()));
-        let (tokens, auth_auditor) = self.auth.tasks();
+        let (tokens, auth_auditor) = self.auth.tasks(&self.feed.replica.id);
         tasks.spawn(tokens.run(stop_tasks.clone()));
         tasks.spawn(auth_auditor.run(stop_tasks.clone()));
 

@@ -362,7 +362,7 @@ async fn mint_token(db: DbConfig, name: &str) -> Result<(), String> {
     let store = app::open_store(&db, true)
         .await
         .map_err(|e| e.to_string())?;
-    let (token, info) = AdminAuth::new(store, Default::default())
+    let (token, info) = AdminAuth::new(store, Default::default(), Default::default())
         .mint(name)
         .await
         .map_err(|e| e.to_string())?;

@@ -20,7 +20,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use crate::{
-    domain::{KeyState, Rule, Timestamp, restriction::Take},
+    domain::{DEFAULT_KEYSPACE, KeyState, Rule, Timestamp, TokenLimits, restriction::Take},
     index::{Entry, KeyIndex},
     usage::Recorder,
 };
@@ -225,6 +225,30 @@ pub fn verify<'a>(
     now: Timestamp,
     mono_nanos: impl FnOnce() -> u64,
 ) -> Outcome<'a> {
+    verify_within(
+        index,
+        usage,
+        key,
+        request,
+        &TokenLimits::NONE,
+        now,
+        mono_nanos,
+    )
+}
+
+/// [`verify`] for a caller confined to some keyspaces or owners (the
+/// verify listener's credential): a key outside them answers `NOT_FOUND`,
+/// exactly as a key that does not exist, and is neither counted nor
+/// charged a rate-limit token.
+pub fn verify_within<'a>(
+    index: &KeyIndex,
+    usage: &Recorder,
+    key: &str,
+    request: &Request<'a>,
+    within: &TokenLimits,
+    now: Timestamp,
+    mono_nanos: impl FnOnce() -> u64,
+) -> Outcome<'a> {
     let presented = match crate::domain::api_key::parse(key) {
         Ok(p) => p,
         Err(e) => {
@@ -236,6 +260,11 @@ pub fn verify<'a>(
         usage.unknown(Code::NotFound);
         return bare(Code::NotFound, Code::NotFound.detail());
     };
+    // Every key is in the default keyspace until keys carry their own; then
+    // this asks for the entry's.
+    if !within.admits(DEFAULT_KEYSPACE, entry.owner_id()) {
+        return bare(Code::NotFound, Code::NotFound.detail());
+    }
     let mut decision = decide(&entry, request, now);
     let runtime = entry.runtime();
     let (mut remaining, mut retry_after) = (None, None);

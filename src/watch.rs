@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::{Environment, OwnerId},
+    domain::{DEFAULT_KEYSPACE, Environment, OwnerId, TokenLimits},
     error::{Error, Result},
     index::FeedHandle,
     store::{Change, Store},
@@ -28,6 +28,9 @@ pub struct WatchRequest {
     pub owner_id: Option<OwnerId>,
     pub environment: Option<Environment>,
     pub all_changes: bool,
+    /// The subscriber's credential's limits: changes to keys outside them
+    /// are never sent.
+    pub within: TokenLimits,
 }
 
 impl WatchRequest {
@@ -35,6 +38,8 @@ impl WatchRequest {
         (self.all_changes || c.kind.is_restrictive())
             && self.owner_id.as_ref().is_none_or(|o| *o == c.owner_id)
             && self.environment.is_none_or(|e| e == c.environment)
+            // Every key is in the default keyspace until keys carry their own.
+            && self.within.admits(DEFAULT_KEYSPACE, c.owner_id.as_str())
     }
 }
 

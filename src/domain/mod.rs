@@ -8,6 +8,7 @@ mod key;
 mod key_hash;
 mod key_id;
 mod kind;
+mod permission;
 mod policy;
 #[cfg(test)]
 mod props;
@@ -16,6 +17,7 @@ mod rotation;
 pub mod scope;
 mod special_ip;
 mod time;
+mod token_grant;
 pub mod webhook;
 
 pub use api_key::{ApiKey, KeyFormatError, PresentedKey};
@@ -25,8 +27,10 @@ pub use key::{KeyRecord, KeyState, PolicyViolation, check_type_policy};
 pub use key_hash::KeyHash;
 pub use key_id::{KeyId, KeyIdError, PackedKeyId};
 pub use kind::{Environment, KeyType, UnknownVariant};
+pub use permission::{Permission, PermissionError, PermissionSet, UnknownPermission};
 pub use policy::StalePolicy;
 pub use restriction::{Mode, Restrictions, Rule};
 pub use rotation::{KeyRotation, MIN_ROTATION_PERIOD};
 pub use scope::{Scope, ScopeError};
 pub use time::{Clock, Timestamp, mono_nanos};
+pub use token_grant::{DEFAULT_KEYSPACE, GrantError, MAX_LIMIT_ENTRIES, TokenGrant, TokenLimits};

@@ -33,7 +33,8 @@ use tonic::{Request, Response, Status};
 use zeroize::Zeroize;
 
 use crate::{
-    domain::{Clock, MAX_SCOPES, mono_nanos, scope},
+    auth::VerifyGate,
+    domain::{Clock, MAX_SCOPES, Permission, TokenLimits, mono_nanos, scope},
     index::{KeyIndex, ReplicaState},
     metrics::Metrics,
     usage::Recorder,
@@ -53,6 +54,10 @@ pub struct ExtAuthzService {
     clock: Clock,
     /// Lowercase name of the header that may carry the key.
     key_header: String,
+    /// The verify listener's own credential, when required: Envoy sends it
+    /// as the gRPC call's `authorization` (its `initial_metadata`), apart
+    /// from the HTTP request's headers that the CheckRequest carries.
+    gate: VerifyGate,
 }
 
 impl ExtAuthzService {
@@ -64,6 +69,7 @@ impl ExtAuthzService {
         replica: Arc<ReplicaState>,
         fail_closed_after: Option<Duration>,
         key_header: &str,
+        gate: VerifyGate,
     ) -> Self {
         Self {
             index,
@@ -73,6 +79,7 @@ impl ExtAuthzService {
             usage,
             clock,
             key_header: key_header.to_ascii_lowercase(),
+            gate,
         }
     }
 
@@ -117,17 +124,23 @@ impl Wipe for Check<'_> {
 impl Authorization for ExtAuthzService {
     async fn check(&self, req: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         // Wrapped first: whatever `answer` returns, the key headers are wiped.
+        let (metadata, _, req) = req.into_parts();
         let presented = Presented::new(Check {
-            req: req.into_inner(),
+            req,
             key_header: &self.key_header,
         });
-        self.answer(&presented.req).map(Response::new)
+        let admitted = self
+            .gate
+            .admit(super::bearer_in(&metadata), Permission::Verify)?;
+        self.answer(&presented.req, admitted.limits())
+            .map(Response::new)
     }
 }
 
 impl ExtAuthzService {
-    /// Decides a CheckRequest from memory, as Verify does.
-    fn answer(&self, req: &CheckRequest) -> Result<CheckResponse, Status> {
+    /// Decides a CheckRequest from memory, as Verify does, for a caller
+    /// confined to `within`.
+    fn answer(&self, req: &CheckRequest, within: &TokenLimits) -> Result<CheckResponse, Status> {
         let started = std::time::Instant::now();
         if !self.index.is_ready() {
             return Err(Status::unavailable("the key index is still loading"));
@@ -192,11 +205,12 @@ impl ExtAuthzService {
             referrer,
             resource,
         };
-        let outcome = verify::verify(
+        let outcome = verify::verify_within(
             &self.index,
             &self.usage,
             key,
             &request,
+            within,
             self.clock.now(),
             mono_nanos,
         );

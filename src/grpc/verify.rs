@@ -17,9 +17,10 @@ use super::{
     watch::{EventStream, WatchHandler},
 };
 
-use super::{convert, pb, pb::key_verify_server::KeyVerify};
+use super::{bearer_in, convert, pb, pb::key_verify_server::KeyVerify};
 use crate::{
-    domain::{Clock, Timestamp, mono_nanos},
+    auth::VerifyGate,
+    domain::{Clock, Permission, Timestamp, TokenLimits, mono_nanos},
     error::Error,
     index::{KeyIndex, ReplicaState},
     metrics::Metrics,
@@ -38,6 +39,8 @@ pub struct VerifyService {
     watch: WatchHandler,
     /// Refuse to answer when the change log was last read longer ago than this.
     fail_closed_after: Option<Duration>,
+    /// The listener's own credential, when `--verify-auth` requires one.
+    gate: VerifyGate,
 }
 
 impl VerifyService {
@@ -49,6 +52,7 @@ impl VerifyService {
         replica: Arc<ReplicaState>,
         watcher: Watcher,
         fail_closed_after: Option<Duration>,
+        gate: VerifyGate,
     ) -> Self {
         Self {
             index,
@@ -56,8 +60,9 @@ impl VerifyService {
             usage,
             clock,
             replica,
-            watch: WatchHandler::new(watcher),
+            watch: WatchHandler::new(watcher, gate.clone()),
             fail_closed_after,
+            gate,
         }
     }
 }
@@ -72,9 +77,14 @@ impl Wipe for pb::VerifyRequest {
 }
 
 impl VerifyService {
-    /// One verification, shared by the unary and the streaming RPC. Never
-    /// awaits and never touches the database.
-    fn answer(&self, req: &Presented<pb::VerifyRequest>) -> Result<pb::VerifyResponse, Status> {
+    /// One verification, shared by the unary and the streaming RPC, for a
+    /// caller confined to `within`. Never awaits and never touches the
+    /// database.
+    fn answer(
+        &self,
+        req: &Presented<pb::VerifyRequest>,
+        within: &TokenLimits,
+    ) -> Result<pb::VerifyResponse, Status> {
         let started = Instant::now();
         if !self.index.is_ready() {
             return Err(Error::Unavailable("the key index is still loading").into());
@@ -82,7 +92,8 @@ impl VerifyService {
         if self.replica.fail_closed(self.fail_closed_after) {
             return Err(Error::Unavailable(FAIL_CLOSED).into());
         }
-        let answered = decide(&self.index, &self.usage, req, self.clock.now(), mono_nanos);
+        let now = self.clock.now();
+        let answered = decide(&self.index, &self.usage, req, within, now, mono_nanos);
         self.metrics
             .verify_latency
             .record(started.elapsed().as_secs_f64(), &[]);
@@ -96,6 +107,7 @@ pub(super) fn decide(
     index: &KeyIndex,
     usage: &Recorder,
     req: &pb::VerifyRequest,
+    within: &TokenLimits,
     now: Timestamp,
     mono_nanos: impl FnOnce() -> u64,
 ) -> Result<pb::VerifyResponse, Status> {
@@ -113,7 +125,7 @@ pub(super) fn decide(
         referrer,
         resource,
     };
-    let outcome = verify::verify(index, usage, key, &request, now, mono_nanos);
+    let outcome = verify::verify_within(index, usage, key, &request, within, now, mono_nanos);
     Ok(convert::verify_response(&outcome))
 }
 
@@ -126,8 +138,10 @@ impl KeyVerify for VerifyService {
         &self,
         req: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        let req = Presented::new(req.into_inner());
-        self.answer(&req).map(Response::new)
+        let (metadata, _, req) = req.into_parts();
+        let req = Presented::new(req);
+        let admitted = self.gate.admit(bearer_in(&metadata), Permission::Verify)?;
+        self.answer(&req, admitted.limits()).map(Response::new)
     }
 
     type VerifyStreamStream = VerifyResults;
@@ -136,6 +150,11 @@ impl KeyVerify for VerifyService {
         &self,
         req: Request<tonic::Streaming<pb::VerifyStreamRequest>>,
     ) -> Result<Response<VerifyResults>, Status> {
+        // Once per stream; each item then only checks that the token was
+        // not revoked since (one atomic load).
+        let admitted = self
+            .gate
+            .admit(bearer_in(req.metadata()), Permission::Verify)?;
         if !self.index.is_ready() {
             return Err(Error::Unavailable("the key index is still loading").into());
         }
@@ -143,7 +162,10 @@ impl KeyVerify for VerifyService {
         let answers = req.into_inner().map(move |item| {
             let pb::VerifyStreamRequest { id, request } = item?;
             let request = Presented::new(request.unwrap_or_default());
-            let result = match this.answer(&request) {
+            if !this.gate.still_admitted(&admitted) {
+                return Err(Error::Unauthenticated.into());
+            }
+            let result = match this.answer(&request, admitted.limits()) {
                 Ok(r) => pb::verify_stream_response::Result::Response(r),
                 Err(status) => pb::verify_stream_response::Result::Error(pb::VerifyStreamError {
                     code: status.code() as i32,

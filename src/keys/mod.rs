@@ -5,6 +5,7 @@
 //! [`WriteBatch`]; the index is updated right after the commit, so the next
 //! Verify on this replica sees the change.
 
+mod actor;
 mod create;
 mod lifecycle;
 mod page;
@@ -30,6 +31,7 @@ use crate::{
     },
 };
 
+pub use actor::Actor;
 pub use create::{CreateKey, Created, Expiry};
 pub use lifecycle::{KeyPatch, Rotated};
 pub use page::{
@@ -46,10 +48,6 @@ pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Longest grace period RotateKey accepts.
 pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// Who performs an admin call, as audit events name them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Actor(pub String);
 
 #[derive(Clone, Debug)]
 pub struct KeysConfig {
@@ -241,7 +239,7 @@ fn audit_event(
 ) -> NewAuditEvent {
     NewAuditEvent {
         at,
-        actor: actor.0.clone(),
+        actor: actor.name().to_owned(),
         action,
         key_id: Some(key.id.clone()),
         owner_id: Some(key.owner_id.clone()),

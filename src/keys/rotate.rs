@@ -156,7 +156,7 @@ impl Keys {
             None => self.config.rotation_grace.max(MIN_SELF_GRACE),
         };
         let id = entry.key_id();
-        let actor = Actor(format!("key:{id}"));
+        let actor = Actor::key(&id);
         self.rotate_as(&id, grace, None, Rotator::Key { actor, peer })
             .await
     }

@@ -15,10 +15,8 @@
 use std::borrow::Cow;
 
 use sqlx::{
-    AssertSqlSafe, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction,
-    postgres::PgRow,
-    sqlite::SqliteRow,
-    types::Json,
+    AssertSqlSafe, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction, postgres::PgRow,
+    sqlite::SqliteRow, types::Json,
 };
 
 use super::StoreError;
@@ -314,7 +312,9 @@ mod tests {
     use super::*;
 
     async fn both() -> Vec<Db> {
-        let lite = SqlitePool::connect("sqlite::memory:").await.expect("sqlite");
+        let lite = SqlitePool::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
         let mut dbs = vec![Db::Sqlite(lite)];
         if let Ok(url) = std::env::var("DATABASE_URL") {
             dbs.push(Db::Postgres(PgPool::connect(&url).await.expect("postgres")));

@@ -16,6 +16,7 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+mod token_sql;
 mod usage;
 mod usage_sql;
 mod webhook;
@@ -33,6 +34,7 @@ pub use durability::Durability;
 pub use policy::PolicyStore;
 pub use postgres::{PgStore, PgWakeups};
 pub use sqlite::SqliteStore;
+pub use token_sql::{TOKEN_CHANNEL, TokenFilter, TokenStore};
 pub use usage::{UnknownRow, UsageCounts, UsageRow, UsageStore, UsageWrite, hour_of};
 pub use webhook::{
     AttemptOutcome, Claimed, DeliveryRow, DeliveryStatus, EndpointPatch, EndpointRow, WebhookStore,
@@ -315,7 +317,7 @@ pub struct AdminTokenInfo {
 
 #[async_trait]
 pub trait Store:
-    LogStore + UsageStore + WebhookStore + PolicyStore + Send + Sync + 'static
+    LogStore + UsageStore + WebhookStore + PolicyStore + TokenStore + Send + Sync + 'static
 {
     /// Applies forward-only migrations.
     async fn migrate(&self) -> Result<(), StoreError>;

@@ -57,12 +57,14 @@ impl<S: SqlBackend> PolicyStore for S {
     ) -> Result<(), StoreError> {
         let mut tx = self.db().begin_write().await?;
         lock_seq(&mut tx, 0).await?;
-        sql("INSERT INTO owner_stale_policies (owner_id, flag_after_ms, disable_after_ms, \
+        sql(
+            "INSERT INTO owner_stale_policies (owner_id, flag_after_ms, disable_after_ms, \
              revoke_after_ms, dry_run, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (owner_id) DO UPDATE SET flag_after_ms = excluded.flag_after_ms, \
              disable_after_ms = excluded.disable_after_ms, \
              revoke_after_ms = excluded.revoke_after_ms, dry_run = excluded.dry_run, \
-             updated_at = excluded.updated_at")
+             updated_at = excluded.updated_at",
+        )
         .bind(owner.as_str())
         .bind(ms(p.flag_after))
         .bind(p.disable_after.map(ms))
@@ -95,8 +97,10 @@ impl<S: SqlBackend> PolicyStore for S {
     }
 
     async fn owner_policies(&self) -> Result<Vec<(OwnerId, StalePolicy)>, StoreError> {
-        sql("SELECT owner_id, flag_after_ms, disable_after_ms, revoke_after_ms, dry_run \
-             FROM owner_stale_policies ORDER BY owner_id")
+        sql(
+            "SELECT owner_id, flag_after_ms, disable_after_ms, revoke_after_ms, dry_run \
+             FROM owner_stale_policies ORDER BY owner_id",
+        )
         .fetch_all(self.db())
         .await?
         .into_iter()

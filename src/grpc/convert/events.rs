@@ -1,5 +1,6 @@
 use super::{environment, opt_owner_id, pb, to_environment, to_timestamp};
 use crate::{
+    domain::TokenLimits,
     error::{Error, Result},
     keys::{Propagation, StatusReport},
     store::{Change, ChangeKind},
@@ -26,6 +27,7 @@ pub fn watch_request(req: pb::WatchRevocationsRequest) -> Result<WatchRequest> {
         owner_id: opt_owner_id("owner_id", &owner_id)?,
         environment,
         all_changes,
+        within: TokenLimits::NONE,
     })
 }
 
