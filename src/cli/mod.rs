@@ -1,4 +1,5 @@
-//! The admin CLI: `keysmith key …`, `keysmith audit list`, `keysmith webhook …`.
+//! The admin CLI: `keysmith key …`, `keysmith audit list`, `keysmith webhook …`,
+//! `keysmith admin-token …`.
 //!
 //! It talks to the Admin API. Output is a table for people, or JSON with
 //! `--json` for scripts. Secrets are printed once, on create and rotate,
@@ -6,6 +7,7 @@
 
 mod commands;
 mod output;
+mod tokens;
 
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use tonic::{Code, Request, Status, transport::Channel};
 use crate::grpc::pb::{self, key_admin_client::KeyAdminClient};
 pub use commands::{KeyCommand, WebhookCommand};
 use output::{Out, key_json, key_row};
+pub use tokens::{AdminTokenCommand, DbArgs, TokenSpec, run_admin_token};
 
 /// Where the Admin API is and how to authenticate.
 #[derive(Args, Clone, Debug)]

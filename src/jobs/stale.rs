@@ -105,19 +105,23 @@ async fn stage(
 /// Active and disabled keys unused for `after`, read from the store (which
 /// holds every replica's flushed last use).
 async fn stale_keys(s: &Scheduler, after: Duration) -> Result<Vec<KeyRecord>> {
+    let actor = crate::keys::scheduler();
     let mut out = Vec::new();
     let mut page_after = None;
     loop {
         let page = s
             .keys
-            .list(KeyQuery {
-                owner_id: None,
-                state: None,
-                unused_for: Some(after),
-                order: KeyOrder::LastUsedAsc,
-                page_size: 1000,
-                after: page_after.take(),
-            })
+            .list(
+                KeyQuery {
+                    owner_id: None,
+                    state: None,
+                    unused_for: Some(after),
+                    order: KeyOrder::LastUsedAsc,
+                    page_size: 1000,
+                    after: page_after.take(),
+                },
+                &actor,
+            )
             .await?;
         let last = page
             .items

@@ -6,8 +6,8 @@ use sha2::{Digest, Sha256};
 use super::{Actor, Keys, audit_event};
 use crate::{
     domain::{
-        ApiKey, Environment, KeyName, KeyRecord, KeyType, Metadata, OwnerId, RequestId,
-        Restrictions, Scope, Timestamp, check_type_policy,
+        ApiKey, DEFAULT_KEYSPACE, Environment, KeyName, KeyRecord, KeyType, Metadata, OwnerId,
+        RequestId, Restrictions, Scope, Timestamp, check_type_policy,
     },
     error::{Error, Result},
     store::{ChangeKind, Idempotency, NewChange, WriteBatch, WriteOutcome},
@@ -71,7 +71,20 @@ impl CreateKey {
 }
 
 impl Keys {
+    /// Issues a key. A token limited to some owners acts for those only:
+    /// PERMISSION_DENIED for any other. Not NOT_FOUND: an owner is not a
+    /// resource that exists or not (any id may hold keys), and the caller
+    /// named it, so the refusal tells it nothing it did not know.
     pub async fn create(&self, req: CreateKey, actor: &Actor) -> Result<Created> {
+        if !actor.limits().admits_owner(req.owner_id.as_str()) {
+            return Err(Error::PermissionDenied(
+                "owner_id: this token may not act for that owner",
+            ));
+        }
+        // Every key goes into the default keyspace until keys carry their own.
+        if !actor.limits().admits_keyspace(DEFAULT_KEYSPACE) {
+            return Err(Error::NotFound(format!("keyspace {DEFAULT_KEYSPACE}")));
+        }
         check_type_policy(req.key_type, &req.scopes, &req.restrictions)
             .map_err(|v| Error::invalid(v.field, v.reason))?;
         let now = self.config.clock.now();

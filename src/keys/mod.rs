@@ -21,7 +21,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::json;
 
 use crate::{
-    domain::{Clock, KeyId, KeyRecord, Timestamp},
+    domain::{Clock, DEFAULT_KEYSPACE, KeyId, KeyRecord, Timestamp},
     error::{Error, Result},
     index::{FeedHandle, KeyIndex},
     store::{
@@ -114,7 +114,18 @@ impl Keys {
             .ok_or_else(|| Error::NotFound(format!("key {id}")))
     }
 
-    pub async fn list(&self, query: KeyQuery) -> Result<Page<KeyRecord>> {
+    /// Key `id`, if `actor` may see it; NOT_FOUND otherwise, exactly as if
+    /// it did not exist.
+    pub async fn get_visible(&self, id: &KeyId, actor: &Actor) -> Result<KeyRecord> {
+        visible(actor, self.get(id).await?)
+    }
+
+    /// A page of the keys `actor` may see. Its limits are part of the
+    /// query, so keys outside them are never read, listed or counted.
+    pub async fn list(&self, query: KeyQuery, actor: &Actor) -> Result<Page<KeyRecord>> {
+        if !sees_default_keyspace(actor) {
+            return Ok(Page::empty());
+        }
         let limit = query.page_size;
         let now = self.config.clock.now();
         let unused_before = query.unused_for.map(|d| {
@@ -123,6 +134,7 @@ impl Keys {
         });
         let filter = KeyFilter {
             owner_id: query.owner_id,
+            owners: actor.limits().owners().map(<[_]>::to_vec),
             state: query.state,
             unused_before,
             order: query.order,
@@ -136,11 +148,20 @@ impl Keys {
         }))
     }
 
-    pub async fn audit_events(&self, query: AuditQuery) -> Result<Page<AuditEvent>> {
+    /// A page of the audit events `actor` may see. A limited actor sees
+    /// the events about its owners' keys only: events about no owner (the
+    /// admin plane, failed authentications) span every owner.
+    pub async fn audit_events(&self, query: AuditQuery, actor: &Actor) -> Result<Page<AuditEvent>> {
+        if !sees_default_keyspace(actor) {
+            return Ok(Page::empty());
+        }
         let limit = query.page_size;
+        let limits = actor.limits();
         let filter = AuditFilter {
             key_id: query.key_id,
             owner_id: query.owner_id,
+            owned_only: !limits.is_unlimited(),
+            owners: limits.owners().map(<[_]>::to_vec),
             action: query.action,
             from: query.from,
             to: query.to,
@@ -186,7 +207,7 @@ impl Keys {
         F: Fn(&KeyRecord, Timestamp) -> Result<Option<Mutation>>,
     {
         for _ in 0..CONFLICT_RETRIES {
-            let current = self.get(id).await?;
+            let current = visible(actor, self.get(id).await?)?;
             let now = self.config.clock.now();
             let Some(m) = change(&current, now)? else {
                 return Ok((current, None));
@@ -215,6 +236,23 @@ impl Keys {
         }
         Err(Error::Unavailable("the key is changing too often; retry"))
     }
+}
+
+/// `key`, if `actor` may see it; NOT_FOUND otherwise, exactly as for a key
+/// that does not exist.
+fn visible(actor: &Actor, key: KeyRecord) -> Result<KeyRecord> {
+    // Every key is in the default keyspace until keys carry their own.
+    if actor.may_see(DEFAULT_KEYSPACE, &key.owner_id) {
+        Ok(key)
+    } else {
+        Err(Error::NotFound(format!("key {}", key.id)))
+    }
+}
+
+/// Whether `actor`'s keyspaces include the one every key is in today. A
+/// listing for an actor without it has nothing to read.
+fn sees_default_keyspace(actor: &Actor) -> bool {
+    actor.limits().admits_keyspace(DEFAULT_KEYSPACE)
 }
 
 /// One planned change to a key.

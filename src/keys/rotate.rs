@@ -172,7 +172,7 @@ impl Keys {
             return Err(Error::invalid("grace_period", "must be at most 30 days"));
         }
         for _ in 0..super::CONFLICT_RETRIES {
-            let old = self.get(id).await?;
+            let old = super::visible(rotator.actor(), self.get(id).await?)?;
             let now = self.config.clock.now();
             rotator.admit(&old, now)?;
             let secret = ApiKey::generate(old.key_type, old.environment)

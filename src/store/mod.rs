@@ -10,6 +10,7 @@ pub mod audit_chain;
 mod audit_sql;
 mod db;
 mod durability;
+mod limits_sql;
 mod log_sql;
 pub(crate) mod policy;
 mod postgres;
@@ -283,6 +284,8 @@ impl KeyOrder {
 #[derive(Clone, Debug)]
 pub struct KeyFilter {
     pub owner_id: Option<OwnerId>,
+    /// The caller's owner limit: only keys of these owners. `None`: any.
+    pub owners: Option<Vec<OwnerId>>,
     pub state: Option<KeyState>,
     /// Only keys last used (or, never used, created) before this instant.
     pub unused_before: Option<Timestamp>,
@@ -298,6 +301,11 @@ pub struct KeyFilter {
 pub struct AuditFilter {
     pub key_id: Option<KeyId>,
     pub owner_id: Option<OwnerId>,
+    /// Only events about an owner's key (a limited caller's view: events
+    /// about no owner span all of them).
+    pub owned_only: bool,
+    /// The caller's owner limit: only events about these owners. `None`: any.
+    pub owners: Option<Vec<OwnerId>>,
     /// `key.created`, `key.revoked`, …
     pub action: Option<String>,
     /// Events at or after this instant.

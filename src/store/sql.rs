@@ -167,22 +167,32 @@ macro_rules! impl_sql_store {
                 &self,
                 f: &$crate::store::KeyFilter,
             ) -> Result<Vec<$crate::domain::KeyRecord>, $crate::store::StoreError> {
-                let rows = sqlx::query_as::<$db, $crate::store::rows::KeyRow>(concat!(
-                    "SELECT ",
-                    $crate::store::rows::key_columns!(),
-                    " FROM keys WHERE ($1 IS NULL OR owner_id = $1) \
-                     AND ($2 IS NULL OR $6 * COALESCE(last_used_at, -1) > $7 \
-                          OR ($6 * COALESCE(last_used_at, -1) = $7 AND id > $2)) \
-                     AND ($8 IS NULL OR COALESCE(last_used_at, created_at) < $8) \
-                     AND ($3 = '' \
-                      OR ($3 = 'revoked' AND revoked_at IS NOT NULL) \
-                      OR ($3 = 'disabled' AND revoked_at IS NULL AND disabled_at IS NOT NULL) \
-                      OR ($3 = 'expired' AND revoked_at IS NULL AND disabled_at IS NULL \
-                          AND expires_at <= $4) \
-                      OR ($3 = 'active' AND revoked_at IS NULL AND disabled_at IS NULL \
-                          AND (expires_at IS NULL OR expires_at > $4))) \
-                     ORDER BY $6 * COALESCE(last_used_at, -1), id LIMIT $5"
-                ))
+                let owners = $crate::store::limits_sql::owner_clause(
+                    9,
+                    f.owners.as_deref(),
+                    false,
+                );
+                let text = format!(
+                    "{}{owners} ORDER BY $6 * COALESCE(last_used_at, -1), id LIMIT $5",
+                    concat!(
+                        "SELECT ",
+                        $crate::store::rows::key_columns!(),
+                        " FROM keys WHERE ($1 IS NULL OR owner_id = $1) \
+                         AND ($2 IS NULL OR $6 * COALESCE(last_used_at, -1) > $7 \
+                              OR ($6 * COALESCE(last_used_at, -1) = $7 AND id > $2)) \
+                         AND ($8 IS NULL OR COALESCE(last_used_at, created_at) < $8) \
+                         AND ($3 = '' \
+                          OR ($3 = 'revoked' AND revoked_at IS NOT NULL) \
+                          OR ($3 = 'disabled' AND revoked_at IS NULL AND disabled_at IS NOT NULL) \
+                          OR ($3 = 'expired' AND revoked_at IS NULL AND disabled_at IS NULL \
+                              AND expires_at <= $4) \
+                          OR ($3 = 'active' AND revoked_at IS NULL AND disabled_at IS NULL \
+                              AND (expires_at IS NULL OR expires_at > $4)))"
+                    )
+                );
+                let mut q = sqlx::query_as::<$db, $crate::store::rows::KeyRow>(
+                    sqlx::AssertSqlSafe(text),
+                )
                 .bind(f.owner_id.as_ref().map(|o| o.as_str().to_owned()))
                 .bind(f.after.as_ref().map(|(_, id)| id.as_str().to_owned()))
                 .bind(f.state.map_or("", |s| s.as_str()))
@@ -190,9 +200,11 @@ macro_rules! impl_sql_store {
                 .bind(i64::from(f.limit))
                 .bind(f.order.factor())
                 .bind(f.after.as_ref().map_or(0, |(k, _)| *k))
-                .bind(f.unused_before.map(|t| t.as_millis()))
-                .fetch_all(&self.pool)
-                .await?;
+                .bind(f.unused_before.map(|t| t.as_millis()));
+                for o in f.owners.iter().flatten() {
+                    q = q.bind(o.as_str().to_owned());
+                }
+                let rows = q.fetch_all(&self.pool).await?;
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
@@ -200,12 +212,20 @@ macro_rules! impl_sql_store {
                 &self,
                 f: &$crate::store::AuditFilter,
             ) -> Result<Vec<$crate::store::AuditEvent>, $crate::store::StoreError> {
-                let rows = sqlx::query_as::<$db, $crate::store::rows::AuditRow>(
+                let owners = $crate::store::limits_sql::owner_clause(
+                    8,
+                    f.owners.as_deref(),
+                    f.owned_only,
+                );
+                let text = format!(
                     "SELECT id, at, actor, action, key_id, owner_id, reason, changes, request_id, \
                      prev_hash, hash FROM audit_events WHERE ($1 IS NULL OR key_id = $1) \
                      AND ($2 IS NULL OR owner_id = $2) AND ($3 IS NULL OR id < $3) \
                      AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR at >= $6) \
-                     AND ($7 IS NULL OR at < $7) ORDER BY id DESC LIMIT $4",
+                     AND ($7 IS NULL OR at < $7){owners} ORDER BY id DESC LIMIT $4",
+                );
+                let mut q = sqlx::query_as::<$db, $crate::store::rows::AuditRow>(
+                    sqlx::AssertSqlSafe(text),
                 )
                 .bind(f.key_id.as_ref().map(|k| k.as_str().to_owned()))
                 .bind(f.owner_id.as_ref().map(|o| o.as_str().to_owned()))
@@ -213,9 +233,11 @@ macro_rules! impl_sql_store {
                 .bind(i64::from(f.limit))
                 .bind(f.action.clone())
                 .bind(f.from.map(|t| t.as_millis()))
-                .bind(f.to.map(|t| t.as_millis()))
-                .fetch_all(&self.pool)
-                .await?;
+                .bind(f.to.map(|t| t.as_millis()));
+                for o in f.owners.iter().flatten() {
+                    q = q.bind(o.as_str().to_owned());
+                }
+                let rows = q.fetch_all(&self.pool).await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 

@@ -7,6 +7,7 @@ mod events;
 mod key;
 mod policy;
 mod restrictions;
+mod token;
 mod usage;
 mod verify;
 mod webhooks;
@@ -20,6 +21,9 @@ pub use key::{
 };
 pub use policy::{owner_policy, to_owner_policy};
 pub use restrictions::{restrictions, to_restrictions};
+pub use token::{
+    admin_token, create_token_request, token_id, token_list_query, token_reason, tokens_page,
+};
 pub use usage::{key_usage, overlap, range, unknown_stats};
 pub use verify::{check_required_scopes, client_ip, verify_response};
 pub use webhooks::{
