@@ -14,7 +14,7 @@ use crate::{
         Config, DbConfig, ListenerLimits, MAX_ADMIN_MESSAGE, MAX_EXT_AUTHZ_MESSAGE,
         MAX_VERIFY_MESSAGE,
     },
-    domain::Timestamp,
+    domain::{PageTokens, Timestamp},
     grpc::{
         AdminService, ExtAuthzService, VerifyService,
         pb::{self, key_admin_server::KeyAdminServer, key_verify_server::KeyVerifyServer},
@@ -50,6 +50,8 @@ pub enum AppError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection setup failed: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("cannot make the page token key: {0}")]
+    Randomness(#[from] crate::domain::api_key::RandomnessError),
     #[error("cannot read {path}: {source}")]
     TlsFile {
         path: String,
@@ -98,6 +100,7 @@ pub struct App {
     index: Arc<KeyIndex>,
     feed: FeedHandle,
     keys: Keys,
+    page_tokens: PageTokens,
     auth: AdminAuth,
     usage: Arc<Recorder>,
     tls: Option<Tls>,
@@ -115,6 +118,10 @@ async fn bind(addr: &str) -> Result<TcpListener, AppError> {
 impl App {
     pub async fn build(config: &Config) -> Result<Self, AppError> {
         let store = open_store(&config.db, config.migrate).await?;
+        // One key for the installation, so any replica opens any's tokens.
+        let page_key = PageTokens::fresh_key()?;
+        let page_tokens =
+            PageTokens::new(store.page_token_key(&page_key, config.clock.now()).await?);
         let index = Arc::new(KeyIndex::default());
         let feed = FeedHandle::new(&config.feed);
         let keys_config = KeysConfig {
@@ -122,7 +129,13 @@ impl App {
             replica_live_window: (config.feed.poll_interval * 5).max(Duration::from_secs(5)),
             clock: config.clock.clone(),
         };
-        let keys = Keys::new(store.clone(), index.clone(), feed.clone(), keys_config);
+        let keys = Keys::new(
+            store.clone(),
+            index.clone(),
+            feed.clone(),
+            keys_config,
+            page_tokens.clone(),
+        );
         let auth = AdminAuth::new(store.clone(), config.auth_limits, config.clock.clone());
         Ok(Self {
             config: config.clone(),
@@ -132,6 +145,7 @@ impl App {
             index,
             feed,
             keys,
+            page_tokens,
             auth,
             usage: Arc::default(),
             tls: config.tls.as_ref().map(load_tls).transpose()?,
@@ -192,6 +206,7 @@ impl App {
             self.store.clone(),
             self.config.webhooks.clone(),
             self.config.clock.clone(),
+            self.page_tokens.clone(),
         );
         let metrics = Metrics::default();
         let _gauges = Gauges::register(

@@ -14,7 +14,7 @@ use std::{net::IpAddr, sync::Arc, time::Instant};
 
 pub use failures::{AuthLimits, FailedAuth, Failure};
 pub use gate::{Admitted, VerifyAuth, VerifyGate};
-pub use manage::{NewToken, parse_token_page_token};
+pub use manage::NewToken;
 pub use summary::{AuthAuditor, FailureLog, SAMPLE_PEERS};
 pub use tokens::{TokenEntry, TokenRefresher, TokenSet};
 

@@ -12,18 +12,17 @@
 //! - A token may revoke itself: that is how the bootstrap token retires
 //!   once a narrower one took over.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::AdminAuth;
 use crate::{
     domain::{
-        KeyName, Reason, Timestamp, TokenGrant,
+        KeyName, PageTokens, Reason, Timestamp, TokenGrant,
         admin_token::{AdminToken, AdminTokenRecord, TokenId},
     },
     error::{Error, Result},
-    keys::{Actor, Page},
+    keys::{Actor, Page, open_page_token},
     store::{NewAuditEvent, TokenFilter},
 };
 
@@ -82,20 +81,10 @@ fn not_found(id: &TokenId) -> Error {
     Error::NotFound(format!("admin token {id}"))
 }
 
-pub fn token_page_token(id: &TokenId) -> String {
-    URL_SAFE_NO_PAD.encode(format!("t:{id}"))
-}
-
-/// The id a ListAdminTokens page token continues after; empty is the start.
-pub fn parse_token_page_token(token: &str) -> Result<Option<TokenId>> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || Error::invalid("page_token", "is not a token from this list");
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let id = text.strip_prefix("t:").ok_or_else(bad)?;
-    TokenId::parse(id).map(Some).map_err(|_| bad())
+/// What a ListAdminTokens page token is sealed to: the list, and which
+/// tokens the caller may see.
+fn canonical(visible_to: Option<&str>) -> String {
+    json!(["admin_tokens", visible_to]).to_string()
 }
 
 impl AdminAuth {
@@ -156,31 +145,28 @@ impl AdminAuth {
             .ok_or_else(|| not_found(id))
     }
 
+    /// A page of the tokens `actor` may see, by id. `page_token` is as the
+    /// client sent it (empty for the first page), sealed by `tokens`.
     pub async fn list_tokens(
         &self,
         page_size: u32,
-        after: Option<TokenId>,
+        page_token: &str,
+        tokens: &PageTokens,
         actor: &Actor,
     ) -> Result<Page<AdminTokenRecord>> {
-        let filter = TokenFilter {
-            visible_to: visible_to(actor).map(str::to_owned),
+        let visible = visible_to(actor);
+        let filter = canonical(visible);
+        let after = open_page_token(tokens, page_token, &filter, |p| TokenId::parse(p).ok())?;
+        let query = TokenFilter {
+            visible_to: visible.map(str::to_owned),
             after,
             limit: page_size + 1,
         };
         let audit = event(self.clock.now(), actor, "admin_token.listed", json!({}));
-        let mut items = self.store.list_tokens(&filter, &audit).await?;
-        // One row more than the page proves there is a next one.
-        let more = items.len() > page_size as usize;
-        items.truncate(page_size as usize);
-        let next_page_token = if more {
-            items.last().map(|t| token_page_token(&t.id))
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_page_token,
-        })
+        let items = self.store.list_tokens(&query, &audit).await?;
+        Ok(Page::from_overfetch(items, page_size, |t| {
+            tokens.seal(&filter, t.id.as_str())
+        }))
     }
 
     /// Revokes token `id`. Revoking a revoked token changes nothing. This

@@ -8,6 +8,7 @@ mod key;
 mod key_hash;
 mod key_id;
 mod kind;
+pub mod page_token;
 mod permission;
 mod policy;
 #[cfg(test)]
@@ -27,6 +28,7 @@ pub use key::{KeyRecord, KeyState, PolicyViolation, check_type_policy};
 pub use key_hash::KeyHash;
 pub use key_id::{KeyId, KeyIdError, PackedKeyId};
 pub use kind::{Environment, KeyType, UnknownVariant};
+pub use page_token::{PageTokenError, PageTokens};
 pub use permission::{Permission, PermissionError, PermissionSet, UnknownPermission};
 pub use policy::StalePolicy;
 pub use restriction::{Mode, Restrictions, Rule};

@@ -107,7 +107,7 @@ async fn stage(
 async fn stale_keys(s: &Scheduler, after: Duration) -> Result<Vec<KeyRecord>> {
     let actor = crate::keys::scheduler();
     let mut out = Vec::new();
-    let mut page_after = None;
+    let mut page_token = String::new();
     loop {
         let page = s
             .keys
@@ -118,21 +118,17 @@ async fn stale_keys(s: &Scheduler, after: Duration) -> Result<Vec<KeyRecord>> {
                     unused_for: Some(after),
                     order: KeyOrder::LastUsedAsc,
                     page_size: 1000,
-                    after: page_after.take(),
+                    page_token,
                 },
                 &actor,
             )
             .await?;
-        let last = page
-            .items
-            .last()
-            .map(|k| (KeyOrder::LastUsedAsc.sort_key(k), k.id.clone()));
         let now = s.clock.now();
         let open = |k: &KeyRecord| matches!(k.state(now), KeyState::Active | KeyState::Disabled);
         out.extend(page.items.into_iter().filter(open));
-        match (page.next_page_token, last) {
-            (Some(_), Some(l)) => page_after = Some(l),
-            _ => break,
+        match page.next_page_token {
+            Some(next) => page_token = next,
+            None => break,
         }
     }
     Ok(out)

@@ -21,7 +21,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::json;
 
 use crate::{
-    domain::{Clock, DEFAULT_KEYSPACE, KeyId, KeyRecord, Timestamp},
+    domain::{Clock, DEFAULT_KEYSPACE, KeyId, KeyRecord, PageTokens, Timestamp},
     error::{Error, Result},
     index::{FeedHandle, KeyIndex},
     store::{
@@ -34,9 +34,8 @@ use crate::{
 pub use actor::Actor;
 pub use create::{CreateKey, Created, Expiry};
 pub use lifecycle::{KeyPatch, Rotated};
-pub use page::{
-    AuditQuery, KeyQuery, MAX_PAGE_SIZE, Page, page_size, parse_audit_token, parse_key_token,
-};
+pub(crate) use page::open as open_page_token;
+pub use page::{AuditQuery, KeyQuery, MAX_PAGE_SIZE, Page, page_size};
 pub use propagation::{MAX_PROPAGATION_TIMEOUT, Propagation, StatusReport};
 pub use revoke::{MAX_LINEAGE, Revocation};
 pub use rotate::{MIN_SELF_GRACE, SELF_ROTATION_INTERVAL};
@@ -77,6 +76,8 @@ pub struct Keys {
     index: Arc<KeyIndex>,
     feed: FeedHandle,
     config: KeysConfig,
+    /// Seals and opens the list calls' page tokens.
+    page_tokens: PageTokens,
 }
 
 /// How often a mutation re-reads and retries after losing a version race.
@@ -88,18 +89,25 @@ impl Keys {
         index: Arc<KeyIndex>,
         feed: FeedHandle,
         config: KeysConfig,
+        page_tokens: PageTokens,
     ) -> Self {
         Self {
             store,
             index,
             feed,
             config,
+            page_tokens,
         }
     }
 
     /// The index, for jobs that scan every key in memory.
     pub fn index(&self) -> &KeyIndex {
         &self.index
+    }
+
+    /// The installation's page-token seal, for the other lists.
+    pub fn page_tokens(&self) -> &PageTokens {
+        &self.page_tokens
     }
 
     /// Now, by this service's clock.
@@ -123,6 +131,7 @@ impl Keys {
     /// A page of the keys `actor` may see. Its limits are part of the
     /// query, so keys outside them are never read, listed or counted.
     pub async fn list(&self, query: KeyQuery, actor: &Actor) -> Result<Page<KeyRecord>> {
+        let after = query.after(&self.page_tokens)?;
         if !sees_default_keyspace(actor) {
             return Ok(Page::empty());
         }
@@ -133,18 +142,18 @@ impl Keys {
             Timestamp::from_millis(now.as_millis().saturating_sub(ms))
         });
         let filter = KeyFilter {
-            owner_id: query.owner_id,
+            owner_id: query.owner_id.clone(),
             owners: actor.limits().owners().map(<[_]>::to_vec),
             state: query.state,
             unused_before,
             order: query.order,
-            after: query.after,
+            after,
             limit: limit + 1,
             now,
         };
         let keys = self.store.list_keys(&filter).await?;
         Ok(Page::from_overfetch(keys, limit, |k| {
-            page::key_token(query.order, k)
+            query.token_after(&self.page_tokens, k)
         }))
     }
 
@@ -152,25 +161,26 @@ impl Keys {
     /// the events about its owners' keys only: events about no owner (the
     /// admin plane, failed authentications) span every owner.
     pub async fn audit_events(&self, query: AuditQuery, actor: &Actor) -> Result<Page<AuditEvent>> {
+        let before = query.before(&self.page_tokens)?;
         if !sees_default_keyspace(actor) {
             return Ok(Page::empty());
         }
         let limit = query.page_size;
         let limits = actor.limits();
         let filter = AuditFilter {
-            key_id: query.key_id,
-            owner_id: query.owner_id,
+            key_id: query.key_id.clone(),
+            owner_id: query.owner_id.clone(),
             owned_only: !limits.is_unlimited(),
             owners: limits.owners().map(<[_]>::to_vec),
-            action: query.action,
+            action: query.action.clone(),
             from: query.from,
             to: query.to,
-            before: query.before,
+            before,
             limit: limit + 1,
         };
         let events = self.store.list_audit_events(&filter).await?;
         Ok(Page::from_overfetch(events, limit, |e| {
-            page::audit_token(e.id)
+            query.token_after(&self.page_tokens, e)
         }))
     }
 

@@ -1,11 +1,14 @@
-//! Queries and keyset pagination for the list calls.
+//! Queries and keyset pagination for the list calls. A page token is the
+//! last row's position, sealed (`PageTokens`) to the query's filter: a
+//! client cannot forge a position, nor page a list other than the one the
+//! token came from.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde_json::json;
 
 use crate::{
-    domain::{KeyId, KeyRecord, KeyState, OwnerId},
+    domain::{KeyId, KeyRecord, KeyState, OwnerId, PageTokenError, PageTokens, Timestamp},
     error::{Error, Result},
-    store::KeyOrder,
+    store::{AuditEvent, KeyOrder},
 };
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -19,8 +22,9 @@ pub struct KeyQuery {
     pub unused_for: Option<std::time::Duration>,
     pub order: KeyOrder,
     pub page_size: u32,
-    /// From the page token: continue after this (sort key, id).
-    pub after: Option<(i64, KeyId)>,
+    /// As the client sent it, checked against this query's filter when the
+    /// list runs; empty for the first page.
+    pub page_token: String,
 }
 
 #[derive(Clone, Debug)]
@@ -28,10 +32,11 @@ pub struct AuditQuery {
     pub key_id: Option<KeyId>,
     pub owner_id: Option<OwnerId>,
     pub action: Option<String>,
-    pub from: Option<crate::domain::Timestamp>,
-    pub to: Option<crate::domain::Timestamp>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
     pub page_size: u32,
-    pub before: Option<i64>,
+    /// As the client sent it; empty for the first page.
+    pub page_token: String,
 }
 
 /// One page of results and the token for the next, if there is one.
@@ -52,7 +57,7 @@ impl<T> Page<T> {
 
     /// Builds a page from a query that fetched `limit + 1` rows: the extra
     /// row proves there is a next page without a second query.
-    pub(super) fn from_overfetch(
+    pub(crate) fn from_overfetch(
         mut items: Vec<T>,
         limit: u32,
         token: impl Fn(&T) -> String,
@@ -79,51 +84,77 @@ pub fn page_size(requested: i32) -> Result<u32> {
     }
 }
 
-pub(super) fn key_token(order: KeyOrder, key: &KeyRecord) -> String {
-    let (factor, sort) = (order.factor(), order.sort_key(key));
-    URL_SAFE_NO_PAD.encode(format!("k:{factor}:{sort}:{}", key.id))
-}
-
-pub(super) fn audit_token(id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("a:{id}"))
-}
-
-fn decode(token: &str, tag: &str) -> Result<String> {
-    let bad = || Error::invalid("page_token", "is not a token from this list");
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    text.strip_prefix(tag).map(str::to_owned).ok_or_else(bad)
-}
-
-/// Where a ListKeys page token continues; empty means the start. A token
-/// made under another order is refused.
-pub fn parse_key_token(token: &str, order: KeyOrder) -> Result<Option<(i64, KeyId)>> {
-    if token.is_empty() {
-        return Ok(None);
+impl KeyQuery {
+    /// What a page token is sealed to: every field but the page size and
+    /// the token itself. ListStaleKeys is ListKeys with a fixed filter, so
+    /// the two share tokens exactly when they list the same keys.
+    fn canonical(&self) -> String {
+        json!([
+            "keys",
+            self.owner_id.as_ref().map(OwnerId::as_str),
+            self.state.map(KeyState::as_str),
+            self.unused_for
+                .map(|d| [d.as_secs(), u64::from(d.subsec_nanos())]),
+            self.order.factor(),
+        ])
+        .to_string()
     }
-    let bad = || Error::invalid("page_token", "is not a token from this list");
-    let text = decode(token, "k:")?;
-    let mut parts = text.splitn(3, ':');
-    let (Some(factor), Some(sort), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(bad());
-    };
-    if factor.parse::<i64>().map_err(|_| bad())? != order.factor() {
-        return Err(Error::invalid(
-            "page_token",
-            "was made for a different order_by",
-        ));
+
+    /// Where the page token continues, after (sort key, id); `None` at the
+    /// start.
+    pub(super) fn after(&self, tokens: &PageTokens) -> Result<Option<(i64, KeyId)>> {
+        open(tokens, &self.page_token, &self.canonical(), |p| {
+            let (sort, id) = p.split_once(':')?;
+            Some((sort.parse().ok()?, id.parse().ok()?))
+        })
     }
-    let sort = sort.parse().map_err(|_| bad())?;
-    Ok(Some((sort, id.parse().map_err(|_| bad())?)))
+
+    /// The token for the page after `last`.
+    pub(super) fn token_after(&self, tokens: &PageTokens, last: &KeyRecord) -> String {
+        let position = format!("{}:{}", self.order.sort_key(last), last.id);
+        tokens.seal(&self.canonical(), &position)
+    }
 }
 
-/// The audit event id a ListAuditEvents page token continues below.
-pub fn parse_audit_token(token: &str) -> Result<Option<i64>> {
-    if token.is_empty() {
-        return Ok(None);
+impl AuditQuery {
+    fn canonical(&self) -> String {
+        json!([
+            "audit",
+            self.key_id.as_ref().map(KeyId::as_str),
+            self.owner_id.as_ref().map(OwnerId::as_str),
+            self.action,
+            self.from.map(Timestamp::as_millis),
+            self.to.map(Timestamp::as_millis),
+        ])
+        .to_string()
     }
-    decode(token, "a:")?
-        .parse()
-        .map(Some)
-        .map_err(|_| Error::invalid("page_token", "is not a token from this list"))
+
+    /// The event id the page token continues below; `None` at the start.
+    pub(super) fn before(&self, tokens: &PageTokens) -> Result<Option<i64>> {
+        open(tokens, &self.page_token, &self.canonical(), |p| {
+            p.parse().ok()
+        })
+    }
+
+    pub(super) fn token_after(&self, tokens: &PageTokens, last: &AuditEvent) -> String {
+        tokens.seal(&self.canonical(), &last.id.to_string())
+    }
+}
+
+/// Opens `token` for `filter` and parses its position. A position that does
+/// not parse was sealed by this installation, under another format: refused
+/// like any other token not for this list.
+pub(crate) fn open<P>(
+    tokens: &PageTokens,
+    token: &str,
+    filter: &str,
+    parse: impl FnOnce(&str) -> Option<P>,
+) -> Result<Option<P>> {
+    let refused = |e: PageTokenError| Error::invalid("page_token", e);
+    match tokens.open(token, filter).map_err(refused)? {
+        None => Ok(None),
+        Some(position) => parse(&position)
+            .map(Some)
+            .ok_or_else(|| refused(PageTokenError)),
+    }
 }

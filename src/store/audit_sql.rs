@@ -1,11 +1,15 @@
-//! The audit chain's append, shared by every writer: `Store::write` and the
-//! admin-plane writes (webhook endpoints, redeliveries, stale policies).
+//! The audit chain: its append, shared by every writer (`Store::write` and
+//! the admin-plane writes: webhook endpoints, redeliveries, stale policies),
+//! and its reads.
 
 use super::{
-    NewAuditEvent, StoreError, audit_chain,
-    db::{Tx, sql},
+    AuditEvent, AuditFilter, NewAuditEvent, StoreError, audit_chain,
+    db::{Db, Tx, sql},
     event_payload,
+    limits_sql::owner_clause,
+    rows::{AUDIT_COLUMNS, AuditRow},
 };
+use crate::domain::OwnerId;
 
 /// Takes the change_seq row lock and reserves `n` sequence numbers; returns
 /// the last one. The lock serialises committers from here on: it keeps
@@ -84,99 +88,43 @@ pub(crate) async fn append_audit(tx: &mut Tx, events: &[NewAuditEvent]) -> Resul
     Ok(())
 }
 
-/// Adds `lock_seq` and `append_audit` to `$store` over `$db`.
-macro_rules! impl_audit_sql {
-    ($store:ty, $db:ty) => {
-        impl $store {
-            /// Takes the change_seq row lock and reserves `n` sequence
-            /// numbers; returns the last one. The lock serialises committers
-            /// from here on: it keeps sequence order equal to commit order,
-            /// and the audit chain linear.
-            async fn lock_seq(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                n: i64,
-            ) -> Result<i64, $crate::store::StoreError> {
-                Ok(sqlx::query_scalar::<$db, i64>(
-                    "UPDATE change_seq SET last = last + $1 WHERE id = 1 RETURNING last",
-                )
-                .bind(n)
-                .fetch_one(&mut **tx)
-                .await?)
-            }
-
-            /// Appends `events` to the audit chain in `tx`, each with its
-            /// webhook deliveries. The caller holds the change_seq lock
-            /// ([`Self::lock_seq`]), so the previous hash read here is the
-            /// chain's head until the commit.
-            async fn append_audit(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                events: &[$crate::store::NewAuditEvent],
-            ) -> Result<(), $crate::store::StoreError> {
-                if events.is_empty() {
-                    return Ok(());
-                }
-                let mut prev: Vec<u8> = sqlx::query_scalar::<$db, Option<Vec<u8>>>(
-                    "SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1",
-                )
-                .fetch_optional(&mut **tx)
-                .await?
-                .flatten()
-                .unwrap_or_else(|| $crate::store::audit_chain::GENESIS.to_vec());
-                for event in events {
-                    let hash = $crate::store::audit_chain::link(
-                        &prev,
-                        &$crate::store::audit_chain::Fields {
-                            at: event.at,
-                            actor: &event.actor,
-                            action: event.action,
-                            key_id: event.key_id.as_ref().map(|k| k.as_str()),
-                            owner_id: event.owner_id.as_ref().map(|o| o.as_str()),
-                            reason: event.reason.as_deref(),
-                            changes: &event.changes,
-                            request_id: event.request_id.as_deref(),
-                        },
-                    );
-                    let audit_id: i64 = sqlx::query_scalar::<$db, i64>(
-                        "INSERT INTO audit_events (at, actor, action, key_id, owner_id, reason, \
-                         changes, request_id, prev_hash, hash) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-                    )
-                    .bind(event.at.as_millis())
-                    .bind(event.actor.clone())
-                    .bind(event.action)
-                    .bind(event.key_id.as_ref().map(|k| k.as_str().to_owned()))
-                    .bind(event.owner_id.as_ref().map(|o| o.as_str().to_owned()))
-                    .bind(event.reason.clone())
-                    .bind(sqlx::types::Json(event.changes.clone()))
-                    .bind(event.request_id.clone())
-                    .bind(prev)
-                    .bind(hash.to_vec())
-                    .fetch_one(&mut **tx)
-                    .await?;
-                    prev = hash.to_vec();
-                    // The outbox: one delivery per subscribed endpoint, in
-                    // this transaction, so an event is never lost or sent
-                    // without being recorded.
-                    let event_id = format!("evt_{audit_id}");
-                    sqlx::query::<$db>(
-                        "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, event_type, \
-                         payload, status, attempts, next_attempt_at, created_at) \
-                         SELECT $1 || ':' || e.id, $1, e.id, $2, $3, 'pending', 0, $4, $4 \
-                         FROM webhook_endpoints e WHERE e.enabled AND EXISTS (\
-                         SELECT 1 FROM webhook_subscriptions s WHERE s.endpoint_id = e.id \
-                         AND (s.event_type = $2 OR s.event_type = '*'))",
-                    )
-                    .bind(event_id.clone())
-                    .bind(event.action)
-                    .bind($crate::store::event_payload(&event_id, event))
-                    .bind(event.at.as_millis())
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                Ok(())
-            }
-        }
-    };
+/// Newest first, below `f.before`; an absent filter binds `NULL`.
+pub(super) async fn list_audit_events(
+    db: &Db,
+    f: &AuditFilter,
+) -> Result<Vec<AuditEvent>, StoreError> {
+    let rows: Vec<AuditRow> = sql(format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE ($1 IS NULL OR key_id = $1) \
+         AND ($2 IS NULL OR owner_id = $2) AND ($3 IS NULL OR id < $3) \
+         AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR at >= $6) \
+         AND ($7 IS NULL OR at < $7){owners} ORDER BY id DESC LIMIT $4",
+        owners = owner_clause(8, f.owners.as_deref(), f.owned_only),
+    ))
+    .bind(f.key_id.as_ref().map(|k| k.as_str()))
+    .bind(f.owner_id.as_ref().map(|o| o.as_str()))
+    .bind(f.before)
+    .bind(i64::from(f.limit))
+    .bind(f.action.clone())
+    .bind(f.from.map(|t| t.as_millis()))
+    .bind(f.to.map(|t| t.as_millis()))
+    .bind_all(f.owners.iter().flatten().map(OwnerId::as_str))
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
 }
 
-pub(super) use impl_audit_sql;
+/// Events with ids above `after`, oldest first: for walking the chain.
+pub(super) async fn audit_chain(
+    db: &Db,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<AuditEvent>, StoreError> {
+    let rows: Vec<AuditRow> = sql(format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2"
+    ))
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}

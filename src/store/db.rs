@@ -2,18 +2,25 @@
 //! transaction ([`Tx`]) and a statement ([`Sql`]) whose values are bound
 //! from a small set of column types ([`Value`]).
 //!
-//! The SQL itself lives in plain functions (`sql.rs`, `log_sql.rs`, …) that
-//! take `&Db` or `&mut Tx`, written once for both backends: they accept the
-//! same SQL (`$n` parameters, `RETURNING`, `ON CONFLICT`, JSON as text or
-//! JSONB). Code generic over `sqlx::Database` needs a page of bounds on
-//! every function (`for<'c> &'c mut DB::Connection: Executor<'c>`,
-//! `i64: Encode<DB>`, …) because Rust does not carry such bounds through a
-//! helper trait; here the backend is a `match` in this file and nowhere
-//! else, and everything else is ordinary code that rust-analyzer follows
-//! and whose errors point at the line that is wrong.
+//! The SQL itself lives in plain functions (`keys_sql.rs`, `log_sql.rs`, …)
+//! that take `&Db` or `&mut Tx`, written once for both backends: they accept
+//! the same SQL (`$n` parameters, `RETURNING`, `ON CONFLICT`, JSON as text or
+//! JSONB). The backend is a `match` in this file and nowhere else, so the
+//! rest is ordinary code that rust-analyzer follows and whose errors point at
+//! the line that is wrong.
+//!
+//! Why not the alternatives:
+//! - Functions generic over `sqlx::Database` need a page of bounds each
+//!   (`for<'c> &'c mut DB::Connection: Executor<'c>`, `i64: Encode<'_, DB>`,
+//!   `String: Type<DB>`, …): Rust does not carry such `where` clauses through
+//!   a helper trait (rust-lang/rust#20671), so every function repeats them.
+//! - sqlx's `Any` driver binds JSON as text, which PostgreSQL's JSONB columns
+//!   refuse; it has no LISTEN/NOTIFY; and it would hide the backend in a
+//!   runtime URL scheme instead of an enum the compiler checks.
 
 use std::borrow::Cow;
 
+use futures::TryStreamExt;
 use sqlx::{
     AssertSqlSafe, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction, postgres::PgRow,
     sqlite::SqliteRow, types::Json,
@@ -64,13 +71,6 @@ impl<'a> From<&'a mut Tx> for On<'a> {
     }
 }
 
-/// The stores implemented once over [`Db`] for every backend.
-pub(crate) trait SqlBackend: Send + Sync {
-    fn db(&self) -> &Db;
-}
-
-// Until every store module runs through this door, some of it is unused.
-#[allow(dead_code)]
 impl Db {
     /// `"postgres"` or `"sqlite"`.
     pub(crate) fn backend(&self) -> &'static str {
@@ -103,7 +103,6 @@ impl Db {
     }
 }
 
-#[allow(dead_code)]
 impl Tx {
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
         match self {
@@ -208,6 +207,12 @@ impl Sql {
         self
     }
 
+    /// Binds each value in turn: the parameters of a list such as
+    /// `IN ($9, $10, …)`.
+    pub(crate) fn bind_all<V: Into<Value>>(self, values: impl IntoIterator<Item = V>) -> Self {
+        values.into_iter().fold(self, Self::bind)
+    }
+
     /// Runs the statement; the number of rows it touched.
     pub(crate) async fn execute<'a>(self, on: impl Into<On<'a>>) -> Result<u64, StoreError> {
         Ok(match on.into() {
@@ -235,28 +240,13 @@ impl Sql {
         self,
         on: impl Into<On<'a>>,
     ) -> Result<Vec<R>, StoreError> {
-        Ok(match on.into() {
-            On::Pool(Db::Postgres(p)) => {
-                bound!(sqlx::query_as::<Postgres, R>, Postgres, self)
-                    .fetch_all(p)
-                    .await?
-            }
-            On::Pool(Db::Sqlite(p)) => {
-                bound!(sqlx::query_as::<Sqlite, R>, Sqlite, self)
-                    .fetch_all(p)
-                    .await?
-            }
-            On::Tx(Tx::Postgres(t)) => {
-                bound!(sqlx::query_as::<Postgres, R>, Postgres, self)
-                    .fetch_all(&mut **t)
-                    .await?
-            }
-            On::Tx(Tx::Sqlite(t)) => {
-                bound!(sqlx::query_as::<Sqlite, R>, Sqlite, self)
-                    .fetch_all(&mut **t)
-                    .await?
-            }
+        let mut rows = Vec::new();
+        self.for_each(on, |row| {
+            rows.push(row);
+            Ok(())
         })
+        .await?;
+        Ok(rows)
     }
 
     /// The first row, if there is one.
@@ -286,6 +276,43 @@ impl Sql {
                     .await?
             }
         })
+    }
+
+    /// Hands each row to `sink` as it arrives, without collecting them: a
+    /// million rows never sit in memory at once.
+    pub(crate) async fn for_each<'a, R: Record>(
+        self,
+        on: impl Into<On<'a>>,
+        mut sink: impl FnMut(R) -> Result<(), StoreError> + Send,
+    ) -> Result<(), StoreError> {
+        match on.into() {
+            On::Pool(Db::Postgres(p)) => {
+                let mut rows = bound!(sqlx::query_as::<Postgres, R>, Postgres, self).fetch(p);
+                while let Some(row) = rows.try_next().await? {
+                    sink(row)?;
+                }
+            }
+            On::Pool(Db::Sqlite(p)) => {
+                let mut rows = bound!(sqlx::query_as::<Sqlite, R>, Sqlite, self).fetch(p);
+                while let Some(row) = rows.try_next().await? {
+                    sink(row)?;
+                }
+            }
+            On::Tx(Tx::Postgres(t)) => {
+                let mut rows =
+                    bound!(sqlx::query_as::<Postgres, R>, Postgres, self).fetch(&mut **t);
+                while let Some(row) = rows.try_next().await? {
+                    sink(row)?;
+                }
+            }
+            On::Tx(Tx::Sqlite(t)) => {
+                let mut rows = bound!(sqlx::query_as::<Sqlite, R>, Sqlite, self).fetch(&mut **t);
+                while let Some(row) = rows.try_next().await? {
+                    sink(row)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Exactly one row; `RowNotFound` otherwise.
@@ -337,7 +364,7 @@ mod tests {
             .bind(&[1_u8, 2, 3][..])
             .fetch_one(&db)
             .await
-            .expect(db.backend());
+            .unwrap_or_else(|e| panic!("{}: {e}", db.backend()));
             assert_eq!(
                 row,
                 (-7, None, true, "text".into(), None, vec![1, 2, 3]),

@@ -1,7 +1,10 @@
 //! Durable storage: one [`Store`] trait, two backends.
 //!
-//! Both backends run the same SQL (see `sql.rs`); their schemas differ only
-//! in column types (`migrations/postgres`, `migrations/sqlite`).
+//! Both backends run the same SQL, written once in plain functions over the
+//! small door in `db.rs` (`Db`, `Tx`, `sql(…)`), one file per table or
+//! concern; `SqlStore` (`sql.rs`) implements every store trait with them.
+//! The schemas differ only in column types (`migrations/postgres`,
+//! `migrations/sqlite`).
 //!
 //! **Invariant:** every write goes through [`Store::write`], which commits the
 //! key rows, their audit events and their change-log rows in one transaction.
@@ -10,6 +13,7 @@ pub mod audit_chain;
 mod audit_sql;
 mod db;
 mod durability;
+mod keys_sql;
 mod limits_sql;
 mod log_sql;
 pub(crate) mod policy;
@@ -33,8 +37,7 @@ use crate::domain::{
 
 pub use durability::Durability;
 pub use policy::PolicyStore;
-pub use postgres::{PgStore, PgWakeups};
-pub use sqlite::SqliteStore;
+pub use postgres::PgWakeups;
 pub use token_sql::{TOKEN_CHANNEL, TokenFilter, TokenStore};
 pub use usage::{UnknownRow, UsageCounts, UsageRow, UsageStore, UsageWrite, hour_of};
 pub use webhook::{
@@ -317,12 +320,6 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
-#[derive(Clone, Debug)]
-pub struct AdminTokenInfo {
-    pub id: String,
-    pub name: String,
-}
-
 #[async_trait]
 pub trait Store:
     LogStore + UsageStore + WebhookStore + PolicyStore + TokenStore + Send + Sync + 'static
@@ -342,16 +339,16 @@ pub trait Store:
     async fn snapshot(&self, sink: &mut (dyn FnMut(KeyRecord) + Send)) -> Result<i64, StoreError>;
     /// Every key not revoked, for the background jobs.
     async fn live_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
-    async fn insert_admin_token(
-        &self,
-        info: &AdminTokenInfo,
-        hash: &[u8; 32],
-        at: Timestamp,
-    ) -> Result<(), StoreError>;
-    /// Every admin token not revoked, by SHA-256: the whole set, which
-    /// admin authentication holds in memory.
-    async fn admin_tokens(&self) -> Result<Vec<([u8; 32], AdminTokenInfo)>, StoreError>;
+    /// Admin tokens not revoked (the bootstrap token is minted at zero).
     async fn count_admin_tokens(&self) -> Result<i64, StoreError>;
+    /// The installation's key for page tokens: the stored one, or
+    /// `candidate`, stored now, when there is none yet. Every replica gets
+    /// the same key, whichever stored it.
+    async fn page_token_key(
+        &self,
+        candidate: &[u8; 32],
+        at: Timestamp,
+    ) -> Result<[u8; 32], StoreError>;
     /// Where NOTIFY wake-ups come from; `None` where writes are all local (SQLite).
     fn wakeups(&self) -> Option<PgWakeups>;
     /// The backend's name, for logs.
@@ -391,14 +388,12 @@ pub async fn open(
 ) -> Result<Arc<dyn Store>, StoreError> {
     match database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(PgStore::connect(url).await?))
+            Ok(Arc::new(postgres::connect(url).await?))
         }
-        Some(url) if url.starts_with("sqlite:") => {
-            Ok(Arc::new(SqliteStore::connect_url(url).await?))
-        }
+        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(sqlite::connect_url(url).await?)),
         Some(_) => Err(StoreError::Database(sqlx::Error::Configuration(
             "database url must start with postgres://, postgresql:// or sqlite:".into(),
         ))),
-        None => Ok(Arc::new(SqliteStore::open_in(data_dir).await?)),
+        None => Ok(Arc::new(sqlite::open_in(data_dir).await?)),
     }
 }

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use super::{
     NewAuditEvent, StoreError,
     audit_sql::{append_audit, lock_seq},
-    db::{SqlBackend, sql},
+    db::sql,
+    sql::SqlStore,
 };
 use crate::domain::{OwnerId, StalePolicy, Timestamp};
 
@@ -47,7 +48,7 @@ fn from_row(
 }
 
 #[async_trait]
-impl<S: SqlBackend> PolicyStore for S {
+impl PolicyStore for SqlStore {
     async fn set_owner_policy(
         &self,
         owner: &OwnerId,
@@ -55,7 +56,7 @@ impl<S: SqlBackend> PolicyStore for S {
         at: Timestamp,
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
         sql(
             "INSERT INTO owner_stale_policies (owner_id, flag_after_ms, disable_after_ms, \
@@ -82,7 +83,7 @@ impl<S: SqlBackend> PolicyStore for S {
         owner: &OwnerId,
         audit: &NewAuditEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
         let deleted = sql("DELETE FROM owner_stale_policies WHERE owner_id = $1")
             .bind(owner.as_str())
@@ -101,7 +102,7 @@ impl<S: SqlBackend> PolicyStore for S {
             "SELECT owner_id, flag_after_ms, disable_after_ms, revoke_after_ms, dry_run \
              FROM owner_stale_policies ORDER BY owner_id",
         )
-        .fetch_all(self.db())
+        .fetch_all(&self.db)
         .await?
         .into_iter()
         .map(from_row)

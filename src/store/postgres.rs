@@ -1,111 +1,58 @@
+//! PostgreSQL, for several replicas sharing one database: its pool, its
+//! migrations, its commit settings and its LISTEN connections. The queries
+//! are the shared ones of [`SqlStore`].
+
 use std::time::Duration;
 
 use sqlx::{
-    PgPool, Postgres, Transaction,
+    PgPool,
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
 };
 
-use super::{
-    StoreError,
-    db::{Db, SqlBackend},
-    sql::impl_sql_store,
-};
+use super::{Durability, StoreError, db::Db, sql::SqlStore};
 
 /// The channel every replica LISTENs on. The payload is the newest change
 /// sequence; it is only a wake-up, the change log is the truth.
 pub const CHANGE_CHANNEL: &str = "keysmith_changes";
 
-/// PostgreSQL, for several replicas sharing one database.
-#[derive(Clone)]
-pub struct PgStore {
-    pool: PgPool,
-    db: Db,
-    options: PgConnectOptions,
+/// Connects to the PostgreSQL database at `url`.
+pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
+    // Commits wait for the WAL flush whatever the server's default says
+    // (a tuned or test server may run with `synchronous_commit = off`,
+    // which acknowledges writes a power cut then loses).
+    let options = url
+        .parse::<PgConnectOptions>()?
+        .options([("synchronous_commit", "on")]);
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.clone())
+        .await?;
+    Ok(SqlStore::new(
+        Db::Postgres(pool),
+        Some(PgWakeups { options }),
+    ))
 }
 
-impl PgStore {
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        // Commits wait for the WAL flush whatever the server's default says
-        // (a tuned or test server may run with `synchronous_commit = off`,
-        // which acknowledges writes a power cut then loses).
-        let options = url
-            .parse::<PgConnectOptions>()?
-            .options([("synchronous_commit", "on")]);
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.clone())
-            .await?;
-        Ok(Self {
-            db: Db::Postgres(pool.clone()),
-            pool,
-            options,
-        })
-    }
-
-    async fn read_durability(&self) -> Result<super::Durability, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
-            .fetch_one(&mut *conn)
-            .await?;
-        let fsync: String = sqlx::query_scalar("SHOW fsync")
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok(super::Durability::Postgres {
-            synchronous_commit,
-            fsync,
-        })
-    }
-
-    fn pg_wakeups(&self) -> Option<PgWakeups> {
-        Some(PgWakeups {
-            options: self.options.clone(),
-        })
-    }
-
-    async fn run_migrations(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/postgres")
-            .run(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        Ok(self.pool.begin().await?)
-    }
-
-    async fn begin_snapshot(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        Ok(self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?)
-    }
-
-    async fn notify(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-        seq: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANGE_CHANNEL)
-            .bind(seq.to_string())
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
+pub(super) async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::migrate!("./migrations/postgres").run(pool).await?;
+    Ok(())
 }
 
-impl SqlBackend for PgStore {
-    fn db(&self) -> &Db {
-        &self.db
-    }
+/// Both settings read on one pooled connection: the session's own.
+pub(super) async fn durability(pool: &PgPool) -> Result<Durability, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut *conn)
+        .await?;
+    let fsync: String = sqlx::query_scalar("SHOW fsync")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Durability::Postgres {
+        synchronous_commit,
+        fsync,
+    })
 }
-
-super::log_sql::impl_log_sql!(PgStore, Postgres);
-super::usage_sql::impl_usage_sql!(PgStore, Postgres);
-super::audit_sql::impl_audit_sql!(PgStore, Postgres);
-super::webhook_sql::impl_webhook_sql!(PgStore, Postgres);
-impl_sql_store!(PgStore, Postgres, "postgres");
 
 /// Opens LISTEN connections for the change feed.
 #[derive(Clone)]

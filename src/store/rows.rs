@@ -10,16 +10,11 @@ use crate::domain::{
     Scope, Timestamp,
 };
 
-/// The columns of `keys` that make a [`KeyRecord`], as a literal for `concat!`.
-macro_rules! key_columns {
-    () => {
-        "id, key_hash, owner_id, name, key_type, environment, scopes, metadata, hint, \
-         created_at, updated_at, expires_at, revoked_at, revoke_reason, disabled_at, \
-         disable_reason, rotated_from, rotated_to, version, restrictions, last_used_at, \
-         last_client_ip, grace_idle_ms, rotation_policy, lineage_expires_at"
-    };
-}
-pub(super) use key_columns;
+/// The columns of `keys` that make a [`KeyRow`], in its field order.
+pub(super) const KEY_COLUMNS: &str = "id, key_hash, owner_id, name, key_type, environment, \
+     scopes, metadata, hint, created_at, updated_at, expires_at, revoked_at, revoke_reason, \
+     disabled_at, disable_reason, rotated_from, rotated_to, version, restrictions, \
+     last_used_at, last_client_ip, grace_idle_ms, rotation_policy, lineage_expires_at";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct KeyRow {
@@ -119,8 +114,9 @@ pub(super) struct KeyValues {
     pub name: String,
     pub key_type: &'static str,
     pub environment: &'static str,
-    pub scopes: Json<Vec<String>>,
-    pub metadata: Json<BTreeMap<String, String>>,
+    /// JSON, as are `metadata`, `restrictions` and `rotation_policy`.
+    pub scopes: serde_json::Value,
+    pub metadata: serde_json::Value,
     pub hint: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -132,9 +128,9 @@ pub(super) struct KeyValues {
     pub rotated_from: Option<String>,
     pub rotated_to: Option<String>,
     pub version: i64,
-    pub restrictions: Json<serde_json::Value>,
+    pub restrictions: serde_json::Value,
     pub grace_idle_ms: Option<i64>,
-    pub rotation_policy: Option<Json<serde_json::Value>>,
+    pub rotation_policy: Option<serde_json::Value>,
     pub lineage_expires_at: Option<i64>,
 }
 
@@ -150,8 +146,13 @@ impl From<&KeyRecord> for KeyValues {
             name: k.name.as_str().to_owned(),
             key_type: k.key_type.as_str(),
             environment: k.environment.as_str(),
-            scopes: Json(k.scopes.iter().map(|s| s.as_str().to_owned()).collect()),
-            metadata: Json(k.metadata.as_map().clone()),
+            scopes: k.scopes.iter().map(|s| s.as_str()).collect(),
+            metadata: k
+                .metadata
+                .as_map()
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                .collect(),
             hint: k.hint.clone(),
             created_at: k.created_at.as_millis(),
             updated_at: k.updated_at.as_millis(),
@@ -163,13 +164,17 @@ impl From<&KeyRecord> for KeyValues {
             rotated_from: id(&k.rotated_from),
             rotated_to: id(&k.rotated_to),
             version: k.version,
-            restrictions: Json(k.restrictions.to_json()),
+            restrictions: k.restrictions.to_json(),
             grace_idle_ms: k.end_grace_when_idle.map(|d| d.as_millis() as i64),
-            rotation_policy: k.rotation.map(|r| Json(r.to_json())),
+            rotation_policy: k.rotation.map(|r| r.to_json()),
             lineage_expires_at: ts(k.lineage_expires_at),
         }
     }
 }
+
+/// The columns of `audit_events` that make an [`AuditRow`].
+pub(super) const AUDIT_COLUMNS: &str =
+    "id, at, actor, action, key_id, owner_id, reason, changes, request_id, prev_hash, hash";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct AuditRow {
@@ -234,14 +239,9 @@ impl TryFrom<ChangeRow> for Change {
     }
 }
 
-/// The columns of `webhook_deliveries`, as a literal for `concat!`.
-macro_rules! delivery_columns {
-    () => {
-        "id, event_id, endpoint_id, event_type, payload, status, attempts, next_attempt_at, \
-         last_status_code, last_error, created_at, delivered_at"
-    };
-}
-pub(super) use delivery_columns;
+/// The columns of `webhook_deliveries` that make a [`DeliverySqlRow`].
+pub(super) const DELIVERY_COLUMNS: &str = "id, event_id, endpoint_id, event_type, payload, \
+     status, attempts, next_attempt_at, last_status_code, last_error, created_at, delivered_at";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct DeliverySqlRow {

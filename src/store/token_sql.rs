@@ -10,7 +10,8 @@ use sqlx::types::Json;
 use super::{
     NewAuditEvent, StoreError,
     audit_sql::{append_audit, lock_seq},
-    db::{SqlBackend, Tx, sql},
+    db::{Tx, sql},
+    sql::SqlStore,
 };
 use crate::domain::{
     KeyName, Permission, PermissionSet, Reason, Timestamp, TokenGrant, TokenLimits,
@@ -166,14 +167,14 @@ async fn audit_and_commit(mut tx: Tx, audit: &NewAuditEvent) -> Result<(), Store
 }
 
 #[async_trait]
-impl<S: SqlBackend> TokenStore for S {
+impl TokenStore for SqlStore {
     async fn insert_token(
         &self,
         t: &AdminTokenRecord,
         hash: &[u8; 32],
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
         let limits = t.grant.limits();
         let inserted = sql(
@@ -204,7 +205,7 @@ impl<S: SqlBackend> TokenStore for S {
         let rows: Vec<TokenRow> = sql(format!(
             "SELECT {COLUMNS} FROM admin_tokens WHERE revoked_at IS NULL"
         ))
-        .fetch_all(self.db())
+        .fetch_all(&self.db)
         .await?;
         Ok(rows
             .into_iter()
@@ -224,7 +225,7 @@ impl<S: SqlBackend> TokenStore for S {
         visible_to: Option<&str>,
         audit: &NewAuditEvent,
     ) -> Result<Option<AdminTokenRecord>, StoreError> {
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
         let Some(token) = token_in(&mut tx, id, visible_to).await? else {
             return Ok(None);
@@ -238,7 +239,7 @@ impl<S: SqlBackend> TokenStore for S {
         f: &TokenFilter,
         audit: &NewAuditEvent,
     ) -> Result<Vec<AdminTokenRecord>, StoreError> {
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
         let rows: Vec<TokenRow> = sql(format!(
             "SELECT {COLUMNS} FROM admin_tokens \
@@ -266,7 +267,7 @@ impl<S: SqlBackend> TokenStore for S {
         revoked: &NewAuditEvent,
         unchanged: &NewAuditEvent,
     ) -> Result<Option<AdminTokenRecord>, StoreError> {
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
         let Some(mut token) = token_in(&mut tx, id, visible_to).await? else {
             return Ok(None);
@@ -293,7 +294,7 @@ impl<S: SqlBackend> TokenStore for S {
         if uses.is_empty() {
             return Ok(());
         }
-        let mut tx = self.db().begin_write().await?;
+        let mut tx = self.db.begin_write().await?;
         for (id, at) in uses {
             sql("UPDATE admin_tokens SET last_used_at = $2 \
                  WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)")

@@ -14,11 +14,11 @@ pub use sender::{WebhookSender, http_client};
 
 use crate::{
     domain::{
-        Clock,
+        Clock, PageTokens,
         webhook::{SigningSecret, WebhookUrl, check_event_type},
     },
     error::{Error, Result},
-    keys::Actor,
+    keys::{Actor, Page, open_page_token},
     store::{DeliveryRow, DeliveryStatus, EndpointPatch, EndpointRow, Store},
 };
 
@@ -62,19 +62,49 @@ pub struct EndpointInput {
     pub enabled: Option<bool>,
 }
 
+/// What ListWebhookDeliveries asks for.
+#[derive(Clone, Debug)]
+pub struct DeliveryQuery {
+    pub endpoint_id: Option<String>,
+    pub status: Option<DeliveryStatus>,
+    pub page_size: u32,
+    /// As the client sent it, checked against this query's filter; empty
+    /// for the first page.
+    pub page_token: String,
+}
+
+impl DeliveryQuery {
+    /// What a page token is sealed to: every field but the page size.
+    fn canonical(&self) -> String {
+        serde_json::json!([
+            "deliveries",
+            self.endpoint_id,
+            self.status.map(DeliveryStatus::as_str),
+        ])
+        .to_string()
+    }
+}
+
 #[derive(Clone)]
 pub struct Webhooks {
     store: Arc<dyn Store>,
     config: WebhookConfig,
     clock: Clock,
+    page_tokens: PageTokens,
 }
 
 impl Webhooks {
-    pub fn new(store: Arc<dyn Store>, config: WebhookConfig, clock: Clock) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: WebhookConfig,
+        clock: Clock,
+        page_tokens: PageTokens,
+    ) -> Self {
         Self {
             store,
             config,
             clock,
+            page_tokens,
         }
     }
 
@@ -199,17 +229,27 @@ impl Webhooks {
         }
     }
 
-    pub async fn deliveries(
-        &self,
-        endpoint_id: Option<&str>,
-        status: Option<DeliveryStatus>,
-        before: Option<(i64, String)>,
-        limit: u32,
-    ) -> Result<Vec<DeliveryRow>> {
-        Ok(self
+    /// Newest first; the page token continues below a (created at, id).
+    pub async fn deliveries(&self, query: DeliveryQuery) -> Result<Page<DeliveryRow>> {
+        let filter = query.canonical();
+        let before = open_page_token(&self.page_tokens, &query.page_token, &filter, |p| {
+            let (at, id) = p.split_once(':')?;
+            Some((at.parse().ok()?, id.to_owned()))
+        })?;
+        let limit = query.page_size;
+        let rows = self
             .store
-            .list_deliveries(endpoint_id, status, before, limit)
-            .await?)
+            .list_deliveries(
+                query.endpoint_id.as_deref(),
+                query.status,
+                before,
+                limit + 1,
+            )
+            .await?;
+        Ok(Page::from_overfetch(rows, limit, |last| {
+            let position = format!("{}:{}", last.created_at.as_millis(), last.id);
+            self.page_tokens.seal(&filter, &position)
+        }))
     }
 
     /// Queues a delivery again, now, with a fresh 24-hour retry budget. The

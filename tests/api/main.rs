@@ -23,6 +23,7 @@ mod grace;
 mod lifecycle;
 mod limits;
 mod listing;
+mod page_tokens;
 mod permissions;
 mod persistence;
 mod pg_cluster;

@@ -240,7 +240,8 @@ async fn a_revoked_token_is_refused_on_a_second_replica() {
             let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
             let killed: Vec<bool> = sqlx::query_scalar(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE application_name LIKE 'keysmith-tokens-%'",
+                 WHERE datname = current_database() \
+                 AND application_name LIKE 'keysmith-tokens-%'",
             )
             .fetch_all(&mut conn)
             .await

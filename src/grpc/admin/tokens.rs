@@ -29,8 +29,12 @@ impl AdminService {
         req: Request<pb::ListAdminTokensRequest>,
     ) -> Reply<pb::ListAdminTokensResponse> {
         let actor = self.caller(&req, Permission::TokensManage).await?;
-        let (size, after) = convert::token_list_query(req.into_inner())?;
-        let page = self.auth.list_tokens(size, after, &actor).await?;
+        let (size, page_token) = convert::token_list_query(req.into_inner())?;
+        let tokens = self.keys.page_tokens();
+        let page = self
+            .auth
+            .list_tokens(size, &page_token, tokens, &actor)
+            .await?;
         Ok(Response::new(convert::tokens_page(page, self.keys.now())))
     }
 

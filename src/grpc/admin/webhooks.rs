@@ -74,12 +74,9 @@ impl AdminService {
         req: Request<pb::ListWebhookDeliveriesRequest>,
     ) -> Reply<pb::ListWebhookDeliveriesResponse> {
         self.global_caller(&req, Permission::WebhooksRead).await?;
-        let (endpoint, status, limit, before) = convert::delivery_query(req.into_inner())?;
-        let rows = self
-            .webhooks
-            .deliveries(endpoint.as_deref(), status, before, limit + 1)
-            .await?;
-        Ok(Response::new(convert::deliveries_page(rows, limit)))
+        let query = convert::delivery_query(req.into_inner())?;
+        let page = self.webhooks.deliveries(query).await?;
+        Ok(Response::new(convert::deliveries_page(page)))
     }
 
     #[tracing::instrument(skip_all)]

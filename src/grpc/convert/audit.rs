@@ -1,7 +1,7 @@
 use super::{opt_key_id, opt_owner_id, page_size, pb, timestamp, to_timestamp};
 use crate::{
     error::{Error, Result},
-    keys::{self, AuditQuery, Page},
+    keys::{AuditQuery, Page},
     store::AuditEvent,
 };
 
@@ -37,7 +37,7 @@ pub fn audit_query(req: pb::ListAuditEventsRequest) -> Result<AuditQuery> {
         from: from.map(|t| timestamp("from", t)).transpose()?,
         to: to.map(|t| timestamp("to", t)).transpose()?,
         page_size: page_size(size)?,
-        before: keys::parse_audit_token(&page_token)?,
+        page_token,
     })
 }
 

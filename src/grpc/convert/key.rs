@@ -263,7 +263,7 @@ pub fn key_query(req: pb::ListKeysRequest) -> Result<KeyQuery> {
         unused_for: unused_for.map(|d| duration("unused_for", d)).transpose()?,
         order,
         page_size: page_size(size)?,
-        after: keys::parse_key_token(&page_token, order)?,
+        page_token,
     })
 }
 
@@ -286,7 +286,7 @@ pub fn stale_query(req: pb::ListStaleKeysRequest) -> Result<KeyQuery> {
         unused_for: Some(unused_for),
         order: KeyOrder::LastUsedAsc,
         page_size: page_size(size)?,
-        after: keys::parse_key_token(&page_token, KeyOrder::LastUsedAsc)?,
+        page_token,
     })
 }
 

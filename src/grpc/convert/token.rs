@@ -2,7 +2,7 @@
 
 use super::{page_size, pb, timestamp, to_timestamp};
 use crate::{
-    auth::{NewToken, parse_token_page_token},
+    auth::NewToken,
     domain::{
         GrantError, KeyName, PermissionSet, Reason, Timestamp, TokenGrant, TokenLimits,
         admin_token::{AdminTokenRecord, TokenId, TokenState},
@@ -53,13 +53,14 @@ pub fn token_reason(field: &str, s: &str) -> Result<Reason> {
     Reason::parse(s).map_err(|e| Error::invalid(field, e))
 }
 
-/// ListAdminTokens' page size and where it continues.
-pub fn token_list_query(req: pb::ListAdminTokensRequest) -> Result<(u32, Option<TokenId>)> {
+/// ListAdminTokens' page size, and its page token as sent (it is opened
+/// against the caller's filter when the list runs).
+pub fn token_list_query(req: pb::ListAdminTokensRequest) -> Result<(u32, String)> {
     let pb::ListAdminTokensRequest {
         page_size: size,
         page_token,
     } = req;
-    Ok((page_size(size)?, parse_token_page_token(&page_token)?))
+    Ok((page_size(size)?, page_token))
 }
 
 fn state(s: TokenState) -> pb::AdminTokenState {

@@ -1,10 +1,9 @@
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-
 use super::{page_size, pb, to_timestamp};
 use crate::{
     error::{Error, Result},
+    keys::Page,
     store::{DeliveryRow, DeliveryStatus, EndpointRow},
-    webhooks::EndpointInput,
+    webhooks::{DeliveryQuery, EndpointInput},
 };
 
 pub fn endpoint(e: &EndpointRow) -> pb::WebhookEndpoint {
@@ -102,13 +101,6 @@ pub fn delivery(d: &DeliveryRow) -> pb::WebhookDelivery {
 }
 
 /// A ListWebhookDeliveries query: endpoint, status, page size, page start.
-pub type DeliveryQuery = (
-    Option<String>,
-    Option<DeliveryStatus>,
-    u32,
-    Option<(i64, String)>,
-);
-
 pub fn delivery_query(req: pb::ListWebhookDeliveriesRequest) -> Result<DeliveryQuery> {
     let pb::ListWebhookDeliveriesRequest {
         endpoint_id,
@@ -123,36 +115,17 @@ pub fn delivery_query(req: pb::ListWebhookDeliveriesRequest) -> Result<DeliveryQ
         Ok(pb::DeliveryStatus::Failed) => Some(DeliveryStatus::Failed),
         Err(_) => return Err(Error::invalid("status", "unknown delivery status")),
     };
-    let before = if page_token.is_empty() {
-        None
-    } else {
-        let bad = || Error::invalid("page_token", "is not a token from this list");
-        let text = URL_SAFE_NO_PAD.decode(&page_token).map_err(|_| bad())?;
-        let text = String::from_utf8(text).map_err(|_| bad())?;
-        let (t, id) = text
-            .strip_prefix("d:")
-            .and_then(|r| r.split_once(':'))
-            .ok_or_else(bad)?;
-        Some((t.parse().map_err(|_| bad())?, id.to_owned()))
-    };
-    let endpoint = (!endpoint_id.is_empty()).then_some(endpoint_id);
-    Ok((endpoint, status, page_size(size)?, before))
+    Ok(DeliveryQuery {
+        endpoint_id: (!endpoint_id.is_empty()).then_some(endpoint_id),
+        status,
+        page_size: page_size(size)?,
+        page_token,
+    })
 }
 
-pub fn deliveries_page(
-    mut rows: Vec<DeliveryRow>,
-    limit: u32,
-) -> pb::ListWebhookDeliveriesResponse {
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_page_token = match (more, rows.last()) {
-        (true, Some(last)) => {
-            URL_SAFE_NO_PAD.encode(format!("d:{}:{}", last.created_at.as_millis(), last.id))
-        }
-        _ => String::new(),
-    };
+pub fn deliveries_page(page: Page<DeliveryRow>) -> pb::ListWebhookDeliveriesResponse {
     pb::ListWebhookDeliveriesResponse {
-        deliveries: rows.iter().map(delivery).collect(),
-        next_page_token,
+        deliveries: page.items.iter().map(delivery).collect(),
+        next_page_token: page.next_page_token.unwrap_or_default(),
     }
 }
