@@ -516,8 +516,8 @@ pub(super) async fn resolve_roles<'a>(
             q = q.bind(k.id.as_str());
         }
         let on = match &mut on {
-            On::Pool(db) => On::Pool(*db),
-            On::Tx(tx) => On::Tx(&mut **tx),
+            On::Pool(db) => On::Pool(db),
+            On::Tx(tx) => On::Tx(tx),
         };
         collect(q.fetch_all(on).await?, &mut held);
     }
