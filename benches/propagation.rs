@@ -68,7 +68,7 @@ async fn main() {
         data_dir: std::env::temp_dir(),
     };
     let store = keysmith::app::open_store(&db, true).await.expect("store");
-    let (token, _) = keysmith::auth::AdminAuth::new(store, Default::default())
+    let (token, _) = keysmith::auth::AdminAuth::new(store, Default::default(), Default::default())
         .mint("bench")
         .await
         .expect("token");

@@ -136,7 +136,7 @@ impl App {
             keys_config,
             page_tokens.clone(),
         );
-        let auth = AdminAuth::new(store.clone(), config.auth_limits);
+        let auth = AdminAuth::new(store.clone(), config.auth_limits, config.clock.clone());
         Ok(Self {
             config: config.clone(),
             verify_listener: bind(&config.verify_addr).await?,
@@ -215,6 +215,7 @@ impl App {
             watcher.clone(),
             &metrics,
         );
+        let gate = self.auth.verify_gate(self.config.verify_auth);
         let verify_service = VerifyService::new(
             self.index.clone(),
             metrics.clone(),
@@ -223,6 +224,7 @@ impl App {
             self.feed.replica.clone(),
             watcher,
             self.config.fail_closed_after,
+            gate.clone(),
         );
         let ext_authz = ExtAuthzService::new(
             self.index.clone(),
@@ -232,6 +234,7 @@ impl App {
             self.feed.replica.clone(),
             self.config.fail_closed_after,
             &self.config.ext_authz_key_header,
+            gate,
         );
         let (mut verify_server, mut admin_server) = (
             server(&self.config.verify_limits),
@@ -277,6 +280,7 @@ impl App {
             %admin_addr,
             backend = self.store.backend(),
             tls = self.tls.is_some(),
+            verify_auth = ?self.config.verify_auth,
             replica = %self.feed.replica.id,
             "keysmith listening"
         );
@@ -333,7 +337,7 @@ impl App {
             interval: self.config.feed.poll_interval.min(Duration::from_secs(1)),
         };
         tasks.spawn(monitor.run(stop_tasks.clone()));
-        let (tokens, auth_auditor) = self.auth.tasks();
+        let (tokens, auth_auditor) = self.auth.tasks(&self.feed.replica.id);
         tasks.spawn(tokens.run(stop_tasks.clone()));
         tasks.spawn(auth_auditor.run(stop_tasks.clone()));
 

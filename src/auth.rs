@@ -1,25 +1,31 @@
 //! Admin authentication: bearer tokens, stored as SHA-256 only and held in
-//! memory (`tokens.rs`); a limit on failures per peer (`failures.rs`); and
-//! failures audited in aggregate (`summary.rs`).
+//! memory (`tokens.rs`); a limit on failures per peer (`failures.rs`);
+//! failures audited in aggregate (`summary.rs`); tokens as resources, with
+//! permissions and limits (`manage.rs`); and the verify listener's optional
+//! credential, checked from the same memory (`gate.rs`).
 
 mod failures;
+mod gate;
+mod manage;
 mod summary;
 mod tokens;
 
 use std::{net::IpAddr, sync::Arc, time::Instant};
 
 pub use failures::{AuthLimits, FailedAuth, Failure};
+pub use gate::{Admitted, VerifyAuth, VerifyGate};
+pub use manage::NewToken;
 pub use summary::{AuthAuditor, FailureLog, SAMPLE_PEERS};
-pub use tokens::{TokenRefresher, TokenSet};
+pub use tokens::{TokenEntry, TokenRefresher, TokenSet};
 
 use crate::{
     domain::{
-        Timestamp,
-        admin_token::{self, AdminToken},
+        Clock, KeyName, TokenGrant,
+        admin_token::{self, AdminToken, AdminTokenRecord},
     },
     error::{Error, Result},
     keys::Actor,
-    store::{AdminTokenInfo, Store},
+    store::Store,
 };
 
 #[derive(Clone)]
@@ -29,16 +35,19 @@ pub struct AdminAuth {
     tokens: Arc<TokenSet>,
     failures: Arc<FailedAuth>,
     log: Arc<FailureLog>,
+    /// "Now" for token expiry and minting.
+    clock: Clock,
 }
 
 impl AdminAuth {
-    pub fn new(store: Arc<dyn Store>, limits: AuthLimits) -> Self {
+    pub fn new(store: Arc<dyn Store>, limits: AuthLimits, clock: Clock) -> Self {
         Self {
             tokens: Arc::new(TokenSet::new(store.clone(), limits.min_reload_gap)),
             failures: Arc::new(FailedAuth::new(limits)),
             log: Arc::new(FailureLog::new(limits.max_peers)),
             store,
             limits,
+            clock,
         }
     }
 
@@ -48,7 +57,8 @@ impl AdminAuth {
     /// No comparison ever runs over a secret: a token of the wrong shape is
     /// refused on its shape alone, and a well-formed one is looked up in
     /// memory by its SHA-256. A known token is accepted whatever its
-    /// address did before; only a miss consults the limit.
+    /// address did before; only a miss consults the limit. An expired token
+    /// is refused like an unknown one.
     pub async fn authenticate(&self, bearer: Option<&str>, peer: Option<IpAddr>) -> Result<Actor> {
         let hash = match bearer {
             None => return Err(self.refuse(peer, "no token")),
@@ -57,8 +67,8 @@ impl AdminAuth {
             }
             Some(t) => admin_token::hash_presented(t),
         };
-        if let Some(info) = self.tokens.get(&hash) {
-            return Ok(actor(&info));
+        if let Some(entry) = self.tokens.get(&hash) {
+            return self.admit(&entry, peer);
         }
         // A miss may be a token minted since the last reload. A blocked
         // peer's miss waits for the periodic reload instead of causing one.
@@ -70,9 +80,18 @@ impl AdminAuth {
             self.tokens.wait_for_reload_after(asked, patience).await;
         }
         match self.tokens.get(&hash) {
-            Some(info) => Ok(actor(&info)),
+            Some(entry) => self.admit(&entry, peer),
             None => Err(self.refuse(peer, "unknown token")),
         }
+    }
+
+    fn admit(&self, entry: &TokenEntry, peer: Option<IpAddr>) -> Result<Actor> {
+        let now = self.clock.now();
+        if !entry.is_live(now) {
+            return Err(self.refuse(peer, "expired token"));
+        }
+        entry.touch(now);
+        Ok(entry.actor())
     }
 
     /// Counts a refusal, and answers it: UNAUTHENTICATED, or
@@ -91,12 +110,20 @@ impl AdminAuth {
         Error::Unauthenticated
     }
 
-    /// The background tasks authentication needs: the periodic reload of
-    /// the token set, and the writer of failure summaries.
-    pub fn tasks(&self) -> (TokenRefresher, AuthAuditor) {
+    /// The verify listener's credential check, over this token set.
+    pub fn verify_gate(&self, auth: VerifyAuth) -> VerifyGate {
+        VerifyGate::new(auth, self.tokens.clone(), self.clock.clone())
+    }
+
+    /// The background tasks authentication needs: the reload of the token
+    /// set (periodic, and woken by revocations on `replica`'s peers), and
+    /// the writer of failure summaries.
+    pub fn tasks(&self, replica: &str) -> (TokenRefresher, AuthAuditor) {
         let refresher = TokenRefresher {
             tokens: self.tokens.clone(),
             interval: self.limits.token_reload_interval,
+            wakeups: self.store.wakeups(),
+            replica: replica.to_owned(),
         };
         let auditor = AuthAuditor {
             store: self.store.clone(),
@@ -106,29 +133,29 @@ impl AdminAuth {
         (refresher, auditor)
     }
 
-    /// Mints a token and stores its hash. The caller shows it once.
-    pub async fn mint(&self, name: &str) -> Result<(AdminToken, AdminTokenInfo)> {
-        let token = AdminToken::generate().map_err(|e| Error::Internal(e.to_string()))?;
-        let info = AdminTokenInfo {
-            id: admin_token::new_token_id(),
-            name: name.to_owned(),
+    /// Mints a token with every permission, as `system:cli` (the offline
+    /// command, and tests). The caller shows it once.
+    pub async fn mint(&self, name: &str) -> Result<(AdminToken, AdminTokenRecord)> {
+        let name = KeyName::parse(name).map_err(|e| Error::invalid("name", e))?;
+        let new = NewToken {
+            name,
+            grant: TokenGrant::FULL,
         };
-        self.store
-            .insert_admin_token(&info, &token.hash(), Timestamp::now())
-            .await?;
-        Ok((token, info))
+        self.create_token(new, &Actor::system("system:cli")).await
     }
 
-    /// Mints the first token of an empty installation, so a newcomer can
-    /// start without reading docs. `None` when tokens already exist.
+    /// Mints the first token of an empty installation, with every
+    /// permission, so a newcomer can start without reading docs. `None`
+    /// when tokens already exist.
     pub async fn mint_bootstrap(&self) -> Result<Option<AdminToken>> {
         if self.store.count_admin_tokens().await? > 0 {
             return Ok(None);
         }
-        Ok(Some(self.mint("bootstrap").await?.0))
+        let new = NewToken {
+            name: KeyName::parse("bootstrap").map_err(|e| Error::Internal(e.to_string()))?,
+            grant: TokenGrant::FULL,
+        };
+        let actor = Actor::system("system:bootstrap");
+        Ok(Some(self.create_token(new, &actor).await?.0))
     }
-}
-
-fn actor(info: &AdminTokenInfo) -> Actor {
-    Actor(format!("admin:{}", info.id))
 }

@@ -3,7 +3,11 @@
 use std::{path::PathBuf, time::Duration};
 
 use crate::{
-    auth::AuthLimits, domain::Clock, index::FeedConfig, jobs::JobsConfig, watch::WatchConfig,
+    auth::{AuthLimits, VerifyAuth},
+    domain::Clock,
+    index::FeedConfig,
+    jobs::JobsConfig,
+    watch::WatchConfig,
     webhooks::WebhookConfig,
 };
 
@@ -45,6 +49,9 @@ pub struct Config {
     /// Admin authentication: failures allowed per peer, token reloads,
     /// and how often failures are audited.
     pub auth_limits: AuthLimits,
+    /// Whether the verify listener requires its own credential (an admin
+    /// token with `verify` or `watch`).
+    pub verify_auth: VerifyAuth,
 }
 
 /// Connection and call limits of one listener. A breach gets a clear answer:
@@ -144,6 +151,7 @@ impl Default for Config {
             verify_limits: ListenerLimits::VERIFY,
             admin_limits: ListenerLimits::ADMIN,
             auth_limits: AuthLimits::default(),
+            verify_auth: VerifyAuth::Off,
             shutdown_deadline: Duration::from_secs(20),
         }
     }

@@ -5,8 +5,10 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use keysmith::{
     App, Config, app,
-    auth::AdminAuth,
-    cli::{self, Connection, KeyCommand, KeyspaceCommand, WebhookCommand},
+    auth::VerifyAuth,
+    cli::{
+        self, AdminTokenCommand, Connection, DbArgs, KeyCommand, KeyspaceCommand, WebhookCommand,
+    },
     config::{DbConfig, TlsConfig},
     domain::KeyRotation,
     domain::StalePolicy,
@@ -75,7 +77,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
-    /// Manage admin tokens.
+    /// Manage admin tokens: offline against the database, or through the
+    /// Admin API.
     #[command(subcommand)]
     AdminToken(AdminTokenCommand),
     /// Inspect the audit log.
@@ -123,28 +126,6 @@ enum AuditCommand {
         #[arg(long, default_value = "")]
         action: String,
     },
-}
-
-#[derive(Subcommand)]
-enum AdminTokenCommand {
-    /// Mint an admin token and print it once; the last line is the token alone.
-    Create {
-        #[command(flatten)]
-        db: DbArgs,
-        /// A label for the token, shown in audit events.
-        #[arg(long, default_value = "cli")]
-        name: String,
-    },
-}
-
-#[derive(Args)]
-struct DbArgs {
-    /// `postgres://…` or `sqlite://…`. Without it, SQLite in --data-dir.
-    #[arg(long, env = "DATABASE_URL")]
-    database_url: Option<String>,
-    /// Where the embedded SQLite database lives.
-    #[arg(long, env = "KEYSMITH_DATA_DIR", default_value = "./keysmith-data")]
-    data_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -230,6 +211,12 @@ struct ServeArgs {
         default_value = "x-api-key"
     )]
     ext_authz_key_header: String,
+    /// `required`: the verify listener's calls need `authorization: Bearer
+    /// <admin token>` with `verify` (Verify, VerifyStream, ext_authz) or
+    /// `watch` (WatchRevocations). `off` (the default): anyone who reaches
+    /// the listener may call it.
+    #[arg(long, env = "KEYSMITH_VERIFY_AUTH", default_value = "off", value_parser = ["off", "required"])]
+    verify_auth: String,
     /// How long the change log keeps rows for resuming revocation streams.
     #[arg(long, env = "KEYSMITH_CHANGE_RETENTION", default_value = "7d", value_parser = parse_duration)]
     change_retention: Duration,
@@ -250,15 +237,6 @@ fn parse_durations(s: &str) -> Result<Durations, String> {
         .map(Durations)
 }
 
-impl From<DbArgs> for DbConfig {
-    fn from(a: DbArgs) -> Self {
-        Self {
-            database_url: a.database_url.filter(|u| !u.is_empty()),
-            data_dir: a.data_dir,
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tune_allocator();
@@ -269,9 +247,7 @@ async fn main() -> ExitCode {
             .await
             .map(|_| eprintln!("migrations applied"))
             .map_err(|e| e.to_string()),
-        Command::AdminToken(AdminTokenCommand::Create { db, name }) => {
-            mint_token(db.into(), &name).await
-        }
+        Command::AdminToken(cmd) => cli::run_admin_token(cmd).await,
         Command::Audit(AuditCommand::Verify(db)) => verify_audit(db.into()).await,
         Command::Audit(AuditCommand::List {
             conn,
@@ -325,6 +301,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             },
         },
         ext_authz_key_header: args.ext_authz_key_header,
+        verify_auth: match args.verify_auth.as_str() {
+            "required" => VerifyAuth::Required,
+            _ => VerifyAuth::Off,
+        },
         auth_limits: keysmith::auth::AuthLimits {
             max_failures: args.admin_auth_max_failures,
             ..defaults.auth_limits
@@ -364,22 +344,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         );
     }
     app.run(shutdown_signal()).await.map_err(|e| e.to_string())
-}
-
-async fn mint_token(db: DbConfig, name: &str) -> Result<(), String> {
-    let store = app::open_store(&db, true)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (token, info) = AdminAuth::new(store, Default::default())
-        .mint(name)
-        .await
-        .map_err(|e| e.to_string())?;
-    eprintln!(
-        "minted admin token {} ({}); it is shown once:",
-        info.id, info.name
-    );
-    println!("{}", token.expose_secret());
-    Ok(())
 }
 
 async fn verify_audit(db: DbConfig) -> Result<(), String> {

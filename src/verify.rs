@@ -22,7 +22,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use crate::{
-    domain::{KeyState, Rule, Timestamp, restriction::Take},
+    domain::{KeyState, Rule, Timestamp, TokenLimits, restriction::Take},
     index::{Entry, KeyIndex, KeyspaceScope},
     usage::Recorder,
 };
@@ -146,7 +146,7 @@ pub struct Request<'a> {
     pub resource: &'a str,
     /// The keyspaces whose keys may answer; any other key answers exactly
     /// as an unknown one (NOT_FOUND, counted as unknown).
-    pub keyspaces: KeyspaceScope<'a>,
+    pub keyspaces: KeyspaceScope,
 }
 
 impl Default for Request<'_> {
@@ -261,6 +261,30 @@ pub fn verify<'a>(
     now: Timestamp,
     mono_nanos: impl FnOnce() -> u64,
 ) -> Outcome<'a> {
+    verify_within(
+        index,
+        usage,
+        key,
+        request,
+        &TokenLimits::NONE,
+        now,
+        mono_nanos,
+    )
+}
+
+/// [`verify`] for a caller confined to some keyspaces or owners (the
+/// verify listener's credential): a key outside them answers `NOT_FOUND`,
+/// exactly as a key that does not exist, and is neither counted nor
+/// charged a rate-limit token.
+pub fn verify_within<'a>(
+    index: &KeyIndex,
+    usage: &Recorder,
+    key: &str,
+    request: &Request<'a>,
+    within: &TokenLimits,
+    now: Timestamp,
+    mono_nanos: impl FnOnce() -> u64,
+) -> Outcome<'a> {
     let presented = match crate::domain::api_key::parse(key) {
         Ok(p) => p,
         Err(e) => {
@@ -275,6 +299,10 @@ pub fn verify<'a>(
         usage.unknown(Code::NotFound);
         return bare(Code::NotFound, Code::NotFound.detail());
     };
+    if !within.is_unlimited() && !admitted(index, within, &entry) {
+        usage.unknown(Code::NotFound);
+        return bare(Code::NotFound, Code::NotFound.detail());
+    }
     let mut decision = decide(&entry, request, now);
     let runtime = entry.runtime();
     let (mut remaining, mut retry_after) = (None, None);
@@ -318,3 +346,13 @@ mod alloc;
 mod props;
 #[cfg(test)]
 mod tests;
+
+/// Whether `entry` is inside a limited credential's keyspaces and owners. A
+/// few map lookups, made only for a limited credential.
+fn admitted(index: &KeyIndex, within: &TokenLimits, entry: &Entry) -> bool {
+    within.admits_owner(entry.owner_id())
+        && within.keyspaces().is_none_or(|ks| {
+            ks.iter()
+                .any(|k| index.keyspace_slot(k) == Some(entry.keyspace()))
+        })
+}

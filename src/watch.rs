@@ -15,9 +15,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::{Environment, KeyspaceId, OwnerId},
+    domain::{Environment, KeyspaceId, OwnerId, TokenLimits},
     error::{Error, Result},
-    index::{FeedHandle, KeyspaceBinding},
+    index::FeedHandle,
     store::{Change, Store},
 };
 
@@ -30,22 +30,12 @@ pub struct WatchRequest {
     pub all_changes: bool,
     /// Only keys of this keyspace.
     pub keyspace_id: Option<KeyspaceId>,
-    /// The keyspaces the subscriber is bound to, if it is (see [`Self::within`]).
-    pub bound: Option<KeyspaceBinding>,
+    /// The subscriber's credential's limits: changes to keys outside them
+    /// are never sent.
+    pub within: TokenLimits,
 }
 
 impl WatchRequest {
-    /// Restricts the stream to `binding`, the keyspaces its caller is bound
-    /// to: the call that binds a stream to them (Verify's is
-    /// [`crate::index::KeyspaceScope::within`]). Events of keys outside are
-    /// never sent, from the backlog or live.
-    pub fn within(self, binding: &KeyspaceBinding) -> Self {
-        Self {
-            bound: Some(binding.clone()),
-            ..self
-        }
-    }
-
     fn wants(&self, c: &Change) -> bool {
         (self.all_changes || c.kind.is_restrictive())
             && self.owner_id.as_ref().is_none_or(|o| *o == c.owner_id)
@@ -54,7 +44,9 @@ impl WatchRequest {
                 .keyspace_id
                 .as_ref()
                 .is_none_or(|k| *k == c.keyspace_id)
-            && self.bound.as_ref().is_none_or(|b| b.admits(&c.keyspace_id))
+            && self
+                .within
+                .admits(c.keyspace_id.as_str(), c.owner_id.as_str())
     }
 }
 
@@ -308,7 +300,6 @@ mod tests {
     use super::*;
     use crate::{
         domain::{KeyHash, KeyId, Timestamp},
-        index::KeyIndex,
         store::ChangeKind,
     };
 
@@ -328,18 +319,18 @@ mod tests {
 
     #[test]
     fn a_bound_stream_sees_only_its_keyspaces() {
-        let binding = KeyspaceBinding::new(
-            &KeyIndex::default(),
-            vec!["ks_a".parse().unwrap(), "ks_b".parse().unwrap()],
-        );
-        let bound = WatchRequest::default().within(&binding);
+        let within = TokenLimits::parse(Some(vec!["ks_a".into(), "ks_b".into()]), None).unwrap();
+        let bound = WatchRequest {
+            within: within.clone(),
+            ..WatchRequest::default()
+        };
         assert!(bound.wants(&change("ks_a")) && bound.wants(&change("ks_b")));
         assert!(!bound.wants(&change("ks_default")));
         let narrowed = WatchRequest {
             keyspace_id: Some("ks_b".parse().unwrap()),
+            within,
             ..WatchRequest::default()
-        }
-        .within(&binding);
+        };
         assert!(!narrowed.wants(&change("ks_a")) && narrowed.wants(&change("ks_b")));
         assert!(WatchRequest::default().wants(&change("ks_default")));
     }

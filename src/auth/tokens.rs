@@ -2,29 +2,102 @@
 //! authenticating answers from a map keyed by SHA-256 and never waits on
 //! the database: a flood of bad tokens cannot reach it through here.
 //!
-//! `keysmith admin-token create` mints tokens from another process, next
-//! to a live server, so the set must learn them. It is reloaded every
-//! `reload_interval` by [`TokenRefresher`], and on a miss. Reloads run one
-//! at a time and start at least `min_reload_gap` apart, whatever the number
-//! of callers: a miss waits for a reload that started after it asked
-//! (its own, or one already under way), never for more than one.
+//! Tokens are minted and revoked by other replicas, and by
+//! `keysmith admin-token create` from another process, so the set must
+//! learn them. [`TokenRefresher`] reloads it every `reload_interval`, at
+//! once when a revocation's NOTIFY arrives (PostgreSQL), and on a miss.
+//! Reloads run one at a time and start at least `min_reload_gap` apart,
+//! whatever the number of callers: a miss waits for a reload that started
+//! after it asked (its own, or one already under way), never for more than
+//! one.
+//!
+//! Each authenticated call marks its token's last use in memory, on the
+//! entry (an atomic, at one-second precision, so the verify path never
+//! writes a shared line more than once a second). The refresher writes the
+//! marks in one batch per tick: a crash loses at most one interval of them.
 
 use std::{
     collections::HashMap,
     sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use tokio::{
-    sync::{Mutex, watch},
+    sync::{Mutex as AsyncMutex, watch},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{AdminTokenInfo, Store, StoreError};
+use crate::{
+    domain::{
+        Timestamp, TokenGrant,
+        admin_token::{AdminTokenRecord, TokenId},
+    },
+    keys::Actor,
+    store::{PgWakeups, Store, StoreError, TOKEN_CHANNEL},
+};
+
+/// The precision of a recorded last use.
+const USE_PRECISION_MS: i64 = 1000;
+
+/// One token as authentication holds it. Shared by the set and by the
+/// streams it authenticated, which end once it is revoked.
+#[derive(Debug)]
+pub struct TokenEntry {
+    pub id: TokenId,
+    pub grant: Arc<TokenGrant>,
+    /// Unix ms of the last use seen on this replica.
+    last_used: AtomicI64,
+    /// What the store has: the refresher writes `last_used` past this.
+    flushed: AtomicI64,
+    /// Set when a reload no longer finds the token.
+    revoked: AtomicBool,
+}
+
+impl TokenEntry {
+    fn new(record: &AdminTokenRecord) -> Self {
+        let used = record.last_used_at.map_or(0, Timestamp::as_millis);
+        Self {
+            id: record.id.clone(),
+            grant: Arc::new(record.grant.clone()),
+            last_used: AtomicI64::new(used),
+            flushed: AtomicI64::new(used),
+            revoked: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the token still authenticates at `now`: not revoked (as of
+    /// the last reload) and not expired.
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        !self.revoked.load(Ordering::Relaxed) && self.grant.is_live(now)
+    }
+
+    /// Marks a use at `now`. Writes the shared atomic at most once per
+    /// [`USE_PRECISION_MS`]; otherwise it is only read.
+    #[inline]
+    pub fn touch(&self, now: Timestamp) {
+        let now = now.as_millis();
+        if self.last_used.load(Ordering::Relaxed) <= now - USE_PRECISION_MS {
+            self.last_used.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+
+    /// The admin caller this token makes.
+    pub fn actor(&self) -> Actor {
+        Actor::token(self.id.as_str(), self.grant.clone())
+    }
+
+    /// The use not yet written, if any.
+    fn unflushed(&self) -> Option<i64> {
+        let last = self.last_used.load(Ordering::Relaxed);
+        (last > self.flushed.load(Ordering::Relaxed)).then_some(last)
+    }
+}
+
+type Tokens = HashMap<[u8; 32], Arc<TokenEntry>>;
 
 /// What one reload read.
 #[derive(Clone, Default)]
@@ -32,7 +105,7 @@ struct Loaded {
     /// When the read began: it sees every token committed before then.
     /// `None` until the first reload.
     started: Option<Instant>,
-    tokens: Arc<HashMap<[u8; 32], AdminTokenInfo>>,
+    tokens: Arc<Tokens>,
 }
 
 pub struct TokenSet {
@@ -42,7 +115,10 @@ pub struct TokenSet {
     loaded: watch::Sender<Loaded>,
     /// Held by the reload in flight (single flight). Holds when the last
     /// reload started, for the global rate.
-    reloading: Mutex<Option<Instant>>,
+    reloading: AsyncMutex<Option<Instant>>,
+    /// Entries a reload dropped with a use not yet written: the next flush
+    /// writes it, so a revoked token's last use is not lost.
+    retired: Mutex<Vec<Arc<TokenEntry>>>,
     min_reload_gap: Duration,
     /// Reads of the store so far, for tests and metrics.
     reloads: AtomicU64,
@@ -53,7 +129,8 @@ impl TokenSet {
         Self {
             store,
             loaded: watch::Sender::new(Loaded::default()),
-            reloading: Mutex::new(None),
+            reloading: AsyncMutex::new(None),
+            retired: Mutex::new(Vec::new()),
             min_reload_gap,
             reloads: AtomicU64::new(0),
         }
@@ -64,9 +141,22 @@ impl TokenSet {
         self.reloads.load(Ordering::Relaxed)
     }
 
-    /// The token whose SHA-256 is `hash`, from memory.
-    pub fn get(&self, hash: &[u8; 32]) -> Option<AdminTokenInfo> {
+    /// The token whose SHA-256 is `hash`, from memory. Takes the set's read
+    /// lock for the lookup only; allocates nothing.
+    pub fn get(&self, hash: &[u8; 32]) -> Option<Arc<TokenEntry>> {
         self.loaded.borrow().tokens.get(hash).cloned()
+    }
+
+    /// Adds a token minted on this replica, so it works at once here (on
+    /// the verify listener too, which never reloads on a miss). A reload
+    /// that read before the mint committed may drop it again; the next one
+    /// brings it back.
+    pub fn insert_local(&self, hash: [u8; 32], record: &AdminTokenRecord) {
+        self.loaded.send_modify(|loaded| {
+            let mut tokens = Tokens::clone(&loaded.tokens);
+            tokens.insert(hash, Arc::new(TokenEntry::new(record)));
+            loaded.tokens = Arc::new(tokens);
+        });
     }
 
     /// Returns once the set reflects a read that started at or after
@@ -83,10 +173,33 @@ impl TokenSet {
         let started = Instant::now();
         *last = Some(started);
         self.reloads.fetch_add(1, Ordering::Relaxed);
-        let tokens = self.store.admin_tokens().await?;
+        let rows = self.store.active_tokens().await?;
+        let old = self.loaded.borrow().tokens.clone();
+        let mut tokens = Tokens::with_capacity(rows.len());
+        for (hash, record) in &rows {
+            let entry = match old.get(hash) {
+                // Unchanged: keep the entry, its marks and the streams on it.
+                Some(e) if e.id == record.id && *e.grant == record.grant => e.clone(),
+                _ => Arc::new(TokenEntry::new(record)),
+            };
+            tokens.insert(*hash, entry);
+        }
+        let mut retired = Vec::new();
+        for (hash, entry) in old.iter() {
+            if !tokens.get(hash).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+                entry.revoked.store(true, Ordering::Relaxed);
+                if entry.unflushed().is_some() {
+                    retired.push(entry.clone());
+                }
+            }
+        }
+        self.retired
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(retired);
         self.loaded.send_replace(Loaded {
             started: Some(started),
-            tokens: Arc::new(tokens.into_iter().collect()),
+            tokens: Arc::new(tokens),
         });
         Ok(())
     }
@@ -102,40 +215,119 @@ impl TokenSet {
     fn loaded_since(&self, asked: Instant) -> bool {
         self.loaded.borrow().started.is_some_and(|s| s >= asked)
     }
+
+    /// Writes the last uses marked since the previous flush, in one
+    /// transaction. On failure they stay marked for the next one.
+    pub async fn flush_uses(&self) -> Result<(), StoreError> {
+        let retired =
+            std::mem::take(&mut *self.retired.lock().unwrap_or_else(PoisonError::into_inner));
+        let current = self.loaded.borrow().tokens.clone();
+        let entries: Vec<(Arc<TokenEntry>, i64)> = current
+            .values()
+            .chain(&retired)
+            .filter_map(|e| e.unflushed().map(|at| (e.clone(), at)))
+            .collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let uses: Vec<(TokenId, Timestamp)> = entries
+            .iter()
+            .map(|(e, at)| (e.id.clone(), Timestamp::from_millis(*at)))
+            .collect();
+        if let Err(e) = self.store.record_token_uses(&uses).await {
+            self.retired
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(retired);
+            return Err(e);
+        }
+        for (e, at) in entries {
+            e.flushed.fetch_max(at, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
-/// Reloads the token set every `interval`, so that a token minted or
-/// revoked by another process takes effect within it.
+/// Reloads the token set every `interval`, and at once when a revocation
+/// on another replica NOTIFYs; flushes last uses on each tick. So a token
+/// minted or revoked elsewhere takes effect within one NOTIFY round trip,
+/// or within `interval` when the wake-up is lost.
 pub struct TokenRefresher {
     pub tokens: Arc<TokenSet>,
     pub interval: Duration,
+    /// PostgreSQL's LISTEN connections; `None` on SQLite, whose writers
+    /// are all in this process.
+    pub wakeups: Option<PgWakeups>,
+    pub replica: String,
 }
 
 impl TokenRefresher {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut listener = None;
         loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
+            let woken = tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => false,
+                lost = recv(&mut listener) => {
+                    // A lost connection loses the notifications sent while
+                    // it is down: drop it, and the reload below (and the one
+                    // after reconnecting) catches up from the table.
+                    if lost {
+                        tracing::warn!("admin token listener lost its connection; rebuilding");
+                        listener = None;
+                    }
+                    true
+                }
+            };
+            if listener.is_none()
+                && let Some(wakeups) = &self.wakeups
+            {
+                let name = format!("keysmith-tokens-{}", self.replica);
+                match wakeups.listen_on(TOKEN_CHANNEL, &name).await {
+                    Ok(l) => listener = Some(l),
+                    Err(e) => tracing::warn!(error = %e, "cannot listen for admin token changes"),
+                }
             }
             let reload = self.tokens.reload_after(Instant::now());
             let result = tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => break,
                 r = reload => r,
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, "cannot reload the admin tokens");
             }
+            if !woken && let Err(e) = self.tokens.flush_uses().await {
+                tracing::warn!(error = %e, "cannot record admin token uses");
+            }
         }
+        // The last marks of this process, unless the database is gone.
+        let last = tokio::time::timeout(Duration::from_secs(2), self.tokens.flush_uses());
+        if let Ok(Err(e)) = last.await {
+            tracing::warn!(error = %e, "cannot record admin token uses");
+        }
+    }
+}
+
+/// Waits for a notification; `true` when the listener lost its connection
+/// (`try_recv`, unlike `recv`, says so instead of reconnecting quietly).
+/// Without a listener it never resolves.
+async fn recv(listener: &mut Option<sqlx::postgres::PgListener>) -> bool {
+    match listener {
+        Some(l) => !matches!(l.try_recv().await, Ok(Some(_))),
+        None => std::future::pending().await,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::DbConfig, domain::Timestamp};
+    use crate::{
+        config::DbConfig,
+        domain::{KeyName, TokenGrant},
+        store::NewAuditEvent,
+    };
 
     async fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
         let db = DbConfig {
@@ -145,6 +337,32 @@ mod tests {
         crate::app::open_store(&db, true).await.expect("store")
     }
 
+    fn record(name: &str) -> AdminTokenRecord {
+        AdminTokenRecord {
+            id: TokenId::generate(),
+            name: KeyName::parse(name).expect("name"),
+            grant: TokenGrant::FULL,
+            created_at: Timestamp::now(),
+            created_by: None,
+            last_used_at: None,
+            revoked_at: None,
+            revoke_reason: None,
+        }
+    }
+
+    fn audit() -> NewAuditEvent {
+        NewAuditEvent {
+            at: Timestamp::now(),
+            actor: "system:test".into(),
+            action: "admin_token.created",
+            key_id: None,
+            owner_id: None,
+            reason: None,
+            changes: serde_json::json!({}),
+            request_id: None,
+        }
+    }
+
     /// Misses at the same moment, from any number of callers, share one
     /// read of the store, and each then sees the token minted before it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,12 +370,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let store = store(&dir).await;
         let set = Arc::new(TokenSet::new(store.clone(), Duration::from_millis(100)));
-        let info = AdminTokenInfo {
-            id: "adm_1".into(),
-            name: "ops".into(),
-        };
+        let info = record("ops");
         store
-            .insert_admin_token(&info, &[7; 32], Timestamp::now())
+            .insert_token(&info, &[7; 32], &audit())
             .await
             .expect("insert");
         let asked = Instant::now();
@@ -169,7 +384,7 @@ mod tests {
             miss.expect("join").expect("reload");
         }
         assert_eq!(set.reloads(), 1);
-        assert_eq!(set.get(&[7; 32]).map(|i| i.id), Some("adm_1".to_owned()));
+        assert_eq!(set.get(&[7; 32]).map(|e| e.id.clone()), Some(info.id));
         assert!(set.get(&[8; 32]).is_none());
     }
 
@@ -198,5 +413,60 @@ mod tests {
             "{} reloads > {bound}",
             set.reloads()
         );
+    }
+
+    /// Uses are marked in memory and written by the flush, once; a token
+    /// revoked meanwhile still gets its last use written, and its entry
+    /// (held by any stream it authenticated) stops being live.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn last_uses_are_flushed_in_batches_and_survive_a_revocation() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = store(&dir).await;
+        let set = TokenSet::new(store.clone(), Duration::ZERO);
+        let info = record("ops");
+        store
+            .insert_token(&info, &[7; 32], &audit())
+            .await
+            .expect("insert");
+        set.reload_after(Instant::now()).await.expect("reload");
+        let entry = set.get(&[7; 32]).expect("loaded");
+        let used = Timestamp::from_millis(1_800_000_000_000);
+        entry.touch(used);
+        entry.touch(Timestamp::from_millis(used.as_millis() + 10));
+        set.flush_uses().await.expect("flush");
+        let stored = |store: Arc<dyn Store>| async move {
+            store.active_tokens().await.expect("tokens")[0]
+                .1
+                .last_used_at
+        };
+        assert_eq!(
+            stored(store.clone()).await,
+            Some(used),
+            "one-second precision"
+        );
+
+        let later = Timestamp::from_millis(used.as_millis() + 5000);
+        entry.touch(later);
+        let reason = crate::domain::Reason::parse("test").expect("reason");
+        store
+            .revoke_token(&info.id, None, &reason, &audit(), &audit())
+            .await
+            .expect("revoke");
+        set.reload_after(Instant::now()).await.expect("reload");
+        assert!(set.get(&[7; 32]).is_none());
+        assert!(!entry.is_live(Timestamp::now()), "streams on it end");
+        set.flush_uses().await.expect("flush");
+        let all = store
+            .list_tokens(
+                &crate::store::TokenFilter {
+                    visible_to: None,
+                    after: None,
+                    limit: 10,
+                },
+                &audit(),
+            )
+            .await
+            .expect("list");
+        assert_eq!(all[0].last_used_at, Some(later));
     }
 }

@@ -1,5 +1,5 @@
 //! The admin CLI: `keysmith key …`, `keysmith keyspace …`, `keysmith audit list`,
-//! `keysmith webhook …`.
+//! `keysmith webhook …`, `keysmith admin-token …`.
 //!
 //! It talks to the Admin API. Output is a table for people, or JSON with
 //! `--json` for scripts. Secrets are printed once, on create and rotate,
@@ -8,6 +8,7 @@
 mod commands;
 mod keyspace;
 mod output;
+mod tokens;
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ pub use keyspace::{
     run_keyspace,
 };
 use output::{Out, key_json, key_row};
+pub use tokens::{AdminTokenCommand, DbArgs, TokenSpec, run_admin_token};
 
 /// Where the Admin API is and how to authenticate.
 #[derive(Args, Clone, Debug)]

@@ -229,4 +229,90 @@ impl Out {
             json,
         );
     }
+
+    /// One admin token; with a secret (just minted), the secret last, alone
+    /// on its line (or as `secret` in the JSON).
+    pub fn token(&self, t: Option<&pb::AdminToken>, secret: Option<&str>) {
+        let Some(t) = t else { return };
+        if self.json {
+            let mut v = token_json(t);
+            if let Some(secret) = secret {
+                v["secret"] = json!(secret);
+            }
+            println!("{v}");
+            return;
+        }
+        let limit = |l: &[String]| {
+            if l.is_empty() {
+                "any".to_owned()
+            } else {
+                l.join(" ")
+            }
+        };
+        let rows = vec![
+            vec!["id".into(), t.id.clone()],
+            vec!["name".into(), t.name.clone()],
+            vec!["state".into(), token_state(t.state()).into()],
+            vec!["permissions".into(), t.permissions.join(" ")],
+            vec!["keyspaces".into(), limit(&t.keyspaces)],
+            vec!["owners".into(), limit(&t.owners)],
+            vec!["expires (ms)".into(), time(&t.expire_time).to_string()],
+            vec!["last used (ms)".into(), time(&t.last_used_time).to_string()],
+            vec!["created by".into(), t.created_by.clone()],
+        ];
+        table(&["FIELD", "VALUE"], &rows);
+        if let Some(secret) = secret {
+            println!("{secret}");
+        }
+    }
+
+    pub fn tokens(&self, ts: &[pb::AdminToken], next_page_token: &str) {
+        let rows = ts
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.clone(),
+                    t.name.clone(),
+                    token_state(t.state()).to_owned(),
+                    t.permissions.join(" "),
+                    t.owners.join(" "),
+                ]
+            })
+            .collect();
+        let json = json!({
+            "tokens": ts.iter().map(token_json).collect::<Vec<_>>(),
+            "next_page_token": next_page_token,
+        });
+        self.list(
+            &["ID", "NAME", "STATE", "PERMISSIONS", "OWNERS"],
+            rows,
+            json,
+        );
+    }
+}
+
+fn token_state(s: pb::AdminTokenState) -> &'static str {
+    match s {
+        pb::AdminTokenState::Active => "active",
+        pb::AdminTokenState::Expired => "expired",
+        pb::AdminTokenState::Revoked => "revoked",
+        pb::AdminTokenState::Unspecified => "",
+    }
+}
+
+fn token_json(t: &pb::AdminToken) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "state": token_state(t.state()),
+        "permissions": t.permissions,
+        "keyspaces": t.keyspaces,
+        "owners": t.owners,
+        "create_time_ms": time(&t.create_time),
+        "expire_time_ms": time(&t.expire_time),
+        "last_used_time_ms": time(&t.last_used_time),
+        "revoke_time_ms": time(&t.revoke_time),
+        "revoke_reason": t.revoke_reason,
+        "created_by": t.created_by,
+    })
 }

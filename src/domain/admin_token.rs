@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::{
+    KeyName, Reason, Timestamp, TokenGrant,
     api_key::{RandomnessError, fill_random},
     base62,
 };
@@ -66,5 +67,113 @@ impl fmt::Debug for AdminToken {
 
 /// An admin token's public id, `adm_` and a lowercase ULID.
 pub fn new_token_id() -> String {
-    format!("adm_{}", ulid::Ulid::new().to_string().to_lowercase())
+    TokenId::generate().0
+}
+
+/// An admin token's public id: `adm_` and a lowercase ULID. Safe to log.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenId(String);
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("must be `adm_` and 26 characters of a lowercase ULID")]
+pub struct TokenIdError;
+
+impl TokenId {
+    pub fn generate() -> Self {
+        Self(format!(
+            "adm_{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ))
+    }
+
+    pub fn parse(s: &str) -> Result<Self, TokenIdError> {
+        let body = s.strip_prefix("adm_").ok_or(TokenIdError)?;
+        let ok = body.len() == 26
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+            && ulid::Ulid::from_string(body).is_ok();
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(TokenIdError)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TokenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The state of a token at a given moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+/// An admin token as the admin API shows it. Its secret is never part of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminTokenRecord {
+    pub id: TokenId,
+    pub name: KeyName,
+    pub grant: TokenGrant,
+    pub created_at: Timestamp,
+    /// The token that minted it (`adm_…`), or the system actor
+    /// (`system:bootstrap`, `system:cli`); `None` for tokens minted before
+    /// this was recorded.
+    pub created_by: Option<String>,
+    /// As of the last flush of recorded uses (see `auth::tokens`).
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+    pub revoke_reason: Option<Reason>,
+}
+
+impl AdminTokenRecord {
+    pub fn state(&self, now: Timestamp) -> TokenState {
+        if self.revoked_at.is_some() {
+            TokenState::Revoked
+        } else if self.grant.is_live(now) {
+            TokenState::Active
+        } else {
+            TokenState::Expired
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_ids_parse_only_their_own_shape() {
+        let id = TokenId::generate();
+        assert_eq!(TokenId::parse(id.as_str()), Ok(id.clone()));
+        for bad in [
+            "",
+            "adm_",
+            "key_01m8g0zgfjs3a7rhn3909wtwsb",
+            "adm_01M8G0ZGFJS3A7RHN3909WTWSB",
+            "adm_01m8g0zgfjs3a7rhn3909wtws",
+            "adm_01m8g0zgfjs3a7rhn3909wtwsb'--",
+        ] {
+            assert_eq!(TokenId::parse(bad), Err(TokenIdError), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn generated_tokens_are_well_formed_and_hash_as_presented() {
+        let t = AdminToken::generate().expect("rng");
+        assert!(well_formed(t.expose_secret()));
+        assert_eq!(t.hash(), hash_presented(t.expose_secret()));
+        assert!(!well_formed("ksa_short"));
+        assert_eq!(format!("{t:?}"), "AdminToken([redacted])");
+    }
 }

@@ -57,7 +57,7 @@ fn identifier(s: &str, max: usize) -> Result<(), FieldError> {
 macro_rules! text_newtype {
     ($(#[$doc:meta])* $name:ident, $check:expr) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
 
         impl $name {

@@ -10,6 +10,7 @@ mod key_id;
 pub mod keyspace;
 mod kind;
 pub mod page_token;
+mod permission;
 mod policy;
 #[cfg(test)]
 mod props;
@@ -19,6 +20,7 @@ mod rotation;
 pub mod scope;
 mod special_ip;
 mod time;
+mod token_grant;
 pub mod webhook;
 
 pub use api_key::{ApiKey, KeyFormatError, PresentedKey};
@@ -30,9 +32,11 @@ pub use key_id::{KeyId, KeyIdError, PackedKeyId};
 pub use keyspace::{KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, PrefixError};
 pub use kind::{Environment, KeyType, UnknownVariant};
 pub use page_token::{PageTokenError, PageTokens};
+pub use permission::{Permission, PermissionError, PermissionSet, UnknownPermission};
 pub use policy::StalePolicy;
 pub use restriction::{Mode, Restrictions, Rule};
 pub use role::{Role, RoleDescription, RoleName};
 pub use rotation::{KeyRotation, MIN_ROTATION_PERIOD};
 pub use scope::{Scope, ScopeError};
 pub use time::{Clock, Timestamp, mono_nanos};
+pub use token_grant::{DEFAULT_KEYSPACE, GrantError, MAX_LIMIT_ENTRIES, TokenGrant, TokenLimits};

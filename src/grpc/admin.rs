@@ -1,13 +1,19 @@
-//! KeyAdmin handlers: authenticate, parse, call, convert. The role
-//! handlers live in `admin/roles.rs`.
+//! KeyAdmin handlers: authenticate and authorise (one call), parse, call,
+//! convert. Keyspace handlers are in `admin/keyspaces.rs`, role handlers in
+//! `admin/roles.rs`, token handlers in
+//! `admin/tokens.rs`, webhook handlers in `admin/webhooks.rs`.
 
+mod keyspaces;
 mod roles;
+mod tokens;
+mod webhooks;
 
 use tonic::{Request, Response, Status};
 
 use super::{bearer, convert, pb, pb::key_admin_server::KeyAdmin};
 use crate::{
     auth::AdminAuth,
+    domain::Permission,
     keys::{Actor, Keys, MAX_PROPAGATION_TIMEOUT},
     webhooks::Webhooks,
 };
@@ -27,9 +33,27 @@ impl AdminService {
         }
     }
 
-    async fn actor<T>(&self, req: &Request<T>) -> Result<Actor, Status> {
+    /// The authenticated caller of `req`, if it holds `needed`:
+    /// UNAUTHENTICATED, or PERMISSION_DENIED naming the permission,
+    /// otherwise. Every handler starts here, so none runs unauthorised.
+    async fn caller<T>(&self, req: &Request<T>, needed: Permission) -> Result<Actor, Status> {
         let peer = req.remote_addr().map(|a| a.ip());
-        Ok(self.auth.authenticate(bearer(req), peer).await?)
+        let actor = self.auth.authenticate(bearer(req), peer).await?;
+        actor.require(needed)?;
+        Ok(actor)
+    }
+
+    /// [`Self::caller`] for a call whose answer spans every owner and
+    /// keyspace: a token limited to some is refused as well.
+    async fn global_caller<T>(
+        &self,
+        req: &Request<T>,
+        needed: Permission,
+    ) -> Result<Actor, Status> {
+        let peer = req.remote_addr().map(|a| a.ip());
+        let actor = self.auth.authenticate(bearer(req), peer).await?;
+        actor.require_global(needed)?;
+        Ok(actor)
     }
 }
 
@@ -39,7 +63,7 @@ type Reply<T> = Result<Response<T>, Status>;
 impl KeyAdmin for AdminService {
     #[tracing::instrument(skip_all)]
     async fn create_key(&self, req: Request<pb::CreateKeyRequest>) -> Reply<pb::CreateKeyResponse> {
-        let actor = self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeysWrite).await?;
         let create = convert::create_request(req.into_inner())?;
         let created = self.keys.create(create, &actor).await?;
         tracing::info!(key_id = %created.key.id, replayed = created.secret.is_none(), "key created");
@@ -48,26 +72,29 @@ impl KeyAdmin for AdminService {
 
     #[tracing::instrument(skip_all)]
     async fn get_key(&self, req: Request<pb::GetKeyRequest>) -> Reply<pb::GetKeyResponse> {
-        self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeysRead).await?;
         let pb::GetKeyRequest { id } = req.into_inner();
-        let key = self.keys.get(&convert::key_id("id", &id)?).await?;
+        let key = self
+            .keys
+            .get_visible(&convert::key_id("id", &id)?, &actor)
+            .await?;
         let key = Some(convert::key_message(&key, self.keys.now()));
         Ok(Response::new(pb::GetKeyResponse { key }))
     }
 
     #[tracing::instrument(skip_all)]
     async fn list_keys(&self, req: Request<pb::ListKeysRequest>) -> Reply<pb::ListKeysResponse> {
-        self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeysRead).await?;
         let page = self
             .keys
-            .list(convert::key_query(req.into_inner())?)
+            .list(convert::key_query(req.into_inner())?, &actor)
             .await?;
         Ok(Response::new(convert::keys_page(page, self.keys.now())))
     }
 
     #[tracing::instrument(skip_all)]
     async fn update_key(&self, req: Request<pb::UpdateKeyRequest>) -> Reply<pb::UpdateKeyResponse> {
-        let actor = self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeysWrite).await?;
         let (id, patch) = convert::key_patch(req.into_inner())?;
         let key = self.keys.update(&id, patch, &actor).await?;
         let key = Some(convert::key_message(&key, self.keys.now()));
@@ -76,7 +103,7 @@ impl KeyAdmin for AdminService {
 
     #[tracing::instrument(skip_all)]
     async fn rotate_key(&self, req: Request<pb::RotateKeyRequest>) -> Reply<pb::RotateKeyResponse> {
-        let actor = self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeysWrite).await?;
         let pb::RotateKeyRequest {
             id,
             grace_period,
@@ -119,7 +146,7 @@ impl KeyAdmin for AdminService {
 
     #[tracing::instrument(skip_all)]
     async fn revoke_key(&self, req: Request<pb::RevokeKeyRequest>) -> Reply<pb::RevokeKeyResponse> {
-        let actor = self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeysRevoke).await?;
         let pb::RevokeKeyRequest {
             id,
             reason,
@@ -167,7 +194,7 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::DisableKeyRequest>,
     ) -> Reply<pb::DisableKeyResponse> {
-        let actor = self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeysRevoke).await?;
         let pb::DisableKeyRequest { id, reason } = req.into_inner();
         let id = convert::key_id("id", &id)?;
         let key = self
@@ -180,7 +207,7 @@ impl KeyAdmin for AdminService {
 
     #[tracing::instrument(skip_all)]
     async fn enable_key(&self, req: Request<pb::EnableKeyRequest>) -> Reply<pb::EnableKeyResponse> {
-        let actor = self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeysWrite).await?;
         let pb::EnableKeyRequest { id } = req.into_inner();
         let key = self
             .keys
@@ -195,10 +222,10 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::ListAuditEventsRequest>,
     ) -> Reply<pb::ListAuditEventsResponse> {
-        self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::AuditRead).await?;
         let page = self
             .keys
-            .audit_events(convert::audit_query(req.into_inner())?)
+            .audit_events(convert::audit_query(req.into_inner())?, &actor)
             .await?;
         Ok(Response::new(convert::audit_page(page)))
     }
@@ -208,7 +235,7 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::GetReplicaStatusRequest>,
     ) -> Reply<pb::GetReplicaStatusResponse> {
-        self.actor(&req).await?;
+        self.global_caller(&req, Permission::ReplicasRead).await?;
         let pb::GetReplicaStatusRequest {} = req.into_inner();
         Ok(Response::new(convert::replica_status(
             self.keys.replica_status().await?,
@@ -220,11 +247,11 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::GetKeyUsageRequest>,
     ) -> Reply<pb::GetKeyUsageResponse> {
-        self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::UsageRead).await?;
         let pb::GetKeyUsageRequest { id, from, to } = req.into_inner();
         let id = convert::key_id("id", &id)?;
         let (from, to) = convert::range(from, to)?;
-        let usage = self.keys.usage(&id, from, to).await?;
+        let usage = self.keys.usage(&id, from, to, &actor).await?;
         Ok(Response::new(convert::key_usage(usage)))
     }
 
@@ -233,9 +260,12 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::GetRotationOverlapRequest>,
     ) -> Reply<pb::GetRotationOverlapResponse> {
-        self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::UsageRead).await?;
         let pb::GetRotationOverlapRequest { id } = req.into_inner();
-        let overlap = self.keys.overlap(&convert::key_id("id", &id)?).await?;
+        let overlap = self
+            .keys
+            .overlap(&convert::key_id("id", &id)?, &actor)
+            .await?;
         Ok(Response::new(convert::overlap(overlap)))
     }
 
@@ -244,7 +274,7 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::OwnerStalePolicy>,
     ) -> Reply<pb::OwnerStalePolicy> {
-        let actor = self.actor(&req).await?;
+        let actor = self.global_caller(&req, Permission::PoliciesManage).await?;
         let (owner, policy) = convert::owner_policy(req.into_inner())?;
         self.keys.set_owner_policy(&owner, &policy, &actor).await?;
         Ok(Response::new(convert::to_owner_policy(&owner, &policy)))
@@ -255,7 +285,7 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::DeleteOwnerStalePolicyRequest>,
     ) -> Reply<pb::DeleteOwnerStalePolicyResponse> {
-        let actor = self.actor(&req).await?;
+        let actor = self.global_caller(&req, Permission::PoliciesManage).await?;
         let pb::DeleteOwnerStalePolicyRequest { owner_id } = req.into_inner();
         self.keys
             .delete_owner_policy(&convert::owner_id("owner_id", &owner_id)?, &actor)
@@ -268,7 +298,7 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::ListOwnerStalePoliciesRequest>,
     ) -> Reply<pb::ListOwnerStalePoliciesResponse> {
-        self.actor(&req).await?;
+        self.global_caller(&req, Permission::PoliciesManage).await?;
         let policies = self.keys.owner_policies().await?;
         let policies = policies
             .iter()
@@ -284,10 +314,10 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::ListStaleKeysRequest>,
     ) -> Reply<pb::ListKeysResponse> {
-        self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeysRead).await?;
         let page = self
             .keys
-            .list(convert::stale_query(req.into_inner())?)
+            .list(convert::stale_query(req.into_inner())?, &actor)
             .await?;
         Ok(Response::new(convert::keys_page(page, self.keys.now())))
     }
@@ -297,7 +327,7 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::GetUnknownKeyStatsRequest>,
     ) -> Reply<pb::GetUnknownKeyStatsResponse> {
-        self.actor(&req).await?;
+        self.global_caller(&req, Permission::UsageRead).await?;
         let pb::GetUnknownKeyStatsRequest { from, to } = req.into_inner();
         let (from, to) = convert::range(from, to)?;
         Ok(Response::new(convert::unknown_stats(
@@ -310,137 +340,106 @@ impl KeyAdmin for AdminService {
         &self,
         req: Request<pb::VerifyAuditChainRequest>,
     ) -> Reply<pb::VerifyAuditChainResponse> {
-        self.actor(&req).await?;
+        self.global_caller(&req, Permission::AuditRead).await?;
         let pb::VerifyAuditChainRequest {} = req.into_inner();
         Ok(Response::new(convert::chain_report(
             self.keys.verify_audit_chain().await?,
         )))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn create_webhook_endpoint(
         &self,
         req: Request<pb::CreateWebhookEndpointRequest>,
     ) -> Reply<pb::CreateWebhookEndpointResponse> {
-        let actor = self.actor(&req).await?;
-        let (e, secret) = self
-            .webhooks
-            .create(convert::create_endpoint(req.into_inner()), &actor)
-            .await?;
-        let signing_secret = secret.expose_secret().to_owned();
-        Ok(Response::new(pb::CreateWebhookEndpointResponse {
-            endpoint: Some(convert::endpoint(&e)),
-            signing_secret,
-        }))
+        self.create_endpoint(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_webhook_endpoints(
         &self,
         req: Request<pb::ListWebhookEndpointsRequest>,
     ) -> Reply<pb::ListWebhookEndpointsResponse> {
-        self.actor(&req).await?;
-        let endpoints = self
-            .webhooks
-            .list()
-            .await?
-            .iter()
-            .map(convert::endpoint)
-            .collect();
-        Ok(Response::new(pb::ListWebhookEndpointsResponse {
-            endpoints,
-        }))
+        self.list_endpoints(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn update_webhook_endpoint(
         &self,
         req: Request<pb::UpdateWebhookEndpointRequest>,
     ) -> Reply<pb::WebhookEndpoint> {
-        let actor = self.actor(&req).await?;
-        let (id, input) = convert::update_endpoint(req.into_inner())?;
-        Ok(Response::new(convert::endpoint(
-            &self.webhooks.update(&id, input, &actor).await?,
-        )))
+        self.update_endpoint(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn delete_webhook_endpoint(
         &self,
         req: Request<pb::DeleteWebhookEndpointRequest>,
     ) -> Reply<pb::DeleteWebhookEndpointResponse> {
-        let actor = self.actor(&req).await?;
-        let pb::DeleteWebhookEndpointRequest { id } = req.into_inner();
-        self.webhooks.delete(&id, &actor).await?;
-        Ok(Response::new(pb::DeleteWebhookEndpointResponse {}))
+        self.delete_endpoint(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_webhook_deliveries(
         &self,
         req: Request<pb::ListWebhookDeliveriesRequest>,
     ) -> Reply<pb::ListWebhookDeliveriesResponse> {
-        self.actor(&req).await?;
-        let query = convert::delivery_query(req.into_inner())?;
-        let page = self.webhooks.deliveries(query).await?;
-        Ok(Response::new(convert::deliveries_page(page)))
+        self.list_deliveries(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn redeliver_webhook(
         &self,
         req: Request<pb::RedeliverWebhookRequest>,
     ) -> Reply<pb::WebhookDelivery> {
-        let actor = self.actor(&req).await?;
-        let pb::RedeliverWebhookRequest { id } = req.into_inner();
-        Ok(Response::new(convert::delivery(
-            &self.webhooks.redeliver(&id, &actor).await?,
-        )))
+        self.redeliver(req).await
     }
 
-    #[tracing::instrument(skip_all)]
+    async fn create_admin_token(
+        &self,
+        req: Request<pb::CreateAdminTokenRequest>,
+    ) -> Reply<pb::CreateAdminTokenResponse> {
+        self.mint_token(req).await
+    }
+
+    async fn list_admin_tokens(
+        &self,
+        req: Request<pb::ListAdminTokensRequest>,
+    ) -> Reply<pb::ListAdminTokensResponse> {
+        self.list_tokens(req).await
+    }
+
+    async fn get_admin_token(
+        &self,
+        req: Request<pb::GetAdminTokenRequest>,
+    ) -> Reply<pb::GetAdminTokenResponse> {
+        self.get_token(req).await
+    }
+
+    async fn revoke_admin_token(
+        &self,
+        req: Request<pb::RevokeAdminTokenRequest>,
+    ) -> Reply<pb::RevokeAdminTokenResponse> {
+        self.revoke_token(req).await
+    }
+
     async fn create_keyspace(
         &self,
         req: Request<pb::CreateKeyspaceRequest>,
     ) -> Reply<pb::Keyspace> {
-        let actor = self.actor(&req).await?;
-        let new = convert::create_keyspace(req.into_inner())?;
-        let ks = self.keys.create_keyspace(new, &actor).await?;
-        tracing::info!(keyspace_id = %ks.id, "keyspace created");
-        Ok(Response::new(convert::to_keyspace(&ks)))
+        self.create_keyspace_(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn get_keyspace(&self, req: Request<pb::GetKeyspaceRequest>) -> Reply<pb::Keyspace> {
-        self.actor(&req).await?;
-        let pb::GetKeyspaceRequest { id } = req.into_inner();
-        let ks = self
-            .keys
-            .get_keyspace(&convert::keyspace_id("id", &id)?)
-            .await?;
-        Ok(Response::new(convert::to_keyspace(&ks)))
+        self.get_keyspace_(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_keyspaces(
         &self,
         req: Request<pb::ListKeyspacesRequest>,
     ) -> Reply<pb::ListKeyspacesResponse> {
-        self.actor(&req).await?;
-        let query = convert::list_keyspaces(req.into_inner())?;
-        let page = self.keys.list_keyspaces(query).await?;
-        Ok(Response::new(convert::keyspaces_page(page)))
+        self.list_keyspaces_(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn update_keyspace(
         &self,
         req: Request<pb::UpdateKeyspaceRequest>,
     ) -> Reply<pb::Keyspace> {
-        let actor = self.actor(&req).await?;
-        let (id, patch) = convert::keyspace_patch(req.into_inner())?;
-        let ks = self.keys.update_keyspace(&id, patch, &actor).await?;
-        Ok(Response::new(convert::to_keyspace(&ks)))
+        self.update_keyspace_(req).await
     }
 
     async fn create_role(&self, req: Request<pb::CreateRoleRequest>) -> Reply<pb::Role> {

@@ -40,7 +40,8 @@ use tonic::{Request, Response, Status};
 use zeroize::Zeroize;
 
 use crate::{
-    domain::{Clock, mono_nanos},
+    auth::VerifyGate,
+    domain::{Clock, Permission, TokenLimits, mono_nanos},
     index::{KeyIndex, ReplicaState},
     metrics::Metrics,
     usage::Recorder,
@@ -62,9 +63,15 @@ pub struct ExtAuthzService {
     clock: Clock,
     /// Lowercase name of the header that may carry the key.
     key_header: String,
+    /// The verify listener's own credential, when required: Envoy sends it
+    /// as the gRPC call's `authorization` (its `initial_metadata`), apart
+    /// from the HTTP request's headers that the CheckRequest carries.
+    gate: VerifyGate,
 }
 
 impl ExtAuthzService {
+    // Its parts are folded into one verifier next; until then, one per field.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: Arc<KeyIndex>,
         metrics: Metrics,
@@ -73,6 +80,7 @@ impl ExtAuthzService {
         replica: Arc<ReplicaState>,
         fail_closed_after: Option<Duration>,
         key_header: &str,
+        gate: VerifyGate,
     ) -> Self {
         Self {
             index,
@@ -82,6 +90,7 @@ impl ExtAuthzService {
             usage,
             clock,
             key_header: key_header.to_ascii_lowercase(),
+            gate,
         }
     }
 
@@ -126,17 +135,23 @@ impl Wipe for Check<'_> {
 impl Authorization for ExtAuthzService {
     async fn check(&self, req: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
         // Wrapped first: whatever `answer` returns, the key headers are wiped.
+        let (metadata, _, req) = req.into_parts();
         let presented = Presented::new(Check {
-            req: req.into_inner(),
+            req,
             key_header: &self.key_header,
         });
-        self.answer(&presented.req).map(Response::new)
+        let admitted = self
+            .gate
+            .admit(super::bearer_in(&metadata), Permission::Verify)?;
+        self.answer(&presented.req, admitted.limits())
+            .map(Response::new)
     }
 }
 
 impl ExtAuthzService {
-    /// Decides a CheckRequest from memory, as Verify does.
-    fn answer(&self, req: &CheckRequest) -> Result<CheckResponse, Status> {
+    /// Decides a CheckRequest from memory, as Verify does, for a caller
+    /// confined to `within`.
+    fn answer(&self, req: &CheckRequest, within: &TokenLimits) -> Result<CheckResponse, Status> {
         let started = std::time::Instant::now();
         if !self.index.is_ready() {
             return Err(Status::unavailable("the key index is still loading"));
@@ -212,11 +227,12 @@ impl ExtAuthzService {
             resource,
             keyspaces,
         };
-        let outcome = verify::verify(
+        let outcome = verify::verify_within(
             &self.index,
             &self.usage,
             key,
             &request,
+            within,
             self.clock.now(),
             mono_nanos,
         );

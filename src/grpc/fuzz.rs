@@ -7,7 +7,7 @@ use prost::Message;
 
 use super::{convert, pb};
 use crate::{
-    domain::{Timestamp, check_type_policy},
+    domain::{Timestamp, TokenLimits, check_type_policy},
     index::KeyIndex,
     usage::Recorder,
 };
@@ -21,7 +21,15 @@ pub fn verify_request(
     usage: &Recorder,
 ) -> Option<pb::VerifyResponse> {
     let req = pb::VerifyRequest::decode(bytes).ok()?;
-    super::verify::decide(index, usage, &req, None, Timestamp::now(), || 0).ok()
+    super::verify::decide(
+        index,
+        usage,
+        &req,
+        &TokenLimits::NONE,
+        Timestamp::now(),
+        || 0,
+    )
+    .ok()
 }
 
 /// Decodes `bytes` as each admin request that carries free-form input and

@@ -36,7 +36,13 @@ pub const ENVOY_AUTHORIZATION_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(
 
 /// The bearer token of an admin call, if the call carries one.
 fn bearer<T>(req: &tonic::Request<T>) -> Option<&str> {
-    let value = req.metadata().get("authorization")?.to_str().ok()?;
+    bearer_in(req.metadata())
+}
+
+/// The bearer token in a call's metadata (the gRPC call's own headers, not
+/// those of an HTTP request it carries).
+fn bearer_in(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
+    let value = metadata.get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

@@ -17,11 +17,12 @@ use super::{
     watch::{EventStream, WatchHandler},
 };
 
-use super::{convert, pb, pb::key_verify_server::KeyVerify};
+use super::{bearer_in, convert, pb, pb::key_verify_server::KeyVerify};
 use crate::{
-    domain::{Clock, Timestamp, mono_nanos},
+    auth::VerifyGate,
+    domain::{Clock, Permission, Timestamp, TokenLimits, mono_nanos},
     error::Error,
-    index::{KeyIndex, KeyspaceBinding, ReplicaState},
+    index::{KeyIndex, ReplicaState},
     metrics::Metrics,
     usage::Recorder,
     verify::{self, Request as VerifyRequest},
@@ -38,9 +39,13 @@ pub struct VerifyService {
     watch: WatchHandler,
     /// Refuse to answer when the change log was last read longer ago than this.
     fail_closed_after: Option<Duration>,
+    /// The listener's own credential, when `--verify-auth` requires one.
+    gate: VerifyGate,
 }
 
 impl VerifyService {
+    // Its parts are folded into one verifier next; until then, one per field.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: Arc<KeyIndex>,
         metrics: Metrics,
@@ -49,6 +54,7 @@ impl VerifyService {
         replica: Arc<ReplicaState>,
         watcher: Watcher,
         fail_closed_after: Option<Duration>,
+        gate: VerifyGate,
     ) -> Self {
         Self {
             index,
@@ -56,8 +62,9 @@ impl VerifyService {
             usage,
             clock,
             replica,
-            watch: WatchHandler::new(watcher),
+            watch: WatchHandler::new(watcher, gate.clone()),
             fail_closed_after,
+            gate,
         }
     }
 }
@@ -72,9 +79,14 @@ impl Wipe for pb::VerifyRequest {
 }
 
 impl VerifyService {
-    /// One verification, shared by the unary and the streaming RPC. Never
-    /// awaits and never touches the database.
-    fn answer(&self, req: &Presented<pb::VerifyRequest>) -> Result<pb::VerifyResponse, Status> {
+    /// One verification, shared by the unary and the streaming RPC, for a
+    /// caller confined to `within`. Never awaits and never touches the
+    /// database.
+    fn answer(
+        &self,
+        req: &Presented<pb::VerifyRequest>,
+        within: &TokenLimits,
+    ) -> Result<pb::VerifyResponse, Status> {
         let started = Instant::now();
         if !self.index.is_ready() {
             return Err(Error::Unavailable("the key index is still loading").into());
@@ -82,17 +94,8 @@ impl VerifyService {
         if self.replica.fail_closed(self.fail_closed_after) {
             return Err(Error::Unavailable(FAIL_CLOSED).into());
         }
-        // A caller bound to some keyspaces (a verify credential) passes its
-        // binding here instead of `None`.
-        let bound = None;
-        let answered = decide(
-            &self.index,
-            &self.usage,
-            req,
-            bound,
-            self.clock.now(),
-            mono_nanos,
-        );
+        let now = self.clock.now();
+        let answered = decide(&self.index, &self.usage, req, within, now, mono_nanos);
         self.metrics
             .verify_latency
             .record(started.elapsed().as_secs_f64(), &[]);
@@ -102,13 +105,13 @@ impl VerifyService {
 
 /// Converts a request's arguments and decides it from memory: Verify's
 /// work after its checks of the replica, and what the fuzz target drives.
-/// `bound`: the keyspaces the caller is limited to, if it is (see
-/// [`crate::index::KeyspaceScope::within`]); the request's own `keyspace` narrows further.
+/// `within`: the limits of the caller's credential (keyspaces, owners); the
+/// request's own `keyspace` narrows further.
 pub(super) fn decide(
     index: &KeyIndex,
     usage: &Recorder,
     req: &pb::VerifyRequest,
-    bound: Option<&KeyspaceBinding>,
+    within: &TokenLimits,
     now: Timestamp,
     mono_nanos: impl FnOnce() -> u64,
 ) -> Result<pb::VerifyResponse, Status> {
@@ -130,12 +133,9 @@ pub(super) fn decide(
         client_ip: convert::client_ip(client_ip)?,
         referrer,
         resource,
-        keyspaces: match bound {
-            Some(b) => keyspaces.within(b),
-            None => keyspaces,
-        },
+        keyspaces,
     };
-    let outcome = verify::verify(index, usage, key, &request, now, mono_nanos);
+    let outcome = verify::verify_within(index, usage, key, &request, within, now, mono_nanos);
     Ok(convert::verify_response(&outcome))
 }
 
@@ -148,8 +148,10 @@ impl KeyVerify for VerifyService {
         &self,
         req: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        let req = Presented::new(req.into_inner());
-        self.answer(&req).map(Response::new)
+        let (metadata, _, req) = req.into_parts();
+        let req = Presented::new(req);
+        let admitted = self.gate.admit(bearer_in(&metadata), Permission::Verify)?;
+        self.answer(&req, admitted.limits()).map(Response::new)
     }
 
     type VerifyStreamStream = VerifyResults;
@@ -158,6 +160,11 @@ impl KeyVerify for VerifyService {
         &self,
         req: Request<tonic::Streaming<pb::VerifyStreamRequest>>,
     ) -> Result<Response<VerifyResults>, Status> {
+        // Once per stream; each item then only checks that the token was
+        // not revoked since (one atomic load).
+        let admitted = self
+            .gate
+            .admit(bearer_in(req.metadata()), Permission::Verify)?;
         if !self.index.is_ready() {
             return Err(Error::Unavailable("the key index is still loading").into());
         }
@@ -165,7 +172,10 @@ impl KeyVerify for VerifyService {
         let answers = req.into_inner().map(move |item| {
             let pb::VerifyStreamRequest { id, request } = item?;
             let request = Presented::new(request.unwrap_or_default());
-            let result = match this.answer(&request) {
+            if !this.gate.still_admitted(&admitted) {
+                return Err(Error::Unauthenticated.into());
+            }
+            let result = match this.answer(&request, admitted.limits()) {
                 Ok(r) => pb::verify_stream_response::Result::Response(r),
                 Err(status) => pb::verify_stream_response::Result::Error(pb::VerifyStreamError {
                     code: status.code() as i32,
@@ -186,7 +196,6 @@ impl KeyVerify for VerifyService {
         &self,
         req: Request<pb::WatchRevocationsRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        // A caller bound to some keyspaces passes its binding here.
-        self.watch.watch_revocations(req, None).await
+        self.watch.watch_revocations(req).await
     }
 }

@@ -6,8 +6,8 @@
 use futures::StreamExt;
 use tonic::{Request, Response, Status};
 
-use super::{convert, pb};
-use crate::{index::KeyspaceBinding, watch::Watcher};
+use super::{bearer, convert, pb};
+use crate::{auth::VerifyGate, domain::Permission, error::Error, watch::Watcher};
 
 pub type EventStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::KeyEvent, Status>> + Send>>;
@@ -15,25 +15,29 @@ pub type EventStream =
 #[derive(Clone)]
 pub struct WatchHandler {
     watcher: Watcher,
+    gate: VerifyGate,
 }
 
 impl WatchHandler {
-    pub fn new(watcher: Watcher) -> Self {
-        Self { watcher }
+    pub fn new(watcher: Watcher, gate: VerifyGate) -> Self {
+        Self { watcher, gate }
     }
 
     #[tracing::instrument(skip_all)]
     pub async fn watch_revocations(
         &self,
         req: Request<pb::WatchRevocationsRequest>,
-        bound: Option<&KeyspaceBinding>,
     ) -> Result<Response<EventStream>, Status> {
+        let admitted = self.gate.admit(bearer(&req), Permission::Watch)?;
         let mut watch = convert::watch_request(req.into_inner())?;
-        if let Some(b) = bound {
-            watch = watch.within(b);
-        }
+        // Events about keys outside the token's limits are never sent.
+        watch.within = admitted.limits().clone();
         let events = self.watcher.watch(watch).await?;
-        let stream = events.map(|item| match item {
+        let gate = self.gate.clone();
+        // A token revoked (or expired) while its stream is open ends the
+        // stream at the next event.
+        let stream = events.map(move |item| match item {
+            Ok(_) if !gate.still_admitted(&admitted) => Err(Error::Unauthenticated.into()),
             Ok(change) => Ok(convert::key_event(&change)),
             Err(e) => Err(Status::from(e)),
         });

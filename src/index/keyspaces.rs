@@ -2,10 +2,7 @@
 //! (a [`KeyspaceSlot`]), so an entry holds 4 bytes instead of an id, and a
 //! request's keyspace is one map lookup away, without allocating.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU32, Ordering},
-};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use dashmap::DashMap;
 
@@ -60,44 +57,13 @@ impl KeyspaceSlots {
     }
 }
 
-/// The keyspaces a caller is bound to (say, a verify credential limited to
-/// some keyspaces), resolved once, when the credential is loaded: their ids
-/// for streams, their slots for Verify. Bind a call with
-/// [`KeyspaceScope::within`] (Verify) or `WatchRequest::within` (streams).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyspaceBinding {
-    ids: Arc<[KeyspaceId]>,
-    slots: Arc<[KeyspaceSlot]>,
-}
-
-impl KeyspaceBinding {
-    /// Interns `ids` in `index` (allocates: do it when loading the caller,
-    /// not per request).
-    pub fn new(index: &super::KeyIndex, ids: Vec<KeyspaceId>) -> Self {
-        Self {
-            slots: index.keyspace_slots(&ids).into(),
-            ids: ids.into(),
-        }
-    }
-
-    pub fn ids(&self) -> &[KeyspaceId] {
-        &self.ids
-    }
-
-    /// Whether a key of keyspace `id` is within the binding.
-    pub fn admits(&self, id: &KeyspaceId) -> bool {
-        self.ids.contains(id)
-    }
-}
-
 /// Which keyspaces' keys a Verify accepts: the one the request names, if it
-/// names one, within the ones its caller is bound to, if it is bound. A key
-/// outside answers exactly as an unknown key does. `Copy`, and borrowed from
-/// the request and the caller: deciding with it allocates nothing.
+/// names one. A key outside answers exactly as an unknown key does. The
+/// limits of the caller's credential apply on top (`verify::verify_within`).
+/// `Copy`: deciding with it allocates nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KeyspaceScope<'a> {
+pub struct KeyspaceScope {
     named: Named,
-    bound: Option<&'a [KeyspaceSlot]>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -110,18 +76,14 @@ enum Named {
     Nothing,
 }
 
-impl<'a> KeyspaceScope<'a> {
+impl KeyspaceScope {
     /// Every keyspace: a request that names none, from an unbound caller.
-    pub const ANY: Self = Self {
-        named: Named::Any,
-        bound: None,
-    };
+    pub const ANY: Self = Self { named: Named::Any };
 
     /// Only keys of `slot`.
     pub fn only(slot: KeyspaceSlot) -> Self {
         Self {
             named: Named::One(slot),
-            bound: None,
         }
     }
 
@@ -129,29 +91,17 @@ impl<'a> KeyspaceScope<'a> {
     pub fn nothing() -> Self {
         Self {
             named: Named::Nothing,
-            bound: None,
-        }
-    }
-
-    /// Restricts to `binding`, the keyspaces a caller is bound to: the call
-    /// that binds a Verify to them (a stream's is `WatchRequest::within`).
-    /// A second binding replaces the first; bind once, from the caller.
-    pub fn within(self, binding: &'a KeyspaceBinding) -> Self {
-        Self {
-            bound: Some(&binding.slots),
-            ..self
         }
     }
 
     /// Whether a key of `slot` may answer.
     #[inline]
     pub fn admits(&self, slot: KeyspaceSlot) -> bool {
-        let named = match self.named {
+        match self.named {
             Named::Any => true,
             Named::One(s) => s == slot,
             Named::Nothing => false,
-        };
-        named && self.bound.is_none_or(|b| b.contains(&slot))
+        }
     }
 }
 
@@ -174,19 +124,11 @@ mod tests {
     }
 
     #[test]
-    fn a_scope_admits_what_it_names_within_its_bound() {
-        let (a, b, c) = (KeyspaceSlot(1), KeyspaceSlot(2), KeyspaceSlot(3));
+    fn a_scope_admits_what_it_names() {
+        let (a, b) = (KeyspaceSlot(1), KeyspaceSlot(2));
         assert!(KeyspaceScope::ANY.admits(a));
         assert!(KeyspaceScope::only(a).admits(a));
         assert!(!KeyspaceScope::only(a).admits(b));
         assert!(!KeyspaceScope::nothing().admits(a));
-        let bound = KeyspaceBinding {
-            ids: Arc::new([]),
-            slots: Arc::new([a, b]),
-        };
-        assert!(KeyspaceScope::ANY.within(&bound).admits(b));
-        assert!(!KeyspaceScope::ANY.within(&bound).admits(c));
-        assert!(!KeyspaceScope::only(c).within(&bound).admits(c));
-        assert!(KeyspaceScope::only(a).within(&bound).admits(a));
     }
 }

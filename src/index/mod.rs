@@ -23,12 +23,12 @@ use std::{
 
 use dashmap::{DashMap, mapref::entry::Entry as MapEntry};
 
-use crate::domain::{KeyHash, KeyRecord, KeyspaceId, Scope};
+use crate::domain::{KeyHash, KeyRecord, Scope};
 pub use entry::Entry;
 pub use feed::{ChangeFeed, FeedConfig, FeedHandle};
 use hasher::BuildKeyHashHasher;
 use keyspaces::KeyspaceSlots;
-pub use keyspaces::{KeyspaceBinding, KeyspaceScope, KeyspaceSlot};
+pub use keyspaces::{KeyspaceScope, KeyspaceSlot};
 pub use replica::{ReplicaState, Stuck};
 pub use retention::Pruner;
 pub use runtime::KeyRuntime;
@@ -126,7 +126,7 @@ impl KeyIndex {
     /// A map lookup; no allocation. A keyspace no indexed key is in admits
     /// nothing, so its keys answer as unknown keys do.
     #[inline]
-    pub fn keyspace_scope(&self, keyspace: &str) -> KeyspaceScope<'static> {
+    pub fn keyspace_scope(&self, keyspace: &str) -> KeyspaceScope {
         if keyspace.is_empty() {
             return KeyspaceScope::ANY;
         }
@@ -137,8 +137,10 @@ impl KeyIndex {
 
     /// The slots of `ids`, made if new: for binding a caller to keyspaces
     /// once, when its credential is loaded (see [`KeyspaceScope::within`]).
-    pub fn keyspace_slots(&self, ids: &[KeyspaceId]) -> Vec<KeyspaceSlot> {
-        ids.iter().map(|id| self.keyspaces.intern(id)).collect()
+    /// The slot of keyspace `id`, if any key of it was ever indexed. A map
+    /// lookup by `&str`: no allocation.
+    pub fn keyspace_slot(&self, id: &str) -> Option<KeyspaceSlot> {
+        self.keyspaces.get(id)
     }
 
     /// Inserts or replaces a record, unless the index already holds a newer

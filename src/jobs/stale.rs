@@ -105,20 +105,24 @@ async fn stage(
 /// Active and disabled keys unused for `after`, read from the store (which
 /// holds every replica's flushed last use).
 async fn stale_keys(s: &Scheduler, after: Duration) -> Result<Vec<KeyRecord>> {
+    let actor = crate::keys::scheduler();
     let mut out = Vec::new();
     let mut page_token = String::new();
     loop {
         let page = s
             .keys
-            .list(KeyQuery {
-                keyspace_id: None,
-                owner_id: None,
-                state: None,
-                unused_for: Some(after),
-                order: KeyOrder::LastUsedAsc,
-                page_size: 1000,
-                page_token,
-            })
+            .list(
+                KeyQuery {
+                    keyspace_id: None,
+                    owner_id: None,
+                    state: None,
+                    unused_for: Some(after),
+                    order: KeyOrder::LastUsedAsc,
+                    page_size: 1000,
+                    page_token,
+                },
+                &actor,
+            )
             .await?;
         let now = s.clock.now();
         let open = |k: &KeyRecord| matches!(k.state(now), KeyState::Active | KeyState::Disabled);

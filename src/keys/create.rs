@@ -123,7 +123,20 @@ fn expiry(req: Option<Expiry>, d: &KeyspaceDefaults, now: Timestamp) -> Result<O
 }
 
 impl Keys {
+    /// Issues a key. A token limited to some owners acts for those only:
+    /// PERMISSION_DENIED for any other. Not NOT_FOUND: an owner is not a
+    /// resource that exists or not (any id may hold keys), and the caller
+    /// named it, so the refusal tells it nothing it did not know.
     pub async fn create(&self, req: CreateKey, actor: &Actor) -> Result<Created> {
+        if !actor.limits().admits_owner(req.owner_id.as_str()) {
+            return Err(Error::PermissionDenied(
+                "owner_id: this token may not act for that owner",
+            ));
+        }
+        let keyspace = req.keyspace_id.clone().unwrap_or_default();
+        if !actor.limits().admits_keyspace(keyspace.as_str()) {
+            return Err(Error::NotFound(format!("keyspace {keyspace}")));
+        }
         for _ in 0..super::CONFLICT_RETRIES {
             match self.create_once(&req, actor).await {
                 // The keyspace's prefix changed between its read and the

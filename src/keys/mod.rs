@@ -5,6 +5,7 @@
 //! [`WriteBatch`]; the index is updated right after the commit, so the next
 //! Verify on this replica sees the change.
 
+mod actor;
 mod create;
 mod keyspaces;
 mod lifecycle;
@@ -32,6 +33,7 @@ use crate::{
     },
 };
 
+pub use actor::Actor;
 pub use create::{CreateKey, Created, Expiry, MAX_TTL};
 pub use keyspaces::{KeyspacePatch, NewKeyspace};
 pub use lifecycle::{KeyPatch, Rotated};
@@ -49,10 +51,6 @@ pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Longest grace period RotateKey accepts.
 pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// Who performs an admin call, as audit events name them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Actor(pub String);
 
 #[derive(Clone, Debug)]
 pub struct KeysConfig {
@@ -111,6 +109,11 @@ impl Keys {
         &self.index
     }
 
+    /// The installation's page-token seal, for the other lists.
+    pub fn page_tokens(&self) -> &PageTokens {
+        &self.page_tokens
+    }
+
     /// Now, by this service's clock.
     pub fn now(&self) -> Timestamp {
         self.config.clock.now()
@@ -123,7 +126,15 @@ impl Keys {
             .ok_or_else(|| Error::NotFound(format!("key {id}")))
     }
 
-    pub async fn list(&self, query: KeyQuery) -> Result<Page<KeyRecord>> {
+    /// Key `id`, if `actor` may see it; NOT_FOUND otherwise, exactly as if
+    /// it did not exist.
+    pub async fn get_visible(&self, id: &KeyId, actor: &Actor) -> Result<KeyRecord> {
+        visible(actor, self.get(id).await?)
+    }
+
+    /// A page of the keys `actor` may see. Its limits are part of the
+    /// query, so keys outside them are never read, listed or counted.
+    pub async fn list(&self, query: KeyQuery, actor: &Actor) -> Result<Page<KeyRecord>> {
         let after = query.after(&self.page_tokens)?;
         let limit = query.page_size;
         let now = self.config.clock.now();
@@ -134,6 +145,8 @@ impl Keys {
         let filter = KeyFilter {
             owner_id: query.owner_id.clone(),
             keyspace_id: query.keyspace_id.clone(),
+            owners: actor.limits().owners().map(<[_]>::to_vec),
+            keyspaces: actor.limits().keyspaces().map(<[_]>::to_vec),
             state: query.state,
             unused_before,
             order: query.order,
@@ -147,12 +160,19 @@ impl Keys {
         }))
     }
 
-    pub async fn audit_events(&self, query: AuditQuery) -> Result<Page<AuditEvent>> {
+    /// A page of the audit events `actor` may see. A limited actor sees
+    /// the events about its owners' keys only: events about no owner (the
+    /// admin plane, failed authentications) span every owner.
+    pub async fn audit_events(&self, query: AuditQuery, actor: &Actor) -> Result<Page<AuditEvent>> {
         let before = query.before(&self.page_tokens)?;
         let limit = query.page_size;
+        let limits = actor.limits();
         let filter = AuditFilter {
             key_id: query.key_id.clone(),
             owner_id: query.owner_id.clone(),
+            owned_only: !limits.is_unlimited(),
+            owners: limits.owners().map(<[_]>::to_vec),
+            keyspaces: limits.keyspaces().map(<[_]>::to_vec),
             action: query.action.clone(),
             from: query.from,
             to: query.to,
@@ -198,7 +218,7 @@ impl Keys {
         F: Fn(&KeyRecord, Timestamp) -> Result<Option<Mutation>>,
     {
         for _ in 0..CONFLICT_RETRIES {
-            let current = self.get(id).await?;
+            let current = visible(actor, self.get(id).await?)?;
             let now = self.config.clock.now();
             let Some(m) = change(&current, now)? else {
                 return Ok((current, None));
@@ -230,6 +250,16 @@ impl Keys {
     }
 }
 
+/// `key`, if `actor` may see it; NOT_FOUND otherwise, exactly as for a key
+/// that does not exist.
+fn visible(actor: &Actor, key: KeyRecord) -> Result<KeyRecord> {
+    if actor.may_see(key.keyspace_id.as_str(), &key.owner_id) {
+        Ok(key)
+    } else {
+        Err(Error::NotFound(format!("key {}", key.id)))
+    }
+}
+
 /// One planned change to a key.
 struct Mutation {
     next: KeyRecord,
@@ -252,7 +282,7 @@ fn audit_event(
 ) -> NewAuditEvent {
     NewAuditEvent {
         at,
-        actor: actor.0.clone(),
+        actor: actor.name().to_owned(),
         action,
         key_id: Some(key.id.clone()),
         owner_id: Some(key.owner_id.clone()),

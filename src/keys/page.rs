@@ -67,6 +67,14 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// No items, and no next page.
+    pub fn empty() -> Self {
+        Self {
+            items: Vec::new(),
+            next_page_token: None,
+        }
+    }
+
     /// Builds a page from a query that fetched `limit + 1` rows: the extra
     /// row proves there is a next page without a second query.
     pub(crate) fn from_overfetch(

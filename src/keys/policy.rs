@@ -99,7 +99,7 @@ fn policy_event(
 ) -> NewAuditEvent {
     NewAuditEvent {
         at,
-        actor: actor.0.clone(),
+        actor: actor.name().to_owned(),
         action,
         key_id: None,
         owner_id: Some(owner.clone()),

@@ -84,7 +84,7 @@ impl Keys {
         actor: &Actor,
     ) -> Result<Revocation> {
         for _ in 0..super::CONFLICT_RETRIES {
-            let chain = self.lineage(id).await?;
+            let chain = self.lineage(id, actor).await?;
             let now = self.config.clock.now();
             let mut batch = WriteBatch::default();
             let mut after = Vec::with_capacity(chain.len());
@@ -140,9 +140,10 @@ impl Keys {
         Err(Error::Unavailable("the key is changing too often; retry"))
     }
 
-    /// Key `id` and every key rotated from it, oldest first.
-    async fn lineage(&self, id: &KeyId) -> Result<Vec<KeyRecord>> {
-        let mut chain = vec![self.get(id).await?];
+    /// Key `id` and every key rotated from it, oldest first. Successors
+    /// keep their key's owner, so `actor` sees them all or none.
+    async fn lineage(&self, id: &KeyId, actor: &Actor) -> Result<Vec<KeyRecord>> {
+        let mut chain = vec![self.get_visible(id, actor).await?];
         while let Some(next) = chain.last().and_then(|k| k.rotated_to.clone()) {
             if chain.len() > MAX_LINEAGE {
                 return Err(Error::FailedPrecondition(format!(

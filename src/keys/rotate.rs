@@ -151,7 +151,7 @@ impl Keys {
             ));
         }
         let id = entry.key_id();
-        let actor = Actor(format!("key:{id}"));
+        let actor = Actor::key(&id);
         self.rotate_as(&id, grace, None, Rotator::Key { actor, peer })
             .await
     }
@@ -169,7 +169,7 @@ impl Keys {
             return Err(Error::invalid("grace_period", "must be at most 30 days"));
         }
         for _ in 0..super::CONFLICT_RETRIES {
-            let old = self.get(id).await?;
+            let old = super::visible(rotator.actor(), self.get(id).await?)?;
             let now = self.config.clock.now();
             rotator.admit(&old, now)?;
             // The successor stays in the keyspace, with its prefix (final:

@@ -11,7 +11,7 @@ use crate::{
 
 /// Who scheduled changes are by, in audit events.
 pub fn scheduler() -> Actor {
-    Actor("system:scheduler".into())
+    Actor::system("system:scheduler")
 }
 
 impl Keys {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::Keys;
+use super::{Actor, Keys};
 use crate::{
     domain::{KeyId, KeyRecord, Timestamp},
     error::{Error, Result},
@@ -50,9 +50,10 @@ impl Keys {
         id: &KeyId,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
+        actor: &Actor,
     ) -> Result<KeyUsage> {
         let (from, to) = self.range(from, to)?;
-        let key = self.get(id).await?;
+        let key = self.get_visible(id, actor).await?;
         let buckets = self.store.key_usage(id, from, to).await?;
         let mut totals = UsageCounts::default();
         for b in &buckets {
@@ -86,8 +87,9 @@ pub struct Overlap {
 
 impl Keys {
     /// The rotation `id` took part in, old key or new.
-    pub async fn overlap(&self, id: &KeyId) -> Result<Overlap> {
-        let key = self.get(id).await?;
+    /// A rotation's keys share their owner, so `actor` sees both or neither.
+    pub async fn overlap(&self, id: &KeyId, actor: &Actor) -> Result<Overlap> {
+        let key = self.get_visible(id, actor).await?;
         let (old, new) = match (&key.rotated_to, &key.rotated_from) {
             (Some(next), _) => {
                 let next = self.get(next).await?;

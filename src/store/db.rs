@@ -207,6 +207,12 @@ impl Sql {
         self
     }
 
+    /// Binds each value in turn: the parameters of a list such as
+    /// `IN ($9, $10, …)`.
+    pub(crate) fn bind_all<V: Into<Value>>(self, values: impl IntoIterator<Item = V>) -> Self {
+        values.into_iter().fold(self, Self::bind)
+    }
+
     /// Runs the statement; the number of rows it touched.
     pub(crate) async fn execute<'a>(self, on: impl Into<On<'a>>) -> Result<u64, StoreError> {
         Ok(match on.into() {

@@ -5,11 +5,12 @@ use super::{
     audit_sql::{append_audit, lock_seq},
     db::{Db, Tx, sql},
     keyspace_sql::check_minted_prefix,
+    limits_sql::{keyspace_clause, owner_clause},
     postgres::CHANGE_CHANNEL,
     role_sql::{hold_roles, resolve_roles, role_book, save_key_roles, stream_keys_with_roles},
     rows::{KEY_COLUMNS, KeyRow, KeyValues},
 };
-use crate::domain::{KeyId, KeyRecord, Timestamp};
+use crate::domain::{KeyId, KeyRecord, OwnerId, Timestamp};
 
 /// Commits `batch` in one transaction, or nothing. Its lock order is fixed:
 /// the roles its keys hold ([`hold_roles`]: `Conflict` when one changed
@@ -252,8 +253,14 @@ pub(super) async fn list_keys(db: &Db, f: &KeyFilter) -> Result<Vec<KeyRecord>, 
           OR ($3 = 'expired' AND revoked_at IS NULL AND disabled_at IS NULL \
               AND expires_at <= $4) \
           OR ($3 = 'active' AND revoked_at IS NULL AND disabled_at IS NULL \
-              AND (expires_at IS NULL OR expires_at > $4))) \
-         ORDER BY $6 * COALESCE(last_used_at, -1), id LIMIT $5"
+              AND (expires_at IS NULL OR expires_at > $4))){owners}{keyspaces} \
+         ORDER BY $6 * COALESCE(last_used_at, -1), id LIMIT $5",
+        owners = owner_clause(10, f.owners.as_deref(), false),
+        keyspaces = keyspace_clause(
+            10 + f.owners.as_ref().map_or(0, Vec::len),
+            f.keyspaces.as_deref(),
+            "keyspace_id",
+        ),
     ))
     .bind(f.owner_id.as_ref().map(|o| o.as_str()))
     .bind(f.after.as_ref().map(|(_, id)| id.as_str()))
@@ -264,6 +271,8 @@ pub(super) async fn list_keys(db: &Db, f: &KeyFilter) -> Result<Vec<KeyRecord>, 
     .bind(f.after.as_ref().map_or(0, |(k, _)| *k))
     .bind(f.unused_before.map(|t| t.as_millis()))
     .bind(f.keyspace_id.as_ref().map(|k| k.as_str()))
+    .bind_all(f.owners.iter().flatten().map(OwnerId::as_str))
+    .bind_all(f.keyspaces.iter().flatten().map(String::as_str))
     .fetch_all::<KeyRow>(db)
     .await?;
     resolved(db, rows).await

@@ -237,3 +237,84 @@ impl MintedPrefix {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        domain::{ApiKey, Environment, KeyName, KeyRecord, KeyType, OwnerId},
+        store::{ChangeKind, NewChange, Store, WriteBatch, WriteOutcome},
+    };
+
+    fn audit() -> NewAuditEvent {
+        NewAuditEvent {
+            at: Timestamp::from_millis(1),
+            actor: "test".into(),
+            action: "keyspace.created",
+            key_id: None,
+            owner_id: None,
+            reason: None,
+            changes: serde_json::json!({}),
+            request_id: None,
+        }
+    }
+
+    fn batch(ks: &Keyspace, minted_with: &str) -> WriteBatch {
+        let prefix = KeyPrefix::parse(minted_with).ok();
+        let key = ApiKey::generate_in(prefix, KeyType::Secret, Environment::Live).unwrap();
+        let record = KeyRecord {
+            keyspace_id: ks.id.clone(),
+            ..KeyRecord::new(
+                &key,
+                OwnerId::parse("acct_1").unwrap(),
+                KeyName::parse("k").unwrap(),
+                vec![],
+                Timestamp::from_millis(1),
+            )
+        };
+        WriteBatch {
+            changes: vec![NewChange::of(ChangeKind::Created, &record)],
+            minted: Some(MintedPrefix::new(&ks.id, prefix.as_ref())),
+            insert: Some((record, None)),
+            ..WriteBatch::default()
+        }
+    }
+
+    /// A key minted with a prefix its keyspace no longer has is refused in
+    /// the write, and the prefix is final once a key is in: whichever of a
+    /// CreateKey and an UpdateKeyspace commits first, the other fails.
+    #[tokio::test]
+    async fn a_prefix_change_and_a_key_of_the_old_prefix_never_both_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::open_in(dir.path()).await.unwrap();
+        store.migrate().await.unwrap();
+        let mut ks = Keyspace {
+            id: "ks_race".parse().unwrap(),
+            name: KeyspaceName::parse("race").unwrap(),
+            prefix: KeyPrefix::parse("old").ok(),
+            defaults: KeyspaceDefaults::default(),
+            scopes: vec![],
+            created_at: Timestamp::from_millis(1),
+            updated_at: Timestamp::from_millis(1),
+            version: 1,
+        };
+        store.insert_keyspace(&ks, &audit()).await.unwrap();
+        // The prefix changes after a CreateKey read it and before it commits.
+        ks.prefix = KeyPrefix::parse("new").ok();
+        ks.version = 2;
+        let updated = store.update_keyspace(&ks, &audit()).await.unwrap();
+        assert_eq!(updated, KeyspaceUpdate::Updated);
+        let stale = store.write(batch(&ks, "old")).await;
+        assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+        let fresh = store.write(batch(&ks, "new")).await.unwrap();
+        assert!(matches!(fresh, WriteOutcome::Committed { .. }));
+        // Now the keyspace holds a key: its prefix is final.
+        ks.prefix = KeyPrefix::parse("newer").ok();
+        ks.version = 3;
+        let refused = store.update_keyspace(&ks, &audit()).await.unwrap();
+        assert_eq!(refused, KeyspaceUpdate::PrefixFinal);
+        let held = store.get_keyspace(&ks.id).await.unwrap().unwrap();
+        assert_eq!(held.prefix, KeyPrefix::parse("new").ok());
+        assert_eq!(held.version, 2);
+    }
+}

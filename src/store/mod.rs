@@ -15,6 +15,7 @@ mod db;
 mod durability;
 mod keys_sql;
 mod keyspace_sql;
+mod limits_sql;
 mod log_sql;
 pub(crate) mod policy;
 mod postgres;
@@ -22,6 +23,7 @@ mod role_sql;
 mod rows;
 mod sql;
 mod sqlite;
+mod token_sql;
 mod usage;
 mod usage_sql;
 mod webhook;
@@ -40,6 +42,7 @@ pub use keyspace_sql::{KeyspaceStore, KeyspaceUpdate, MintedPrefix};
 pub use policy::PolicyStore;
 pub use postgres::PgWakeups;
 pub use role_sql::{RoleDelete, RoleStore, RoleUpdate};
+pub use token_sql::{TOKEN_CHANNEL, TokenFilter, TokenStore};
 pub use usage::{UnknownRow, UsageCounts, UsageRow, UsageStore, UsageWrite, hour_of};
 pub use webhook::{
     AttemptOutcome, Claimed, DeliveryRow, DeliveryStatus, EndpointPatch, EndpointRow, WebhookStore,
@@ -295,6 +298,10 @@ impl KeyOrder {
 pub struct KeyFilter {
     pub owner_id: Option<OwnerId>,
     pub keyspace_id: Option<KeyspaceId>,
+    /// The caller's owner limit: only keys of these owners. `None`: any.
+    pub owners: Option<Vec<OwnerId>>,
+    /// The caller's keyspace limit: only keys of these keyspaces. `None`: any.
+    pub keyspaces: Option<Vec<String>>,
     pub state: Option<KeyState>,
     /// Only keys last used (or, never used, created) before this instant.
     pub unused_before: Option<Timestamp>,
@@ -310,6 +317,14 @@ pub struct KeyFilter {
 pub struct AuditFilter {
     pub key_id: Option<KeyId>,
     pub owner_id: Option<OwnerId>,
+    /// Only events about an owner's key (a limited caller's view: events
+    /// about no owner span all of them).
+    pub owned_only: bool,
+    /// The caller's owner limit: only events about these owners. `None`: any.
+    pub owners: Option<Vec<OwnerId>>,
+    /// The caller's keyspace limit: only events about keys of these
+    /// keyspaces. `None`: any.
+    pub keyspaces: Option<Vec<String>>,
     /// `key.created`, `key.revoked`, …
     pub action: Option<String>,
     /// Events at or after this instant.
@@ -321,12 +336,6 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
-#[derive(Clone, Debug)]
-pub struct AdminTokenInfo {
-    pub id: String,
-    pub name: String,
-}
-
 #[async_trait]
 pub trait Store:
     LogStore
@@ -335,6 +344,7 @@ pub trait Store:
     + PolicyStore
     + KeyspaceStore
     + RoleStore
+    + TokenStore
     + Send
     + Sync
     + 'static
@@ -354,15 +364,7 @@ pub trait Store:
     async fn snapshot(&self, sink: &mut (dyn FnMut(KeyRecord) + Send)) -> Result<i64, StoreError>;
     /// Every key not revoked, for the background jobs.
     async fn live_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
-    async fn insert_admin_token(
-        &self,
-        info: &AdminTokenInfo,
-        hash: &[u8; 32],
-        at: Timestamp,
-    ) -> Result<(), StoreError>;
-    /// Every admin token not revoked, by SHA-256: the whole set, which
-    /// admin authentication holds in memory.
-    async fn admin_tokens(&self) -> Result<Vec<([u8; 32], AdminTokenInfo)>, StoreError>;
+    /// Admin tokens not revoked (the bootstrap token is minted at zero).
     async fn count_admin_tokens(&self) -> Result<i64, StoreError>;
     /// The installation's key for page tokens: the stored one, or
     /// `candidate`, stored now, when there is none yet. Every replica gets

@@ -65,10 +65,18 @@ impl PgWakeups {
     /// `keysmith-listener-<replica>` in `pg_stat_activity` so an operator
     /// (or a test) can find it.
     pub async fn listen(&self, replica: &str) -> Result<PgListener, StoreError> {
-        let options = self
-            .options
-            .clone()
-            .application_name(&format!("keysmith-listener-{replica}"));
+        let name = format!("keysmith-listener-{replica}");
+        self.listen_on(CHANGE_CHANNEL, &name).await
+    }
+
+    /// A connection LISTENing on `channel`, shown as `application_name` in
+    /// `pg_stat_activity`.
+    pub async fn listen_on(
+        &self,
+        channel: &str,
+        application_name: &str,
+    ) -> Result<PgListener, StoreError> {
+        let options = self.options.clone().application_name(application_name);
         // Fail fast while the server is down: the feed polls meanwhile and
         // retries on its next round.
         let pool = PgPoolOptions::new()
@@ -79,7 +87,7 @@ impl PgWakeups {
         // The feed rebuilds a lost listener itself, then catches up from the
         // change log; a reconnect inside `try_recv` would only delay that.
         listener.eager_reconnect(false);
-        listener.listen(CHANGE_CHANNEL).await?;
+        listener.listen(channel).await?;
         Ok(listener)
     }
 }

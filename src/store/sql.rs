@@ -10,8 +10,8 @@
 use async_trait::async_trait;
 
 use super::{
-    AdminTokenInfo, AuditEvent, AuditFilter, Durability, KeyFilter, PgWakeups, Store, StoreError,
-    WriteBatch, WriteOutcome, audit_sql,
+    AuditEvent, AuditFilter, Durability, KeyFilter, PgWakeups, Store, StoreError, WriteBatch,
+    WriteOutcome, audit_sql,
     db::{Db, sql},
     keys_sql, postgres, sqlite,
 };
@@ -68,42 +68,6 @@ impl Store for SqlStore {
 
     async fn live_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         keys_sql::live_keys(&self.db).await
-    }
-
-    async fn insert_admin_token(
-        &self,
-        info: &AdminTokenInfo,
-        hash: &[u8; 32],
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        sql(
-            "INSERT INTO admin_tokens (id, token_hash, name, created_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(info.id.as_str())
-        .bind(hash.as_slice())
-        .bind(info.name.as_str())
-        .bind(at.as_millis())
-        .execute(&self.db)
-        .await?;
-        Ok(())
-    }
-
-    async fn admin_tokens(&self) -> Result<Vec<([u8; 32], AdminTokenInfo)>, StoreError> {
-        sql("SELECT token_hash, id, name FROM admin_tokens WHERE revoked_at IS NULL")
-            .fetch_all::<(Vec<u8>, String, String)>(&self.db)
-            .await?
-            .into_iter()
-            .map(|(hash, id, name)| {
-                let hash = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
-                    StoreError::Corrupt(format!(
-                        "admin token {id} has a hash of {} bytes",
-                        hash.len()
-                    ))
-                })?;
-                Ok((hash, AdminTokenInfo { id, name }))
-            })
-            .collect()
     }
 
     async fn count_admin_tokens(&self) -> Result<i64, StoreError> {

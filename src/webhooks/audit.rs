@@ -103,7 +103,7 @@ fn event(
 ) -> NewAuditEvent {
     NewAuditEvent {
         at,
-        actor: actor.0.clone(),
+        actor: actor.name().to_owned(),
         action,
         key_id: None,
         owner_id: None,

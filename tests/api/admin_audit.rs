@@ -13,10 +13,11 @@ pub(crate) async fn acting_admin(app: &TestApp) -> (Admin, String) {
     let store = keysmith::app::open_store(&app.db.config, false)
         .await
         .expect("open store");
-    let (token, info) = keysmith::auth::AdminAuth::new(store, Default::default())
-        .mint("auditor")
-        .await
-        .expect("mint");
+    let (token, info) =
+        keysmith::auth::AdminAuth::new(store, Default::default(), Default::default())
+            .mint("auditor")
+            .await
+            .expect("mint");
     let bearer = Bearer(
         format!("Bearer {}", token.expose_secret())
             .parse()

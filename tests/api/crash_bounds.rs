@@ -92,6 +92,9 @@ async fn expiring_notices(store: &dyn Store) -> HashMap<String, usize> {
         let filter = AuditFilter {
             key_id: None,
             owner_id: None,
+            owned_only: false,
+            owners: None,
+            keyspaces: None,
             action: Some("key.expiring".into()),
             from: None,
             to: None,

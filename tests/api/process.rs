@@ -63,7 +63,7 @@ pub async fn store_at(url: &str) -> Arc<dyn Store> {
 /// Mints an admin token directly in the database at `url`.
 pub async fn mint_token(url: &str) -> String {
     let store = store_at(url).await;
-    let (token, _) = keysmith::auth::AdminAuth::new(store, Default::default())
+    let (token, _) = keysmith::auth::AdminAuth::new(store, Default::default(), Default::default())
         .mint("test")
         .await
         .expect("mint");

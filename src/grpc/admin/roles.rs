@@ -2,8 +2,11 @@
 
 use tonic::{Request, Response};
 
-use super::{AdminService, Reply};
-use crate::grpc::{convert, pb};
+use super::{AdminService, Reply, keyspaces::sees_keyspace};
+use crate::{
+    domain::Permission,
+    grpc::{convert, pb},
+};
 
 impl AdminService {
     #[tracing::instrument(skip_all)]
@@ -11,17 +14,19 @@ impl AdminService {
         &self,
         req: Request<pb::CreateRoleRequest>,
     ) -> Reply<pb::Role> {
-        let actor = self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeyspacesManage).await?;
         let new = convert::create_role(req.into_inner())?;
+        sees_keyspace(&actor, &new.keyspace_id)?;
         let role = self.keys.create_role(new, &actor).await?;
         Ok(Response::new(convert::to_role(&role)))
     }
 
     #[tracing::instrument(skip_all)]
     pub(super) async fn get_role_(&self, req: Request<pb::GetRoleRequest>) -> Reply<pb::Role> {
-        self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeyspacesRead).await?;
         let pb::GetRoleRequest { keyspace, name } = req.into_inner();
         let (ks, name) = convert::role_ref(&keyspace, &name)?;
+        sees_keyspace(&actor, &ks)?;
         let role = self.keys.get_role(&ks, &name).await?;
         Ok(Response::new(convert::to_role(&role)))
     }
@@ -31,8 +36,9 @@ impl AdminService {
         &self,
         req: Request<pb::ListRolesRequest>,
     ) -> Reply<pb::ListRolesResponse> {
-        self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeyspacesRead).await?;
         let query = convert::list_roles(req.into_inner())?;
+        sees_keyspace(&actor, &query.keyspace_id)?;
         let page = self.keys.list_roles(query).await?;
         Ok(Response::new(convert::roles_page(page)))
     }
@@ -42,8 +48,9 @@ impl AdminService {
         &self,
         req: Request<pb::UpdateRoleRequest>,
     ) -> Reply<pb::UpdateRoleResponse> {
-        let actor = self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeyspacesManage).await?;
         let (ks, name, patch) = convert::role_patch(req.into_inner())?;
+        sees_keyspace(&actor, &ks)?;
         let updated = self.keys.update_role(&ks, &name, patch, &actor).await?;
         tracing::info!(keyspace = %ks, role = %name, keys = updated.keys_changed, "role updated");
         Ok(Response::new(convert::role_updated(&updated)))
@@ -54,9 +61,10 @@ impl AdminService {
         &self,
         req: Request<pb::DeleteRoleRequest>,
     ) -> Reply<pb::DeleteRoleResponse> {
-        let actor = self.actor(&req).await?;
+        let actor = self.caller(&req, Permission::KeyspacesManage).await?;
         let pb::DeleteRoleRequest { keyspace, name } = req.into_inner();
         let (ks, name) = convert::role_ref(&keyspace, &name)?;
+        sees_keyspace(&actor, &ks)?;
         self.keys.delete_role(&ks, &name, &actor).await?;
         Ok(Response::new(pb::DeleteRoleResponse {}))
     }

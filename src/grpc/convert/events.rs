@@ -1,5 +1,6 @@
 use super::{environment, opt_owner_id, pb, to_environment, to_timestamp};
 use crate::{
+    domain::TokenLimits,
     error::{Error, Result},
     keys::{Propagation, StatusReport},
     store::{Change, ChangeKind},
@@ -28,7 +29,7 @@ pub fn watch_request(req: pb::WatchRevocationsRequest) -> Result<WatchRequest> {
         environment,
         all_changes,
         keyspace_id: super::opt_keyspace_id("keyspace", &keyspace)?,
-        bound: None,
+        within: TokenLimits::NONE,
     })
 }
 

@@ -9,6 +9,7 @@ mod keyspace;
 mod policy;
 mod restrictions;
 mod role;
+mod token;
 mod usage;
 mod verify;
 mod webhooks;
@@ -27,6 +28,9 @@ pub use keyspace::{
 pub use policy::{owner_policy, to_owner_policy};
 pub use restrictions::{restrictions, to_restrictions};
 pub use role::{create_role, list_roles, role_patch, role_ref, role_updated, roles_page, to_role};
+pub use token::{
+    admin_token, create_token_request, token_id, token_list_query, token_reason, tokens_page,
+};
 pub use usage::{key_usage, overlap, range, unknown_stats};
 pub use verify::{
     check_required_any, check_required_scopes, client_ip, keyspace_scope, verify_response,

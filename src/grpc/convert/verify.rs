@@ -23,7 +23,7 @@ pub fn client_ip(s: &str) -> Result<Option<IpAddr>> {
 
 /// The keyspaces a request's `keyspace` field accepts: a form check and a
 /// map lookup, without allocating. Empty means any.
-pub fn keyspace_scope(index: &KeyIndex, keyspace: &str) -> Result<KeyspaceScope<'static>> {
+pub fn keyspace_scope(index: &KeyIndex, keyspace: &str) -> Result<KeyspaceScope> {
     if !keyspace.is_empty() {
         KeyspaceId::check(keyspace).map_err(|e| Error::invalid("keyspace", e))?;
     }
