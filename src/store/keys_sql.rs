@@ -4,10 +4,10 @@ use super::{
     Idempotency, KeyFilter, NewChange, StoreError, WriteBatch, WriteOutcome,
     audit_sql::{append_audit, lock_seq},
     db::{Db, Tx, sql},
+    key_roles_sql::{hold_roles, resolve_roles, role_book, save_key_roles, stream_keys_with_roles},
     keyspace_sql::check_minted_prefix,
     limits_sql::{keyspace_clause, owner_clause},
     postgres::CHANGE_CHANNEL,
-    role_sql::{hold_roles, resolve_roles, role_book, save_key_roles, stream_keys_with_roles},
     rows::{KEY_COLUMNS, KeyRow, KeyValues},
 };
 use crate::domain::{KeyId, KeyRecord, OwnerId, Timestamp};
@@ -162,7 +162,7 @@ async fn update_key(tx: &mut Tx, key: &KeyRecord) -> Result<(), StoreError> {
 
 /// Appends `changes` to the change log as `first_seq`, `first_seq + 1`, …:
 /// the numbers [`lock_seq`] reserved.
-async fn append_changes(
+pub(super) async fn append_changes(
     tx: &mut Tx,
     first_seq: i64,
     changes: &[NewChange],

@@ -13,6 +13,7 @@ pub mod audit_chain;
 mod audit_sql;
 mod db;
 mod durability;
+mod key_roles_sql;
 mod keys_sql;
 mod keyspace_sql;
 mod limits_sql;

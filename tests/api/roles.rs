@@ -268,7 +268,62 @@ async fn a_key_write_on_stale_role_scopes_conflicts(backend: Backend) {
     write(read).await.expect("the record as read commits");
 }
 
+/// A role reaches keys of every owner in its keyspace, so a token limited
+/// to some owners may read roles but change none.
+async fn a_token_limited_to_owners_changes_no_role(backend: Backend) {
+    use crate::token_support::{mint, names, with_permissions};
+    let app = spawn(backend).await;
+    create_role(&app.admin, DEFAULT_KS, "team", &["a:read"]).await;
+    let perms = [
+        "keyspaces.read",
+        "keyspaces.manage",
+        "keys.read",
+        "keys.write",
+    ];
+    let req = pb::CreateAdminTokenRequest {
+        owners: names(&["acct_1"]),
+        ..with_permissions("acct_1 only", names(&perms))
+    };
+    let mut limited = mint(&app, &app.admin, req).await.admin;
+    let get = pb::GetRoleRequest {
+        keyspace: DEFAULT_KS.into(),
+        name: "team".into(),
+    };
+    limited.get_role(get).await.expect("reading is fine");
+    assert_status(
+        limited
+            .create_role(role_request(DEFAULT_KS, "mine", &["a:read"]))
+            .await,
+        Code::PermissionDenied,
+        "limited to owners",
+    );
+    assert_status(
+        limited
+            .update_role(scopes_update(DEFAULT_KS, "team", &["a:read", "b:read"]))
+            .await,
+        Code::PermissionDenied,
+        "limited to owners",
+    );
+    let del = pb::DeleteRoleRequest {
+        keyspace: DEFAULT_KS.into(),
+        name: "team".into(),
+    };
+    assert_status(
+        limited.delete_role(del).await,
+        Code::PermissionDenied,
+        "limited to owners",
+    );
+    // Its own owner's keys may still hold the role.
+    let key = limited
+        .create_key(key_request(DEFAULT_KS, &["team"], &[]))
+        .await
+        .expect("a key of its owner, with the role")
+        .into_inner();
+    assert_eq!(key.key.expect("key").roles, ["team"]);
+}
+
 crate::backend_tests!(
+    a_token_limited_to_owners_changes_no_role,
     a_key_write_on_stale_role_scopes_conflicts,
     a_role_grants_its_scopes_to_verify,
     role_changes_are_audited_with_the_token,
