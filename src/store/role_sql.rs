@@ -24,6 +24,7 @@ use super::{
     ChangeKind, NewAuditEvent, NewChange, StoreError,
     audit_sql::{append_audit, lock_seq},
     db::{On, Tx, sql},
+    keys_sql::append_changes,
     postgres::CHANGE_CHANNEL,
     sql::SqlStore,
 };
@@ -372,34 +373,6 @@ async fn bump_holders(
             })
         })
         .collect()
-}
-
-/// Appends `changes` as `first_seq`, `first_seq + 1`, …: the numbers
-/// [`lock_seq`] reserved.
-async fn append_changes(
-    tx: &mut Tx,
-    first_seq: i64,
-    changes: &[NewChange],
-) -> Result<(), StoreError> {
-    let at = Timestamp::now().as_millis();
-    for (seq, c) in (first_seq..).zip(changes) {
-        sql(
-            "INSERT INTO key_changes (seq, key_id, key_hash, kind, owner_id, environment, \
-             expires_at, at, keyspace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(seq)
-        .bind(c.key_id.as_str())
-        .bind(c.key_hash.as_bytes().as_slice())
-        .bind(c.kind.as_str())
-        .bind(c.owner_id.as_str())
-        .bind(c.environment.as_str())
-        .bind(c.expires_at.map(|t| t.as_millis()))
-        .bind(at)
-        .bind(c.keyspace_id.as_str())
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------
