@@ -161,7 +161,8 @@ async fn update_key(tx: &mut Tx, key: &KeyRecord) -> Result<(), StoreError> {
 }
 
 /// Appends `changes` to the change log as `first_seq`, `first_seq + 1`, …:
-/// the numbers [`lock_seq`] reserved.
+/// the numbers [`lock_seq`] reserved. Every writer of key changes (key
+/// writes, role updates) appends through here.
 pub(super) async fn append_changes(
     tx: &mut Tx,
     first_seq: i64,
