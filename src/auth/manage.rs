@@ -112,6 +112,9 @@ impl AdminAuth {
             .grant()
             .covers(&new.grant)
             .map_err(|e| Error::invalid(e.field, e.reason))?;
+        // The keyspace ids are checked for their shape only: whether each
+        // names a keyspace that exists is for the keyspaces' store to say,
+        // once keys carry keyspaces (INVALID_ARGUMENT `keyspaces[i]`).
         let secret = AdminToken::generate().map_err(|e| Error::Internal(e.to_string()))?;
         let record = AdminTokenRecord {
             id: TokenId::generate(),

@@ -1,7 +1,8 @@
 //! KeyAdmin handlers: authenticate and authorise (one call), parse, call,
 //! convert. Token handlers are in `admin/tokens.rs`, webhook handlers in
-//! `admin/webhooks.rs`.
+//! `admin/webhooks.rs`, owner stale policy handlers in `admin/policies.rs`.
 
+mod policies;
 mod tokens;
 mod webhooks;
 
@@ -266,44 +267,25 @@ impl KeyAdmin for AdminService {
         Ok(Response::new(convert::overlap(overlap)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn set_owner_stale_policy(
         &self,
         req: Request<pb::OwnerStalePolicy>,
     ) -> Reply<pb::OwnerStalePolicy> {
-        let actor = self.global_caller(&req, Permission::PoliciesManage).await?;
-        let (owner, policy) = convert::owner_policy(req.into_inner())?;
-        self.keys.set_owner_policy(&owner, &policy, &actor).await?;
-        Ok(Response::new(convert::to_owner_policy(&owner, &policy)))
+        self.set_policy(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn delete_owner_stale_policy(
         &self,
         req: Request<pb::DeleteOwnerStalePolicyRequest>,
     ) -> Reply<pb::DeleteOwnerStalePolicyResponse> {
-        let actor = self.global_caller(&req, Permission::PoliciesManage).await?;
-        let pb::DeleteOwnerStalePolicyRequest { owner_id } = req.into_inner();
-        self.keys
-            .delete_owner_policy(&convert::owner_id("owner_id", &owner_id)?, &actor)
-            .await?;
-        Ok(Response::new(pb::DeleteOwnerStalePolicyResponse {}))
+        self.delete_policy(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_owner_stale_policies(
         &self,
         req: Request<pb::ListOwnerStalePoliciesRequest>,
     ) -> Reply<pb::ListOwnerStalePoliciesResponse> {
-        self.global_caller(&req, Permission::PoliciesManage).await?;
-        let policies = self.keys.owner_policies().await?;
-        let policies = policies
-            .iter()
-            .map(|(o, p)| convert::to_owner_policy(o, p))
-            .collect();
-        Ok(Response::new(pb::ListOwnerStalePoliciesResponse {
-            policies,
-        }))
+        self.list_policies(req).await
     }
 
     #[tracing::instrument(skip_all)]

@@ -61,16 +61,16 @@ pub struct ExtAuthzService {
 }
 
 impl ExtAuthzService {
-    pub fn new(
-        index: Arc<KeyIndex>,
-        metrics: Metrics,
-        usage: Arc<Recorder>,
-        clock: Clock,
-        replica: Arc<ReplicaState>,
-        fail_closed_after: Option<Duration>,
-        key_header: &str,
-        gate: VerifyGate,
-    ) -> Self {
+    pub fn new(ctx: super::verify::VerifyContext, key_header: &str) -> Self {
+        let super::verify::VerifyContext {
+            index,
+            metrics,
+            usage,
+            clock,
+            replica,
+            fail_closed_after,
+            gate,
+        } = ctx;
         Self {
             index,
             metrics,

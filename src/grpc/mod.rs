@@ -12,7 +12,7 @@ mod watch;
 
 pub use admin::AdminService;
 pub use ext_authz::{ExtAuthzService, SCOPES_EXTENSION};
-pub use verify::VerifyService;
+pub use verify::{VerifyContext, VerifyService};
 
 /// Generated code for `proto/keysmith/v1`.
 pub mod pb {

@@ -43,17 +43,32 @@ pub struct VerifyService {
     gate: VerifyGate,
 }
 
+/// What the verify listener's services share: the index they answer from,
+/// and what surrounds each answer.
+#[derive(Clone)]
+pub struct VerifyContext {
+    pub index: Arc<KeyIndex>,
+    pub metrics: Metrics,
+    pub usage: Arc<Recorder>,
+    pub clock: Clock,
+    pub replica: Arc<ReplicaState>,
+    /// Refuse to answer when the change log was last read longer ago than this.
+    pub fail_closed_after: Option<Duration>,
+    /// The listener's own credential, when `--verify-auth` requires one.
+    pub gate: VerifyGate,
+}
+
 impl VerifyService {
-    pub fn new(
-        index: Arc<KeyIndex>,
-        metrics: Metrics,
-        usage: Arc<Recorder>,
-        clock: Clock,
-        replica: Arc<ReplicaState>,
-        watcher: Watcher,
-        fail_closed_after: Option<Duration>,
-        gate: VerifyGate,
-    ) -> Self {
+    pub fn new(ctx: VerifyContext, watcher: Watcher) -> Self {
+        let VerifyContext {
+            index,
+            metrics,
+            usage,
+            clock,
+            replica,
+            fail_closed_after,
+            gate,
+        } = ctx;
         Self {
             index,
             metrics,

@@ -39,6 +39,7 @@ mod rotate_self;
 mod stream;
 mod telemetry;
 mod tls;
+mod token_cli;
 mod token_lifecycle;
 mod token_limits;
 mod token_support;

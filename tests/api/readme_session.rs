@@ -6,25 +6,57 @@
 
 use std::process::Command;
 
-use crate::helpers::{Backend, TestDb, spawn_on};
+use keysmith::grpc::pb;
+
+use crate::helpers::{Backend, TestApp, TestDb, spawn_on};
 
 const START: &str = "<!-- grpcurl-session:start -->";
 const END: &str = "<!-- grpcurl-session:end -->";
+const TOKENS_START: &str = "<!-- admin-token-session:start -->";
+const TOKENS_END: &str = "<!-- admin-token-session:end -->";
 
-fn readme_session() -> String {
+/// The first ```sh block between the markers `start` and `end`.
+fn readme_block(start: &str, end: &str) -> String {
     let readme = include_str!("../../README.md");
-    let start = readme
-        .find(START)
+    let from = readme
+        .find(start)
         .expect("README has the session start marker")
-        + START.len();
-    let end = readme.find(END).expect("README has the session end marker");
-    let block = &readme[start..end];
+        + start.len();
+    let to = readme.find(end).expect("README has the session end marker");
+    let block = &readme[from..to];
     let code = block
         .split("```sh")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
         .expect("a ```sh block between the markers");
     code.to_owned()
+}
+
+fn readme_session() -> String {
+    readme_block(START, END)
+}
+
+/// Runs `script` with bash, next to `app` (the README's addresses become
+/// the server's), in `workdir`, where the README's `./keysmith-data` is.
+async fn replay(app: &TestApp, workdir: std::path::PathBuf, script: &str) -> std::process::Output {
+    let script = script
+        .replace("127.0.0.1:50051", &app.verify_channel_addr())
+        .replace("127.0.0.1:50052", &app.admin_channel_addr());
+    let shim =
+        "cargo() { while [ \"$1\" != -- ]; do shift; done; shift; \"$KEYSMITH_BIN\" \"$@\"; }\n";
+    tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &format!("{shim}{script}")])
+            .current_dir(&workdir)
+            .env("KEYSMITH_BIN", env!("CARGO_BIN_EXE_keysmith"))
+            .env_remove("DATABASE_URL")
+            .env_remove("KEYSMITH_ADMIN_TOKEN")
+            .env_remove("KEYSMITH_ADMIN_ADDR")
+            .output()
+            .expect("run bash")
+    })
+    .await
+    .expect("join")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,25 +72,7 @@ async fn readme_grpcurl_session_works_verbatim() {
     let db = TestDb::new(Backend::Sqlite).await;
     let workdir = db.dir.path().to_owned();
     let app = spawn_on(db, None).await;
-    let verify_addr = app.verify_channel_addr();
-    let admin_addr = app.admin_channel_addr();
-
-    let script = readme_session()
-        .replace("127.0.0.1:50051", &verify_addr)
-        .replace("127.0.0.1:50052", &admin_addr);
-    let shim =
-        "cargo() { while [ \"$1\" != -- ]; do shift; done; shift; \"$KEYSMITH_BIN\" \"$@\"; }\n";
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("bash")
-            .args(["-euo", "pipefail", "-c", &format!("{shim}{script}")])
-            .current_dir(&workdir)
-            .env("KEYSMITH_BIN", env!("CARGO_BIN_EXE_keysmith"))
-            .env_remove("DATABASE_URL")
-            .output()
-            .expect("run bash")
-    })
-    .await
-    .expect("join");
+    let output = replay(&app, workdir, &readme_session()).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -82,4 +96,47 @@ async fn readme_grpcurl_session_works_verbatim() {
         ],
         "stdout:\n{stdout}"
     );
+}
+
+/// The README's admin-token session: a narrower token for daily use, the
+/// same with the CLI, and the first token retiring itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_admin_token_session_works_verbatim() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let workdir = db.dir.path().to_owned();
+    let app = spawn_on(db, None).await;
+    let output = replay(&app, workdir, &readme_block(TOKENS_START, TOKENS_END)).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "session failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("this token lacks keys.write"), "{stderr}");
+    assert!(stdout.contains("refused, as it should be"), "{stdout}");
+    let tokens = app
+        .admin
+        .clone()
+        .list_admin_tokens(pb::ListAdminTokensRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .tokens;
+    let state = |name: &str| {
+        let t = tokens.iter().find(|t| t.name == name).expect(name);
+        t.state()
+    };
+    assert_eq!(state("root"), pb::AdminTokenState::Revoked);
+    assert_eq!(state("daily"), pb::AdminTokenState::Active);
+    assert_eq!(state("ci"), pb::AdminTokenState::Active);
+    let keys = app
+        .admin
+        .clone()
+        .list_keys(pb::ListKeysRequest::default())
+        .await
+        .expect("keys")
+        .into_inner()
+        .keys;
+    assert_eq!(keys.len(), 1, "the CI token made one key");
+    assert_eq!(keys[0].owner_id, "acct_123");
 }
