@@ -16,7 +16,7 @@ use crate::{
     },
     domain::{PageTokens, Timestamp},
     grpc::{
-        AdminService, ExtAuthzService, VerifyContext, VerifyService,
+        AdminService, ExtAuthzService, VerifyService,
         pb::{self, key_admin_server::KeyAdminServer, key_verify_server::KeyVerifyServer},
     },
     index::{ChangeFeed, FeedHandle, KeyIndex, Pruner, ReplicaState},
@@ -218,17 +218,27 @@ impl App {
             watcher.clone(),
             &metrics,
         );
-        let answering = VerifyContext {
-            index: self.index.clone(),
-            metrics: metrics.clone(),
-            usage: self.usage.clone(),
-            clock: self.config.clock.clone(),
-            replica: self.feed.replica.clone(),
-            fail_closed_after: self.config.fail_closed_after,
-            gate: self.auth.verify_gate(self.config.verify_auth),
-        };
-        let verify_service = VerifyService::new(answering.clone(), watcher);
-        let ext_authz = ExtAuthzService::new(answering, &self.config.ext_authz_key_header);
+        let gate = self.auth.verify_gate(self.config.verify_auth);
+        let verify_service = VerifyService::new(
+            self.index.clone(),
+            metrics.clone(),
+            self.usage.clone(),
+            self.config.clock.clone(),
+            self.feed.replica.clone(),
+            watcher,
+            self.config.fail_closed_after,
+            gate.clone(),
+        );
+        let ext_authz = ExtAuthzService::new(
+            self.index.clone(),
+            metrics.clone(),
+            self.usage.clone(),
+            self.config.clock.clone(),
+            self.feed.replica.clone(),
+            self.config.fail_closed_after,
+            &self.config.ext_authz_key_header,
+            gate,
+        );
         let (mut verify_server, mut admin_server) = (
             server(&self.config.verify_limits),
             server(&self.config.admin_limits),

@@ -6,7 +6,9 @@ use clap::{Args, Parser, Subcommand};
 use keysmith::{
     App, Config, app,
     auth::VerifyAuth,
-    cli::{self, AdminTokenCommand, Connection, DbArgs, KeyCommand, WebhookCommand},
+    cli::{
+        self, AdminTokenCommand, Connection, DbArgs, KeyCommand, KeyspaceCommand, WebhookCommand,
+    },
     config::{DbConfig, TlsConfig},
     domain::KeyRotation,
     domain::StalePolicy,
@@ -88,6 +90,13 @@ enum Command {
         conn: Connection,
         #[command(subcommand)]
         cmd: KeyCommand,
+    },
+    /// Manage keyspaces through the Admin API, and print their scanner rules.
+    Keyspace {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        cmd: KeyspaceCommand,
     },
     /// Manage webhook endpoints through the Admin API.
     Webhook {
@@ -247,6 +256,7 @@ async fn main() -> ExitCode {
             action,
         }) => cli::run_audit_list(&conn, key, owner, action).await,
         Command::Key { conn, cmd } => cli::run_key(&conn, cmd).await,
+        Command::Keyspace { conn, cmd } => cli::run_keyspace(&conn, cmd).await,
         Command::Webhook { conn, cmd } => cli::run_webhook(&conn, cmd).await,
     };
     match result {

@@ -4,12 +4,14 @@
 //!
 //! Order of checks, first failure wins:
 //! 1. format (`MALFORMED`) and existence (`NOT_FOUND`), before any record;
+//!    a key outside the keyspaces the call accepts does not exist for it;
 //! 2. `REVOKED`: permanent, so it outranks everything;
 //! 3. `DISABLED`: an operator's suspension, reversible;
 //! 4. `EXPIRED`: `now >= expires_at`, judged against the clock on every call;
 //! 5. `IP_NOT_ALLOWED`, `REFERRER_NOT_ALLOWED`, `RESOURCE_NOT_ALLOWED`: where
 //!    the call comes from and what it touches; a missing input is a denial;
-//! 6. `INSUFFICIENT_SCOPE`: every required scope must be granted (all-of);
+//! 6. `INSUFFICIENT_SCOPE`: every required scope must be granted (all-of),
+//!    then one scope of each any-of group (`required.rs`);
 //! 7. `RATE_LIMITED`: last, so that only calls that would otherwise pass
 //!    spend a token.
 //!
@@ -20,10 +22,13 @@
 use std::{net::IpAddr, time::Duration};
 
 use crate::{
-    domain::{DEFAULT_KEYSPACE, KeyState, Rule, Timestamp, TokenLimits, restriction::Take},
-    index::{Entry, KeyIndex},
+    domain::{KeyState, Rule, Timestamp, TokenLimits, restriction::Take},
+    index::{Entry, KeyIndex, KeyspaceScope},
     usage::Recorder,
 };
+
+mod required;
+pub use required::{AnyOf, NoGroups, Unmet, granted};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Code {
@@ -102,8 +107,11 @@ impl WouldDeny {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision<'a> {
     pub code: Code,
-    /// For `InsufficientScope`: the first required scope not granted.
+    /// For `InsufficientScope`: the first of `required_scopes` not granted.
     pub missing_scope: Option<&'a str>,
+    /// For `InsufficientScope` from `required_any`: the first group of which
+    /// nothing is granted.
+    pub missing_any: Option<Unmet<'a>>,
     pub would_deny: WouldDeny,
 }
 
@@ -112,6 +120,7 @@ impl Decision<'_> {
         Self {
             code,
             missing_scope: None,
+            missing_any: None,
             would_deny: WouldDeny(0),
         }
     }
@@ -124,14 +133,33 @@ impl Decision<'_> {
 /// What the caller asks of a key, with the end client's values as the
 /// gateway saw them. Required scopes must already be checked by
 /// [`crate::domain::scope::check_required`].
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
+    /// All of these.
     pub required_scopes: &'a [String],
+    /// And one scope of each of these groups.
+    pub required_any: &'a dyn AnyOf,
     pub client_ip: Option<IpAddr>,
     /// Empty when the call carries none.
     pub referrer: &'a str,
     /// Empty when the call carries none.
     pub resource: &'a str,
+    /// The keyspaces whose keys may answer; any other key answers exactly
+    /// as an unknown one (NOT_FOUND, counted as unknown).
+    pub keyspaces: KeyspaceScope,
+}
+
+impl Default for Request<'_> {
+    fn default() -> Self {
+        Self {
+            required_scopes: &[],
+            required_any: &NoGroups,
+            client_ip: None,
+            referrer: "",
+            resource: "",
+            keyspaces: KeyspaceScope::ANY,
+        }
+    }
 }
 
 /// Applies one restriction: `Err` for an enforced denial, a note in
@@ -188,14 +216,22 @@ pub fn decide<'a>(record: &Entry, request: &Request<'a>, now: Timestamp) -> Deci
     if let Err(code) = restricted {
         return Decision { code, ..d };
     }
+    let held = record.scopes();
     let missing = request
         .required_scopes
         .iter()
-        .find(|req| !record.scopes().iter().any(|s| s.grants(req)));
+        .find(|req| !granted(held, req));
     if let Some(missing) = missing {
         return Decision {
             code: Code::InsufficientScope,
             missing_scope: Some(missing),
+            ..d
+        };
+    }
+    if let Some(group) = request.required_any.first_unmet(held) {
+        return Decision {
+            code: Code::InsufficientScope,
+            missing_any: Some(group),
             ..d
         };
     }
@@ -256,13 +292,15 @@ pub fn verify_within<'a>(
             return bare(Code::Malformed, e.detail());
         }
     };
-    let Some(entry) = index.get(&presented.hash) else {
+    let Some(entry) = index
+        .get(&presented.hash)
+        .filter(|e| request.keyspaces.admits(e.keyspace()))
+    else {
         usage.unknown(Code::NotFound);
         return bare(Code::NotFound, Code::NotFound.detail());
     };
-    // Every key is in the default keyspace until keys carry their own; then
-    // this asks for the entry's.
-    if !within.admits(DEFAULT_KEYSPACE, entry.owner_id()) {
+    if !within.is_unlimited() && !admitted(index, within, &entry) {
+        usage.unknown(Code::NotFound);
         return bare(Code::NotFound, Code::NotFound.detail());
     }
     let mut decision = decide(&entry, request, now);
@@ -303,6 +341,18 @@ fn bare(code: Code, detail: &'static str) -> Outcome<'static> {
 }
 
 #[cfg(test)]
+mod alloc;
+#[cfg(test)]
 mod props;
 #[cfg(test)]
 mod tests;
+
+/// Whether `entry` is inside a limited credential's keyspaces and owners. A
+/// few map lookups, made only for a limited credential.
+fn admitted(index: &KeyIndex, within: &TokenLimits, entry: &Entry) -> bool {
+    within.admits_owner(entry.owner_id())
+        && within.keyspaces().is_none_or(|ks| {
+            ks.iter()
+                .any(|k| index.keyspace_slot(k) == Some(entry.keyspace()))
+        })
+}

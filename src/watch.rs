@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::{DEFAULT_KEYSPACE, Environment, OwnerId, TokenLimits},
+    domain::{Environment, KeyspaceId, OwnerId, TokenLimits},
     error::{Error, Result},
     index::FeedHandle,
     store::{Change, Store},
@@ -28,6 +28,8 @@ pub struct WatchRequest {
     pub owner_id: Option<OwnerId>,
     pub environment: Option<Environment>,
     pub all_changes: bool,
+    /// Only keys of this keyspace.
+    pub keyspace_id: Option<KeyspaceId>,
     /// The subscriber's credential's limits: changes to keys outside them
     /// are never sent.
     pub within: TokenLimits,
@@ -38,8 +40,13 @@ impl WatchRequest {
         (self.all_changes || c.kind.is_restrictive())
             && self.owner_id.as_ref().is_none_or(|o| *o == c.owner_id)
             && self.environment.is_none_or(|e| e == c.environment)
-            // Every key is in the default keyspace until keys carry their own.
-            && self.within.admits(DEFAULT_KEYSPACE, c.owner_id.as_str())
+            && self
+                .keyspace_id
+                .as_ref()
+                .is_none_or(|k| *k == c.keyspace_id)
+            && self
+                .within
+                .admits(c.keyspace_id.as_str(), c.owner_id.as_str())
     }
 }
 
@@ -285,5 +292,46 @@ impl Subscription {
         }
         self.cursor = seq;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        domain::{KeyHash, KeyId, Timestamp},
+        store::ChangeKind,
+    };
+
+    fn change(keyspace: &str) -> Change {
+        Change {
+            seq: 1,
+            kind: ChangeKind::Revoked,
+            key_id: KeyId::generate(),
+            key_hash: KeyHash::from_bytes([7; 32]),
+            owner_id: OwnerId::parse("acct_1").unwrap(),
+            environment: Environment::Live,
+            keyspace_id: keyspace.parse().unwrap(),
+            expires_at: None,
+            at: Timestamp::from_millis(0),
+        }
+    }
+
+    #[test]
+    fn a_bound_stream_sees_only_its_keyspaces() {
+        let within = TokenLimits::parse(Some(vec!["ks_a".into(), "ks_b".into()]), None).unwrap();
+        let bound = WatchRequest {
+            within: within.clone(),
+            ..WatchRequest::default()
+        };
+        assert!(bound.wants(&change("ks_a")) && bound.wants(&change("ks_b")));
+        assert!(!bound.wants(&change("ks_default")));
+        let narrowed = WatchRequest {
+            keyspace_id: Some("ks_b".parse().unwrap()),
+            within,
+            ..WatchRequest::default()
+        };
+        assert!(!narrowed.wants(&change("ks_a")) && narrowed.wants(&change("ks_b")));
+        assert!(WatchRequest::default().wants(&change("ks_default")));
     }
 }

@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 
 use keysmith::{
     domain::{
-        ApiKey, Environment, KeyName, KeyRecord, KeyType, Mode, OwnerId, Rule, Scope, Timestamp,
+        ApiKey, Environment, KeyName, KeyPrefix, KeyRecord, KeyType, Mode, OwnerId, Rule, Scope,
+        Timestamp,
         restriction::{IpAllowlist, RateLimit, ReferrerAllowlist, ResourceAllowlist},
     },
     grpc::{fuzz, pb},
@@ -72,8 +73,14 @@ fn world() -> &'static World {
         .into_iter()
         .enumerate()
         {
-            let key = ApiKey::generate(t, e).expect("rng");
-            index.upsert(&record(&key, i == 1));
+            // The second key is a keyspace's, with its prefix.
+            let prefix = (i == 1).then(|| KeyPrefix::parse("fuzz").expect("prefix"));
+            let key = ApiKey::generate_in(prefix, t, e).expect("rng");
+            let mut r = record(&key, i == 1);
+            if i == 1 {
+                r.keyspace_id = "ks_fuzz".parse().expect("keyspace");
+            }
+            index.upsert(&r);
             secrets.push(key.expose_secret().to_owned());
         }
         index.mark_ready();
@@ -100,6 +107,17 @@ fn structured(w: &World, u: &mut Unstructured) -> arbitrary::Result<Vec<u8>> {
         client_ip: u.arbitrary()?,
         referrer: u.arbitrary()?,
         resource: u.arbitrary()?,
+        required_any: u
+            .arbitrary::<Vec<Vec<String>>>()?
+            .into_iter()
+            .map(|scopes| pb::ScopeAlternatives { scopes })
+            .collect(),
+        keyspace: match u.arbitrary::<u8>()? % 4 {
+            0 => String::new(),
+            1 => "ks_fuzz".into(),
+            2 => "ks_default".into(),
+            _ => u.arbitrary()?,
+        },
     };
     Ok(req.encode_to_vec())
 }

@@ -17,9 +17,9 @@ pub enum KeyCommand {
         /// `secret` or `publishable`.
         #[arg(long = "type", default_value = "secret")]
         key_type: String,
-        /// `live` or `test`.
-        #[arg(long = "env", default_value = "test")]
-        environment: String,
+        /// `live` or `test`; unset: the keyspace's default, then test.
+        #[arg(long = "env")]
+        environment: Option<String>,
         /// Repeat for several scopes.
         #[arg(long = "scope")]
         scopes: Vec<String>,
@@ -28,6 +28,9 @@ pub enum KeyCommand {
         ttl: Option<Duration>,
         #[arg(long, default_value = "")]
         request_id: String,
+        /// The keyspace's id (default `ks_default`): its prefix and defaults.
+        #[arg(long, default_value = "")]
+        keyspace: String,
     },
     Get {
         id: String,
@@ -42,6 +45,9 @@ pub enum KeyCommand {
         page_size: i32,
         #[arg(long, default_value = "")]
         page_token: String,
+        /// Only keys of this keyspace id.
+        #[arg(long, default_value = "")]
+        keyspace: String,
     },
     /// Change a key's name or scopes.
     Update {

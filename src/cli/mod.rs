@@ -1,11 +1,12 @@
-//! The admin CLI: `keysmith key …`, `keysmith audit list`, `keysmith webhook …`,
-//! `keysmith admin-token …`.
+//! The admin CLI: `keysmith key …`, `keysmith keyspace …`, `keysmith audit list`,
+//! `keysmith webhook …`, `keysmith admin-token …`.
 //!
 //! It talks to the Admin API. Output is a table for people, or JSON with
 //! `--json` for scripts. Secrets are printed once, on create and rotate,
 //! with a warning on stderr.
 
 mod commands;
+mod keyspace;
 mod output;
 mod tokens;
 
@@ -16,6 +17,10 @@ use tonic::{Code, Request, Status, transport::Channel};
 
 use crate::grpc::pb::{self, key_admin_client::KeyAdminClient};
 pub use commands::{KeyCommand, WebhookCommand};
+pub use keyspace::{
+    GITLEAKS_TEMPLATE, KeyspaceCommand, TRUFFLEHOG_TEMPLATE, render as render_scanner_rule,
+    run_keyspace,
+};
 use output::{Out, key_json, key_row};
 pub use tokens::{AdminTokenCommand, DbArgs, TokenSpec, run_admin_token};
 
@@ -126,16 +131,18 @@ pub async fn run_key(conn: &Connection, cmd: KeyCommand) -> Result<(), String> {
             scopes,
             ttl,
             request_id,
+            keyspace,
         } => {
             let key_type = match key_type.as_str() {
                 "secret" => pb::KeyType::Secret,
                 "publishable" => pb::KeyType::Publishable,
                 other => return Err(format!("--type must be secret or publishable, not {other}")),
             };
-            let environment = match environment.as_str() {
-                "live" => pb::Environment::Live,
-                "test" => pb::Environment::Test,
-                other => return Err(format!("--env must be live or test, not {other}")),
+            let environment = match environment.as_deref() {
+                None => pb::Environment::Unspecified,
+                Some("live") => pb::Environment::Live,
+                Some("test") => pb::Environment::Test,
+                Some(other) => return Err(format!("--env must be live or test, not {other}")),
             };
             let msg = pb::CreateKeyRequest {
                 owner_id: owner,
@@ -145,6 +152,7 @@ pub async fn run_key(conn: &Connection, cmd: KeyCommand) -> Result<(), String> {
                 scopes,
                 ttl: ttl.map(pb_duration),
                 request_id,
+                keyspace,
                 ..Default::default()
             };
             let r = c
@@ -169,6 +177,7 @@ pub async fn run_key(conn: &Connection, cmd: KeyCommand) -> Result<(), String> {
             state,
             page_size,
             page_token,
+            keyspace,
         } => {
             let state = match state.as_deref() {
                 None => pb::KeyState::Unspecified,
@@ -187,6 +196,7 @@ pub async fn run_key(conn: &Connection, cmd: KeyCommand) -> Result<(), String> {
                 state: state.into(),
                 page_size,
                 page_token,
+                keyspace,
                 ..Default::default()
             };
             let r = c

@@ -42,6 +42,7 @@ pub fn key_json(k: &pb::Key) -> Value {
         "rotated_to": k.rotated_to,
         "last_used_time_ms": time(&k.last_used_time),
         "version": k.version,
+        "keyspace": k.keyspace,
     })
 }
 

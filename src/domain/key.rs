@@ -1,6 +1,6 @@
 use super::{
-    ApiKey, Environment, KeyHash, KeyId, KeyName, KeyType, Metadata, OwnerId, Reason, Restrictions,
-    Scope, Timestamp,
+    ApiKey, Environment, KeyHash, KeyId, KeyName, KeyType, KeyspaceId, Metadata, OwnerId, Reason,
+    Restrictions, RoleName, Scope, Timestamp,
 };
 
 /// Everything keysmith knows about one key. Never holds the secret.
@@ -11,11 +11,21 @@ use super::{
 pub struct KeyRecord {
     pub id: KeyId,
     pub hash: KeyHash,
+    /// The keyspace the key belongs to, for good: a rotation keeps it.
+    pub keyspace_id: KeyspaceId,
     pub owner_id: OwnerId,
     pub name: KeyName,
     pub key_type: KeyType,
     pub environment: Environment,
+    /// The scopes the key holds itself.
     pub scopes: Vec<Scope>,
+    /// The roles the key holds, by name in its keyspace: sorted, none
+    /// repeated, at most [`super::role::MAX_KEY_ROLES`].
+    pub roles: Vec<RoleName>,
+    /// What those roles grant, as resolved when the record was read or
+    /// built: the union of their scopes, in the order of `roles`. Not a
+    /// column of the key: a role's change reaches every key holding it.
+    pub role_scopes: Vec<Scope>,
     pub metadata: Metadata,
     /// Prefix and last four characters of the key, e.g. `sk_live_…a1B2`.
     pub hint: String,
@@ -91,8 +101,9 @@ pub enum KeyState {
 }
 
 impl KeyRecord {
-    /// The first version of a freshly minted key: a new id, no expiry,
-    /// restrictions or metadata. Set the rest with struct update syntax.
+    /// The first version of a freshly minted key: a new id, in the default
+    /// keyspace, no expiry, restrictions or metadata. Set the rest with
+    /// struct update syntax.
     pub fn new(
         key: &ApiKey,
         owner_id: OwnerId,
@@ -103,11 +114,14 @@ impl KeyRecord {
         Self {
             id: KeyId::generate(),
             hash: key.hash(),
+            keyspace_id: KeyspaceId::default_id(),
             owner_id,
             name,
             key_type: key.key_type(),
             environment: key.environment(),
             scopes,
+            roles: Vec::new(),
+            role_scopes: Vec::new(),
             metadata: Metadata::default(),
             hint: key.hint(),
             created_at: now,
@@ -126,6 +140,20 @@ impl KeyRecord {
             last_client_ip: None,
             end_grace_when_idle: None,
             rotation: None,
+        }
+    }
+
+    /// What the key grants: its own scopes, then those its roles add.
+    pub fn effective_scopes(&self) -> Vec<Scope> {
+        super::role::union_scopes(self.scopes.iter().chain(&self.role_scopes))
+    }
+
+    /// [`Self::effective_scopes`], borrowed when the key holds no role's.
+    pub fn granted_scopes(&self) -> std::borrow::Cow<'_, [Scope]> {
+        if self.role_scopes.is_empty() {
+            std::borrow::Cow::Borrowed(&self.scopes)
+        } else {
+            std::borrow::Cow::Owned(self.effective_scopes())
         }
     }
 

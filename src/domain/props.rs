@@ -8,12 +8,21 @@ use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::{
-    ApiKey, Environment, KeyFormatError, KeyType, Scope, api_key,
+    ApiKey, Environment, KeyFormatError, KeyPrefix, KeyType, Scope, api_key,
     restriction::{IpAllowlist, ReferrerAllowlist, ResourceAllowlist},
     scope,
 };
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const LOWER_ALNUM: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// No prefix (the default keyspace) or a keyspace prefix of any length.
+fn key_prefix() -> impl Strategy<Value = Option<KeyPrefix>> {
+    prop_oneof![
+        Just(None),
+        "[a-z0-9]{2,16}".prop_map(|p| KeyPrefix::parse(&p).ok()),
+    ]
+}
 
 fn key_kind() -> impl Strategy<Value = (KeyType, Environment)> {
     (
@@ -77,16 +86,25 @@ fn v6_mask(prefix: u8) -> u128 {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// Every minted key parses back to its type and environment, and its
-    /// hash is SHA-256 of its first 51 characters.
+    /// Every minted key parses back to its prefix, type and environment,
+    /// and its hash is SHA-256 of everything before its checksum (a bare
+    /// key's first 51 characters).
     #[test]
-    fn minted_keys_round_trip(random in any::<[u8; 32]>(), (t, e) in key_kind()) {
-        let key = ApiKey::from_random(t, e, &random);
+    fn minted_keys_round_trip(
+        random in any::<[u8; 32]>(),
+        (t, e) in key_kind(),
+        prefix in key_prefix(),
+    ) {
+        let key = ApiKey::from_random_in(prefix, t, e, &random);
         let secret = key.expose_secret();
         let parsed = api_key::parse(secret).expect("a minted key parses");
+        prop_assert_eq!(parsed.prefix, prefix);
         prop_assert_eq!(parsed.key_type, t);
         prop_assert_eq!(parsed.environment, e);
-        let expected: [u8; 32] = Sha256::digest(&secret.as_bytes()[..51]).into();
+        let head = prefix.map_or(0, |p| p.len() + 1);
+        prop_assert_eq!(secret.len(), head + api_key::KEY_LEN);
+        prop_assert_eq!(&secret[..head], prefix.map(|p| format!("{p}_")).unwrap_or_default());
+        let expected: [u8; 32] = Sha256::digest(&secret.as_bytes()[..head + 51]).into();
         prop_assert_eq!(parsed.hash.as_bytes(), &expected);
         prop_assert_eq!(parsed.hash, key.hash());
     }
@@ -102,27 +120,48 @@ proptest! {
         prop_assert_ne!(ka.expose_secret(), kb.expose_secret());
     }
 
-    /// Any one-character substitution after the prefix is caught.
+    /// Any one-character substitution is caught, wherever it falls: in the
+    /// prefix, the type and environment, the body or the checksum. A
+    /// substitution that leaves every part well-formed (a prefix character
+    /// for another of `[a-z0-9]`, a body or checksum digit for another
+    /// digit) is caught by the checksum, which covers the prefix.
     #[test]
     fn one_substitution_is_always_caught(
         random in any::<[u8; 32]>(),
-        at in 8usize..57,
-        with in 0usize..62,
+        prefix in key_prefix(),
+        at in 0usize..74,
+        with in any::<prop::sample::Index>(),
     ) {
-        let key = ApiKey::from_random(KeyType::Secret, Environment::Live, &random);
+        let key = ApiKey::from_random_in(prefix, KeyType::Secret, Environment::Live, &random);
         let mut bytes = key.expose_secret().as_bytes().to_vec();
-        prop_assume!(bytes[at] != BASE62[with]);
-        bytes[at] = BASE62[with];
+        let at = at % bytes.len();
+        let head = prefix.map_or(0, |p| p.len());
+        let in_prefix = at < head;
+        let in_tail = at >= bytes.len() - 49;
+        let alphabet: &[u8] = if in_prefix { LOWER_ALNUM } else { BASE62 };
+        let with = alphabet[with.index(alphabet.len())];
+        prop_assume!(bytes[at] != with);
+        bytes[at] = with;
         let changed = String::from_utf8(bytes).expect("ascii");
-        prop_assert_eq!(api_key::parse(&changed), Err(KeyFormatError::Checksum));
+        if in_prefix || in_tail {
+            prop_assert_eq!(api_key::parse(&changed), Err(KeyFormatError::Checksum));
+        } else {
+            prop_assert!(api_key::parse(&changed).is_err());
+        }
     }
 
-    /// Swapping two different neighbours after the prefix is caught (a
-    /// burst of at most 16 bits, which CRC-32 always detects).
+    /// Swapping two different neighbours anywhere is caught (a burst of at
+    /// most 16 bits, which CRC-32 always detects), the prefix and its `_`
+    /// included.
     #[test]
-    fn adjacent_swaps_are_always_caught(random in any::<[u8; 32]>(), at in 8usize..56) {
-        let key = ApiKey::from_random(KeyType::Secret, Environment::Live, &random);
+    fn adjacent_swaps_are_always_caught(
+        random in any::<[u8; 32]>(),
+        prefix in key_prefix(),
+        at in 0usize..73,
+    ) {
+        let key = ApiKey::from_random_in(prefix, KeyType::Secret, Environment::Live, &random);
         let mut bytes = key.expose_secret().as_bytes().to_vec();
+        let at = at % (bytes.len() - 1);
         prop_assume!(bytes[at] != bytes[at + 1]);
         bytes.swap(at, at + 1);
         let changed = String::from_utf8(bytes).expect("ascii");
@@ -130,15 +169,24 @@ proptest! {
     }
 
     /// No input panics the parser, and whatever it accepts has the shape of
-    /// a key.
+    /// a key: an optional `[a-z0-9]{2,16}_` prefix, then a bare key.
     #[test]
-    fn the_parser_takes_any_string(s in ".{0,80}") {
-        if api_key::parse(&s).is_ok() {
-            prop_assert_eq!(s.len(), api_key::KEY_LEN);
+    fn the_parser_takes_any_string(s in prop_oneof![".{0,80}", "([a-z0-9A-Z_]{1,18}_)?[sp]k_(live|test)_[0-9A-Za-z]{49}"]) {
+        if let Ok(parsed) = api_key::parse(&s) {
+            prop_assert!(s.len() >= api_key::KEY_LEN);
+            let (head, bare) = s.split_at(s.len() - api_key::KEY_LEN);
             prop_assert!(["sk_live_", "sk_test_", "pk_live_", "pk_test_"]
                 .iter()
-                .any(|p| s.starts_with(p)));
-            prop_assert!(s.as_bytes()[8..].iter().all(u8::is_ascii_alphanumeric));
+                .any(|p| bare.starts_with(p)));
+            prop_assert!(bare.as_bytes()[8..].iter().all(u8::is_ascii_alphanumeric));
+            match head.strip_suffix('_') {
+                None => prop_assert!(head.is_empty()),
+                Some(p) => {
+                    prop_assert!((2..=16).contains(&p.len()));
+                    prop_assert!(p.bytes().all(|b| LOWER_ALNUM.contains(&b)));
+                    prop_assert_eq!(parsed.prefix.map(|x| x.as_str().to_owned()), Some(p.to_owned()));
+                }
+            }
         }
     }
 

@@ -10,6 +10,10 @@
 use std::fmt;
 
 pub const MAX_SCOPE_LEN: usize = 128;
+/// Most any-of groups one call may require.
+pub const MAX_ANY_GROUPS: usize = 16;
+/// Most alternatives in one any-of group.
+pub const MAX_ALTERNATIVES: usize = 16;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {

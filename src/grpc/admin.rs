@@ -1,8 +1,11 @@
 //! KeyAdmin handlers: authenticate and authorise (one call), parse, call,
-//! convert. Token handlers are in `admin/tokens.rs`, webhook handlers in
+//! convert. Keyspace handlers are in `admin/keyspaces.rs`, role handlers in
+//! `admin/roles.rs`, token handlers in `admin/tokens.rs`, webhook handlers in
 //! `admin/webhooks.rs`, owner stale policy handlers in `admin/policies.rs`.
 
+mod keyspaces;
 mod policies;
+mod roles;
 mod tokens;
 mod webhooks;
 
@@ -394,5 +397,56 @@ impl KeyAdmin for AdminService {
         req: Request<pb::RevokeAdminTokenRequest>,
     ) -> Reply<pb::RevokeAdminTokenResponse> {
         self.revoke_token(req).await
+    }
+
+    async fn create_keyspace(
+        &self,
+        req: Request<pb::CreateKeyspaceRequest>,
+    ) -> Reply<pb::Keyspace> {
+        self.create_keyspace_(req).await
+    }
+
+    async fn get_keyspace(&self, req: Request<pb::GetKeyspaceRequest>) -> Reply<pb::Keyspace> {
+        self.get_keyspace_(req).await
+    }
+
+    async fn list_keyspaces(
+        &self,
+        req: Request<pb::ListKeyspacesRequest>,
+    ) -> Reply<pb::ListKeyspacesResponse> {
+        self.list_keyspaces_(req).await
+    }
+
+    async fn update_keyspace(
+        &self,
+        req: Request<pb::UpdateKeyspaceRequest>,
+    ) -> Reply<pb::Keyspace> {
+        self.update_keyspace_(req).await
+    }
+
+    async fn create_role(&self, req: Request<pb::CreateRoleRequest>) -> Reply<pb::Role> {
+        self.create_role_(req).await
+    }
+
+    async fn get_role(&self, req: Request<pb::GetRoleRequest>) -> Reply<pb::Role> {
+        self.get_role_(req).await
+    }
+
+    async fn list_roles(&self, req: Request<pb::ListRolesRequest>) -> Reply<pb::ListRolesResponse> {
+        self.list_roles_(req).await
+    }
+
+    async fn update_role(
+        &self,
+        req: Request<pb::UpdateRoleRequest>,
+    ) -> Reply<pb::UpdateRoleResponse> {
+        self.update_role_(req).await
+    }
+
+    async fn delete_role(
+        &self,
+        req: Request<pb::DeleteRoleRequest>,
+    ) -> Reply<pb::DeleteRoleResponse> {
+        self.delete_role_(req).await
     }
 }

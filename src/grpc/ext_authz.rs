@@ -8,8 +8,13 @@
 //!   and its one leading `/`, otherwise as written: a non-canonical path is
 //!   refused like any resource, see `domain::restriction::resource`), and
 //!   the required scopes from the route's
-//!   `context_extensions["keysmith_scopes"]` (space- or comma-separated; a
-//!   malformed list denies with 500).
+//!   `context_extensions["keysmith_scopes"]` (space- or comma-separated, with
+//!   `a|b` for "either"; see `route_scopes.rs`; a malformed list denies with
+//!   500).
+//! - The keyspace a route accepts keys of comes from
+//!   `context_extensions["keysmith_keyspace"]` (a keyspace id; unset: any).
+//!   A key of another keyspace is refused as an unknown key is (401); a
+//!   malformed id denies with 500.
 //! - Unknown, malformed, revoked, expired or disabled keys get 401 with
 //!   `WWW-Authenticate`; scope and restriction failures 403; rate limits 429
 //!   with `retry-after`. A denial names no owner, scopes or metadata.
@@ -19,6 +24,7 @@
 //!   removed (`response.rs`).
 
 mod response;
+mod route_scopes;
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
@@ -27,6 +33,7 @@ use envoy_types::ext_authz::v3::{
     pb::{Authorization, CheckRequest, CheckResponse, HttpStatusCode},
 };
 use response::{allowed, code_name, denied, unauthorized};
+use route_scopes::RouteScopes;
 
 use super::presented::{Presented, Wipe};
 use tonic::{Request, Response, Status};
@@ -34,7 +41,7 @@ use zeroize::Zeroize;
 
 use crate::{
     auth::VerifyGate,
-    domain::{Clock, MAX_SCOPES, Permission, TokenLimits, mono_nanos, scope},
+    domain::{Clock, Permission, TokenLimits, mono_nanos},
     index::{KeyIndex, ReplicaState},
     metrics::Metrics,
     usage::Recorder,
@@ -43,6 +50,8 @@ use crate::{
 
 /// The context extension that names the scopes a route requires.
 pub const SCOPES_EXTENSION: &str = "keysmith_scopes";
+/// The context extension that names the keyspace a route accepts keys of.
+pub const KEYSPACE_EXTENSION: &str = "keysmith_keyspace";
 
 pub struct ExtAuthzService {
     index: Arc<KeyIndex>,
@@ -61,16 +70,18 @@ pub struct ExtAuthzService {
 }
 
 impl ExtAuthzService {
-    pub fn new(ctx: super::verify::VerifyContext, key_header: &str) -> Self {
-        let super::verify::VerifyContext {
-            index,
-            metrics,
-            usage,
-            clock,
-            replica,
-            fail_closed_after,
-            gate,
-        } = ctx;
+    // Its parts are folded into one verifier next; until then, one per field.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        index: Arc<KeyIndex>,
+        metrics: Metrics,
+        usage: Arc<Recorder>,
+        clock: Clock,
+        replica: Arc<ReplicaState>,
+        fail_closed_after: Option<Duration>,
+        key_header: &str,
+        gate: VerifyGate,
+    ) -> Self {
         Self {
             index,
             metrics,
@@ -176,18 +187,11 @@ impl ExtAuthzService {
         let before_query = path.split_once('?').map_or(path, |(p, _)| p);
         let resource = before_query.strip_prefix('/').unwrap_or(before_query);
         let extensions = req.attributes.as_ref().map(|a| &a.context_extensions);
-        let required: Vec<String> = extensions
+        let text = extensions
             .and_then(|e| e.get(SCOPES_EXTENSION))
-            .map(|s| {
-                s.split([' ', ','])
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+            .map_or("", String::as_str);
         // A bad scope list is the route's misconfiguration: fail closed, loudly.
-        if required.len() > MAX_SCOPES || required.iter().any(|s| scope::check_required(s).is_err())
-        {
+        let Some(required) = RouteScopes::parse(text) else {
             tracing::error!(
                 extension = SCOPES_EXTENSION,
                 "route requires malformed scopes; denying"
@@ -198,12 +202,30 @@ impl ExtAuthzService {
                 "route misconfigured: keysmith_scopes is malformed",
                 &[],
             ));
-        }
+        };
+        let keyspace = extensions
+            .and_then(|e| e.get(KEYSPACE_EXTENSION))
+            .map_or("", String::as_str);
+        let Ok(keyspaces) = super::convert::keyspace_scope(&self.index, keyspace) else {
+            tracing::error!(
+                extension = KEYSPACE_EXTENSION,
+                "route names a malformed keyspace; denying"
+            );
+            return Ok(denied(
+                HttpStatusCode::InternalServerError,
+                "route_misconfigured",
+                "route misconfigured: keysmith_keyspace is malformed",
+                &[],
+            ));
+        };
+        // Every group, single scopes too, is read from the text in place.
         let request = VerifyRequest {
-            required_scopes: &required,
+            required_scopes: &[],
+            required_any: &required,
             client_ip,
             referrer,
             resource,
+            keyspaces,
         };
         let outcome = verify::verify_within(
             &self.index,

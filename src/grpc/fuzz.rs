@@ -63,6 +63,15 @@ pub fn admin_requests(bytes: &[u8]) -> usize {
     if let Ok(req) = pb::ListWebhookDeliveriesRequest::decode(bytes) {
         ok += usize::from(convert::delivery_query(req).is_ok());
     }
+    if let Ok(req) = pb::CreateKeyspaceRequest::decode(bytes) {
+        ok += usize::from(convert::create_keyspace(req).is_ok());
+    }
+    if let Ok(req) = pb::UpdateKeyspaceRequest::decode(bytes) {
+        ok += usize::from(convert::keyspace_patch(req).is_ok());
+    }
+    if let Ok(req) = pb::ListKeyspacesRequest::decode(bytes) {
+        ok += usize::from(convert::list_keyspaces(req).is_ok());
+    }
     if let Ok(req) = pb::OwnerStalePolicy::decode(bytes) {
         ok += usize::from(convert::owner_policy(req).is_ok());
     }

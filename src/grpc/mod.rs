@@ -11,8 +11,8 @@ mod verify;
 mod watch;
 
 pub use admin::AdminService;
-pub use ext_authz::{ExtAuthzService, SCOPES_EXTENSION};
-pub use verify::{VerifyContext, VerifyService};
+pub use ext_authz::{ExtAuthzService, KEYSPACE_EXTENSION, SCOPES_EXTENSION};
+pub use verify::VerifyService;
 
 /// Generated code for `proto/keysmith/v1`.
 pub mod pb {

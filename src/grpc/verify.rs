@@ -43,32 +43,19 @@ pub struct VerifyService {
     gate: VerifyGate,
 }
 
-/// What the verify listener's services share: the index they answer from,
-/// and what surrounds each answer.
-#[derive(Clone)]
-pub struct VerifyContext {
-    pub index: Arc<KeyIndex>,
-    pub metrics: Metrics,
-    pub usage: Arc<Recorder>,
-    pub clock: Clock,
-    pub replica: Arc<ReplicaState>,
-    /// Refuse to answer when the change log was last read longer ago than this.
-    pub fail_closed_after: Option<Duration>,
-    /// The listener's own credential, when `--verify-auth` requires one.
-    pub gate: VerifyGate,
-}
-
 impl VerifyService {
-    pub fn new(ctx: VerifyContext, watcher: Watcher) -> Self {
-        let VerifyContext {
-            index,
-            metrics,
-            usage,
-            clock,
-            replica,
-            fail_closed_after,
-            gate,
-        } = ctx;
+    // Its parts are folded into one verifier next; until then, one per field.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        index: Arc<KeyIndex>,
+        metrics: Metrics,
+        usage: Arc<Recorder>,
+        clock: Clock,
+        replica: Arc<ReplicaState>,
+        watcher: Watcher,
+        fail_closed_after: Option<Duration>,
+        gate: VerifyGate,
+    ) -> Self {
         Self {
             index,
             metrics,
@@ -118,6 +105,8 @@ impl VerifyService {
 
 /// Converts a request's arguments and decides it from memory: Verify's
 /// work after its checks of the replica, and what the fuzz target drives.
+/// `within`: the limits of the caller's credential (keyspaces, owners); the
+/// request's own `keyspace` narrows further.
 pub(super) fn decide(
     index: &KeyIndex,
     usage: &Recorder,
@@ -132,13 +121,19 @@ pub(super) fn decide(
         client_ip,
         referrer,
         resource,
+        required_any,
+        keyspace,
     } = req;
     convert::check_required_scopes(required_scopes)?;
+    convert::check_required_any(required_any)?;
+    let keyspaces = convert::keyspace_scope(index, keyspace)?;
     let request = VerifyRequest {
         required_scopes,
+        required_any,
         client_ip: convert::client_ip(client_ip)?,
         referrer,
         resource,
+        keyspaces,
     };
     let outcome = verify::verify_within(index, usage, key, &request, within, now, mono_nanos);
     Ok(convert::verify_response(&outcome))

@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::KeyRuntime;
+use super::{KeyRuntime, KeyspaceSlot};
 use crate::domain::{
     Environment, KeyId, KeyRecord, KeyState, KeyType, Metadata, PackedKeyId, Restrictions, Scope,
     Timestamp,
@@ -35,6 +35,9 @@ pub struct Entry {
     pub disabled: bool,
     pub key_type: KeyType,
     pub environment: Environment,
+    /// The key's keyspace, interned by the index: 4 bytes, in what was
+    /// padding.
+    keyspace: KeyspaceSlot,
     id: PackedKeyId,
     owner_id: Arc<str>,
     scopes: Arc<[Scope]>,
@@ -45,8 +48,15 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The entry for `record`, sharing `owner_id` and `scopes` with other keys.
-    pub fn new(record: &KeyRecord, owner_id: Arc<str>, scopes: Arc<[Scope]>) -> Self {
+    /// The entry for `record`, sharing `owner_id` and `scopes` (what the
+    /// key grants: its own and its roles' scopes) with other keys;
+    /// `keyspace` is the slot of its keyspace.
+    pub fn new(
+        record: &KeyRecord,
+        owner_id: Arc<str>,
+        scopes: Arc<[Scope]>,
+        keyspace: KeyspaceSlot,
+    ) -> Self {
         let extras = (!record.restrictions.is_empty() || !record.metadata.is_empty()).then(|| {
             Box::new(Extras {
                 restrictions: record.restrictions.clone(),
@@ -60,6 +70,7 @@ impl Entry {
             disabled: record.disabled_at.is_some(),
             key_type: record.key_type,
             environment: record.environment,
+            keyspace,
             id: record.id.pack(),
             owner_id,
             scopes,
@@ -70,6 +81,11 @@ impl Entry {
 
     pub fn key_id(&self) -> KeyId {
         self.id.unpack()
+    }
+
+    #[inline]
+    pub fn keyspace(&self) -> KeyspaceSlot {
+        self.keyspace
     }
 
     pub fn owner_id(&self) -> &str {
@@ -109,13 +125,16 @@ impl Entry {
     }
 }
 
-/// An entry without interning, for tests and one-off decisions.
+/// An entry without interning, for tests and one-off decisions. Its
+/// keyspace slot is the default keyspace's whatever the record's: only an
+/// index interns keyspaces.
 impl From<&KeyRecord> for Entry {
     fn from(record: &KeyRecord) -> Self {
         Self::new(
             record,
             record.owner_id.as_str().into(),
-            record.scopes.as_slice().into(),
+            (&*record.granted_scopes()).into(),
+            KeyspaceSlot::DEFAULT,
         )
     }
 }

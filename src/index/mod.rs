@@ -7,6 +7,7 @@
 mod entry;
 mod feed;
 mod hasher;
+mod keyspaces;
 mod lineage;
 mod replica;
 mod retention;
@@ -26,6 +27,8 @@ use crate::domain::{KeyHash, KeyRecord, Scope};
 pub use entry::Entry;
 pub use feed::{ChangeFeed, FeedConfig, FeedHandle};
 use hasher::BuildKeyHashHasher;
+use keyspaces::KeyspaceSlots;
+pub use keyspaces::{KeyspaceScope, KeyspaceSlot};
 pub use replica::{ReplicaState, Stuck};
 pub use retention::Pruner;
 pub use runtime::KeyRuntime;
@@ -41,6 +44,9 @@ pub struct KeyIndex {
     /// Owner ids and scope sets, one copy each however many keys share them.
     /// Only grows: bounded by the distinct values ever loaded.
     interned: Mutex<Interned>,
+    /// Keyspace ids and their slots, read by Verify without a lock of its
+    /// own (a map shard's, as for the keys). Only grows.
+    keyspaces: KeyspaceSlots,
 }
 
 #[derive(Default)]
@@ -50,10 +56,11 @@ struct Interned {
 }
 
 impl Interned {
-    fn entry(&mut self, record: &KeyRecord) -> Entry {
+    fn entry(&mut self, record: &KeyRecord, keyspaces: &KeyspaceSlots) -> Entry {
         let owner = intern(&mut self.owners, record.owner_id.as_str());
-        let scopes = intern(&mut self.scope_sets, record.scopes.as_slice());
-        Entry::new(record, owner, scopes)
+        // Own scopes and the roles': what Verify decides on.
+        let scopes = intern(&mut self.scope_sets, &*record.granted_scopes());
+        Entry::new(record, owner, scopes, keyspaces.intern(&record.keyspace_id))
     }
 }
 
@@ -103,6 +110,7 @@ impl Default for KeyIndex {
             applied_seq: AtomicI64::new(0),
             ready: AtomicBool::new(false),
             interned: Mutex::default(),
+            keyspaces: KeyspaceSlots::default(),
         }
     }
 }
@@ -112,6 +120,27 @@ impl KeyIndex {
     #[inline]
     pub fn get(&self, hash: &KeyHash) -> Option<Arc<Entry>> {
         self.keys.get(hash).map(|r| Arc::clone(r.value()))
+    }
+
+    /// The keyspaces a Verify that names `keyspace` accepts (empty: any).
+    /// A map lookup; no allocation. A keyspace no indexed key is in admits
+    /// nothing, so its keys answer as unknown keys do.
+    #[inline]
+    pub fn keyspace_scope(&self, keyspace: &str) -> KeyspaceScope {
+        if keyspace.is_empty() {
+            return KeyspaceScope::ANY;
+        }
+        self.keyspaces
+            .get(keyspace)
+            .map_or_else(KeyspaceScope::nothing, KeyspaceScope::only)
+    }
+
+    /// The slots of `ids`, made if new: for binding a caller to keyspaces
+    /// once, when its credential is loaded (see [`KeyspaceScope::within`]).
+    /// The slot of keyspace `id`, if any key of it was ever indexed. A map
+    /// lookup by `&str`: no allocation.
+    pub fn keyspace_slot(&self, id: &str) -> Option<KeyspaceSlot> {
+        self.keyspaces.get(id)
     }
 
     /// Inserts or replaces a record, unless the index already holds a newer
@@ -125,7 +154,7 @@ impl KeyIndex {
     pub fn upsert(&self, record: &KeyRecord) {
         let entry = {
             let mut interned = self.interned.lock().unwrap_or_else(PoisonError::into_inner);
-            interned.entry(record)
+            interned.entry(record, &self.keyspaces)
         };
         match self.keys.entry(record.hash) {
             MapEntry::Occupied(mut held) => {
@@ -154,7 +183,7 @@ impl KeyIndex {
     fn replace(&self, record: &KeyRecord) {
         let entry = {
             let mut interned = self.interned.lock().unwrap_or_else(PoisonError::into_inner);
-            interned.entry(record)
+            interned.entry(record, &self.keyspaces)
         };
         match self.keys.entry(record.hash) {
             MapEntry::Occupied(mut held) => {

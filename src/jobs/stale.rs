@@ -113,6 +113,7 @@ async fn stale_keys(s: &Scheduler, after: Duration) -> Result<Vec<KeyRecord>> {
             .keys
             .list(
                 KeyQuery {
+                    keyspace_id: None,
                     owner_id: None,
                     state: None,
                     unused_for: Some(after),

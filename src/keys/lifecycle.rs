@@ -3,8 +3,8 @@ use serde_json::json;
 use super::{Actor, Keys, Mutation, diff};
 use crate::{
     domain::{
-        ApiKey, KeyId, KeyName, KeyRecord, Metadata, Reason, Restrictions, Scope, Timestamp,
-        check_type_policy,
+        ApiKey, KeyId, KeyName, KeyRecord, Metadata, Reason, Restrictions, RoleName, Scope,
+        Timestamp, check_type_policy,
     },
     error::{Error, Result},
     store::ChangeKind,
@@ -22,6 +22,8 @@ pub struct KeyPatch {
     pub restrictions: Option<Restrictions>,
     /// `Some(None)` follows the server's default again.
     pub rotation: Option<Option<crate::domain::KeyRotation>>,
+    /// Replaces the roles the key holds (names in its keyspace).
+    pub roles: Option<Vec<RoleName>>,
 }
 
 #[derive(Debug)]
@@ -29,6 +31,10 @@ pub struct Rotated {
     pub key: KeyRecord,
     pub secret: ApiKey,
     pub previous: KeyRecord,
+}
+
+fn role_strs(roles: &[RoleName]) -> Vec<&str> {
+    roles.iter().map(RoleName::as_str).collect()
 }
 
 fn scope_strs(scopes: &[Scope]) -> Vec<&str> {
@@ -47,12 +53,59 @@ fn not_revoked(key: &KeyRecord) -> Result<()> {
 }
 
 impl Keys {
+    /// An update's scopes must be drawn from the key's keyspace catalogue,
+    /// and its expiry within the keyspace's maximum lifetime from now. (A
+    /// key never changes keyspace, so reading it before the update is safe.)
+    async fn check_keyspace_rules(&self, id: &KeyId, patch: &KeyPatch) -> Result<()> {
+        let key = self.get(id).await?;
+        let ks = self.get_keyspace(&key.keyspace_id).await?;
+        if let Some(scopes) = &patch.scopes
+            && let Some((i, _)) = ks.first_undeclared(scopes)
+        {
+            return Err(Error::invalid(
+                format!("key.scopes[{i}]"),
+                format!("is not in the scope catalogue of keyspace {}", ks.id),
+            ));
+        }
+        let (Some(expiry), Some(max)) = (patch.expires_at, ks.defaults.max_lifetime) else {
+            return Ok(());
+        };
+        let latest = self.now().saturating_add(max);
+        match expiry {
+            Some(at) if at <= latest => Ok(()),
+            _ => Err(Error::invalid(
+                "key.expire_time",
+                format!(
+                    "must be set, and within the keyspace's max_lifetime of {}s from now",
+                    max.as_secs()
+                ),
+            )),
+        }
+    }
+
     pub async fn update(&self, id: &KeyId, patch: KeyPatch, actor: &Actor) -> Result<KeyRecord> {
         if let Some(Some(at)) = patch.expires_at
             && at <= self.config.clock.now()
         {
             return Err(Error::invalid("key.expire_time", "must be in the future"));
         }
+        if patch.scopes.is_some() || patch.expires_at.is_some() {
+            self.check_keyspace_rules(id, &patch).await?;
+        }
+        // The roles asked for, resolved once: a role that changes before the
+        // commit fails it (`Conflict`), and the retries read it again.
+        let roles = match &patch.roles {
+            None => None,
+            Some(names) => {
+                let held = self.get(id).await?;
+                let added = |r: &RoleName| !held.roles.contains(r);
+                let resolved = self
+                    .resolve_roles("key.roles", &held.keyspace_id, names, added)
+                    .await?;
+                super::roles::roles_fit("key.roles", held.key_type, &resolved.1)?;
+                Some((held.keyspace_id, resolved))
+            }
+        };
         self.mutate(id, actor, |key, _now| {
             not_revoked(key)?;
             let mut next = key.clone();
@@ -69,6 +122,19 @@ impl Keys {
                 let d = diff(scope_strs(&key.scopes), scope_strs(scopes));
                 changes.insert("scopes".into(), d);
                 next.scopes = scopes.clone();
+            }
+            if let Some((ks, (names, scopes))) = &roles
+                && *names != key.roles
+            {
+                if *ks != key.keyspace_id {
+                    return Err(Error::Internal("a key changed keyspace".into()));
+                }
+                changes.insert(
+                    "roles".into(),
+                    diff(role_strs(&key.roles), role_strs(names)),
+                );
+                next.roles = names.clone();
+                next.role_scopes = scopes.clone();
             }
             if let Some(metadata) = &patch.metadata
                 && *metadata != key.metadata
@@ -112,7 +178,8 @@ impl Keys {
             }
             check_type_policy(next.key_type, &next.scopes, &next.restrictions)
                 .map_err(|v| Error::invalid(format!("key.{}", v.field), v.reason))?;
-            let kind = if key.scopes.iter().any(|s| !next.scopes.contains(s)) {
+            let granted = next.effective_scopes();
+            let kind = if key.effective_scopes().iter().any(|s| !granted.contains(s)) {
                 ChangeKind::ScopesNarrowed
             } else if next
                 .expires_at

@@ -7,11 +7,13 @@
 
 mod actor;
 mod create;
+mod keyspaces;
 mod lifecycle;
 mod page;
 mod policy;
 mod propagation;
 mod revoke;
+mod roles;
 mod rotate;
 mod scheduled;
 mod usage;
@@ -21,7 +23,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::json;
 
 use crate::{
-    domain::{Clock, DEFAULT_KEYSPACE, KeyId, KeyRecord, PageTokens, Timestamp},
+    domain::{Clock, KeyId, KeyRecord, PageTokens, Timestamp},
     error::{Error, Result},
     index::{FeedHandle, KeyIndex},
     store::{
@@ -32,12 +34,14 @@ use crate::{
 };
 
 pub use actor::Actor;
-pub use create::{CreateKey, Created, Expiry};
+pub use create::{CreateKey, Created, Expiry, MAX_TTL};
+pub use keyspaces::{KeyspacePatch, NewKeyspace};
 pub use lifecycle::{KeyPatch, Rotated};
 pub(crate) use page::open as open_page_token;
-pub use page::{AuditQuery, KeyQuery, MAX_PAGE_SIZE, Page, page_size};
+pub use page::{AuditQuery, KeyQuery, KeyspaceQuery, MAX_PAGE_SIZE, Page, RoleQuery, page_size};
 pub use propagation::{MAX_PROPAGATION_TIMEOUT, Propagation, StatusReport};
 pub use revoke::{MAX_LINEAGE, Revocation};
+pub use roles::{NewRole, RolePatch, RoleUpdated};
 pub use rotate::{MIN_SELF_GRACE, SELF_ROTATION_INTERVAL};
 pub use scheduled::scheduler;
 pub use usage::{KeyUsage, MAX_USAGE_RANGE, Overlap};
@@ -132,9 +136,6 @@ impl Keys {
     /// query, so keys outside them are never read, listed or counted.
     pub async fn list(&self, query: KeyQuery, actor: &Actor) -> Result<Page<KeyRecord>> {
         let after = query.after(&self.page_tokens)?;
-        if !sees_default_keyspace(actor) {
-            return Ok(Page::empty());
-        }
         let limit = query.page_size;
         let now = self.config.clock.now();
         let unused_before = query.unused_for.map(|d| {
@@ -143,7 +144,9 @@ impl Keys {
         });
         let filter = KeyFilter {
             owner_id: query.owner_id.clone(),
+            keyspace_id: query.keyspace_id.clone(),
             owners: actor.limits().owners().map(<[_]>::to_vec),
+            keyspaces: actor.limits().keyspaces().map(<[_]>::to_vec),
             state: query.state,
             unused_before,
             order: query.order,
@@ -162,9 +165,6 @@ impl Keys {
     /// admin plane, failed authentications) span every owner.
     pub async fn audit_events(&self, query: AuditQuery, actor: &Actor) -> Result<Page<AuditEvent>> {
         let before = query.before(&self.page_tokens)?;
-        if !sees_default_keyspace(actor) {
-            return Ok(Page::empty());
-        }
         let limit = query.page_size;
         let limits = actor.limits();
         let filter = AuditFilter {
@@ -172,6 +172,7 @@ impl Keys {
             owner_id: query.owner_id.clone(),
             owned_only: !limits.is_unlimited(),
             owners: limits.owners().map(<[_]>::to_vec),
+            keyspaces: limits.keyspaces().map(<[_]>::to_vec),
             action: query.action.clone(),
             from: query.from,
             to: query.to,
@@ -232,6 +233,7 @@ impl Keys {
                 audit: vec![audit],
                 changes: vec![NewChange::of(m.kind, &next)],
                 notice: m.notice.map(|n| (next.id.clone(), n)),
+                minted: None,
             };
             match self.commit(batch, vec![next.clone()]).await {
                 Ok(WriteOutcome::Committed { last_seq }) => return Ok((next, Some(last_seq))),
@@ -251,18 +253,11 @@ impl Keys {
 /// `key`, if `actor` may see it; NOT_FOUND otherwise, exactly as for a key
 /// that does not exist.
 fn visible(actor: &Actor, key: KeyRecord) -> Result<KeyRecord> {
-    // Every key is in the default keyspace until keys carry their own.
-    if actor.may_see(DEFAULT_KEYSPACE, &key.owner_id) {
+    if actor.may_see(key.keyspace_id.as_str(), &key.owner_id) {
         Ok(key)
     } else {
         Err(Error::NotFound(format!("key {}", key.id)))
     }
-}
-
-/// Whether `actor`'s keyspaces include the one every key is in today. A
-/// listing for an actor without it has nothing to read.
-fn sees_default_keyspace(actor: &Actor) -> bool {
-    actor.limits().admits_keyspace(DEFAULT_KEYSPACE)
 }
 
 /// One planned change to a key.

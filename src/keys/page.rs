@@ -6,7 +6,10 @@
 use serde_json::json;
 
 use crate::{
-    domain::{KeyId, KeyRecord, KeyState, OwnerId, PageTokenError, PageTokens, Timestamp},
+    domain::{
+        KeyId, KeyRecord, KeyState, Keyspace, KeyspaceId, OwnerId, PageTokenError, PageTokens,
+        RoleName, Timestamp,
+    },
     error::{Error, Result},
     store::{AuditEvent, KeyOrder},
 };
@@ -17,6 +20,7 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 #[derive(Clone, Debug)]
 pub struct KeyQuery {
     pub owner_id: Option<OwnerId>,
+    pub keyspace_id: Option<KeyspaceId>,
     pub state: Option<KeyState>,
     /// Only keys unused (or, never used, created) for at least this long.
     pub unused_for: Option<std::time::Duration>,
@@ -24,6 +28,22 @@ pub struct KeyQuery {
     pub page_size: u32,
     /// As the client sent it, checked against this query's filter when the
     /// list runs; empty for the first page.
+    pub page_token: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyspaceQuery {
+    pub page_size: u32,
+    /// As the client sent it; empty for the first page.
+    pub page_token: String,
+}
+
+/// ListRoles: one keyspace's roles, by name.
+#[derive(Clone, Debug)]
+pub struct RoleQuery {
+    pub keyspace_id: KeyspaceId,
+    pub page_size: u32,
+    /// As the client sent it; empty for the first page.
     pub page_token: String,
 }
 
@@ -89,15 +109,19 @@ impl KeyQuery {
     /// the token itself. ListStaleKeys is ListKeys with a fixed filter, so
     /// the two share tokens exactly when they list the same keys.
     fn canonical(&self) -> String {
-        json!([
+        let mut filter = json!([
             "keys",
             self.owner_id.as_ref().map(OwnerId::as_str),
             self.state.map(KeyState::as_str),
             self.unused_for
                 .map(|d| [d.as_secs(), u64::from(d.subsec_nanos())]),
             self.order.factor(),
-        ])
-        .to_string()
+        ]);
+        // Only when set, so a filter without one seals as it always did.
+        if let (Some(ks), Some(list)) = (&self.keyspace_id, filter.as_array_mut()) {
+            list.push(json!({ "keyspace": ks.as_str() }));
+        }
+        filter.to_string()
     }
 
     /// Where the page token continues, after (sort key, id); `None` at the
@@ -113,6 +137,39 @@ impl KeyQuery {
     pub(super) fn token_after(&self, tokens: &PageTokens, last: &KeyRecord) -> String {
         let position = format!("{}:{}", self.order.sort_key(last), last.id);
         tokens.seal(&self.canonical(), &position)
+    }
+}
+
+impl KeyspaceQuery {
+    const CANONICAL: &str = r#"["keyspaces"]"#;
+
+    /// The keyspace id the page token continues after; `None` at the start.
+    pub(super) fn after(&self, tokens: &PageTokens) -> Result<Option<KeyspaceId>> {
+        open(tokens, &self.page_token, Self::CANONICAL, |p| {
+            p.parse().ok()
+        })
+    }
+
+    pub(super) fn token_after(&self, tokens: &PageTokens, last: &Keyspace) -> String {
+        tokens.seal(Self::CANONICAL, last.id.as_str())
+    }
+}
+
+impl RoleQuery {
+    /// Sealed to the keyspace: one keyspace's token cannot page another's.
+    fn canonical(&self) -> String {
+        json!(["roles", self.keyspace_id.as_str()]).to_string()
+    }
+
+    /// The role name the page token continues after; `None` at the start.
+    pub(super) fn after(&self, tokens: &PageTokens) -> Result<Option<RoleName>> {
+        open(tokens, &self.page_token, &self.canonical(), |p| {
+            RoleName::parse(p).ok()
+        })
+    }
+
+    pub(super) fn token_after(&self, tokens: &PageTokens, last: &RoleName) -> String {
+        tokens.seal(&self.canonical(), last.as_str())
     }
 }
 

@@ -121,7 +121,6 @@ impl Keys {
         end_grace_when_idle: Option<Duration>,
         actor: &Actor,
     ) -> Result<Rotated> {
-        let grace = grace.unwrap_or(self.config.rotation_grace);
         self.rotate_as(id, grace, end_grace_when_idle, Rotator::Admin(actor))
             .await
     }
@@ -145,37 +144,44 @@ impl Keys {
         if entry.state(self.now()) != KeyState::Active {
             return Err(Error::Unauthenticated);
         }
-        let grace = match grace {
-            Some(g) if g < MIN_SELF_GRACE => {
-                return Err(Error::invalid(
-                    "grace_period",
-                    "must be at least 1h when a key rotates itself",
-                ));
-            }
-            Some(g) => g,
-            None => self.config.rotation_grace.max(MIN_SELF_GRACE),
-        };
+        if grace.is_some_and(|g| g < MIN_SELF_GRACE) {
+            return Err(Error::invalid(
+                "grace_period",
+                "must be at least 1h when a key rotates itself",
+            ));
+        }
         let id = entry.key_id();
         let actor = Actor::key(&id);
         self.rotate_as(&id, grace, None, Rotator::Key { actor, peer })
             .await
     }
 
+    /// Rotates `id`. An unset `grace` is the key's keyspace's default, then
+    /// the server's (raised to [`MIN_SELF_GRACE`] for a self-rotation).
     async fn rotate_as(
         &self,
         id: &KeyId,
-        grace: Duration,
+        grace: Option<Duration>,
         end_grace_when_idle: Option<Duration>,
         rotator: Rotator<'_>,
     ) -> Result<Rotated> {
-        if grace > MAX_GRACE {
+        if grace.is_some_and(|g| g > MAX_GRACE) {
             return Err(Error::invalid("grace_period", "must be at most 30 days"));
         }
         for _ in 0..super::CONFLICT_RETRIES {
             let old = super::visible(rotator.actor(), self.get(id).await?)?;
             let now = self.config.clock.now();
             rotator.admit(&old, now)?;
-            let secret = ApiKey::generate(old.key_type, old.environment)
+            // The successor stays in the keyspace, with its prefix (final:
+            // the keyspace holds the old key).
+            let ks = self.get_keyspace(&old.keyspace_id).await?;
+            let default_grace = ks.defaults.grace.unwrap_or(self.config.rotation_grace);
+            let grace = match (&rotator, grace) {
+                (_, Some(g)) => g,
+                (Rotator::Admin(_), None) => default_grace,
+                (Rotator::Key { .. }, None) => default_grace.max(MIN_SELF_GRACE),
+            };
+            let secret = ApiKey::generate_in(ks.prefix, old.key_type, old.environment)
                 .map_err(|e| Error::Internal(e.to_string()))?;
             let new = KeyRecord {
                 id: KeyId::generate(),
@@ -220,6 +226,7 @@ impl Keys {
                     NewChange::of(ChangeKind::Rotated, &previous),
                 ],
                 notice: None,
+                minted: None,
             };
             match self
                 .commit(batch, vec![new.clone(), previous.clone()])

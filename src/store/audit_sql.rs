@@ -6,7 +6,7 @@ use super::{
     AuditEvent, AuditFilter, NewAuditEvent, StoreError, audit_chain,
     db::{Db, Tx, sql},
     event_payload,
-    limits_sql::owner_clause,
+    limits_sql::{keyspace_clause, owner_clause},
     rows::{AUDIT_COLUMNS, AuditRow},
 };
 use crate::domain::OwnerId;
@@ -97,8 +97,21 @@ pub(super) async fn list_audit_events(
         "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE ($1 IS NULL OR key_id = $1) \
          AND ($2 IS NULL OR owner_id = $2) AND ($3 IS NULL OR id < $3) \
          AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR at >= $6) \
-         AND ($7 IS NULL OR at < $7){owners} ORDER BY id DESC LIMIT $4",
+         AND ($7 IS NULL OR at < $7){owners}{keyspaces} ORDER BY id DESC LIMIT $4",
         owners = owner_clause(8, f.owners.as_deref(), f.owned_only),
+        // Events name a key, not its keyspace: a keyspace limit keeps the
+        // events about keys of those keyspaces (none about no key).
+        keyspaces = match f.keyspaces.as_deref() {
+            Some(ks) => format!(
+                " AND key_id IN (SELECT id FROM keys WHERE TRUE{})",
+                keyspace_clause(
+                    8 + f.owners.as_ref().map_or(0, Vec::len),
+                    Some(ks),
+                    "keyspace_id"
+                )
+            ),
+            None => String::new(),
+        },
     ))
     .bind(f.key_id.as_ref().map(|k| k.as_str()))
     .bind(f.owner_id.as_ref().map(|o| o.as_str()))
@@ -108,6 +121,7 @@ pub(super) async fn list_audit_events(
     .bind(f.from.map(|t| t.as_millis()))
     .bind(f.to.map(|t| t.as_millis()))
     .bind_all(f.owners.iter().flatten().map(OwnerId::as_str))
+    .bind_all(f.keyspaces.iter().flatten().map(String::as_str))
     .fetch_all(db)
     .await?;
     Ok(rows.into_iter().map(Into::into).collect())

@@ -4,22 +4,30 @@ use super::{
     Idempotency, KeyFilter, NewChange, StoreError, WriteBatch, WriteOutcome,
     audit_sql::{append_audit, lock_seq},
     db::{Db, Tx, sql},
-    limits_sql::owner_clause,
+    keyspace_sql::check_minted_prefix,
+    limits_sql::{keyspace_clause, owner_clause},
     postgres::CHANGE_CHANNEL,
+    role_sql::{all_holdings, apply_holdings, hold_roles, resolve_roles, save_key_roles},
     rows::{KEY_COLUMNS, KeyRow, KeyValues},
 };
 use crate::domain::{KeyId, KeyRecord, OwnerId, Timestamp};
 
 /// Commits `batch` in one transaction, or nothing. Its lock order is fixed:
-/// the key rows first (they may conflict, and then nothing else was
-/// locked), then the change_seq row ([`lock_seq`]), the audit chain, the
-/// change log, and the NOTIFY that goes out with the commit.
+/// the roles its keys hold ([`hold_roles`]: `Conflict` when one changed
+/// since the record was built), the key rows (they may conflict), then the
+/// change_seq row ([`lock_seq`]), the keyspace prefix a new key was minted
+/// with, the audit chain, the change log, and the NOTIFY that goes out with
+/// the commit.
 pub(super) async fn write(db: &Db, batch: WriteBatch) -> Result<WriteOutcome, StoreError> {
     let mut tx = db.begin_write().await?;
     if let Some((key_id, notice)) = &batch.notice {
         if !record_notice(&mut tx, key_id, notice).await? {
             return Ok(WriteOutcome::AlreadyNoticed);
         }
+    }
+    let inserted = batch.insert.iter().map(|(k, _)| k);
+    for key in inserted.chain(&batch.update) {
+        hold_roles(&mut tx, key).await?;
     }
     if let Some((key, idem)) = &batch.insert {
         match insert_key(&mut tx, key, idem.as_ref()).await {
@@ -34,14 +42,19 @@ pub(super) async fn write(db: &Db, batch: WriteBatch) -> Result<WriteOutcome, St
             }
             inserted => inserted?,
         }
+        save_key_roles(&mut tx, key, true).await?;
     }
     for key in &batch.update {
         update_key(&mut tx, key).await?;
+        save_key_roles(&mut tx, key, false).await?;
     }
     // Taken after the key writes, which may conflict, so the change_seq row
     // lock is held as briefly as possible.
     let n = i64::try_from(batch.changes.len()).unwrap_or(i64::MAX);
     let last = lock_seq(&mut tx, n).await?;
+    if let Some(minted) = &batch.minted {
+        check_minted_prefix(&mut tx, minted).await?;
+    }
     append_audit(&mut tx, &batch.audit).await?;
     append_changes(&mut tx, last - n + 1, &batch.changes).await?;
     if n > 0 {
@@ -78,9 +91,9 @@ async fn insert_key(
         "INSERT INTO keys (id, key_hash, owner_id, name, key_type, environment, scopes, \
          metadata, hint, created_at, updated_at, expires_at, revoked_at, revoke_reason, \
          disabled_at, disable_reason, rotated_from, rotated_to, version, request_id, \
-         request_fingerprint, restrictions, rotation_policy, lineage_expires_at) \
+         request_fingerprint, restrictions, rotation_policy, lineage_expires_at, keyspace_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, $22, $23, $24)",
+         $18, $19, $20, $21, $22, $23, $24, $25)",
     )
     .bind(v.id)
     .bind(v.hash)
@@ -106,6 +119,7 @@ async fn insert_key(
     .bind(v.restrictions)
     .bind(v.rotation_policy)
     .bind(v.lineage_expires_at)
+    .bind(v.keyspace_id)
     .execute(tx)
     .await?;
     Ok(())
@@ -147,8 +161,9 @@ async fn update_key(tx: &mut Tx, key: &KeyRecord) -> Result<(), StoreError> {
 }
 
 /// Appends `changes` to the change log as `first_seq`, `first_seq + 1`, …:
-/// the numbers [`lock_seq`] reserved.
-async fn append_changes(
+/// the numbers [`lock_seq`] reserved. Every writer of key changes (key
+/// writes, role updates) appends through here.
+pub(super) async fn append_changes(
     tx: &mut Tx,
     first_seq: i64,
     changes: &[NewChange],
@@ -157,7 +172,7 @@ async fn append_changes(
     for (seq, c) in (first_seq..).zip(changes) {
         sql(
             "INSERT INTO key_changes (seq, key_id, key_hash, kind, owner_id, environment, \
-             expires_at, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             expires_at, at, keyspace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(seq)
         .bind(c.key_id.as_str())
@@ -167,6 +182,7 @@ async fn append_changes(
         .bind(c.environment.as_str())
         .bind(c.expires_at.map(|t| t.as_millis()))
         .bind(at)
+        .bind(c.keyspace_id.as_str())
         .execute(&mut *tx)
         .await?;
     }
@@ -189,26 +205,46 @@ async fn replayed(db: &Db, request_id: &str) -> Result<WriteOutcome, StoreError>
     .fetch_optional(db)
     .await?
     .ok_or(StoreError::Duplicate)?;
+    let mut existing = [row.try_into()?];
+    resolve_roles(db, &mut existing).await?;
+    let [existing] = existing;
     Ok(WriteOutcome::Replayed {
-        existing: Box::new(row.try_into()?),
+        existing: Box::new(existing),
         fingerprint: fingerprint.flatten(),
     })
 }
 
+/// Every read of a key resolves its roles, so a record carries what they
+/// grant now.
 pub(super) async fn get_key(db: &Db, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-    sql(format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = $1"))
+    let Some(row) = sql(format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = $1"))
         .bind(id.as_str())
         .fetch_optional::<KeyRow>(db)
         .await?
+    else {
+        return Ok(None);
+    };
+    let mut key = [row.try_into()?];
+    resolve_roles(db, &mut key).await?;
+    let [key] = key;
+    Ok(Some(key))
+}
+
+async fn resolved(db: &Db, rows: Vec<KeyRow>) -> Result<Vec<KeyRecord>, StoreError> {
+    let mut keys = rows
+        .into_iter()
         .map(TryInto::try_into)
-        .transpose()
+        .collect::<Result<Vec<KeyRecord>, _>>()?;
+    resolve_roles(db, &mut keys).await?;
+    Ok(keys)
 }
 
 /// One statement for every filter and order: an absent filter binds `NULL`
 /// (or `''` for the state), and the order is a factor on the last use.
 pub(super) async fn list_keys(db: &Db, f: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError> {
-    sql(format!(
+    let rows = sql(format!(
         "SELECT {KEY_COLUMNS} FROM keys WHERE ($1 IS NULL OR owner_id = $1) \
+         AND ($9 IS NULL OR keyspace_id = $9) \
          AND ($2 IS NULL OR $6 * COALESCE(last_used_at, -1) > $7 \
               OR ($6 * COALESCE(last_used_at, -1) = $7 AND id > $2)) \
          AND ($8 IS NULL OR COALESCE(last_used_at, created_at) < $8) \
@@ -218,9 +254,14 @@ pub(super) async fn list_keys(db: &Db, f: &KeyFilter) -> Result<Vec<KeyRecord>, 
           OR ($3 = 'expired' AND revoked_at IS NULL AND disabled_at IS NULL \
               AND expires_at <= $4) \
           OR ($3 = 'active' AND revoked_at IS NULL AND disabled_at IS NULL \
-              AND (expires_at IS NULL OR expires_at > $4))){owners} \
+              AND (expires_at IS NULL OR expires_at > $4))){owners}{keyspaces} \
          ORDER BY $6 * COALESCE(last_used_at, -1), id LIMIT $5",
-        owners = owner_clause(9, f.owners.as_deref(), false),
+        owners = owner_clause(10, f.owners.as_deref(), false),
+        keyspaces = keyspace_clause(
+            10 + f.owners.as_ref().map_or(0, Vec::len),
+            f.keyspaces.as_deref(),
+            "keyspace_id",
+        ),
     ))
     .bind(f.owner_id.as_ref().map(|o| o.as_str()))
     .bind(f.after.as_ref().map(|(_, id)| id.as_str()))
@@ -230,12 +271,12 @@ pub(super) async fn list_keys(db: &Db, f: &KeyFilter) -> Result<Vec<KeyRecord>, 
     .bind(f.order.factor())
     .bind(f.after.as_ref().map_or(0, |(k, _)| *k))
     .bind(f.unused_before.map(|t| t.as_millis()))
+    .bind(f.keyspace_id.as_ref().map(|k| k.as_str()))
     .bind_all(f.owners.iter().flatten().map(OwnerId::as_str))
+    .bind_all(f.keyspaces.iter().flatten().map(String::as_str))
     .fetch_all::<KeyRow>(db)
-    .await?
-    .into_iter()
-    .map(TryInto::try_into)
-    .collect()
+    .await?;
+    resolved(db, rows).await
 }
 
 /// Streams every key to `sink` from one snapshot transaction; the change-log
@@ -248,9 +289,13 @@ pub(super) async fn snapshot(
     let seq: i64 = sql("SELECT last FROM change_seq WHERE id = 1")
         .fetch_scalar(&mut tx)
         .await?;
+    // Every key's roles at once, from the same snapshot as the keys.
+    let mut held = all_holdings(&mut tx).await?;
     sql(format!("SELECT {KEY_COLUMNS} FROM keys"))
         .for_each(&mut tx, |row: KeyRow| {
-            sink(row.try_into()?);
+            let mut key = row.try_into()?;
+            apply_holdings(&mut key, &mut held)?;
+            sink(key);
             Ok(())
         })
         .await?;
@@ -259,12 +304,10 @@ pub(super) async fn snapshot(
 }
 
 pub(super) async fn live_keys(db: &Db) -> Result<Vec<KeyRecord>, StoreError> {
-    sql(format!(
+    let rows = sql(format!(
         "SELECT {KEY_COLUMNS} FROM keys WHERE revoked_at IS NULL ORDER BY id"
     ))
     .fetch_all::<KeyRow>(db)
-    .await?
-    .into_iter()
-    .map(TryInto::try_into)
-    .collect()
+    .await?;
+    resolved(db, rows).await
 }

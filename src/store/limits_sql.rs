@@ -21,6 +21,19 @@ pub(crate) fn owner_clause(first: usize, owners: Option<&[OwnerId]>, owned_only:
     }
 }
 
+/// The clause for a keyspace limit on `column` (`keyspace_id`, or a
+/// subquery's key id for rows that only name a key), numbering its
+/// parameters from `first`; empty without a limit.
+pub(crate) fn keyspace_clause(first: usize, keyspaces: Option<&[String]>, column: &str) -> String {
+    match keyspaces {
+        Some(ks) => {
+            let params: Vec<String> = (first..first + ks.len()).map(|n| format!("${n}")).collect();
+            format!(" AND {column} IN ({})", params.join(", "))
+        }
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

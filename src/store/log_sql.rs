@@ -11,7 +11,7 @@ use crate::domain::Timestamp;
 impl LogStore for SqlStore {
     async fn changes_after(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
         sql(
-            "SELECT seq, key_id, key_hash, kind, owner_id, environment, expires_at, at \
+            "SELECT seq, key_id, key_hash, kind, owner_id, environment, keyspace_id, expires_at, at \
              FROM key_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(seq)

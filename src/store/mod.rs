@@ -14,10 +14,12 @@ mod audit_sql;
 mod db;
 mod durability;
 mod keys_sql;
+mod keyspace_sql;
 mod limits_sql;
 mod log_sql;
 pub(crate) mod policy;
 mod postgres;
+mod role_sql;
 mod rows;
 mod sql;
 mod sqlite;
@@ -32,12 +34,14 @@ use std::{path::Path, sync::Arc};
 use async_trait::async_trait;
 
 use crate::domain::{
-    Environment, KeyHash, KeyId, KeyRecord, KeyState, OwnerId, RequestId, Timestamp,
+    Environment, KeyHash, KeyId, KeyRecord, KeyState, KeyspaceId, OwnerId, RequestId, Timestamp,
 };
 
 pub use durability::Durability;
+pub use keyspace_sql::{KeyspaceStore, KeyspaceUpdate, MintedPrefix};
 pub use policy::PolicyStore;
 pub use postgres::PgWakeups;
+pub use role_sql::{RoleDelete, RoleStore, RoleUpdate};
 pub use token_sql::{TOKEN_CHANNEL, TokenFilter, TokenStore};
 pub use usage::{UnknownRow, UsageCounts, UsageRow, UsageStore, UsageWrite, hour_of};
 pub use webhook::{
@@ -172,6 +176,7 @@ pub struct Change {
     pub key_hash: KeyHash,
     pub owner_id: OwnerId,
     pub environment: Environment,
+    pub keyspace_id: KeyspaceId,
     /// The key's expiry after the change.
     pub expires_at: Option<Timestamp>,
     pub at: Timestamp,
@@ -185,6 +190,7 @@ pub struct NewChange {
     pub key_hash: KeyHash,
     pub owner_id: OwnerId,
     pub environment: Environment,
+    pub keyspace_id: KeyspaceId,
     pub expires_at: Option<Timestamp>,
 }
 
@@ -196,6 +202,7 @@ impl NewChange {
             key_hash: key.hash,
             owner_id: key.owner_id.clone(),
             environment: key.environment,
+            keyspace_id: key.keyspace_id.clone(),
             expires_at: key.expires_at,
         }
     }
@@ -241,6 +248,9 @@ pub struct WriteBatch {
     /// A scheduled notice this batch sends, as (key, notice). If that notice
     /// was already sent, nothing is written.
     pub notice: Option<(KeyId, String)>,
+    /// For an insert: the keyspace prefix its key was minted with, checked
+    /// under the change_seq lock (`Conflict` when it changed meanwhile).
+    pub minted: Option<MintedPrefix>,
 }
 
 #[derive(Debug)]
@@ -287,8 +297,11 @@ impl KeyOrder {
 #[derive(Clone, Debug)]
 pub struct KeyFilter {
     pub owner_id: Option<OwnerId>,
+    pub keyspace_id: Option<KeyspaceId>,
     /// The caller's owner limit: only keys of these owners. `None`: any.
     pub owners: Option<Vec<OwnerId>>,
+    /// The caller's keyspace limit: only keys of these keyspaces. `None`: any.
+    pub keyspaces: Option<Vec<String>>,
     pub state: Option<KeyState>,
     /// Only keys last used (or, never used, created) before this instant.
     pub unused_before: Option<Timestamp>,
@@ -309,6 +322,9 @@ pub struct AuditFilter {
     pub owned_only: bool,
     /// The caller's owner limit: only events about these owners. `None`: any.
     pub owners: Option<Vec<OwnerId>>,
+    /// The caller's keyspace limit: only events about keys of these
+    /// keyspaces. `None`: any.
+    pub keyspaces: Option<Vec<String>>,
     /// `key.created`, `key.revoked`, …
     pub action: Option<String>,
     /// Events at or after this instant.
@@ -322,7 +338,16 @@ pub struct AuditFilter {
 
 #[async_trait]
 pub trait Store:
-    LogStore + UsageStore + WebhookStore + PolicyStore + TokenStore + Send + Sync + 'static
+    LogStore
+    + UsageStore
+    + WebhookStore
+    + PolicyStore
+    + KeyspaceStore
+    + RoleStore
+    + TokenStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Applies forward-only migrations.
     async fn migrate(&self) -> Result<(), StoreError>;

@@ -14,7 +14,8 @@ use crate::domain::{
 pub(super) const KEY_COLUMNS: &str = "id, key_hash, owner_id, name, key_type, environment, \
      scopes, metadata, hint, created_at, updated_at, expires_at, revoked_at, revoke_reason, \
      disabled_at, disable_reason, rotated_from, rotated_to, version, restrictions, \
-     last_used_at, last_client_ip, grace_idle_ms, rotation_policy, lineage_expires_at";
+     last_used_at, last_client_ip, grace_idle_ms, rotation_policy, lineage_expires_at, \
+     keyspace_id";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct KeyRow {
@@ -43,6 +44,7 @@ pub(super) struct KeyRow {
     grace_idle_ms: Option<i64>,
     rotation_policy: Option<Json<serde_json::Value>>,
     lineage_expires_at: Option<i64>,
+    keyspace_id: String,
 }
 
 fn corrupt(what: &str, id: &str) -> StoreError {
@@ -71,11 +73,15 @@ impl TryFrom<KeyRow> for KeyRecord {
         let ts = |v: Option<i64>| v.map(Timestamp::from_millis);
         Ok(KeyRecord {
             hash: KeyHash::try_from(r.key_hash.as_slice()).map_err(|_| bad("hash"))?,
+            keyspace_id: r.keyspace_id.parse().map_err(|_| bad("keyspace"))?,
             owner_id: OwnerId::parse(&r.owner_id).map_err(|_| bad("owner"))?,
             name: KeyName::parse(&r.name).map_err(|_| bad("name"))?,
             key_type: r.key_type.parse().map_err(|_| bad("type"))?,
             environment: r.environment.parse().map_err(|_| bad("environment"))?,
             scopes,
+            // Filled by the read that resolves the key's roles.
+            roles: Vec::new(),
+            role_scopes: Vec::new(),
             metadata: Metadata::from_trusted(r.metadata.0),
             hint: r.hint,
             created_at: Timestamp::from_millis(r.created_at),
@@ -132,6 +138,7 @@ pub(super) struct KeyValues {
     pub grace_idle_ms: Option<i64>,
     pub rotation_policy: Option<serde_json::Value>,
     pub lineage_expires_at: Option<i64>,
+    pub keyspace_id: String,
 }
 
 impl From<&KeyRecord> for KeyValues {
@@ -168,6 +175,7 @@ impl From<&KeyRecord> for KeyValues {
             grace_idle_ms: k.end_grace_when_idle.map(|d| d.as_millis() as i64),
             rotation_policy: k.rotation.map(|r| r.to_json()),
             lineage_expires_at: ts(k.lineage_expires_at),
+            keyspace_id: k.keyspace_id.as_str().to_owned(),
         }
     }
 }
@@ -217,6 +225,7 @@ pub(super) struct ChangeRow {
     kind: String,
     owner_id: String,
     environment: String,
+    keyspace_id: String,
     expires_at: Option<i64>,
     at: i64,
 }
@@ -233,6 +242,7 @@ impl TryFrom<ChangeRow> for Change {
             kind: ChangeKind::parse(&r.kind).ok_or_else(bad)?,
             owner_id: OwnerId::parse(&r.owner_id).map_err(|_| bad())?,
             environment: r.environment.parse().map_err(|_| bad())?,
+            keyspace_id: r.keyspace_id.parse().map_err(|_| bad())?,
             expires_at: r.expires_at.map(Timestamp::from_millis),
             at: Timestamp::from_millis(r.at),
         })

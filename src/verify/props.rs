@@ -1,11 +1,12 @@
 //! Property tests for the decision: narrowing a key never widens what it
-//! grants, and a dead key never passes.
+//! grants, a dead key never passes, and the scope check is conjunctive
+//! normal form over the held scopes, as a reference model computes it.
 
 use std::net::IpAddr;
 
 use proptest::prelude::*;
 
-use super::{Code, Request, decide, tests::record};
+use super::{Code, Request, Unmet, decide, tests::record};
 use crate::{
     domain::{
         KeyRecord, Mode, Rule, Scope, Timestamp,
@@ -16,8 +17,8 @@ use crate::{
 
 const NOW: Timestamp = Timestamp::from_millis(10_000);
 
-const HELD: &[&str] = &["*", "a:*", "a:b", "a:c", "b:*", "b:a"];
-const REQUIRED: &[&str] = &["a:b", "a:c", "a:b:c", "b:a", "b:b", "c"];
+const HELD: &[&str] = &["*", "a:*", "a:b", "a:b:*", "a:c", "b:*", "b:a"];
+const REQUIRED: &[&str] = &["a", "a:b", "a:c", "a:b:c", "b:a", "b:b", "c"];
 const IPS: &[&str] = &["10.1.2.3", "10.9.9.9", "192.168.0.1", "2001:db8::1"];
 const NETS: &[&str] = &[
     "10.1.0.0/16",
@@ -77,34 +78,69 @@ fn key() -> impl Strategy<Value = KeyRecord> {
 #[derive(Debug, Clone)]
 struct Call {
     scopes: Vec<String>,
+    /// Any-of groups, each non-empty.
+    any: Vec<Vec<String>>,
     ip: Option<IpAddr>,
     referrer: &'static str,
     resource: &'static str,
 }
 
 fn call() -> impl Strategy<Value = Call> {
+    let group = prop::sample::subsequence(REQUIRED, 1..=3);
     (
         pick(REQUIRED),
+        prop::collection::vec(group, 0..4),
         prop::option::of(prop::sample::select(IPS)),
         prop::sample::select(REFERRERS),
         prop::sample::select(RESOURCES),
     )
-        .prop_map(|(scopes, ip, referrer, resource)| Call {
+        .prop_map(|(scopes, any, ip, referrer, resource)| Call {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            any: any
+                .iter()
+                .map(|g| g.iter().map(|s| s.to_string()).collect())
+                .collect(),
             ip: ip.map(|s| s.parse().expect("ip")),
             referrer,
             resource,
         })
 }
 
-fn valid(r: &KeyRecord, c: &Call) -> bool {
-    let req = Request {
+fn request(c: &Call) -> Request<'_> {
+    Request {
         required_scopes: &c.scopes,
+        required_any: &c.any,
         client_ip: c.ip,
         referrer: c.referrer,
         resource: c.resource,
-    };
-    decide(&Entry::from(r), &req, NOW).code == Code::Valid
+        ..Default::default()
+    }
+}
+
+fn valid(r: &KeyRecord, c: &Call) -> bool {
+    decide(&Entry::from(r), &request(c), NOW).code == Code::Valid
+}
+
+/// The reference model of one grant, by segments: `a:*` grants whatever
+/// has more segments and starts with `a`; anything else grants itself.
+fn model_grants(held: &str, required: &str) -> bool {
+    let h: Vec<&str> = held.split(':').collect();
+    let r: Vec<&str> = required.split(':').collect();
+    match h.split_last() {
+        Some((&"*", prefix)) => r.len() > prefix.len() && r[..prefix.len()] == *prefix,
+        _ => h == r,
+    }
+}
+
+/// What the model says is missing: the first all-of scope, else the first
+/// any-of group, not granted by any held scope.
+fn model_missing<'a>(held: &[Scope], c: &'a Call) -> Option<(Option<&'a str>, Option<usize>)> {
+    let granted = |req: &str| held.iter().any(|h| model_grants(h.as_str(), req));
+    if let Some(s) = c.scopes.iter().find(|s| !granted(s)) {
+        return Some((Some(s), None));
+    }
+    let group = c.any.iter().position(|g| !g.iter().any(|s| granted(s)))?;
+    Some((None, Some(group)))
 }
 
 /// The ways an update can narrow a key.
@@ -246,7 +282,24 @@ proptest! {
         ].into_iter().flatten() {
             *mode = Mode::ReportOnly;
         }
-        let granted = c.scopes.iter().all(|req| lax.scopes.iter().any(|s: &Scope| s.grants(req)));
+        let granted = model_missing(&lax.scopes, &c).is_none();
         prop_assert_eq!(valid(&lax, &c), granted);
+    }
+
+    /// On a live, unrestricted key the decision is the model's CNF over the
+    /// held scopes, wildcards included, and a denial names what the model
+    /// finds missing first.
+    #[test]
+    fn the_scope_check_is_the_cnf_model(scopes in pick(HELD), c in call()) {
+        let r = record(&scopes);
+        let d = decide(&Entry::from(&r), &request(&c), NOW);
+        match model_missing(&r.scopes, &c) {
+            None => prop_assert_eq!(d.code, Code::Valid),
+            Some((scope, group)) => {
+                prop_assert_eq!(d.code, Code::InsufficientScope);
+                prop_assert_eq!(d.missing_scope, scope);
+                prop_assert_eq!(d.missing_any, group.map(|i| Unmet::Scopes(&c.any[i])));
+            }
+        }
     }
 }

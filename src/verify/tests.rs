@@ -29,7 +29,7 @@ fn ip(s: &str) -> Option<IpAddr> {
     Some(s.parse().unwrap())
 }
 
-const NOW: Timestamp = Timestamp::from_millis(10_000);
+pub(super) const NOW: Timestamp = Timestamp::from_millis(10_000);
 
 fn code(r: &KeyRecord, req: &Request) -> Code {
     decide(&Entry::from(r), req, NOW).code
@@ -64,6 +64,50 @@ fn scopes_are_all_of_and_name_the_first_missing() {
     );
     assert_eq!(d.code, Code::InsufficientScope);
     assert_eq!(d.missing_scope, Some("invoices:write"));
+}
+
+#[test]
+fn any_of_groups_follow_all_of_and_name_the_first_unmet_group() {
+    let r = record(&["invoices:read", "refunds:*"]);
+    let e = Entry::from(&r);
+    let all = strings(&["invoices:read"]);
+    let any: Vec<Vec<String>> = vec![
+        strings(&["invoices:admin", "invoices:read"]),
+        strings(&["customers:read", "customers:admin"]),
+    ];
+    let d = decide(
+        &e,
+        &Request {
+            required_scopes: &all,
+            required_any: &any,
+            ..Default::default()
+        },
+        NOW,
+    );
+    assert_eq!(d.code, Code::InsufficientScope);
+    assert_eq!(d.missing_scope, None);
+    assert_eq!(d.missing_any, Some(Unmet::Scopes(&any[1])));
+    let met: Vec<Vec<String>> = vec![strings(&["customers:read", "refunds:write"])];
+    let ok = Request {
+        required_scopes: &all,
+        required_any: &met,
+        ..Default::default()
+    };
+    assert_eq!(decide(&e, &ok, NOW), Decision::of(Code::Valid));
+    // All-of is checked first, and named as before.
+    let wrong = strings(&["invoices:write"]);
+    let d = decide(
+        &e,
+        &Request {
+            required_scopes: &wrong,
+            ..ok
+        },
+        NOW,
+    );
+    assert_eq!(
+        (d.missing_scope, d.missing_any),
+        (Some("invoices:write"), None)
+    );
 }
 
 #[test]
@@ -118,6 +162,7 @@ fn full_request<'a>(scopes: &'a [String]) -> Request<'a> {
         client_ip: ip("10.1.2.3"),
         referrer: "https://app.example.com/page",
         resource: "acct_1/invoices",
+        ..Default::default()
     }
 }
 
@@ -250,6 +295,8 @@ fn order_is_state_then_restrictions_then_scope() {
         referrer: "",
         resource: "",
         required_scopes: &scopes,
+        required_any: &NoGroups,
+        keyspaces: KeyspaceScope::ANY,
     };
     assert_eq!(
         code(
@@ -344,4 +391,57 @@ fn rate_limit_applies_after_the_decision_and_counts_usage() {
     assert_eq!(deltas[0].last_used_at, Some(NOW));
     assert_eq!(unknown.malformed, 1);
     assert!(usage.drain().0.is_empty(), "a drain takes everything");
+}
+
+#[test]
+fn a_key_outside_the_named_keyspace_answers_as_an_unknown_key() {
+    let index = KeyIndex::default();
+    let usage = Recorder::default();
+    let acme = crate::domain::KeyPrefix::parse("acme").ok();
+    let key = ApiKey::generate_in(acme, KeyType::Secret, Environment::Live).unwrap();
+    let mut r = record(&[]);
+    r.hash = key.hash();
+    r.keyspace_id = "ks_acme".parse().unwrap();
+    index.upsert(&r);
+    let in_scope = |ks: &str| Request {
+        keyspaces: index.keyspace_scope(ks),
+        ..Default::default()
+    };
+    let at = |ks: &str| {
+        verify(
+            &index,
+            &usage,
+            key.expose_secret(),
+            &in_scope(ks),
+            NOW,
+            || 0,
+        )
+    };
+    assert!(at("").decision.is_valid());
+    assert!(at("ks_acme").decision.is_valid());
+    let unknown = ApiKey::generate(KeyType::Secret, Environment::Live).unwrap();
+    let miss = verify(
+        &index,
+        &usage,
+        unknown.expose_secret(),
+        &in_scope(""),
+        NOW,
+        || 0,
+    );
+    usage.drain();
+    for other in ["ks_default", "ks_nowhere"] {
+        let outside = at(other);
+        assert_eq!(outside.decision, miss.decision, "{other}");
+        assert_eq!(outside.detail, miss.detail);
+        assert!(
+            outside.entry.is_none(),
+            "{other}: nothing about the key leaks"
+        );
+        let (deltas, unknowns) = usage.drain();
+        assert!(
+            deltas.is_empty(),
+            "{other}: the key's own counters are untouched"
+        );
+        assert_eq!(unknowns.not_found, 1, "{other}: counted as an unknown key");
+    }
 }

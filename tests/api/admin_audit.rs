@@ -9,7 +9,7 @@ use crate::helpers::{Admin, Backend, Bearer, TestApp, assert_status, spawn_with}
 
 /// A second admin token, minted straight in the database, and a client
 /// that acts with it: the audit events must name this token's id.
-async fn acting_admin(app: &TestApp) -> (Admin, String) {
+pub(crate) async fn acting_admin(app: &TestApp) -> (Admin, String) {
     let store = keysmith::app::open_store(&app.db.config, false)
         .await
         .expect("open store");
@@ -43,7 +43,7 @@ async fn events(admin: &Admin, action: &str) -> Vec<pb::AuditEvent> {
 }
 
 /// The newest event of `action`: by `actor`, over an intact chain.
-async fn audited(admin: &Admin, action: &str, actor: &str) -> serde_json::Value {
+pub(crate) async fn audited(admin: &Admin, action: &str, actor: &str) -> serde_json::Value {
     let found = events(admin, action).await;
     let e = found.first().unwrap_or_else(|| panic!("no {action} event"));
     assert_eq!(e.actor, actor, "{action} names the acting token");

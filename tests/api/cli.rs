@@ -110,4 +110,68 @@ async fn cli_drives_the_admin_api(backend: Backend) {
     );
 }
 
-crate::backend_tests!(cli_drives_the_admin_api);
+async fn cli_manages_keyspaces_and_prints_their_scanner_rules(backend: Backend) {
+    let app = spawn(backend).await;
+    let token = app.token.clone();
+    let run = |args: &[&str]| cli(&app, &token, args);
+    let created = ok(&run(&[
+        "keyspace",
+        "create",
+        "--name",
+        "Acme API",
+        "--prefix",
+        "acme",
+        "--default-env",
+        "live",
+        "--max-lifetime",
+        "30d",
+        "--json",
+    ]));
+    let ks: serde_json::Value = serde_json::from_str(created.trim()).expect("json");
+    let id = ks["id"].as_str().expect("id").to_owned();
+    let regex = r"\bacme_(sk|pk)_(live|test)_[0-9A-Za-z]{49}\b";
+    assert_eq!(ks["scanner_regex"], regex);
+    let key: serde_json::Value = serde_json::from_str(
+        ok(&run(&[
+            "key",
+            "create",
+            "--owner",
+            "acct_cli",
+            "--keyspace",
+            &id,
+            "--json",
+        ]))
+        .trim(),
+    )
+    .expect("json");
+    assert!(
+        key["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("acme_sk_live_"))
+    );
+    assert_eq!(key["keyspace"], id.as_str());
+    let table = ok(&run(&["keyspace", "list"]));
+    assert!(table.starts_with("ID") && table.contains(&id) && table.contains("ks_default"));
+    let gitleaks = ok(&run(&["keyspace", "pattern", &id, "--format", "gitleaks"]));
+    assert!(
+        gitleaks.contains(&format!("regex = '''{regex}'''")),
+        "{gitleaks}"
+    );
+    let both = ok(&run(&["keyspace", "pattern", &id]));
+    assert!(
+        both.contains("[[rules]]") && both.contains("detectors:"),
+        "{both}"
+    );
+    let refused = run(&["keyspace", "update", &id, "--prefix", "other"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("FailedPrecondition") && stderr.contains("prefix"),
+        "{stderr}"
+    );
+}
+
+crate::backend_tests!(
+    cli_drives_the_admin_api,
+    cli_manages_keyspaces_and_prints_their_scanner_rules,
+);

@@ -94,6 +94,7 @@ async fn expiring_notices(store: &dyn Store) -> HashMap<String, usize> {
             owner_id: None,
             owned_only: false,
             owners: None,
+            keyspaces: None,
             action: Some("key.expiring".into()),
             from: None,
             to: None,

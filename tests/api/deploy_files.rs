@@ -49,6 +49,7 @@ fn envoy_config_points_ext_authz_at_keysmith() {
         .expect("clusters");
     assert!(clusters.iter().any(|c| c["name"] == "keysmith"));
     assert!(text.contains(keysmith::grpc::SCOPES_EXTENSION));
+    assert!(text.contains(keysmith::grpc::KEYSPACE_EXTENSION));
     // The path keysmith judges is the one the upstream gets.
     let hcm =
         &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
@@ -189,6 +190,83 @@ fn scanner_rules_match_real_secrets_only() {
             let line = format!("value: {miss} ");
             for (tool, name, re) in &rules {
                 assert!(!re.is_match(&line), "{tool} {name} flags near miss {miss}");
+            }
+        }
+    }
+}
+
+/// The regexes of a rendered template, gitleaks' or TruffleHog's.
+fn template_regexes(rendered: &str) -> Vec<regex::Regex> {
+    rendered
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| {
+            l.strip_prefix("regex = '''")
+                .and_then(|v| v.strip_suffix("'''"))
+                .or_else(|| l.strip_prefix("key: '").and_then(|v| v.strip_suffix('\'')))
+        })
+        .map(|p| regex::Regex::new(p).expect("template regex"))
+        .collect()
+}
+
+#[test]
+fn keyspace_scanner_templates_find_that_keyspaces_keys_only() {
+    use keysmith::{
+        cli::{GITLEAKS_TEMPLATE, TRUFFLEHOG_TEMPLATE, render_scanner_rule},
+        domain::{ApiKey, Environment, KeyPrefix, KeyType},
+        grpc::pb,
+    };
+    let ks = pb::Keyspace {
+        id: "ks_acme".into(),
+        prefix: "acme".into(),
+        ..Default::default()
+    };
+    let mint = |p: Option<&str>, t, e| {
+        let prefix = p.map(|p| KeyPrefix::parse(p).expect("prefix"));
+        ApiKey::generate_in(prefix, t, e)
+            .expect("rng")
+            .expose_secret()
+            .to_owned()
+    };
+    let bare_rules: Vec<_> = scanner_rules()
+        .into_iter()
+        .filter(|(_, name, _)| name == "keysmith-api-key")
+        .collect();
+    for template in [GITLEAKS_TEMPLATE, TRUFFLEHOG_TEMPLATE] {
+        let rendered = render_scanner_rule(template, &ks);
+        let res = template_regexes(&rendered);
+        assert_eq!(res.len(), 1, "one regex in {rendered}");
+        let re = &res[0];
+        // The template's regex is the one the server documents.
+        let documented =
+            keysmith::domain::keyspace::scanner_regex(KeyPrefix::parse("acme").ok().as_ref());
+        assert_eq!(re.as_str().replace("(?:", "("), documented);
+        for t in [KeyType::Secret, KeyType::Publishable] {
+            for e in [Environment::Live, Environment::Test] {
+                let own = mint(Some("acme"), t, e);
+                let line = format!("export KEY=\"{own}\" # prod");
+                assert_eq!(re.find(&line).map(|m| m.as_str()), Some(own.as_str()));
+                // Not another keyspace's, not a bare key, not a near miss.
+                for other in [
+                    mint(Some("acmex"), t, e),
+                    mint(Some("xacme"), t, e),
+                    mint(None, t, e),
+                ] {
+                    assert!(
+                        !re.is_match(&format!("v: {other} ")),
+                        "{rendered} flags {other}"
+                    );
+                }
+                for miss in near_misses(&own) {
+                    assert!(
+                        !re.is_match(&format!("v: {miss} ")),
+                        "flags near miss {miss}"
+                    );
+                }
+                // The bare default rules leave prefixed keys to their own rule.
+                for (tool, _, bare) in &bare_rules {
+                    assert!(!bare.is_match(&line), "{tool}'s bare rule flags {own}");
+                }
             }
         }
     }

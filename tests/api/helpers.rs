@@ -260,6 +260,7 @@ impl TestApp {
             client_ip: ip.into(),
             referrer: referrer.into(),
             resource: resource.into(),
+            ..Default::default()
         };
         self.verify
             .clone()

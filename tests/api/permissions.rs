@@ -207,6 +207,101 @@ const CALLS: &[(&str, &str, Call)] = &[
             a.list_stale_keys(req).await.map(drop)
         })
     }),
+    ("CreateKeyspace", "keyspaces.manage", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::CreateKeyspaceRequest {
+                name: "perm".into(),
+                prefix: "perm".into(),
+                ..Default::default()
+            };
+            a.create_keyspace(req).await.map(drop)
+        })
+    }),
+    ("GetKeyspace", "keyspaces.read", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::GetKeyspaceRequest {
+                id: "ks_default".into(),
+            };
+            a.get_keyspace(req).await.map(drop)
+        })
+    }),
+    ("ListKeyspaces", "keyspaces.read", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::ListKeyspacesRequest::default();
+            a.list_keyspaces(req).await.map(drop)
+        })
+    }),
+    ("UpdateKeyspace", "keyspaces.manage", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::UpdateKeyspaceRequest {
+                keyspace: Some(pb::Keyspace {
+                    id: "ks_default".into(),
+                    name: "renamed".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["name".into()],
+                }),
+            };
+            a.update_keyspace(req).await.map(drop)
+        })
+    }),
+    ("CreateRole", "keyspaces.manage", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::CreateRoleRequest {
+                role: Some(pb::Role {
+                    keyspace: "ks_default".into(),
+                    name: "perm-role".into(),
+                    scopes: vec!["a:read".into()],
+                    ..Default::default()
+                }),
+            };
+            a.create_role(req).await.map(drop)
+        })
+    }),
+    ("GetRole", "keyspaces.read", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::GetRoleRequest {
+                keyspace: "ks_default".into(),
+                name: "perm-role".into(),
+            };
+            a.get_role(req).await.map(drop)
+        })
+    }),
+    ("ListRoles", "keyspaces.read", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::ListRolesRequest {
+                keyspace: "ks_default".into(),
+                ..Default::default()
+            };
+            a.list_roles(req).await.map(drop)
+        })
+    }),
+    ("UpdateRole", "keyspaces.manage", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::UpdateRoleRequest {
+                role: Some(pb::Role {
+                    keyspace: "ks_default".into(),
+                    name: "perm-role".into(),
+                    description: "changed".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["description".into()],
+                }),
+            };
+            a.update_role(req).await.map(drop)
+        })
+    }),
+    ("DeleteRole", "keyspaces.manage", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::DeleteRoleRequest {
+                keyspace: "ks_default".into(),
+                name: "perm-role".into(),
+            };
+            a.delete_role(req).await.map(drop)
+        })
+    }),
     ("CreateAdminToken", "tokens.manage", |mut a, _| {
         Box::pin(async move {
             let req = with_permissions("child", names(&["tokens.manage"]));

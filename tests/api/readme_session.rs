@@ -10,20 +10,21 @@ use keysmith::grpc::pb;
 
 use crate::helpers::{Backend, TestApp, TestDb, spawn_on};
 
-const START: &str = "<!-- grpcurl-session:start -->";
-const END: &str = "<!-- grpcurl-session:end -->";
-const TOKENS_START: &str = "<!-- admin-token-session:start -->";
-const TOKENS_END: &str = "<!-- admin-token-session:end -->";
-
-/// The first ```sh block between the markers `start` and `end`.
-fn readme_block(start: &str, end: &str) -> String {
+/// The ```sh block between `<!-- {name}:start -->` and `<!-- {name}:end -->`.
+fn readme_session(name: &str) -> String {
     let readme = include_str!("../../README.md");
-    let from = readme
-        .find(start)
+    let (start_marker, end_marker) = (
+        format!("<!-- {name}:start -->"),
+        format!("<!-- {name}:end -->"),
+    );
+    let start = readme
+        .find(&start_marker)
         .expect("README has the session start marker")
-        + start.len();
-    let to = readme.find(end).expect("README has the session end marker");
-    let block = &readme[from..to];
+        + start_marker.len();
+    let end = readme
+        .find(&end_marker)
+        .expect("README has the session end marker");
+    let block = &readme[start..end];
     let code = block
         .split("```sh")
         .nth(1)
@@ -32,35 +33,9 @@ fn readme_block(start: &str, end: &str) -> String {
     code.to_owned()
 }
 
-fn readme_session() -> String {
-    readme_block(START, END)
-}
-
-/// Runs `script` with bash, next to `app` (the README's addresses become
-/// the server's), in `workdir`, where the README's `./keysmith-data` is.
-async fn replay(app: &TestApp, workdir: std::path::PathBuf, script: &str) -> std::process::Output {
-    let script = script
-        .replace("127.0.0.1:50051", &app.verify_channel_addr())
-        .replace("127.0.0.1:50052", &app.admin_channel_addr());
-    let shim =
-        "cargo() { while [ \"$1\" != -- ]; do shift; done; shift; \"$KEYSMITH_BIN\" \"$@\"; }\n";
-    tokio::task::spawn_blocking(move || {
-        Command::new("bash")
-            .args(["-euo", "pipefail", "-c", &format!("{shim}{script}")])
-            .current_dir(&workdir)
-            .env("KEYSMITH_BIN", env!("CARGO_BIN_EXE_keysmith"))
-            .env_remove("DATABASE_URL")
-            .env_remove("KEYSMITH_ADMIN_TOKEN")
-            .env_remove("KEYSMITH_ADMIN_ADDR")
-            .output()
-            .expect("run bash")
-    })
-    .await
-    .expect("join")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readme_grpcurl_session_works_verbatim() {
+/// Runs README session `name` with bash against a fresh server on SQLite,
+/// in the session's working directory: the server, and what bash printed.
+async fn replay_on_server(name: &str) -> (TestApp, std::process::Output) {
     let which = Command::new("sh")
         .args(["-c", "command -v grpcurl && command -v jq"])
         .output();
@@ -72,21 +47,53 @@ async fn readme_grpcurl_session_works_verbatim() {
     let db = TestDb::new(Backend::Sqlite).await;
     let workdir = db.dir.path().to_owned();
     let app = spawn_on(db, None).await;
-    let output = replay(&app, workdir, &readme_session()).await;
+    let script = readme_session(name)
+        .replace("127.0.0.1:50051", &app.verify_channel_addr())
+        .replace("127.0.0.1:50052", &app.admin_channel_addr());
+    let shim =
+        "cargo() { while [ \"$1\" != -- ]; do shift; done; shift; \"$KEYSMITH_BIN\" \"$@\"; }\n";
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &format!("{shim}{script}")])
+            .current_dir(&workdir)
+            .env("KEYSMITH_BIN", env!("CARGO_BIN_EXE_keysmith"))
+            .env_remove("DATABASE_URL")
+            .env_remove("KEYSMITH_ADMIN_TOKEN")
+            .env_remove("KEYSMITH_ADMIN_ADDR")
+            .output()
+            .expect("run bash")
+    })
+    .await
+    .expect("join");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
         "session failed:\n{stdout}\n{stderr}"
     );
+    (app, output)
+}
 
-    let codes: Vec<&str> = stdout
+/// [`replay_on_server`]'s stdout.
+async fn replay(name: &str) -> String {
+    let (_, output) = replay_on_server(name).await;
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The verify codes a session printed, in order.
+fn codes(stdout: &str) -> Vec<&str> {
+    stdout
         .lines()
         .filter_map(|l| l.trim().strip_prefix("\"code\": \""))
         .map(|c| c.trim_end_matches(['"', ',']))
-        .collect();
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_grpcurl_session_works_verbatim() {
+    let stdout = replay("grpcurl-session").await;
     assert_eq!(
-        codes,
+        codes(&stdout),
         [
             "VERIFY_CODE_VALID",   // the new key
             "VERIFY_CODE_VALID",   // old key, during the overlap
@@ -98,20 +105,34 @@ async fn readme_grpcurl_session_works_verbatim() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_keyspace_session_works_verbatim() {
+    let stdout = replay("keyspace-session").await;
+    assert_eq!(
+        codes(&stdout),
+        [
+            "VERIFY_CODE_VALID",     // in its own keyspace
+            "VERIFY_CODE_NOT_FOUND", // named another keyspace
+        ],
+        "stdout:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(r"regex = '''\bacme_(sk|pk)_(live|test)_[0-9A-Za-z]{49}\b'''"),
+        "gitleaks rule: {stdout}"
+    );
+    assert!(
+        stdout.contains("name: keysmith-acme-api-key"),
+        "TruffleHog detector: {stdout}"
+    );
+}
+
 /// The README's admin-token session: a narrower token for daily use, the
 /// same with the CLI, and the first token retiring itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_admin_token_session_works_verbatim() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let workdir = db.dir.path().to_owned();
-    let app = spawn_on(db, None).await;
-    let output = replay(&app, workdir, &readme_block(TOKENS_START, TOKENS_END)).await;
+    let (app, output) = replay_on_server("admin-token-session").await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "session failed:\n{stdout}\n{stderr}"
-    );
     assert!(stderr.contains("this token lacks keys.write"), "{stderr}");
     assert!(stdout.contains("refused, as it should be"), "{stdout}");
     let tokens = app

@@ -13,6 +13,7 @@ pub fn watch_request(req: pb::WatchRevocationsRequest) -> Result<WatchRequest> {
         owner_id,
         environment: env,
         all_changes,
+        keyspace,
     } = req;
     if after_cursor.is_some_and(|c| c < 0) {
         return Err(Error::invalid("after_cursor", "must not be negative"));
@@ -27,6 +28,7 @@ pub fn watch_request(req: pb::WatchRevocationsRequest) -> Result<WatchRequest> {
         owner_id: opt_owner_id("owner_id", &owner_id)?,
         environment,
         all_changes,
+        keyspace_id: super::opt_keyspace_id("keyspace", &keyspace)?,
         within: TokenLimits::NONE,
     })
 }
@@ -54,6 +56,7 @@ pub fn key_event(c: &Change) -> pb::KeyEvent {
         owner_id: c.owner_id.to_string(),
         environment: to_environment(c.environment).into(),
         expire_time: c.expires_at.map(to_timestamp),
+        keyspace: c.keyspace_id.to_string(),
     }
 }
 

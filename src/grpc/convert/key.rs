@@ -1,6 +1,7 @@
 use super::{
-    duration, environment, key_id, key_type, metadata, opt_owner_id, owner_id, page_size, pb,
-    restrictions, scopes, timestamp, to_environment, to_key_type, to_restrictions, to_timestamp,
+    duration, environment, key_id, key_type, keyspace::opt_keyspace_id, metadata, opt_owner_id,
+    owner_id, page_size, pb, restrictions, role::role_names, scopes, timestamp, to_environment,
+    to_key_type, to_restrictions, to_timestamp,
 };
 use crate::{
     domain::{KeyName, KeyRecord, KeyRotation, KeyState, RequestId, Timestamp},
@@ -55,6 +56,8 @@ pub fn key_message(k: &KeyRecord, now: Timestamp) -> pb::Key {
         last_used_time: k.last_used_at.map(to_timestamp),
         last_client_ip: k.last_client_ip.clone().unwrap_or_default(),
         rotation_policy: k.rotation.map(to_rotation),
+        keyspace: k.keyspace_id.to_string(),
+        roles: k.roles.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -71,6 +74,8 @@ pub fn create_request(req: pb::CreateKeyRequest) -> Result<CreateKey> {
         ttl,
         restrictions: raw_restrictions,
         rotation_policy,
+        keyspace,
+        roles: raw_roles,
     } = req;
     let expiry = match (expire_time, ttl) {
         (Some(_), Some(_)) => {
@@ -88,14 +93,20 @@ pub fn create_request(req: pb::CreateKeyRequest) -> Result<CreateKey> {
     Ok(CreateKey {
         owner_id: owner_id("owner_id", &owner)?,
         name: KeyName::parse(&name).map_err(|e| Error::invalid("name", e))?,
+        keyspace_id: opt_keyspace_id("keyspace", &keyspace)?,
         key_type: key_type("type", r#type)?,
-        environment: environment("environment", env)?,
+        // Unset follows the keyspace's default, then ENVIRONMENT_TEST.
+        environment: match pb::Environment::try_from(env) {
+            Ok(pb::Environment::Unspecified) => None,
+            _ => Some(environment("environment", env)?),
+        },
         scopes: scopes("scopes", raw_scopes)?,
         expiry,
         metadata: metadata("metadata", raw_metadata)?,
         request_id,
         restrictions: restrictions("restrictions", raw_restrictions)?,
         rotation: rotation("rotation_policy", rotation_policy)?,
+        roles: role_names("roles", raw_roles)?,
     })
 }
 
@@ -149,6 +160,7 @@ pub fn key_patch(req: pb::UpdateKeyRequest) -> Result<(crate::domain::KeyId, Key
         expire_time,
         restrictions: raw_restrictions,
         rotation_policy,
+        roles: raw_roles,
         ..
     } = key;
     let patch = KeyPatch {
@@ -174,21 +186,25 @@ pub fn key_patch(req: pb::UpdateKeyRequest) -> Result<(crate::domain::KeyId, Key
         rotation: named("rotation_policy")
             .then(|| rotation("key.rotation_policy", rotation_policy))
             .transpose()?,
+        roles: named("roles")
+            .then(|| role_names("key.roles", raw_roles))
+            .transpose()?,
     };
     Ok((id, patch))
 }
 
 /// The `update_mask` paths UpdateKey accepts.
-const UPDATABLE: [&str; 6] = [
+const UPDATABLE: [&str; 7] = [
     "name",
     "scopes",
     "metadata",
     "expire_time",
     "restrictions",
     "rotation_policy",
+    "roles",
 ];
 
-fn rotation(field: &str, p: Option<pb::RotationPolicy>) -> Result<Option<KeyRotation>> {
+pub(super) fn rotation(field: &str, p: Option<pb::RotationPolicy>) -> Result<Option<KeyRotation>> {
     let Some(pb::RotationPolicy {
         every,
         action,
@@ -212,7 +228,7 @@ fn rotation(field: &str, p: Option<pb::RotationPolicy>) -> Result<Option<KeyRota
         .map_err(|m| Error::invalid(format!("{field}.every"), m))
 }
 
-fn to_rotation(r: KeyRotation) -> pb::RotationPolicy {
+pub(super) fn to_rotation(r: KeyRotation) -> pb::RotationPolicy {
     match r {
         KeyRotation::Never => pb::RotationPolicy {
             never: true,
@@ -242,6 +258,7 @@ pub fn key_query(req: pb::ListKeysRequest) -> Result<KeyQuery> {
         page_token,
         order_by,
         unused_for,
+        keyspace,
     } = req;
     let state = match pb::KeyState::try_from(state) {
         Ok(pb::KeyState::Unspecified) => None,
@@ -259,6 +276,7 @@ pub fn key_query(req: pb::ListKeysRequest) -> Result<KeyQuery> {
     };
     Ok(KeyQuery {
         owner_id: opt_owner_id("owner_id", &owner_id)?,
+        keyspace_id: opt_keyspace_id("keyspace", &keyspace)?,
         state,
         unused_for: unused_for.map(|d| duration("unused_for", d)).transpose()?,
         order,
@@ -282,6 +300,7 @@ pub fn stale_query(req: pb::ListStaleKeysRequest) -> Result<KeyQuery> {
     };
     Ok(KeyQuery {
         owner_id: opt_owner_id("owner_id", &owner_id)?,
+        keyspace_id: None,
         state: Some(KeyState::Active),
         unused_for: Some(unused_for),
         order: KeyOrder::LastUsedAsc,

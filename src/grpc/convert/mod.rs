@@ -5,8 +5,10 @@
 mod audit;
 mod events;
 mod key;
+mod keyspace;
 mod policy;
 mod restrictions;
+mod role;
 mod token;
 mod usage;
 mod verify;
@@ -19,13 +21,20 @@ pub use events::{key_event, propagation, replica_status, watch_request};
 pub use key::{
     create_request, created, key_message, key_patch, key_query, keys_page, rotated, stale_query,
 };
+pub use keyspace::{
+    create_keyspace, keyspace_id, keyspace_patch, keyspaces_page, list_keyspaces, opt_keyspace_id,
+    to_keyspace,
+};
 pub use policy::{owner_policy, to_owner_policy};
 pub use restrictions::{restrictions, to_restrictions};
+pub use role::{create_role, list_roles, role_patch, role_ref, role_updated, roles_page, to_role};
 pub use token::{
     admin_token, create_token_request, token_id, token_list_query, token_reason, tokens_page,
 };
 pub use usage::{key_usage, overlap, range, unknown_stats};
-pub use verify::{check_required_scopes, client_ip, verify_response};
+pub use verify::{
+    check_required_any, check_required_scopes, client_ip, keyspace_scope, verify_response,
+};
 pub use webhooks::{
     create_endpoint, deliveries_page, delivery, delivery_query, endpoint, update_endpoint,
 };

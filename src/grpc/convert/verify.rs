@@ -2,9 +2,13 @@ use std::net::IpAddr;
 
 use super::{pb, to_environment, to_key_type, to_timestamp};
 use crate::{
-    domain::{MAX_SCOPES, scope},
+    domain::{
+        KeyspaceId, MAX_SCOPES, Scope,
+        scope::{self, MAX_ALTERNATIVES, MAX_ANY_GROUPS},
+    },
     error::{Error, Result},
-    verify::{Code, Outcome},
+    index::{KeyIndex, KeyspaceScope},
+    verify::{AnyOf, Code, Outcome, Unmet, granted},
 };
 
 /// The end client's IP as the gateway passed it: empty means none.
@@ -15,6 +19,15 @@ pub fn client_ip(s: &str) -> Result<Option<IpAddr>> {
     s.parse()
         .map(Some)
         .map_err(|_| Error::invalid("client_ip", "is not an IP address"))
+}
+
+/// The keyspaces a request's `keyspace` field accepts: a form check and a
+/// map lookup, without allocating. Empty means any.
+pub fn keyspace_scope(index: &KeyIndex, keyspace: &str) -> Result<KeyspaceScope> {
+    if !keyspace.is_empty() {
+        KeyspaceId::check(keyspace).map_err(|e| Error::invalid("keyspace", e))?;
+    }
+    Ok(index.keyspace_scope(keyspace))
 }
 
 /// Required scopes are the caller's own configuration: a bad one is an
@@ -30,6 +43,39 @@ pub fn check_required_scopes(required: &[String]) -> Result<()> {
         scope::check_required(s).map_err(|e| Error::invalid(format!("required_scopes[{i}]"), e))?;
     }
     Ok(())
+}
+
+/// Checks `required_any` as [`check_required_scopes`] checks its scopes. An
+/// empty group could never be met: a mistake of the caller, not a denial.
+pub fn check_required_any(groups: &[pb::ScopeAlternatives]) -> Result<()> {
+    if groups.len() > MAX_ANY_GROUPS {
+        return Err(Error::invalid(
+            "required_any",
+            format!("at most {MAX_ANY_GROUPS} groups"),
+        ));
+    }
+    for (i, pb::ScopeAlternatives { scopes }) in groups.iter().enumerate() {
+        if scopes.is_empty() || scopes.len() > MAX_ALTERNATIVES {
+            return Err(Error::invalid(
+                format!("required_any[{i}].scopes"),
+                format!("must hold 1 to {MAX_ALTERNATIVES} scopes"),
+            ));
+        }
+        for (j, s) in scopes.iter().enumerate() {
+            scope::check_required(s)
+                .map_err(|e| Error::invalid(format!("required_any[{i}].scopes[{j}]"), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The groups as decoded, so deciding copies nothing.
+impl AnyOf for Vec<pb::ScopeAlternatives> {
+    fn first_unmet(&self, held: &[Scope]) -> Option<Unmet<'_>> {
+        self.iter()
+            .find(|g| !g.scopes.iter().any(|s| granted(held, s)))
+            .map(|g| Unmet::Scopes(&g.scopes))
+    }
 }
 
 fn code(c: Code) -> pb::VerifyCode {
@@ -53,6 +99,11 @@ pub fn verify_response(o: &Outcome<'_>) -> pb::VerifyResponse {
         valid: o.decision.is_valid(),
         code: code(o.decision.code).into(),
         missing_scope: o.decision.missing_scope.unwrap_or_default().to_owned(),
+        missing_any: match o.decision.missing_any {
+            None => Vec::new(),
+            Some(Unmet::Scopes(s)) => s.to_vec(),
+            Some(Unmet::Text(t)) => t.split('|').map(str::to_owned).collect(),
+        },
         detail: o.detail.to_owned(),
         would_deny: o
             .decision

@@ -1,0 +1,185 @@
+//! Keyspaces: create, get, list, update. Each change is audited with the
+//! acting token in the transaction that makes it; the prefix is final once
+//! the keyspace holds a key.
+
+use serde_json::json;
+
+use super::{Actor, CONFLICT_RETRIES, Keys, KeyspaceQuery, Page, diff};
+use crate::{
+    domain::{KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, Scope},
+    error::{Error, Result},
+    store::{KeyspaceUpdate, NewAuditEvent, StoreError},
+};
+
+/// A parsed CreateKeyspace request.
+#[derive(Clone, Debug)]
+pub struct NewKeyspace {
+    pub name: KeyspaceName,
+    pub prefix: KeyPrefix,
+    pub defaults: KeyspaceDefaults,
+    pub scopes: Vec<Scope>,
+}
+
+/// UpdateKeyspace's changes; `None` leaves a field alone.
+#[derive(Clone, Debug, Default)]
+pub struct KeyspacePatch {
+    pub name: Option<KeyspaceName>,
+    pub prefix: Option<KeyPrefix>,
+    pub defaults: Option<KeyspaceDefaults>,
+    pub scopes: Option<Vec<Scope>>,
+}
+
+const PREFIX_TAKEN: &str = "prefix: is already the prefix of another keyspace";
+
+fn checked(ks: &Keyspace) -> Result<()> {
+    ks.check().map_err(|v| Error::invalid(v.field, v.reason))
+}
+
+fn scope_strs(scopes: &[Scope]) -> Vec<&str> {
+    scopes.iter().map(Scope::as_str).collect()
+}
+
+fn event(
+    at: crate::domain::Timestamp,
+    actor: &Actor,
+    action: &'static str,
+    changes: serde_json::Value,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        at,
+        actor: actor.name().to_owned(),
+        action,
+        key_id: None,
+        owner_id: None,
+        reason: None,
+        changes,
+        request_id: None,
+    }
+}
+
+impl Keys {
+    pub async fn create_keyspace(&self, new: NewKeyspace, actor: &Actor) -> Result<Keyspace> {
+        let now = self.now();
+        let ks = Keyspace {
+            id: KeyspaceId::generate().map_err(|e| Error::Internal(e.to_string()))?,
+            name: new.name,
+            prefix: Some(new.prefix),
+            defaults: new.defaults,
+            scopes: new.scopes,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        checked(&ks)?;
+        let changes = json!({
+            "keyspace_id": ks.id.as_str(),
+            "name": ks.name.as_str(),
+            "prefix": new.prefix.as_str(),
+            "defaults": ks.defaults.to_json(),
+            "scopes": scope_strs(&ks.scopes),
+        });
+        let audit = event(now, actor, "keyspace.created", changes);
+        match self.store.insert_keyspace(&ks, &audit).await {
+            Ok(()) => Ok(ks),
+            Err(StoreError::Duplicate) => Err(Error::AlreadyExists(PREFIX_TAKEN.into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_keyspace(&self, id: &KeyspaceId) -> Result<Keyspace> {
+        self.store
+            .get_keyspace(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("keyspace {id}")))
+    }
+
+    /// The keyspace a request names, as a field-named error when it does
+    /// not exist.
+    pub(super) async fn named_keyspace(&self, field: &str, id: &KeyspaceId) -> Result<Keyspace> {
+        match self.store.get_keyspace(id).await? {
+            Some(ks) => Ok(ks),
+            None => Err(Error::NotFound(format!("{field}: keyspace {id}"))),
+        }
+    }
+
+    pub async fn list_keyspaces(&self, query: KeyspaceQuery) -> Result<Page<Keyspace>> {
+        let after = query.after(&self.page_tokens)?;
+        let rows = self
+            .store
+            .list_keyspaces(after.as_ref(), query.page_size + 1)
+            .await?;
+        Ok(Page::from_overfetch(rows, query.page_size, |k| {
+            query.token_after(&self.page_tokens, k)
+        }))
+    }
+
+    pub async fn update_keyspace(
+        &self,
+        id: &KeyspaceId,
+        patch: KeyspacePatch,
+        actor: &Actor,
+    ) -> Result<Keyspace> {
+        for _ in 0..CONFLICT_RETRIES {
+            let old = self.get_keyspace(id).await?;
+            let now = self.now();
+            let mut next = old.clone();
+            let mut changes = serde_json::Map::new();
+            changes.insert("keyspace_id".into(), json!(id.as_str()));
+            if let Some(name) = &patch.name
+                && *name != old.name
+            {
+                changes.insert("name".into(), diff(old.name.as_str(), name.as_str()));
+                next.name = name.clone();
+            }
+            if let Some(prefix) = patch.prefix
+                && Some(prefix) != old.prefix
+            {
+                if old.id.is_default() {
+                    return Err(Error::FailedPrecondition(
+                        "prefix: the default keyspace's keys are bare; it has no prefix".into(),
+                    ));
+                }
+                let held = old.prefix.as_ref().map(KeyPrefix::as_str);
+                changes.insert("prefix".into(), diff(held, prefix.as_str()));
+                next.prefix = Some(prefix);
+            }
+            if let Some(defaults) = &patch.defaults
+                && *defaults != old.defaults
+            {
+                let d = diff(old.defaults.to_json(), defaults.to_json());
+                changes.insert("defaults".into(), d);
+                next.defaults = defaults.clone();
+            }
+            if let Some(scopes) = &patch.scopes
+                && *scopes != old.scopes
+            {
+                let d = diff(scope_strs(&old.scopes), scope_strs(scopes));
+                changes.insert("scopes".into(), d);
+                next.scopes = scopes.clone();
+            }
+            if changes.len() == 1 {
+                return Ok(old);
+            }
+            checked(&next)?;
+            next.version = old.version + 1;
+            next.updated_at = now;
+            let audit = event(now, actor, "keyspace.updated", changes.into());
+            match self.store.update_keyspace(&next, &audit).await {
+                Ok(KeyspaceUpdate::Updated) => return Ok(next),
+                Ok(KeyspaceUpdate::Conflict) => continue,
+                Ok(KeyspaceUpdate::PrefixFinal) => {
+                    return Err(Error::FailedPrecondition(
+                        "prefix: is final once the keyspace holds keys".into(),
+                    ));
+                }
+                Err(StoreError::Duplicate) => {
+                    return Err(Error::AlreadyExists(PREFIX_TAKEN.into()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Unavailable(
+            "the keyspace is changing too often; retry",
+        ))
+    }
+}
