@@ -137,6 +137,9 @@ impl App {
             page_tokens.clone(),
         );
         let auth = AdminAuth::new(store.clone(), config.auth_limits, config.clock.clone());
+        // Before any listener serves: the verify listener's credential
+        // check never reloads on a miss, so it must not start empty.
+        auth.load().await?;
         Ok(Self {
             config: config.clone(),
             verify_listener: bind(&config.verify_addr).await?,

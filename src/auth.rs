@@ -7,6 +7,7 @@
 mod failures;
 mod gate;
 mod manage;
+mod refresher;
 mod summary;
 mod tokens;
 
@@ -15,8 +16,9 @@ use std::{net::IpAddr, sync::Arc, time::Instant};
 pub use failures::{AuthLimits, FailedAuth, Failure};
 pub use gate::{Admitted, VerifyAuth, VerifyGate};
 pub use manage::NewToken;
+pub use refresher::TokenRefresher;
 pub use summary::{AuthAuditor, FailureLog, SAMPLE_PEERS};
-pub use tokens::{TokenEntry, TokenRefresher, TokenSet};
+pub use tokens::{TokenEntry, TokenSet};
 
 use crate::{
     domain::{
@@ -108,6 +110,12 @@ impl AdminAuth {
         let failure = self.failures.fail(peer, now);
         self.log.record(peer, why, Some(failure));
         Error::Unauthenticated
+    }
+
+    /// Reads the token set from the store (at startup; later reloads are
+    /// the refresher's).
+    pub async fn load(&self) -> Result<(), crate::store::StoreError> {
+        self.tokens.reload_after(tokio::time::Instant::now()).await
     }
 
     /// The verify listener's credential check, over this token set.

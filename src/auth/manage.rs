@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::AdminAuth;
 use crate::{
     domain::{
-        KeyName, PageTokens, Reason, Timestamp, TokenGrant,
+        KeyName, KeyspaceId, PageTokens, Reason, Timestamp, TokenGrant,
         admin_token::{AdminToken, AdminTokenRecord, TokenId},
     },
     error::{Error, Result},
@@ -112,6 +112,18 @@ impl AdminAuth {
             .grant()
             .covers(&new.grant)
             .map_err(|e| Error::invalid(e.field, e.reason))?;
+        for id in new.grant.limits().keyspaces().into_iter().flatten() {
+            let exists = match id.parse::<KeyspaceId>() {
+                Ok(id) => self.store.get_keyspace(&id).await?.is_some(),
+                Err(_) => false,
+            };
+            if !exists {
+                return Err(Error::invalid(
+                    "keyspaces",
+                    format!("`{id}` is not a keyspace"),
+                ));
+            }
+        }
         let secret = AdminToken::generate().map_err(|e| Error::Internal(e.to_string()))?;
         let record = AdminTokenRecord {
             id: TokenId::generate(),

@@ -100,6 +100,13 @@ impl Permission {
         )
     }
 
+    /// Whether the permission reaches every owner's keys at once (a role
+    /// changes each key that holds it; a keyspace's defaults apply to every
+    /// owner's new keys). A token limited to some owners cannot hold one.
+    pub const fn spans_owners(self) -> bool {
+        matches!(self, Self::KeyspacesManage) || self.is_global()
+    }
+
     const fn bit(self) -> u16 {
         1 << self as u16
     }
@@ -180,6 +187,12 @@ impl PermissionSet {
     /// limits ([`Permission::is_global`]).
     pub fn first_global(self) -> Option<Permission> {
         self.iter().find(|p| p.is_global())
+    }
+
+    /// The first permission of the set that reaches past owner limits
+    /// ([`Permission::spans_owners`]).
+    pub fn first_spanning_owners(self) -> Option<Permission> {
+        self.iter().find(|p| p.spans_owners())
     }
 
     /// In catalogue order.

@@ -2,14 +2,13 @@
 //! it is confined to, and when it stops working. And the rule that no token
 //! mints one with more power than its own.
 
-use super::{FieldError, OwnerId, PermissionSet, Timestamp};
+use super::{KeyspaceId, OwnerId, PermissionSet, Timestamp};
 
 /// The keyspace every key belongs to until keys carry their own.
 pub const DEFAULT_KEYSPACE: &str = "ks_default";
 
 /// Most keyspaces, and most owners, one token may be limited to.
 pub const MAX_LIMIT_ENTRIES: usize = 100;
-const MAX_KEYSPACE_ID_LEN: usize = 128;
 
 /// The keyspaces and owners a token is confined to. `None` in a dimension
 /// means every one; a token limited in both sees what both admit.
@@ -39,27 +38,12 @@ impl GrantError {
     }
 }
 
-/// A keyspace id's shape: what keyspace ids are made of. Whether it names
-/// a keyspace that exists is the keyspaces' own check.
-fn keyspace_id(s: &str) -> Result<(), FieldError> {
-    if s.is_empty() {
-        return Err(FieldError::Empty);
-    }
-    if s.len() > MAX_KEYSPACE_ID_LEN {
-        return Err(FieldError::TooLong(MAX_KEYSPACE_ID_LEN));
-    }
-    let ok = s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'));
-    if ok { Ok(()) } else { Err(FieldError::Charset) }
-}
-
 /// Parses one limit list: at most [`MAX_LIMIT_ENTRIES`], none repeated, at
 /// least one (an empty list would admit nothing; `None` admits all).
-fn limit_list<T: Ord>(
+fn limit_list<T: Ord, E: std::fmt::Display>(
     field: &str,
     raw: Option<Vec<String>>,
-    parse: impl Fn(&str) -> Result<T, FieldError>,
+    parse: impl Fn(&str) -> Result<T, E>,
 ) -> Result<Option<Box<[T]>>, GrantError> {
     let Some(raw) = raw else { return Ok(None) };
     if raw.is_empty() {
@@ -121,8 +105,10 @@ impl TokenLimits {
         owners: Option<Vec<String>>,
     ) -> Result<Self, GrantError> {
         Ok(Self {
+            // A keyspace id's shape; whether it names a keyspace that
+            // exists is the minting's check, against the store.
             keyspaces: limit_list("keyspaces", keyspaces, |s| {
-                keyspace_id(s).map(|()| s.to_owned())
+                KeyspaceId::check(s).map(|()| s.to_owned())
             })?,
             owners: limit_list("owners", owners, OwnerId::parse)?,
         })
@@ -196,6 +182,14 @@ impl TokenGrant {
             return Err(GrantError::new(
                 "permissions",
                 "name at least one permission",
+            ));
+        }
+        if limits.owners().is_some()
+            && let Some(p) = permissions.first_spanning_owners()
+        {
+            return Err(GrantError::new(
+                "permissions",
+                format!("{p} reaches every owner's keys; a token limited to owners cannot hold it"),
             ));
         }
         if !limits.is_unlimited()

@@ -1,9 +1,12 @@
 //! KeyAdmin handlers: authenticate and authorise (one call), parse, call,
-//! convert. Keyspace handlers are in `admin/keyspaces.rs`, role handlers in
-//! `admin/roles.rs`, token handlers in
-//! `admin/tokens.rs`, webhook handlers in `admin/webhooks.rs`.
+//! convert. Rotation and revocation handlers are in `admin/lifecycle.rs`,
+//! keyspace handlers in `admin/keyspaces.rs`, role handlers in
+//! `admin/roles.rs`, token handlers in `admin/tokens.rs`, webhook handlers in
+//! `admin/webhooks.rs`, owner stale policy handlers in `admin/policies.rs`.
 
 mod keyspaces;
+mod lifecycle;
+mod policies;
 mod roles;
 mod tokens;
 mod webhooks;
@@ -14,7 +17,7 @@ use super::{bearer, convert, pb, pb::key_admin_server::KeyAdmin};
 use crate::{
     auth::AdminAuth,
     domain::Permission,
-    keys::{Actor, Keys, MAX_PROPAGATION_TIMEOUT},
+    keys::{Actor, Keys},
     webhooks::Webhooks,
 };
 
@@ -101,92 +104,19 @@ impl KeyAdmin for AdminService {
         Ok(Response::new(pb::UpdateKeyResponse { key }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn rotate_key(&self, req: Request<pb::RotateKeyRequest>) -> Reply<pb::RotateKeyResponse> {
-        let actor = self.caller(&req, Permission::KeysWrite).await?;
-        let pb::RotateKeyRequest {
-            id,
-            grace_period,
-            end_grace_when_idle,
-        } = req.into_inner();
-        let id = convert::key_id("id", &id)?;
-        let grace = grace_period
-            .map(|d| convert::duration("grace_period", d))
-            .transpose()?;
-        let idle = end_grace_when_idle
-            .map(|d| convert::duration("end_grace_when_idle", d))
-            .transpose()?;
-        let rotated = self.keys.rotate(&id, grace, idle, &actor).await?;
-        tracing::info!(key_id = %id, successor = %rotated.key.id, "key rotated");
-        Ok(Response::new(convert::rotated(rotated, self.keys.now())))
+        self.rotate_key_(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn rotate_self(
         &self,
         req: Request<pb::RotateSelfRequest>,
     ) -> Reply<pb::RotateKeyResponse> {
-        // The bearer is the key itself; it is parsed and hashed, never kept.
-        let presented = bearer(&req)
-            .ok_or(crate::error::Error::Unauthenticated)?
-            .to_owned();
-        // The TCP peer, not an address the caller writes in metadata: only
-        // the connection's address is beyond the key holder's control.
-        let peer = req.remote_addr().map(|a| a.ip());
-        let pb::RotateSelfRequest { grace_period } = req.into_inner();
-        let grace = grace_period
-            .map(|d| convert::duration("grace_period", d))
-            .transpose()?;
-        let rotated = self.keys.rotate_self(&presented, grace, peer).await;
-        drop(zeroize::Zeroizing::new(presented));
-        let rotated = rotated?;
-        tracing::info!(key_id = %rotated.previous.id, successor = %rotated.key.id, "key rotated itself");
-        Ok(Response::new(convert::rotated(rotated, self.keys.now())))
+        self.rotate_self_(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn revoke_key(&self, req: Request<pb::RevokeKeyRequest>) -> Reply<pb::RevokeKeyResponse> {
-        let actor = self.caller(&req, Permission::KeysRevoke).await?;
-        let pb::RevokeKeyRequest {
-            id,
-            reason,
-            wait_for_propagation,
-            propagation_timeout,
-            include_successors,
-        } = req.into_inner();
-        let id = convert::key_id("id", &id)?;
-        let reason = convert::reason("reason", &reason)?;
-        let timeout = propagation_timeout
-            .map(|d| convert::duration("propagation_timeout", d))
-            .transpose()?;
-        if timeout.is_some_and(|t| t > MAX_PROPAGATION_TIMEOUT) {
-            return Err(Status::invalid_argument(
-                "propagation_timeout: must be at most 60s",
-            ));
-        }
-        let revocation = self
-            .keys
-            .revoke(&id, reason, include_successors, &actor)
-            .await?;
-        let seq = revocation.seq;
-        let successors = revocation.successors.len();
-        tracing::info!(key_id = %id, seq, successors, "key revoked");
-        let propagation = match wait_for_propagation {
-            true => Some(convert::propagation(
-                &self.keys.await_propagation(seq, timeout).await?,
-            )),
-            false => None,
-        };
-        let now = self.keys.now();
-        Ok(Response::new(pb::RevokeKeyResponse {
-            key: Some(convert::key_message(&revocation.key, now)),
-            propagation,
-            successors: revocation
-                .successors
-                .iter()
-                .map(|k| convert::key_message(k, now))
-                .collect(),
-        }))
+        self.revoke_key_(req).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -269,44 +199,25 @@ impl KeyAdmin for AdminService {
         Ok(Response::new(convert::overlap(overlap)))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn set_owner_stale_policy(
         &self,
         req: Request<pb::OwnerStalePolicy>,
     ) -> Reply<pb::OwnerStalePolicy> {
-        let actor = self.global_caller(&req, Permission::PoliciesManage).await?;
-        let (owner, policy) = convert::owner_policy(req.into_inner())?;
-        self.keys.set_owner_policy(&owner, &policy, &actor).await?;
-        Ok(Response::new(convert::to_owner_policy(&owner, &policy)))
+        self.set_policy(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn delete_owner_stale_policy(
         &self,
         req: Request<pb::DeleteOwnerStalePolicyRequest>,
     ) -> Reply<pb::DeleteOwnerStalePolicyResponse> {
-        let actor = self.global_caller(&req, Permission::PoliciesManage).await?;
-        let pb::DeleteOwnerStalePolicyRequest { owner_id } = req.into_inner();
-        self.keys
-            .delete_owner_policy(&convert::owner_id("owner_id", &owner_id)?, &actor)
-            .await?;
-        Ok(Response::new(pb::DeleteOwnerStalePolicyResponse {}))
+        self.delete_policy(req).await
     }
 
-    #[tracing::instrument(skip_all)]
     async fn list_owner_stale_policies(
         &self,
         req: Request<pb::ListOwnerStalePoliciesRequest>,
     ) -> Reply<pb::ListOwnerStalePoliciesResponse> {
-        self.global_caller(&req, Permission::PoliciesManage).await?;
-        let policies = self.keys.owner_policies().await?;
-        let policies = policies
-            .iter()
-            .map(|(o, p)| convert::to_owner_policy(o, p))
-            .collect();
-        Ok(Response::new(pb::ListOwnerStalePoliciesResponse {
-            policies,
-        }))
+        self.list_policies(req).await
     }
 
     #[tracing::instrument(skip_all)]

@@ -87,5 +87,8 @@ pub fn admin_requests(bytes: &[u8]) -> usize {
     if let Ok(req) = pb::OwnerStalePolicy::decode(bytes) {
         ok += usize::from(convert::owner_policy(req).is_ok());
     }
+    if let Ok(req) = pb::CreateAdminTokenRequest::decode(bytes) {
+        ok += usize::from(convert::create_token_request(req).is_ok());
+    }
     ok
 }

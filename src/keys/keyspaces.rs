@@ -102,11 +102,18 @@ impl Keys {
         }
     }
 
-    pub async fn list_keyspaces(&self, query: KeyspaceQuery) -> Result<Page<Keyspace>> {
+    /// A page of the keyspaces `actor` may see: its keyspace limit is part
+    /// of the query, so a page is never cut short by keyspaces it cannot see.
+    pub async fn list_keyspaces(
+        &self,
+        query: KeyspaceQuery,
+        actor: &Actor,
+    ) -> Result<Page<Keyspace>> {
         let after = query.after(&self.page_tokens)?;
+        let within = actor.limits().keyspaces();
         let rows = self
             .store
-            .list_keyspaces(after.as_ref(), query.page_size + 1)
+            .list_keyspaces(after.as_ref(), query.page_size + 1, within)
             .await?;
         Ok(Page::from_overfetch(rows, query.page_size, |k| {
             query.token_after(&self.page_tokens, k)

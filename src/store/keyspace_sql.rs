@@ -9,6 +9,7 @@ use super::{
     NewAuditEvent, StoreError,
     audit_sql::{append_audit, lock_seq},
     db::{Tx, sql},
+    limits_sql::keyspace_clause,
     sql::SqlStore,
 };
 use crate::domain::{
@@ -41,11 +42,13 @@ pub trait KeyspaceStore: Send + Sync {
         audit: &NewAuditEvent,
     ) -> Result<KeyspaceUpdate, StoreError>;
     async fn get_keyspace(&self, id: &KeyspaceId) -> Result<Option<Keyspace>, StoreError>;
-    /// Keyspaces by id, after `after`, at most `limit`.
+    /// Keyspaces by id, after `after`, at most `limit`; with `within` (a
+    /// caller's keyspace limit), only those.
     async fn list_keyspaces(
         &self,
         after: Option<&KeyspaceId>,
         limit: u32,
+        within: Option<&[String]>,
     ) -> Result<Vec<Keyspace>, StoreError>;
 }
 
@@ -187,12 +190,16 @@ impl KeyspaceStore for SqlStore {
         &self,
         after: Option<&KeyspaceId>,
         limit: u32,
+        within: Option<&[String]>,
     ) -> Result<Vec<Keyspace>, StoreError> {
         sql(format!(
-            "SELECT {COLUMNS} FROM keyspaces WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+            "SELECT {COLUMNS} FROM keyspaces WHERE ($1 IS NULL OR id > $1){within} \
+             ORDER BY id LIMIT $2",
+            within = keyspace_clause(3, within, "id"),
         ))
         .bind(after.map(KeyspaceId::as_str))
         .bind(i64::from(limit))
+        .bind_all(within.into_iter().flatten().map(String::as_str))
         .fetch_all::<KeyspaceRow>(&self.db)
         .await?
         .into_iter()

@@ -6,7 +6,9 @@
 
 use std::process::Command;
 
-use crate::helpers::{Backend, TestDb, spawn_on};
+use keysmith::grpc::pb;
+
+use crate::helpers::{Backend, TestApp, TestDb, spawn_on};
 
 /// The ```sh block between `<!-- {name}:start -->` and `<!-- {name}:end -->`.
 fn readme_session(name: &str) -> String {
@@ -31,9 +33,9 @@ fn readme_session(name: &str) -> String {
     code.to_owned()
 }
 
-/// Runs README session `name` with bash against a fresh server on SQLite
-/// in the session's working directory; its stdout.
-async fn replay(name: &str) -> String {
+/// Runs README session `name` with bash against a fresh server on SQLite,
+/// in the session's working directory: the server, and what bash printed.
+async fn replay_on_server(name: &str) -> (TestApp, std::process::Output) {
     let which = Command::new("sh")
         .args(["-c", "command -v grpcurl && command -v jq"])
         .output();
@@ -45,12 +47,9 @@ async fn replay(name: &str) -> String {
     let db = TestDb::new(Backend::Sqlite).await;
     let workdir = db.dir.path().to_owned();
     let app = spawn_on(db, None).await;
-    let verify_addr = app.verify_channel_addr();
-    let admin_addr = app.admin_channel_addr();
-
     let script = readme_session(name)
-        .replace("127.0.0.1:50051", &verify_addr)
-        .replace("127.0.0.1:50052", &admin_addr);
+        .replace("127.0.0.1:50051", &app.verify_channel_addr())
+        .replace("127.0.0.1:50052", &app.admin_channel_addr());
     let shim =
         "cargo() { while [ \"$1\" != -- ]; do shift; done; shift; \"$KEYSMITH_BIN\" \"$@\"; }\n";
     let output = tokio::task::spawn_blocking(move || {
@@ -59,18 +58,26 @@ async fn replay(name: &str) -> String {
             .current_dir(&workdir)
             .env("KEYSMITH_BIN", env!("CARGO_BIN_EXE_keysmith"))
             .env_remove("DATABASE_URL")
+            .env_remove("KEYSMITH_ADMIN_TOKEN")
+            .env_remove("KEYSMITH_ADMIN_ADDR")
             .output()
             .expect("run bash")
     })
     .await
     .expect("join");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
         "session failed:\n{stdout}\n{stderr}"
     );
-    stdout
+    (app, output)
+}
+
+/// [`replay_on_server`]'s stdout.
+async fn replay(name: &str) -> String {
+    let (_, output) = replay_on_server(name).await;
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// The verify codes a session printed, in order.
@@ -117,4 +124,40 @@ async fn readme_keyspace_session_works_verbatim() {
         stdout.contains("name: keysmith-acme-api-key"),
         "TruffleHog detector: {stdout}"
     );
+}
+
+/// The README's admin-token session: a narrower token for daily use, the
+/// same with the CLI, and the first token retiring itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_admin_token_session_works_verbatim() {
+    let (app, output) = replay_on_server("admin-token-session").await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("this token lacks keys.write"), "{stderr}");
+    assert!(stdout.contains("refused, as it should be"), "{stdout}");
+    let tokens = app
+        .admin
+        .clone()
+        .list_admin_tokens(pb::ListAdminTokensRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .tokens;
+    let state = |name: &str| {
+        let t = tokens.iter().find(|t| t.name == name).expect(name);
+        t.state()
+    };
+    assert_eq!(state("root"), pb::AdminTokenState::Revoked);
+    assert_eq!(state("daily"), pb::AdminTokenState::Active);
+    assert_eq!(state("ci"), pb::AdminTokenState::Active);
+    let keys = app
+        .admin
+        .clone()
+        .list_keys(pb::ListKeysRequest::default())
+        .await
+        .expect("keys")
+        .into_inner()
+        .keys;
+    assert_eq!(keys.len(), 1, "the CI token made one key");
+    assert_eq!(keys[0].owner_id, "acct_123");
 }
