@@ -65,6 +65,8 @@ struct Settings {
 struct Target {
     _server: Option<Server>,
     verify_addr: String,
+    /// The keyspace the secrets are in, which every Verify names.
+    keyspace: String,
     secrets: Arc<Vec<String>>,
 }
 
@@ -72,10 +74,11 @@ async fn target(keys: usize, probes: usize) -> Target {
     if let Ok(verify_addr) = std::env::var("LOAD_VERIFY_ADDR") {
         let admin = std::env::var("LOAD_ADMIN_ADDR").expect("LOAD_ADMIN_ADDR");
         let token = std::env::var("LOAD_TOKEN").expect("LOAD_TOKEN");
-        let secrets = seed_api(&admin, &token, keys, probes).await;
+        let (keyspace, secrets) = seed_api(&admin, &token, keys, probes).await;
         return Target {
             _server: None,
             verify_addr,
+            keyspace,
             secrets: Arc::new(secrets),
         };
     }
@@ -92,6 +95,7 @@ async fn target(keys: usize, probes: usize) -> Target {
         return Target {
             verify_addr: server.verify_addr.clone(),
             _server: Some(server),
+            keyspace: common::KEYSPACE.to_owned(),
             secrets: Arc::new(secrets),
         };
     }
@@ -100,26 +104,69 @@ async fn target(keys: usize, probes: usize) -> Target {
     let server = Server::start(&["--data-dir", data_dir], &[]);
     server.wait_serving(Duration::from_secs(30)).await;
     let token = server.token.clone().expect("bootstrap token");
-    let secrets = seed_api(&server.admin_addr, &token, keys, probes).await;
+    let (keyspace, secrets) = seed_api(&server.admin_addr, &token, keys, probes).await;
     Target {
         verify_addr: server.verify_addr.clone(),
         _server: Some(server),
+        keyspace,
         secrets: Arc::new(secrets),
     }
 }
 
-/// Creates `n` keys through CreateKey, 32 at a time; keeps `probes` secrets.
-async fn seed_api(admin_addr: &str, token: &str, n: usize, probes: usize) -> Vec<String> {
-    let admin = KeyAdminClient::new(channel(admin_addr).await);
+/// Creates a keyspace (prefix `bench` and a number, free on a running
+/// server), its role `billing-reader`, and `n` keys in it through
+/// CreateKey, 32 at a time, every tenth (up to a role's cap) holding the
+/// role in place of its own scopes. (keyspace id, `probes` secrets).
+async fn seed_api(admin_addr: &str, token: &str, n: usize, probes: usize) -> (String, Vec<String>) {
+    let mut admin = KeyAdminClient::new(channel(admin_addr).await);
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .subsec_micros();
+    let keyspace = admin
+        .create_keyspace(authed(
+            token,
+            pb::CreateKeyspaceRequest {
+                name: "bench".into(),
+                prefix: format!("bench{nonce}"),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create keyspace")
+        .into_inner()
+        .id;
+    let scopes = || vec!["invoices:*".to_owned(), "customers:read".to_owned()];
+    admin
+        .create_role(authed(
+            token,
+            pb::CreateRoleRequest {
+                role: Some(pb::Role {
+                    keyspace: keyspace.clone(),
+                    name: common::ROLE.into(),
+                    scopes: scopes(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("create role");
     let mut tasks = JoinSet::new();
     for w in 0..32 {
-        let (mut admin, token) = (admin.clone(), token.to_owned());
+        let (mut admin, token, keyspace) = (admin.clone(), token.to_owned(), keyspace.clone());
         tasks.spawn(async move {
             let mut secrets = Vec::new();
-            for _ in (w..n).step_by(32) {
+            for i in (w..n).step_by(32) {
+                let from_role = i % 10 == 0 && i / 10 < common::ROLE_HOLDERS;
                 let req = pb::CreateKeyRequest {
                     owner_id: "acct_load".into(),
-                    scopes: vec!["invoices:*".into(), "customers:read".into()],
+                    keyspace: keyspace.clone(),
+                    scopes: if from_role { Vec::new() } else { scopes() },
+                    roles: if from_role {
+                        vec![common::ROLE.into()]
+                    } else {
+                        Vec::new()
+                    },
                     ..Default::default()
                 };
                 let resp = admin.create_key(authed(&token, req)).await.expect("create");
@@ -135,7 +182,7 @@ async fn seed_api(admin_addr: &str, token: &str, n: usize, probes: usize) -> Vec
         all.extend(s.expect("seed task"));
     }
     all.truncate(probes);
-    all
+    (keyspace, all)
 }
 
 /// One VerifyStream per channel, `window` requests in flight on each.
@@ -143,12 +190,13 @@ async fn streams(
     channels: &[Channel],
     window: usize,
     secs: u64,
+    keyspace: String,
     secrets: Arc<Vec<String>>,
 ) -> (f64, Vec<Duration>) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = JoinSet::new();
     for (c, ch) in channels.iter().enumerate() {
-        let (ch, secrets) = (ch.clone(), secrets.clone());
+        let (ch, secrets, keyspace) = (ch.clone(), secrets.clone(), keyspace.clone());
         tasks.spawn(async move {
             let credit = Arc::new(Semaphore::new(window));
             let sent: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
@@ -162,7 +210,7 @@ async fn streams(
                         sent.lock().expect("lock").push_back(Instant::now());
                         let req = pb::VerifyStreamRequest {
                             id: n as u64,
-                            request: Some(verify_request(&secrets[n % secrets.len()])),
+                            request: Some(verify_request(&secrets[n % secrets.len()], &keyspace)),
                         };
                         if tx.send(req).await.is_err() {
                             break;
@@ -315,7 +363,7 @@ async fn main() {
         conns.push(Conn::connect(&t.verify_addr).await);
         channels.push(channel(&t.verify_addr).await);
     }
-    let (check, verify) = (Bodies::check(), Bodies::verify(&t.secrets));
+    let (check, verify) = (Bodies::check(), Bodies::verify(&t.secrets, &t.keyspace));
     println!(
         "load: {} connections x {} in flight (streams: {} in flight each), \
          {} interleaved rounds of {}s per phase, {} keys, Verify over {} of them",
@@ -337,7 +385,14 @@ async fn main() {
         let (v, lat, d) = closed_loop(&conns, s.inflight, s.secs, verify.clone()).await;
         verify_lat.extend(lat);
         distinct = distinct.max(d);
-        let (st, lat) = streams(&channels, s.window, s.secs, t.secrets.clone()).await;
+        let (st, lat) = streams(
+            &channels,
+            s.window,
+            s.secs,
+            t.keyspace.clone(),
+            t.secrets.clone(),
+        )
+        .await;
         stream_lat.extend(lat);
         ratios.push(v / e);
         empty_rps.push(e);

@@ -208,7 +208,7 @@ async fn main() {
     let started = Instant::now();
     let secrets = common::seed_postgres(&url, n, keep).await;
     println!("seeded {n} keys in {:.1?}", started.elapsed());
-    let verify = Bodies::verify(&secrets);
+    let verify = Bodies::verify(&secrets, common::KEYSPACE);
     drop(secrets);
 
     let mut results = Vec::new();

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use keysmith::domain::{ApiKey, Environment, KeyId, KeyType, Timestamp};
+use keysmith::domain::{ApiKey, Environment, KeyId, KeyPrefix, KeyType, Timestamp};
 use sqlx::Connection;
 use tonic::{Request, transport::Channel};
 use tonic_health::pb::{
@@ -212,26 +212,70 @@ impl Percentiles {
 
 const CHUNK: usize = 10_000;
 
+/// The keyspace the benches' keys live in, and its prefix.
+pub const KEYSPACE: &str = "ks_bench";
+pub const PREFIX: &str = "bench";
+/// The role that every tenth of the first [`ROLE_HOLDERS`] × 10 keys holds
+/// in place of its own scopes (the same two scopes).
+pub const ROLE: &str = "billing-reader";
+/// A role's cap on live holders.
+pub const ROLE_HOLDERS: usize = 10_000;
+
 /// Bulk-inserts `n` keys into the (migrated) database at `url`, 10,000 per
-/// statement, the way CreateKey makes them: OS CSPRNG, SHA-256 of the first
-/// 51 characters, scopes `invoices:*` and `customers:read`, 10,000 owners.
-/// Returns the secrets of the first `keep`.
+/// statement, the way CreateKey makes them: OS CSPRNG, SHA-256 of all but
+/// the checksum, 10,000 owners. Every key is in keyspace [`KEYSPACE`]
+/// (`bench_sk_live_…`) with scopes `invoices:*` and `customers:read`; every
+/// tenth key, up to [`ROLE_HOLDERS`] of them, holds none of its own and has
+/// them through role [`ROLE`]. Returns the secrets of the first `keep`.
 pub async fn seed_postgres(url: &str, n: usize, keep: usize) -> Vec<String> {
     let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
     let now = Timestamp::now().as_millis();
+    sqlx::query(
+        "INSERT INTO keyspaces (id, name, prefix, defaults, scopes, created_at, updated_at, \
+         version) VALUES ($1, 'bench', $2, '{}', '[]', $3, $3, 1)",
+    )
+    .bind(KEYSPACE)
+    .bind(PREFIX)
+    .bind(now)
+    .execute(&mut conn)
+    .await
+    .expect("insert keyspace");
+    sqlx::query(
+        "INSERT INTO roles (keyspace_id, name, description, scopes, created_at, updated_at, \
+         version) VALUES ($1, $2, '', '[\"invoices:*\", \"customers:read\"]', $3, $3, 1)",
+    )
+    .bind(KEYSPACE)
+    .bind(ROLE)
+    .bind(now)
+    .execute(&mut conn)
+    .await
+    .expect("insert role");
+    let prefix = KeyPrefix::parse(PREFIX).expect("prefix");
     let mut secrets = Vec::with_capacity(keep);
+    let mut holders = 0;
     let mut done = 0;
     while done < n {
         let m = CHUNK.min(n - done);
-        let (mut ids, mut hashes, mut owners, mut hints) = (
+        let (mut ids, mut hashes, mut owners, mut hints, mut scopes) = (
+            Vec::with_capacity(m),
             Vec::with_capacity(m),
             Vec::with_capacity(m),
             Vec::with_capacity(m),
             Vec::with_capacity(m),
         );
+        let mut role_keys = Vec::new();
         for i in done..done + m {
-            let key = ApiKey::generate(KeyType::Secret, Environment::Live).expect("rng");
-            ids.push(KeyId::generate().as_str().to_owned());
+            let key =
+                ApiKey::generate_in(Some(prefix), KeyType::Secret, Environment::Live).expect("rng");
+            let id = KeyId::generate().as_str().to_owned();
+            if i % 10 == 0 && holders < ROLE_HOLDERS {
+                holders += 1;
+                role_keys.push(id.clone());
+                scopes.push("[]");
+            } else {
+                scopes.push(r#"["invoices:*", "customers:read"]"#);
+            }
+            ids.push(id);
             hashes.push(key.hash().as_bytes().to_vec());
             owners.push(format!("acct_{:05}", i % 10_000));
             hints.push(key.hint());
@@ -241,20 +285,32 @@ pub async fn seed_postgres(url: &str, n: usize, keep: usize) -> Vec<String> {
         }
         sqlx::query(
             "INSERT INTO keys (id, key_hash, owner_id, name, key_type, environment, scopes, \
-             metadata, hint, created_at, updated_at, version) \
-             SELECT id, key_hash, owner_id, '', 'secret', 'live', \
-             '[\"invoices:*\", \"customers:read\"]'::jsonb, '{}'::jsonb, hint, $5, $5, 1 \
-             FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[]) \
-             AS t(id, key_hash, owner_id, hint)",
+             metadata, hint, created_at, updated_at, version, keyspace_id) \
+             SELECT id, key_hash, owner_id, '', 'secret', 'live', scopes::jsonb, '{}'::jsonb, \
+             hint, $6, $6, 1, $7 \
+             FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[]) \
+             AS t(id, key_hash, owner_id, hint, scopes)",
         )
         .bind(&ids)
         .bind(&hashes)
         .bind(&owners)
         .bind(&hints)
+        .bind(&scopes)
         .bind(now)
+        .bind(KEYSPACE)
         .execute(&mut conn)
         .await
         .expect("insert keys");
+        sqlx::query(
+            "INSERT INTO key_roles (key_id, keyspace_id, role_name) \
+             SELECT id, $2, $3 FROM UNNEST($1::text[]) AS t(id)",
+        )
+        .bind(&role_keys)
+        .bind(KEYSPACE)
+        .bind(ROLE)
+        .execute(&mut conn)
+        .await
+        .expect("insert key roles");
         done += m;
     }
     secrets

@@ -235,12 +235,14 @@ impl Bodies {
         })
     }
 
-    /// Verify requests for `secrets`, each with one required scope that
-    /// the bench's keys grant (`invoices:*` covers `invoices:read`).
-    pub fn verify(secrets: &[String]) -> Arc<Bodies> {
+    /// Verify requests for `secrets` of `keyspace` ([`verify_request`]).
+    pub fn verify(secrets: &[String], keyspace: &str) -> Arc<Bodies> {
         Arc::new(Bodies {
             rpc: Rpc::Verify,
-            bodies: secrets.iter().map(|s| frame(&verify_request(s))).collect(),
+            bodies: secrets
+                .iter()
+                .map(|s| frame(&verify_request(s, keyspace)))
+                .collect(),
         })
     }
 
@@ -295,10 +297,18 @@ pub async fn closed_loop(
 }
 
 /// A Verify request for `secret` needing `invoices:read`.
-pub fn verify_request(secret: &str) -> pb::VerifyRequest {
+/// A Verify of `secret` bound to `keyspace`, asking one scope all-of and
+/// one of an any-of group, which the benches' keys grant (`customers:read`;
+/// `invoices:*` covers `invoices:read`), from their own scopes or their
+/// role's: what a gateway for one API asks.
+pub fn verify_request(secret: &str, keyspace: &str) -> pb::VerifyRequest {
     pb::VerifyRequest {
         key: secret.to_owned(),
-        required_scopes: vec!["invoices:read".into()],
+        required_scopes: vec!["customers:read".into()],
+        required_any: vec![pb::ScopeAlternatives {
+            scopes: vec!["invoices:read".into(), "invoices:admin".into()],
+        }],
+        keyspace: keyspace.into(),
         ..Default::default()
     }
 }
