@@ -51,7 +51,7 @@ pub enum AppError {
     #[error("reflection setup failed: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("cannot make the page token key: {0}")]
-    Randomness(#[from] crate::domain::api_key::RandomnessError),
+    Randomness(#[from] crate::domain::RandomnessError),
     #[error("cannot read {path}: {source}")]
     TlsFile {
         path: String,

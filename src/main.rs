@@ -7,7 +7,8 @@ use keysmith::{
     App, Config, app,
     auth::VerifyAuth,
     cli::{
-        self, AdminTokenCommand, Connection, DbArgs, KeyCommand, KeyspaceCommand, WebhookCommand,
+        self, AdminTokenCommand, Connection, DbArgs, KeyCommand, KeyspaceCommand, RoleCommand,
+        WebhookCommand,
     },
     config::{DbConfig, TlsConfig},
     domain::KeyRotation,
@@ -97,6 +98,13 @@ enum Command {
         conn: Connection,
         #[command(subcommand)]
         cmd: KeyspaceCommand,
+    },
+    /// Manage a keyspace's roles through the Admin API.
+    Role {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        cmd: RoleCommand,
     },
     /// Manage webhook endpoints through the Admin API.
     Webhook {
@@ -257,6 +265,7 @@ async fn main() -> ExitCode {
         }) => cli::run_audit_list(&conn, key, owner, action).await,
         Command::Key { conn, cmd } => cli::run_key(&conn, cmd).await,
         Command::Keyspace { conn, cmd } => cli::run_keyspace(&conn, cmd).await,
+        Command::Role { conn, cmd } => cli::run_role(&conn, cmd).await,
         Command::Webhook { conn, cmd } => cli::run_webhook(&conn, cmd).await,
     };
     match result {

@@ -23,7 +23,7 @@ use crate::{
     },
     error::{Error, Result},
     keys::{Actor, Page, open_page_token},
-    store::{NewAuditEvent, TokenFilter},
+    store::TokenFilter,
 };
 
 /// The furthest ahead a token may expire, as for keys.
@@ -34,24 +34,6 @@ const MAX_EXPIRY_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
 pub struct NewToken {
     pub name: KeyName,
     pub grant: TokenGrant,
-}
-
-fn event(
-    at: Timestamp,
-    actor: &Actor,
-    action: &'static str,
-    changes: serde_json::Value,
-) -> NewAuditEvent {
-    NewAuditEvent {
-        at,
-        actor: actor.name().to_owned(),
-        action,
-        key_id: None,
-        owner_id: None,
-        reason: None,
-        changes,
-        request_id: None,
-    }
 }
 
 /// What the audit log records of a minted token: never its secret.
@@ -135,7 +117,7 @@ impl AdminAuth {
             revoked_at: None,
             revoke_reason: None,
         };
-        let audit = event(now, actor, "admin_token.created", described(&record));
+        let audit = actor.event(now, "admin_token.created", described(&record));
         self.store
             .insert_token(&record, &secret.hash(), &audit)
             .await?;
@@ -145,9 +127,8 @@ impl AdminAuth {
     }
 
     pub async fn get_token(&self, id: &TokenId, actor: &Actor) -> Result<AdminTokenRecord> {
-        let audit = event(
+        let audit = actor.event(
             self.clock.now(),
-            actor,
             "admin_token.read",
             json!({ "token_id": id.as_str() }),
         );
@@ -174,7 +155,7 @@ impl AdminAuth {
             after,
             limit: page_size + 1,
         };
-        let audit = event(self.clock.now(), actor, "admin_token.listed", json!({}));
+        let audit = actor.event(self.clock.now(), "admin_token.listed", json!({}));
         let items = self.store.list_tokens(&query, &audit).await?;
         Ok(Page::from_overfetch(items, page_size, |t| {
             tokens.seal(&filter, t.id.as_str())
@@ -192,16 +173,14 @@ impl AdminAuth {
         actor: &Actor,
     ) -> Result<AdminTokenRecord> {
         let now = self.clock.now();
-        let mut revoked = event(
+        let mut revoked = actor.event(
             now,
-            actor,
             "admin_token.revoked",
             json!({ "token_id": id.as_str(), "revoked_at": { "old": null, "new": now.as_millis() } }),
         );
         revoked.reason = Some(reason.as_str().to_owned());
-        let unchanged = event(
+        let unchanged = actor.event(
             now,
-            actor,
             "admin_token.read",
             json!({ "token_id": id.as_str(), "already_revoked": true }),
         );

@@ -31,6 +31,9 @@ pub enum KeyCommand {
         /// The keyspace's id (default `ks_default`): its prefix and defaults.
         #[arg(long, default_value = "")]
         keyspace: String,
+        /// A role of the keyspace for the key to hold; repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
     },
     Get {
         id: String,

@@ -1,4 +1,4 @@
-//! The admin CLI: `keysmith key …`, `keysmith keyspace …`, `keysmith audit list`,
+//! The admin CLI: `keysmith key …`, `keysmith keyspace …`, `keysmith role …`, `keysmith audit list`,
 //! `keysmith webhook …`, `keysmith admin-token …`.
 //!
 //! It talks to the Admin API. Output is a table for people, or JSON with
@@ -8,6 +8,7 @@
 mod commands;
 mod keyspace;
 mod output;
+mod role;
 mod tokens;
 
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub use keyspace::{
     run_keyspace,
 };
 use output::{Out, key_json, key_row};
+pub use role::{RoleCommand, run_role};
 pub use tokens::{AdminTokenCommand, DbArgs, TokenSpec, run_admin_token};
 
 /// Where the Admin API is and how to authenticate.
@@ -132,6 +134,7 @@ pub async fn run_key(conn: &Connection, cmd: KeyCommand) -> Result<(), String> {
             ttl,
             request_id,
             keyspace,
+            roles,
         } => {
             let key_type = match key_type.as_str() {
                 "secret" => pb::KeyType::Secret,
@@ -153,6 +156,7 @@ pub async fn run_key(conn: &Connection, cmd: KeyCommand) -> Result<(), String> {
                 ttl: ttl.map(pb_duration),
                 request_id,
                 keyspace,
+                roles,
                 ..Default::default()
             };
             let r = c

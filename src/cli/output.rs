@@ -43,6 +43,7 @@ pub fn key_json(k: &pb::Key) -> Value {
         "last_used_time_ms": time(&k.last_used_time),
         "version": k.version,
         "keyspace": k.keyspace,
+        "roles": k.roles,
     })
 }
 

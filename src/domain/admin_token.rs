@@ -9,9 +9,8 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::{
-    KeyName, Reason, Timestamp, TokenGrant,
-    api_key::{RandomnessError, fill_random},
-    base62,
+    KeyName, Reason, Timestamp, TokenGrant, base62,
+    random::{RandomnessError, fill_random},
 };
 
 const PREFIX: &str = "ksa_";

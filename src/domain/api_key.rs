@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 use super::{
     Environment, KeyHash, KeyType, base62,
     keyspace::{KeyPrefix, MAX_PREFIX_LEN, MIN_PREFIX_LEN},
+    random::{RandomnessError, fill_random},
 };
 
 const TAG_LEN: usize = 8; // "sk_live_"
@@ -134,11 +135,6 @@ pub struct ApiKey {
     environment: Environment,
 }
 
-/// The OS random number generator failed; no key was made.
-#[derive(Debug, thiserror::Error)]
-#[error("the operating system's random number generator failed")]
-pub struct RandomnessError;
-
 impl ApiKey {
     /// Mints a bare key (the default keyspace's form) from 32 bytes of the
     /// OS CSPRNG.
@@ -240,14 +236,6 @@ impl fmt::Debug for ApiKey {
             .field("secret", &"[redacted]")
             .finish()
     }
-}
-
-/// Fills `buf` from the OS CSPRNG (getrandom), never from a userspace PRNG.
-pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), RandomnessError> {
-    use rand::TryRng;
-    rand::rngs::SysRng
-        .try_fill_bytes(buf)
-        .map_err(|_| RandomnessError)
 }
 
 #[cfg(test)]

@@ -41,9 +41,9 @@ impl KeyspaceId {
     }
 
     /// A fresh random id from the OS CSPRNG.
-    pub fn generate() -> Result<Self, super::api_key::RandomnessError> {
+    pub fn generate() -> Result<Self, super::random::RandomnessError> {
         let mut random = [0u8; 11];
-        super::api_key::fill_random(&mut random)?;
+        super::random::fill_random(&mut random)?;
         let mut digits = [0u8; GENERATED_DIGITS];
         let fits = base62::encode_be(&random, &mut digits);
         debug_assert!(fits, "62^16 > 2^88");

@@ -14,6 +14,7 @@ mod permission;
 mod policy;
 #[cfg(test)]
 mod props;
+mod random;
 pub mod restriction;
 pub mod role;
 mod rotation;
@@ -34,6 +35,7 @@ pub use kind::{Environment, KeyType, UnknownVariant};
 pub use page_token::{PageTokenError, PageTokens};
 pub use permission::{Permission, PermissionError, PermissionSet, UnknownPermission};
 pub use policy::StalePolicy;
+pub use random::RandomnessError;
 pub use restriction::{Mode, Restrictions, Rule};
 pub use role::{Role, RoleDescription, RoleName};
 pub use rotation::{KeyRotation, MIN_ROTATION_PERIOD};

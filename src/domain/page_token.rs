@@ -9,7 +9,7 @@ use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::api_key::{RandomnessError, fill_random};
+use super::random::{RandomnessError, fill_random};
 
 /// Longest page token accepted; longer input is refused before any work.
 pub const MAX_PAGE_TOKEN_LEN: usize = 512;

@@ -10,7 +10,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 pub use super::special_ip::is_public;
-use super::{api_key::RandomnessError, base62};
+use super::{base62, random::RandomnessError};
 
 /// Every event a webhook can subscribe to. Each is also an audit action.
 pub const EVENT_TYPES: [&str; 10] = [
@@ -116,7 +116,7 @@ pub struct SigningSecret(Zeroizing<String>);
 impl SigningSecret {
     pub fn generate() -> Result<Self, RandomnessError> {
         let mut random = Zeroizing::new([0u8; 32]);
-        super::api_key::fill_random(random.as_mut())?;
+        super::random::fill_random(random.as_mut())?;
         let mut body = [0u8; 43];
         base62::encode_be(random.as_ref(), &mut body);
         let mut s = Zeroizing::new(String::from("whsec_"));

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use crate::{
-    domain::{KeyId, OwnerId, Permission, PermissionSet, TokenGrant, TokenLimits},
+    domain::{KeyId, OwnerId, Permission, PermissionSet, Timestamp, TokenGrant, TokenLimits},
     error::{Error, Result},
+    store::NewAuditEvent,
 };
 
 /// Who performs an admin call, as audit events name them, and what it may
@@ -69,6 +70,26 @@ impl Actor {
     /// The actor as audit events record it.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// An audit event of this actor about no one key (a keyspace, a role,
+    /// an admin token, a webhook): `changes` says what it was about.
+    pub fn event(
+        &self,
+        at: Timestamp,
+        action: &'static str,
+        changes: impl Into<serde_json::Value>,
+    ) -> NewAuditEvent {
+        NewAuditEvent {
+            at,
+            actor: self.name.clone(),
+            action,
+            key_id: None,
+            owner_id: None,
+            reason: None,
+            changes: changes.into(),
+            request_id: None,
+        }
     }
 
     pub fn token_id(&self) -> Option<&str> {

@@ -8,7 +8,7 @@ use super::{Actor, CONFLICT_RETRIES, Keys, KeyspaceQuery, Page, diff};
 use crate::{
     domain::{KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, Scope},
     error::{Error, Result},
-    store::{KeyspaceUpdate, NewAuditEvent, StoreError},
+    store::{KeyspaceUpdate, StoreError},
 };
 
 /// A parsed CreateKeyspace request.
@@ -39,24 +39,6 @@ fn scope_strs(scopes: &[Scope]) -> Vec<&str> {
     scopes.iter().map(Scope::as_str).collect()
 }
 
-fn event(
-    at: crate::domain::Timestamp,
-    actor: &Actor,
-    action: &'static str,
-    changes: serde_json::Value,
-) -> NewAuditEvent {
-    NewAuditEvent {
-        at,
-        actor: actor.name().to_owned(),
-        action,
-        key_id: None,
-        owner_id: None,
-        reason: None,
-        changes,
-        request_id: None,
-    }
-}
-
 impl Keys {
     pub async fn create_keyspace(&self, new: NewKeyspace, actor: &Actor) -> Result<Keyspace> {
         let now = self.now();
@@ -78,7 +60,7 @@ impl Keys {
             "defaults": ks.defaults.to_json(),
             "scopes": scope_strs(&ks.scopes),
         });
-        let audit = event(now, actor, "keyspace.created", changes);
+        let audit = actor.event(now, "keyspace.created", changes);
         match self.store.insert_keyspace(&ks, &audit).await {
             Ok(()) => Ok(ks),
             Err(StoreError::Duplicate) => Err(Error::AlreadyExists(PREFIX_TAKEN.into())),
@@ -170,7 +152,7 @@ impl Keys {
             checked(&next)?;
             next.version = old.version + 1;
             next.updated_at = now;
-            let audit = event(now, actor, "keyspace.updated", changes.into());
+            let audit = actor.event(now, "keyspace.updated", changes);
             match self.store.update_keyspace(&next, &audit).await {
                 Ok(KeyspaceUpdate::Updated) => return Ok(next),
                 Ok(KeyspaceUpdate::Conflict) => continue,

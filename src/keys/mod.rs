@@ -21,17 +21,21 @@ mod usage;
 use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::{
     domain::{Clock, KeyId, KeyRecord, PageTokens, Timestamp},
     error::{Error, Result},
     index::{FeedHandle, KeyIndex},
     store::{
-        AuditEvent, AuditFilter, KeyFilter, NewAuditEvent, NewChange, Store, StoreError,
+        AuditEvent, AuditFilter, Change, KeyFilter, NewAuditEvent, NewChange, Store, StoreError,
         WriteBatch, WriteOutcome,
         audit_chain::{self, BrokenLink},
     },
 };
+
+/// How long a write that this replica's feed applies waits for it.
+const APPLY_WAIT: Duration = Duration::from_secs(2);
 
 pub use actor::Actor;
 pub use create::{CreateKey, Created, Expiry, MAX_TTL};
@@ -188,6 +192,22 @@ impl Keys {
     /// Walks the whole audit hash chain; the number of events on success.
     pub async fn verify_audit_chain(&self) -> Result<std::result::Result<u64, BrokenLink>> {
         Ok(audit_chain::verify_store(self.store.as_ref()).await?)
+    }
+
+    /// Waits until this replica's index has applied the change log through
+    /// `seq`, woken by the feed's broadcast (`changes`, subscribed before
+    /// the write), for at most [`APPLY_WAIT`]: a write the feed applies
+    /// (an UpdateRole's key changes) is then seen by the next Verify here,
+    /// as a key write's is. A stuck feed does not hold the answer longer:
+    /// the write is durable, and the replica's freshness says the rest.
+    async fn applied_through(&self, mut changes: broadcast::Receiver<Arc<Change>>, seq: i64) {
+        let deadline = tokio::time::Instant::now() + APPLY_WAIT;
+        while self.index.applied_seq() < seq {
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
+                Ok(Err(RecvError::Closed)) | Err(_) => return,
+            }
+        }
     }
 
     /// Commits `batch` and applies `records` to the index after the commit.

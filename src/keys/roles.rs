@@ -8,11 +8,11 @@ use serde_json::json;
 use super::{Actor, CONFLICT_RETRIES, Keys, Page, RoleQuery, diff};
 use crate::{
     domain::{
-        KeyType, Keyspace, KeyspaceId, Role, RoleDescription, RoleName, Scope, Timestamp,
+        KeyType, Keyspace, KeyspaceId, Role, RoleDescription, RoleName, Scope,
         role::{MAX_ROLE_HOLDERS, union_scopes},
     },
     error::{Error, Result},
-    store::{ChangeKind, NewAuditEvent, RoleDelete, RoleUpdate, StoreError},
+    store::{ChangeKind, RoleDelete, RoleUpdate, StoreError},
 };
 
 /// A parsed CreateRole request.
@@ -42,24 +42,6 @@ pub struct RoleUpdated {
 
 fn scope_strs(scopes: &[Scope]) -> Vec<&str> {
     scopes.iter().map(Scope::as_str).collect()
-}
-
-fn event(
-    at: Timestamp,
-    actor: &Actor,
-    action: &'static str,
-    changes: serde_json::Value,
-) -> NewAuditEvent {
-    NewAuditEvent {
-        at,
-        actor: actor.name().to_owned(),
-        action,
-        key_id: None,
-        owner_id: None,
-        reason: None,
-        changes,
-        request_id: None,
-    }
 }
 
 /// Refuses scopes outside the keyspace's catalogue, naming the first.
@@ -99,7 +81,7 @@ impl Keys {
             "description": role.description.as_str(),
             "scopes": scope_strs(&role.scopes),
         });
-        let audit = event(now, actor, "role.created", changes);
+        let audit = actor.event(now, "role.created", changes);
         match self.store.insert_role(&role, &audit).await {
             Ok(()) => Ok(role),
             Err(StoreError::Duplicate) => Err(Error::AlreadyExists(format!(
@@ -143,6 +125,8 @@ impl Keys {
         if let Some(scopes) = &patch.scopes {
             declared(&keyspace, "role.scopes", scopes)?;
         }
+        // Subscribed before the write, so the feed's apply of it is seen.
+        let applied = self.feed.subscribe();
         for _ in 0..CONFLICT_RETRIES {
             let old = self.get_role(ks, name).await?;
             let now = self.now();
@@ -183,7 +167,7 @@ impl Keys {
             next.updated_at = now;
             // Publishable keys may only hold `…:read` scopes, through roles too.
             let no_publishable = next.scopes.iter().any(|s| !s.as_str().ends_with(":read"));
-            let audit = event(now, actor, "role.updated", changes.into());
+            let audit = actor.event(now, "role.updated", changes);
             match self
                 .store
                 .update_role(&next, holders, no_publishable, &audit)
@@ -191,8 +175,12 @@ impl Keys {
             {
                 RoleUpdate::Updated { keys, last_seq } => {
                     // Streams, and this replica's index, follow through the
-                    // feed, which re-reads every key the update changed.
+                    // feed, which re-reads every key the update changed;
+                    // the answer waits for this replica's index to have them.
                     self.feed.wake();
+                    if let Some(seq) = last_seq {
+                        self.applied_through(applied, seq).await;
+                    }
                     return Ok(RoleUpdated {
                         role: next,
                         keys_changed: keys,
@@ -218,7 +206,7 @@ impl Keys {
             "name": name.as_str(),
             "scopes": diff(scope_strs(&role.scopes), None::<()>),
         });
-        let audit = event(self.now(), actor, "role.deleted", changes);
+        let audit = actor.event(self.now(), "role.deleted", changes);
         match self.store.delete_role(ks, name, &audit).await? {
             RoleDelete::Deleted => Ok(()),
             RoleDelete::NotFound => Err(not_found(ks, name)),

@@ -28,6 +28,11 @@ use sqlx::{
 
 use super::StoreError;
 
+/// The channel every PostgreSQL replica LISTENs on, which each key write
+/// NOTIFYs with its commit. The payload is the newest change sequence; it
+/// is only a wake-up, the change log is the truth.
+pub const CHANGE_CHANNEL: &str = "keysmith_changes";
+
 /// A row type both backends decode: `#[derive(sqlx::FromRow)]` structs and
 /// tuples of ordinary column types.
 pub(crate) trait Record:

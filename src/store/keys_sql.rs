@@ -3,14 +3,12 @@
 use super::{
     Idempotency, KeyFilter, NewChange, StoreError, WriteBatch, WriteOutcome,
     audit_sql::{append_audit, lock_seq},
-    db::{Db, Tx, sql},
+    db::{CHANGE_CHANNEL, Db, Tx, sql},
     key_roles_sql::{hold_roles, resolve_roles, role_book, save_key_roles, stream_keys_with_roles},
-    keyspace_sql::check_minted_prefix,
     limits_sql::{keyspace_clause, owner_clause},
-    postgres::CHANGE_CHANNEL,
     rows::{KEY_COLUMNS, KeyRow, KeyValues},
 };
-use crate::domain::{KeyId, KeyRecord, OwnerId, Timestamp};
+use crate::domain::{KeyId, KeyPrefix, KeyRecord, KeyspaceId, OwnerId, Timestamp};
 
 /// Commits `batch` in one transaction, or nothing. Its lock order is fixed:
 /// the roles its keys hold ([`hold_roles`]: `Conflict` when one changed
@@ -312,4 +310,41 @@ pub(super) async fn live_keys(db: &Db) -> Result<Vec<KeyRecord>, StoreError> {
     .fetch_all::<KeyRow>(db)
     .await?;
     resolved(db, rows).await
+}
+
+/// Refuses, with `Conflict`, a new key minted with a prefix its keyspace no
+/// longer has (or in a keyspace that does not exist). Called by the key
+/// write under the change_seq lock, which an UpdateKeyspace takes before it
+/// looks for keys: so a prefix change and a key minted with the old prefix
+/// never both commit.
+pub(super) async fn check_minted_prefix(tx: &mut Tx, m: &MintedPrefix) -> Result<(), StoreError> {
+    let held: Option<(String,)> = sql("SELECT prefix FROM keyspaces WHERE id = $1")
+        .bind(m.keyspace_id.as_str())
+        .fetch_optional(tx)
+        .await?;
+    match held {
+        Some((prefix,)) if prefix == m.prefix => Ok(()),
+        _ => Err(StoreError::Conflict),
+    }
+}
+
+/// The keyspace and prefix an inserted key was minted with. The key write
+/// checks, in its transaction and under its change_seq lock, that the
+/// keyspace still has that prefix (until the keyspace holds a key,
+/// UpdateKeyspace may change it), and fails with `Conflict` if not, so the
+/// writer mints again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MintedPrefix {
+    pub keyspace_id: KeyspaceId,
+    /// Empty for a bare key.
+    pub prefix: String,
+}
+
+impl MintedPrefix {
+    pub fn new(keyspace_id: &KeyspaceId, prefix: Option<&KeyPrefix>) -> Self {
+        Self {
+            keyspace_id: keyspace_id.clone(),
+            prefix: prefix.map_or_else(String::new, |p| p.as_str().to_owned()),
+        }
+    }
 }

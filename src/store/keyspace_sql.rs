@@ -208,49 +208,12 @@ impl KeyspaceStore for SqlStore {
     }
 }
 
-/// Refuses, with `Conflict`, a new key minted with a prefix its keyspace no
-/// longer has (or in a keyspace that does not exist). Called by the key
-/// write under the change_seq lock, which an UpdateKeyspace takes before it
-/// looks for keys: so a prefix change and a key minted with the old prefix
-/// never both commit.
-pub(super) async fn check_minted_prefix(tx: &mut Tx, m: &MintedPrefix) -> Result<(), StoreError> {
-    let held: Option<(String,)> = sql("SELECT prefix FROM keyspaces WHERE id = $1")
-        .bind(m.keyspace_id.as_str())
-        .fetch_optional(tx)
-        .await?;
-    match held {
-        Some((prefix,)) if prefix == m.prefix => Ok(()),
-        _ => Err(StoreError::Conflict),
-    }
-}
-
-/// The keyspace and prefix an inserted key was minted with. The key write
-/// checks, in its transaction and under its change_seq lock, that the
-/// keyspace still has that prefix (until the keyspace holds a key,
-/// UpdateKeyspace may change it), and fails with `Conflict` if not, so the
-/// writer mints again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MintedPrefix {
-    pub keyspace_id: KeyspaceId,
-    /// Empty for a bare key.
-    pub prefix: String,
-}
-
-impl MintedPrefix {
-    pub fn new(keyspace_id: &KeyspaceId, prefix: Option<&KeyPrefix>) -> Self {
-        Self {
-            keyspace_id: keyspace_id.clone(),
-            prefix: prefix.map_or_else(String::new, |p| p.as_str().to_owned()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
         domain::{ApiKey, Environment, KeyName, KeyRecord, KeyType, OwnerId},
-        store::{ChangeKind, NewChange, Store, WriteBatch, WriteOutcome},
+        store::{ChangeKind, MintedPrefix, NewChange, WriteBatch, WriteOutcome},
     };
 
     fn audit() -> NewAuditEvent {
@@ -293,7 +256,7 @@ mod tests {
     #[tokio::test]
     async fn a_prefix_change_and_a_key_of_the_old_prefix_never_both_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::sqlite::open_in(dir.path()).await.unwrap();
+        let store = crate::store::open(None, dir.path()).await.unwrap();
         store.migrate().await.unwrap();
         let mut ks = Keyspace {
             id: "ks_race".parse().unwrap(),

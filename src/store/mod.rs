@@ -33,13 +33,16 @@ mod webhook_sql;
 use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
+use db::Db;
+use sql::SqlStore;
 
 use crate::domain::{
     Environment, KeyHash, KeyId, KeyRecord, KeyState, KeyspaceId, OwnerId, RequestId, Timestamp,
 };
 
 pub use durability::Durability;
-pub use keyspace_sql::{KeyspaceStore, KeyspaceUpdate, MintedPrefix};
+pub use keys_sql::MintedPrefix;
+pub use keyspace_sql::{KeyspaceStore, KeyspaceUpdate};
 pub use policy::PolicyStore;
 pub use postgres::PgWakeups;
 pub use role_sql::{RoleDelete, RoleStore, RoleUpdate};
@@ -412,14 +415,21 @@ pub async fn open(
     database_url: Option<&str>,
     data_dir: &Path,
 ) -> Result<Arc<dyn Store>, StoreError> {
-    match database_url {
+    let store = match database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(postgres::connect(url).await?))
+            let (pool, wakeups) = postgres::connect(url).await?;
+            SqlStore::new(Db::Postgres(pool), Some(wakeups))
         }
-        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(sqlite::connect_url(url).await?)),
-        Some(_) => Err(StoreError::Database(sqlx::Error::Configuration(
-            "database url must start with postgres://, postgresql:// or sqlite:".into(),
-        ))),
-        None => Ok(Arc::new(sqlite::open_in(data_dir).await?)),
-    }
+        // SQLite has no NOTIFY: the writer wakes its own process's feed.
+        Some(url) if url.starts_with("sqlite:") => {
+            SqlStore::new(Db::Sqlite(sqlite::connect_url(url).await?), None)
+        }
+        Some(_) => {
+            return Err(StoreError::Database(sqlx::Error::Configuration(
+                "database url must start with postgres://, postgresql:// or sqlite:".into(),
+            )));
+        }
+        None => SqlStore::new(Db::Sqlite(sqlite::open_in(data_dir).await?), None),
+    };
+    Ok(Arc::new(store))
 }

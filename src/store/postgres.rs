@@ -1,6 +1,7 @@
 //! PostgreSQL, for several replicas sharing one database: its pool, its
 //! migrations, its commit settings and its LISTEN connections. The queries
-//! are the shared ones of [`SqlStore`].
+//! are the shared ones of `SqlStore` (`sql.rs`), which `store::open` makes
+//! from this pool.
 
 use std::time::Duration;
 
@@ -9,14 +10,11 @@ use sqlx::{
     postgres::{PgConnectOptions, PgListener, PgPoolOptions},
 };
 
-use super::{Durability, StoreError, db::Db, sql::SqlStore};
+use super::{Durability, StoreError, db::CHANGE_CHANNEL};
 
-/// The channel every replica LISTENs on. The payload is the newest change
-/// sequence; it is only a wake-up, the change log is the truth.
-pub const CHANGE_CHANNEL: &str = "keysmith_changes";
-
-/// Connects to the PostgreSQL database at `url`.
-pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
+/// Connects to the PostgreSQL database at `url`: its pool, and where its
+/// LISTEN connections come from.
+pub(super) async fn connect(url: &str) -> Result<(PgPool, PgWakeups), StoreError> {
     // Commits wait for the WAL flush whatever the server's default says
     // (a tuned or test server may run with `synchronous_commit = off`,
     // which acknowledges writes a power cut then loses).
@@ -28,10 +26,7 @@ pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options.clone())
         .await?;
-    Ok(SqlStore::new(
-        Db::Postgres(pool),
-        Some(PgWakeups { options }),
-    ))
+    Ok((pool, PgWakeups { options }))
 }
 
 pub(super) async fn migrate(pool: &PgPool) -> Result<(), StoreError> {

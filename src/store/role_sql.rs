@@ -22,9 +22,8 @@ use sqlx::types::Json;
 use super::{
     ChangeKind, NewAuditEvent, NewChange, StoreError,
     audit_sql::{append_audit, lock_seq},
-    db::{Tx, sql},
+    db::{CHANGE_CHANNEL, Tx, sql},
     keys_sql::append_changes,
-    postgres::CHANGE_CHANNEL,
     sql::SqlStore,
 };
 use crate::domain::{

@@ -17,8 +17,8 @@ use super::{
 };
 use crate::domain::{KeyId, KeyRecord, Timestamp};
 
-/// A store on PostgreSQL or SQLite: made by `postgres::connect`,
-/// `sqlite::open_in` or `sqlite::connect_url`.
+/// A store on PostgreSQL or SQLite: made by `store::open` from the pool
+/// that `postgres.rs` or `sqlite.rs` opens.
 #[derive(Clone)]
 pub struct SqlStore {
     pub(super) db: Db,

@@ -1,6 +1,6 @@
 //! Embedded SQLite, the zero-setup default for a single node: its pool,
 //! its migrations and its commit settings. The queries are the shared ones
-//! of [`SqlStore`].
+//! of `SqlStore` (`sql.rs`), which `store::open` makes from this pool.
 
 use std::{path::Path, str::FromStr, time::Duration};
 
@@ -9,10 +9,10 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use super::{Durability, StoreError, db::Db, sql::SqlStore};
+use super::{Durability, StoreError};
 
 /// Opens (creating if needed) `keysmith.db` in `dir`.
-pub async fn open_in(dir: &Path) -> Result<SqlStore, StoreError> {
+pub(super) async fn open_in(dir: &Path) -> Result<SqlitePool, StoreError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         StoreError::Database(sqlx::Error::Configuration(
             format!("cannot create data dir {}: {e}", dir.display()).into(),
@@ -22,11 +22,11 @@ pub async fn open_in(dir: &Path) -> Result<SqlStore, StoreError> {
 }
 
 /// Opens the database a `sqlite:` URL names.
-pub async fn connect_url(url: &str) -> Result<SqlStore, StoreError> {
+pub(super) async fn connect_url(url: &str) -> Result<SqlitePool, StoreError> {
     connect_with(SqliteConnectOptions::from_str(url)?).await
 }
 
-async fn connect_with(options: SqliteConnectOptions) -> Result<SqlStore, StoreError> {
+async fn connect_with(options: SqliteConnectOptions) -> Result<SqlitePool, StoreError> {
     // WAL lets readers run beside the writer; FULL syncs the WAL on every
     // commit, so an acknowledged write survives power loss.
     let options = options
@@ -39,8 +39,7 @@ async fn connect_with(options: SqliteConnectOptions) -> Result<SqlStore, StoreEr
         .max_connections(4)
         .connect_with(options)
         .await?;
-    // SQLite has no NOTIFY: the writer wakes its own process's feed.
-    Ok(SqlStore::new(Db::Sqlite(pool), None))
+    Ok(pool)
 }
 
 pub(super) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {

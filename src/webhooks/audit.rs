@@ -15,7 +15,7 @@ use crate::{
 pub(super) fn created(at: Timestamp, actor: &Actor, e: &EndpointRow) -> NewAuditEvent {
     let mut changes = fields(e, "new");
     changes.insert("endpoint_id".into(), json!(e.id));
-    event(at, actor, "webhook_endpoint.created", changes)
+    actor.event(at, "webhook_endpoint.created", changes)
 }
 
 /// `old` is the endpoint as read just before the update; each field the
@@ -52,13 +52,13 @@ pub(super) fn updated(
         }
     }
     changes.insert("endpoint_id".into(), json!(old.id));
-    event(at, actor, "webhook_endpoint.updated", changes)
+    actor.event(at, "webhook_endpoint.updated", changes)
 }
 
 pub(super) fn deleted(at: Timestamp, actor: &Actor, old: &EndpointRow) -> NewAuditEvent {
     let mut changes = fields(old, "old");
     changes.insert("endpoint_id".into(), json!(old.id));
-    event(at, actor, "webhook_endpoint.deleted", changes)
+    actor.event(at, "webhook_endpoint.deleted", changes)
 }
 
 pub(super) fn redelivered(at: Timestamp, actor: &Actor, d: &DeliveryRow) -> NewAuditEvent {
@@ -72,7 +72,7 @@ pub(super) fn redelivered(at: Timestamp, actor: &Actor, d: &DeliveryRow) -> NewA
     let Value::Object(changes) = changes else {
         unreachable!("a json object")
     };
-    event(at, actor, "webhook_delivery.redelivered", changes)
+    actor.event(at, "webhook_delivery.redelivered", changes)
 }
 
 /// Each audited field of `e` as `{side: value}`.
@@ -93,22 +93,4 @@ fn fields(e: &EndpointRow, side: &str) -> Map<String, Value> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), json!({ side: v })))
     .collect()
-}
-
-fn event(
-    at: Timestamp,
-    actor: &Actor,
-    action: &'static str,
-    changes: Map<String, Value>,
-) -> NewAuditEvent {
-    NewAuditEvent {
-        at,
-        actor: actor.name().to_owned(),
-        action,
-        key_id: None,
-        owner_id: None,
-        reason: None,
-        changes: Value::Object(changes),
-        request_id: None,
-    }
 }

@@ -171,7 +171,68 @@ async fn cli_manages_keyspaces_and_prints_their_scanner_rules(backend: Backend) 
     );
 }
 
+/// `keysmith role …`, and `key create --role`: a role's change reaches the
+/// key that holds it.
+async fn cli_manages_roles(backend: Backend) {
+    let app = spawn(backend).await;
+    let token = app.token.clone();
+    let run = |args: &[&str]| cli(&app, &token, args);
+    let json =
+        |out: &Output| -> serde_json::Value { serde_json::from_str(ok(out).trim()).expect("json") };
+    let role = json(&run(&[
+        "role",
+        "create",
+        "ks_default",
+        "support",
+        "--scope",
+        "tickets:read",
+        "--description",
+        "the support desk",
+        "--json",
+    ]));
+    assert_eq!(role["scopes"], serde_json::json!(["tickets:read"]));
+    let key = json(&run(&[
+        "key", "create", "--owner", "acct_cli", "--role", "support", "--json",
+    ]));
+    assert_eq!(key["roles"], serde_json::json!(["support"]));
+    let secret = key["secret"].as_str().expect("secret").to_owned();
+    assert!(app.verify_scopes(&secret, &["tickets:read"]).await.valid);
+    assert!(!app.verify_scopes(&secret, &["tickets:write"]).await.valid);
+
+    let updated = json(&run(&[
+        "role",
+        "update",
+        "ks_default",
+        "support",
+        "--scope",
+        "tickets:read",
+        "--scope",
+        "tickets:write",
+        "--json",
+    ]));
+    assert_eq!(updated["keys_changed"], 1);
+    assert!(app.verify_scopes(&secret, &["tickets:write"]).await.valid);
+
+    let table = ok(&run(&["role", "list", "ks_default"]));
+    assert!(table.starts_with("KEYSPACE"), "{table}");
+    assert!(
+        table.contains("support") && table.contains("tickets:read tickets:write"),
+        "{table}"
+    );
+    // Held by a live key: refused, and the error says why.
+    let refused = run(&["role", "delete", "ks_default", "support"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("FailedPrecondition") || stderr.contains("holds"),
+        "{stderr}"
+    );
+    let got = json(&run(&["role", "get", "ks_default", "support", "--json"]));
+    assert_eq!(got["description"], "the support desk");
+}
+
 crate::backend_tests!(
     cli_drives_the_admin_api,
     cli_manages_keyspaces_and_prints_their_scanner_rules,
+    cli_manages_roles,
 );

@@ -126,6 +126,20 @@ async fn readme_keyspace_session_works_verbatim() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_role_session_works_verbatim() {
+    let stdout = replay("role-session").await;
+    assert_eq!(
+        codes(&stdout),
+        [
+            "VERIFY_CODE_VALID",              // through the role, all-of and any-of
+            "VERIFY_CODE_INSUFFICIENT_SCOPE", // the role narrowed
+        ],
+        "stdout:\n{stdout}"
+    );
+    assert!(stdout.contains(r#""keysChanged": "1""#), "{stdout}");
+}
+
 /// The README's admin-token session: a narrower token for daily use, the
 /// same with the CLI, and the first token retiring itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

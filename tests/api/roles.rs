@@ -140,6 +140,36 @@ async fn a_role_grants_its_scopes_to_verify(backend: Backend) {
     assert_eq!(v.code(), VerifyCode::InsufficientScope);
 }
 
+/// UpdateRole answers once this replica's index has the keys it changed:
+/// the next Verify here sees the role's new scopes, every time, as after a
+/// key write (other replicas follow through their feeds).
+async fn the_next_verify_here_sees_an_updated_role(backend: Backend) {
+    let app = spawn(backend).await;
+    create_role(&app.admin, DEFAULT_KS, "flip", &["a:read", "b:read"]).await;
+    let holder = app.create(key_request(DEFAULT_KS, &["flip"], &[])).await;
+    let mut admin = app.admin.clone();
+    for round in 0..10 {
+        let narrowed = admin
+            .update_role(scopes_update(DEFAULT_KS, "flip", &["a:read"]))
+            .await
+            .expect("narrow")
+            .into_inner();
+        assert_eq!(narrowed.keys_changed, 1);
+        let v = verify(&app, &holder.secret, &["b:read"], &[]).await;
+        assert_eq!(
+            v.code(),
+            VerifyCode::InsufficientScope,
+            "round {round}: {v:?}"
+        );
+        admin
+            .update_role(scopes_update(DEFAULT_KS, "flip", &["a:read", "b:read"]))
+            .await
+            .expect("widen");
+        let v = verify(&app, &holder.secret, &[], &[&["b:read", "c:read"]]).await;
+        assert_eq!(v.code(), VerifyCode::Valid, "round {round}: {v:?}");
+    }
+}
+
 async fn role_changes_are_audited_with_the_token(backend: Backend) {
     let app = spawn(backend).await;
     let (admin, actor) = acting_admin(&app).await;
@@ -324,6 +354,7 @@ crate::backend_tests!(
     a_token_limited_to_owners_changes_no_role,
     a_key_write_on_stale_role_scopes_conflicts,
     a_role_grants_its_scopes_to_verify,
+    the_next_verify_here_sees_an_updated_role,
     role_changes_are_audited_with_the_token,
     a_role_is_not_deleted_while_live_keys_hold_it,
     roles_list_by_name_and_tokens_stay_in_their_keyspace,

@@ -1,6 +1,6 @@
 //! The role handlers of KeyAdmin, delegated to from the trait impl.
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
 use super::{AdminService, Reply, keyspaces::sees_keyspace};
 use crate::{

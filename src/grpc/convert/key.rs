@@ -1,10 +1,13 @@
 use super::{
-    duration, environment, key_id, key_type, keyspace::opt_keyspace_id, metadata, opt_owner_id,
-    owner_id, page_size, pb, restrictions, role::role_names, scopes, timestamp, to_environment,
-    to_key_type, to_restrictions, to_timestamp,
+    duration, environment, key_id, key_type,
+    keyspace::opt_keyspace_id,
+    metadata, opt_owner_id, owner_id, page_size, pb, restrictions,
+    role::role_names,
+    rotation::{rotation, to_rotation},
+    scopes, timestamp, to_environment, to_key_type, to_restrictions, to_timestamp,
 };
 use crate::{
-    domain::{KeyName, KeyRecord, KeyRotation, KeyState, RequestId, Timestamp},
+    domain::{KeyName, KeyRecord, KeyState, RequestId, Timestamp},
     error::{Error, Result},
     keys::{self, CreateKey, Created, Expiry, KeyPatch, KeyQuery, Page, Rotated},
     store::KeyOrder,
@@ -203,52 +206,6 @@ const UPDATABLE: [&str; 7] = [
     "rotation_policy",
     "roles",
 ];
-
-pub(super) fn rotation(field: &str, p: Option<pb::RotationPolicy>) -> Result<Option<KeyRotation>> {
-    let Some(pb::RotationPolicy {
-        every,
-        action,
-        never,
-    }) = p
-    else {
-        return Ok(None);
-    };
-    if never {
-        return Ok(Some(KeyRotation::Never));
-    }
-    let every = every.ok_or_else(|| Error::invalid(format!("{field}.every"), "is required"))?;
-    let every = duration(&format!("{field}.every"), every)?;
-    let expire = match pb::RotationAction::try_from(action) {
-        Ok(pb::RotationAction::Expire) => true,
-        Ok(_) => false,
-        Err(_) => return Err(Error::invalid(format!("{field}.action"), "unknown action")),
-    };
-    KeyRotation::every(every, expire)
-        .map(Some)
-        .map_err(|m| Error::invalid(format!("{field}.every"), m))
-}
-
-pub(super) fn to_rotation(r: KeyRotation) -> pb::RotationPolicy {
-    match r {
-        KeyRotation::Never => pb::RotationPolicy {
-            never: true,
-            ..Default::default()
-        },
-        KeyRotation::Every { every, expire } => pb::RotationPolicy {
-            every: Some(prost_types::Duration {
-                seconds: every.as_secs() as i64,
-                nanos: 0,
-            }),
-            action: if expire {
-                pb::RotationAction::Expire
-            } else {
-                pb::RotationAction::Notify
-            }
-            .into(),
-            never: false,
-        },
-    }
-}
 
 pub fn key_query(req: pb::ListKeysRequest) -> Result<KeyQuery> {
     let pb::ListKeysRequest {

@@ -1,8 +1,9 @@
 //! Keyspaces: requests to domain types, and back.
 
 use super::{
-    duration, environment, key::rotation, key::to_rotation, pb, restrictions, scopes,
-    to_environment, to_restrictions, to_timestamp,
+    duration, environment, pb, restrictions,
+    rotation::{rotation, to_rotation},
+    scopes, to_environment, to_restrictions, to_timestamp,
 };
 use crate::{
     domain::{

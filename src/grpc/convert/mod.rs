@@ -9,6 +9,7 @@ mod keyspace;
 mod policy;
 mod restrictions;
 mod role;
+mod rotation;
 mod token;
 mod usage;
 mod verify;
