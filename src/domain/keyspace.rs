@@ -313,19 +313,12 @@ impl Keyspace {
     /// Whether the catalogue admits `scope` on a key: always when the
     /// catalogue is empty; otherwise when a declared scope is it or grants it.
     pub fn admits_scope(&self, scope: &Scope) -> bool {
-        self.scopes.is_empty()
-            || self
-                .scopes
-                .iter()
-                .any(|c| c == scope || c.grants(scope.as_str()))
+        catalogue_admits(&self.scopes, scope)
     }
 
     /// The first of `scopes` the catalogue does not admit, by position.
     pub fn first_undeclared<'a>(&self, scopes: &'a [Scope]) -> Option<(usize, &'a Scope)> {
-        scopes
-            .iter()
-            .enumerate()
-            .find(|(_, s)| !self.admits_scope(s))
+        first_undeclared(&self.scopes, scopes)
     }
 
     /// Checks the defaults against each other, the catalogue and the key
@@ -373,3 +366,24 @@ pub fn scanner_regex(prefix: Option<&KeyPrefix>) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether scope catalogue `catalogue` admits `scope` on a key or a role:
+/// always when it is empty; otherwise when a declared scope is it or grants
+/// it.
+pub fn catalogue_admits(catalogue: &[Scope], scope: &Scope) -> bool {
+    catalogue.is_empty()
+        || catalogue
+            .iter()
+            .any(|c| c == scope || c.grants(scope.as_str()))
+}
+
+/// The first of `scopes` that `catalogue` does not admit, by position.
+pub fn first_undeclared<'a>(
+    catalogue: &[Scope],
+    scopes: &'a [Scope],
+) -> Option<(usize, &'a Scope)> {
+    scopes
+        .iter()
+        .enumerate()
+        .find(|(_, s)| !catalogue_admits(catalogue, s))
+}

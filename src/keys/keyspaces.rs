@@ -156,6 +156,11 @@ impl Keys {
             match self.store.update_keyspace(&next, &audit).await {
                 Ok(KeyspaceUpdate::Updated) => return Ok(next),
                 Ok(KeyspaceUpdate::Conflict) => continue,
+                Ok(KeyspaceUpdate::Undeclared(what)) => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "scopes: {what}, which the new catalogue leaves out; change that first"
+                    )));
+                }
                 Ok(KeyspaceUpdate::PrefixFinal) => {
                     return Err(Error::FailedPrecondition(
                         "prefix: is final once the keyspace holds keys".into(),

@@ -84,6 +84,14 @@ impl Keys {
         let audit = actor.event(now, "role.created", changes);
         match self.store.insert_role(&role, &audit).await {
             Ok(()) => Ok(role),
+            // The catalogue narrowed since it was read: say so against it.
+            Err(StoreError::Conflict) => {
+                let ks = self
+                    .named_keyspace("role.keyspace", &role.keyspace_id)
+                    .await?;
+                declared(&ks, "role.scopes", &role.scopes)?;
+                Err(Error::Unavailable("the keyspace is changing; retry"))
+            }
             Err(StoreError::Duplicate) => Err(Error::AlreadyExists(format!(
                 "role.name: keyspace {} already has a role {}",
                 role.keyspace_id, role.name
@@ -121,13 +129,14 @@ impl Keys {
         patch: RolePatch,
         actor: &Actor,
     ) -> Result<RoleUpdated> {
-        let keyspace = self.named_keyspace("role.keyspace", ks).await?;
-        if let Some(scopes) = &patch.scopes {
-            declared(&keyspace, "role.scopes", scopes)?;
-        }
         // Subscribed before the write, so the feed's apply of it is seen.
         let applied = self.feed.subscribe();
         for _ in 0..CONFLICT_RETRIES {
+            // Read again on a conflict: the catalogue may have narrowed.
+            let keyspace = self.named_keyspace("role.keyspace", ks).await?;
+            if let Some(scopes) = &patch.scopes {
+                declared(&keyspace, "role.scopes", scopes)?;
+            }
             let old = self.get_role(ks, name).await?;
             let now = self.now();
             let mut next = old.clone();

@@ -3,6 +3,7 @@
 use super::{
     Idempotency, KeyFilter, NewChange, StoreError, WriteBatch, WriteOutcome,
     audit_sql::{append_audit, lock_seq},
+    catalogue_sql,
     db::{CHANGE_CHANNEL, Db, Tx, sql},
     key_roles_sql::{hold_roles, resolve_roles, role_book, save_key_roles, stream_keys_with_roles},
     limits_sql::{keyspace_clause, owner_clause},
@@ -14,7 +15,7 @@ use crate::domain::{KeyId, KeyPrefix, KeyRecord, KeyspaceId, OwnerId, Timestamp}
 /// the roles its keys hold ([`hold_roles`]: `Conflict` when one changed
 /// since the record was built), the key rows (they may conflict), then the
 /// change_seq row ([`lock_seq`]), the keyspace prefix a new key was minted
-/// with, the audit chain, the change log, and the NOTIFY that goes out with
+/// with and the catalogue its scopes are drawn from, the audit chain, the change log, and the NOTIFY that goes out with
 /// the commit.
 pub(super) async fn write(db: &Db, batch: WriteBatch) -> Result<WriteOutcome, StoreError> {
     let mut tx = db.begin_write().await?;
@@ -53,6 +54,8 @@ pub(super) async fn write(db: &Db, batch: WriteBatch) -> Result<WriteOutcome, St
     if let Some(minted) = &batch.minted {
         check_minted_prefix(&mut tx, minted).await?;
     }
+    let written = batch.insert.iter().map(|(k, _)| k).chain(&batch.update);
+    catalogue_sql::check_keys(&mut tx, written).await?;
     append_audit(&mut tx, &batch.audit).await?;
     append_changes(&mut tx, last - n + 1, &batch.changes).await?;
     if n > 0 {

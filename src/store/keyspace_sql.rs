@@ -8,6 +8,7 @@ use sqlx::types::Json;
 use super::{
     NewAuditEvent, StoreError,
     audit_sql::{append_audit, lock_seq},
+    catalogue_sql,
     db::{Tx, sql},
     limits_sql::keyspace_clause,
     sql::SqlStore,
@@ -18,13 +19,16 @@ use crate::domain::{
 };
 
 /// How an UpdateKeyspace ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyspaceUpdate {
     Updated,
     /// The keyspace changed since it was read (its version moved on).
     Conflict,
     /// The update changes the prefix of a keyspace that holds keys.
     PrefixFinal,
+    /// The new catalogue leaves out a scope that a live key holds or a role
+    /// grants: which, described.
+    Undeclared(String),
 }
 
 #[async_trait]
@@ -145,15 +149,23 @@ impl KeyspaceStore for SqlStore {
     ) -> Result<KeyspaceUpdate, StoreError> {
         let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
-        let held: Option<(String,)> = sql("SELECT prefix FROM keyspaces WHERE id = $1")
-            .bind(ks.id.as_str())
-            .fetch_optional(&mut tx)
-            .await?;
-        let Some((held,)) = held else {
+        let held: Option<(String, Json<serde_json::Value>)> =
+            sql("SELECT prefix, scopes FROM keyspaces WHERE id = $1")
+                .bind(ks.id.as_str())
+                .fetch_optional(&mut tx)
+                .await?;
+        let Some((held, Json(held_scopes))) = held else {
             return Ok(KeyspaceUpdate::Conflict);
         };
         if held != prefix_text(ks) && holds_keys(&mut tx, &ks.id).await? {
             return Ok(KeyspaceUpdate::PrefixFinal);
+        }
+        // A changed catalogue must still admit what live keys and roles
+        // hold: under the change_seq lock, which their writers take too.
+        if held_scopes != catalogue(ks)
+            && let Some(what) = catalogue_sql::first_outside(&mut tx, &ks.id, &ks.scopes).await?
+        {
+            return Ok(KeyspaceUpdate::Undeclared(what));
         }
         let updated = sql(
             "UPDATE keyspaces SET name = $2, prefix = $3, defaults = $4, scopes = $5, \

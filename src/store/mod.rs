@@ -11,6 +11,7 @@
 
 pub mod audit_chain;
 mod audit_sql;
+mod catalogue_sql;
 mod db;
 mod durability;
 mod key_roles_sql;

@@ -22,6 +22,7 @@ use sqlx::types::Json;
 use super::{
     ChangeKind, NewAuditEvent, NewChange, StoreError,
     audit_sql::{append_audit, lock_seq},
+    catalogue_sql,
     db::{CHANGE_CHANNEL, Tx, sql},
     keys_sql::append_changes,
     sql::SqlStore,
@@ -145,6 +146,7 @@ impl RoleStore for SqlStore {
     async fn insert_role(&self, role: &Role, audit: &NewAuditEvent) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
+        catalogue_sql::check_role(&mut tx, &role.keyspace_id, &role.scopes).await?;
         sql(format!(
             "INSERT INTO roles ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         ))
@@ -248,6 +250,10 @@ impl RoleStore for SqlStore {
         }
         let n = i64::try_from(changes.len()).unwrap_or(i64::MAX);
         let last = lock_seq(&mut tx, n).await?;
+        match catalogue_sql::check_role(&mut tx, &next.keyspace_id, &next.scopes).await {
+            Err(StoreError::Conflict) => return Ok(RoleUpdate::Conflict),
+            checked => checked?,
+        }
         append_audit(&mut tx, std::slice::from_ref(audit)).await?;
         append_changes(&mut tx, last - n + 1, &changes).await?;
         if n > 0 {

@@ -12,6 +12,7 @@ mod audit;
 mod automation;
 mod bad_input;
 mod canonical;
+mod catalogue;
 mod cli;
 mod crash;
 mod crash_bounds;
