@@ -166,12 +166,15 @@ impl AdminAuth {
     /// replica refuses the token once this returns; the others are woken
     /// by NOTIFY (PostgreSQL) and reload within one round trip, or within
     /// their reload interval if the wake-up is lost.
+    /// With `include_minted`, also every token minted from it (see
+    /// `TokenStore::revoke_token`); the token, and how many of those.
     pub async fn revoke_token(
         &self,
         id: &TokenId,
         reason: Reason,
+        include_minted: bool,
         actor: &Actor,
-    ) -> Result<AdminTokenRecord> {
+    ) -> Result<(AdminTokenRecord, i64)> {
         let now = self.clock.now();
         let mut revoked = actor.event(
             now,
@@ -186,7 +189,14 @@ impl AdminAuth {
         );
         let token = self
             .store
-            .revoke_token(id, visible_to(actor), &reason, &revoked, &unchanged)
+            .revoke_token(
+                id,
+                visible_to(actor),
+                include_minted,
+                &reason,
+                &revoked,
+                &unchanged,
+            )
             .await?
             .ok_or_else(|| not_found(id))?;
         // A read that starts after the commit: this replica no longer

@@ -376,7 +376,7 @@ mod tests {
         entry.touch(later);
         let reason = crate::domain::Reason::parse("test").expect("reason");
         store
-            .revoke_token(&info.id, None, &reason, &audit(), &audit())
+            .revoke_token(&info.id, None, false, &reason, &audit(), &audit())
             .await
             .expect("revoke");
         set.reload_after(Instant::now()).await.expect("reload");

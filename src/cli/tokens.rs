@@ -95,6 +95,9 @@ pub enum AdminTokenCommand {
         id: String,
         #[arg(long, default_value = "")]
         reason: String,
+        /// Also revoke every token it minted, directly or through others.
+        #[arg(long)]
+        include_minted: bool,
     },
 }
 
@@ -137,12 +140,24 @@ pub async fn run_admin_token(cmd: AdminTokenCommand) -> Result<(), String> {
             Out::new(conn.json).token(r.token.as_ref(), None);
             Ok(())
         }
-        AdminTokenCommand::Revoke { conn, id, reason } => {
+        AdminTokenCommand::Revoke {
+            conn,
+            id,
+            reason,
+            include_minted,
+        } => {
             let mut c = Client::connect(&conn).await?;
-            let msg = pb::RevokeAdminTokenRequest { id, reason };
+            let msg = pb::RevokeAdminTokenRequest {
+                id,
+                reason,
+                include_minted,
+            };
             let r = c.inner.revoke_admin_token(c.req(msg)?).await;
             let r = r.map_err(|s| c.fail(s))?.into_inner();
             Out::new(conn.json).token(r.token.as_ref(), None);
+            if include_minted && !conn.json {
+                eprintln!("also revoked {} token(s) it minted", r.minted_revoked);
+            }
             Ok(())
         }
     }

@@ -56,8 +56,7 @@ impl Keys {
     /// An update's scopes must be drawn from the key's keyspace catalogue,
     /// and its expiry within the keyspace's maximum lifetime from now. (A
     /// key never changes keyspace, so reading it before the update is safe.)
-    async fn check_keyspace_rules(&self, id: &KeyId, patch: &KeyPatch) -> Result<()> {
-        let key = self.get(id).await?;
+    async fn check_keyspace_rules(&self, key: &KeyRecord, patch: &KeyPatch) -> Result<()> {
         let ks = self.get_keyspace(&key.keyspace_id).await?;
         if let Some(scopes) = &patch.scopes
             && let Some((i, _)) = ks.first_undeclared(scopes)
@@ -89,121 +88,134 @@ impl Keys {
         {
             return Err(Error::invalid("key.expire_time", "must be in the future"));
         }
-        if patch.scopes.is_some() || patch.expires_at.is_some() {
-            self.check_keyspace_rules(id, &patch).await?;
-        }
-        // The roles asked for, resolved once: a role that changes before the
-        // commit fails it (`Conflict`), and the retries read it again.
-        let roles = match &patch.roles {
-            None => None,
-            Some(names) => {
-                let held = self.get(id).await?;
-                let added = |r: &RoleName| !held.roles.contains(r);
-                let resolved = self
-                    .resolve_roles("key.roles", &held.keyspace_id, names, added)
-                    .await?;
-                super::roles::roles_fit("key.roles", held.key_type, &resolved.1)?;
-                Some((held.keyspace_id, resolved))
+        for _ in 0..super::CONFLICT_RETRIES {
+            // The key as the caller may see it, first: a key outside its
+            // limits is NOT_FOUND before anything is said of its keyspace,
+            // its catalogue or its roles.
+            let held = self.get_visible(id, actor).await?;
+            if patch.scopes.is_some() || patch.expires_at.is_some() {
+                self.check_keyspace_rules(&held, &patch).await?;
             }
-        };
-        self.mutate(id, actor, |key, _now| {
-            not_revoked(key)?;
-            let mut next = key.clone();
-            let mut changes = serde_json::Map::new();
-            if let Some(name) = &patch.name
-                && *name != key.name
-            {
-                changes.insert("name".into(), diff(key.name.as_str(), name.as_str()));
-                next.name = name.clone();
-            }
-            if let Some(scopes) = &patch.scopes
-                && *scopes != key.scopes
-            {
-                let d = diff(scope_strs(&key.scopes), scope_strs(scopes));
-                changes.insert("scopes".into(), d);
-                next.scopes = scopes.clone();
-            }
-            if let Some((ks, (names, scopes))) = &roles
-                && *names != key.roles
-            {
-                if *ks != key.keyspace_id {
-                    return Err(Error::Internal("a key changed keyspace".into()));
+            // The roles asked for, resolved against this read: a role that
+            // changes before the commit fails it, and the next round reads
+            // it again.
+            let roles = match &patch.roles {
+                None => None,
+                Some(names) => {
+                    let added = |r: &RoleName| !held.roles.contains(r);
+                    let resolved = self
+                        .resolve_roles("key.roles", &held.keyspace_id, names, added)
+                        .await?;
+                    super::roles::roles_fit("key.roles", held.key_type, &resolved.1)?;
+                    Some(resolved)
                 }
-                changes.insert(
-                    "roles".into(),
-                    diff(role_strs(&key.roles), role_strs(names)),
-                );
-                next.roles = names.clone();
-                next.role_scopes = scopes.clone();
-            }
-            if let Some(metadata) = &patch.metadata
-                && *metadata != key.metadata
-            {
-                let d = diff(key.metadata.as_map(), metadata.as_map());
-                changes.insert("metadata".into(), d);
-                next.metadata = metadata.clone();
-            }
-            if let Some(expires_at) = patch.expires_at
-                && (expires_at != key.expires_at || expires_at != key.lineage_expires_at)
-            {
-                let ms = |t: Option<Timestamp>| t.map(Timestamp::as_millis);
-                changes.insert(
-                    "expires_at".into(),
-                    diff(ms(key.expires_at), ms(expires_at)),
-                );
-                next.expires_at = expires_at;
-                // An admin's explicit expiry is the key's new absolute end,
-                // which its successors inherit.
-                next.lineage_expires_at = expires_at;
-            }
-            if let Some(restrictions) = &patch.restrictions
-                && *restrictions != key.restrictions
-            {
-                let d = diff(key.restrictions.to_json(), restrictions.to_json());
-                changes.insert("restrictions".into(), d);
-                next.restrictions = restrictions.clone();
-            }
-            if let Some(rotation) = patch.rotation
-                && rotation != key.rotation
-            {
-                let json = |r: Option<crate::domain::KeyRotation>| r.map(|r| r.to_json());
-                changes.insert(
-                    "rotation_policy".into(),
-                    diff(json(key.rotation), json(rotation)),
-                );
-                next.rotation = rotation;
-            }
-            if changes.is_empty() {
-                return Ok(None);
-            }
-            check_type_policy(next.key_type, &next.scopes, &next.restrictions)
-                .map_err(|v| Error::invalid(format!("key.{}", v.field), v.reason))?;
-            let granted = next.effective_scopes();
-            let kind = if key.effective_scopes().iter().any(|s| !granted.contains(s)) {
-                ChangeKind::ScopesNarrowed
-            } else if next
-                .expires_at
-                .is_some_and(|n| key.expires_at.is_none_or(|o| n < o))
-            {
-                ChangeKind::ExpiryShortened
-            } else if next.restrictions != key.restrictions {
-                // Any change, not only a narrowing: a gateway that cached
-                // the key must check it again under its new restrictions.
-                ChangeKind::RestrictionsChanged
-            } else {
-                ChangeKind::Updated
             };
-            Ok(Some(Mutation {
-                next,
-                kind,
-                action: "key.updated",
-                reason: None,
-                changes: changes.into(),
-                notice: None,
-            }))
-        })
-        .await
-        .map(|(key, _)| key)
+            let change = |key: &KeyRecord, _now| Self::patched(key, &patch, roles.as_ref());
+            if let Some((key, _)) = self.mutate_once(held, actor, change).await? {
+                return Ok(key);
+            }
+        }
+        Err(Error::Unavailable("the key is changing too often; retry"))
+    }
+
+    /// The next version of `key` under `patch` (`None` when it changes
+    /// nothing), with the roles `patch` asks for already resolved.
+    fn patched(
+        key: &KeyRecord,
+        patch: &KeyPatch,
+        roles: Option<&(Vec<RoleName>, Vec<Scope>)>,
+    ) -> Result<Option<Mutation>> {
+        not_revoked(key)?;
+        let mut next = key.clone();
+        let mut changes = serde_json::Map::new();
+        if let Some(name) = &patch.name
+            && *name != key.name
+        {
+            changes.insert("name".into(), diff(key.name.as_str(), name.as_str()));
+            next.name = name.clone();
+        }
+        if let Some(scopes) = &patch.scopes
+            && *scopes != key.scopes
+        {
+            let d = diff(scope_strs(&key.scopes), scope_strs(scopes));
+            changes.insert("scopes".into(), d);
+            next.scopes = scopes.clone();
+        }
+        if let Some((names, scopes)) = roles
+            && *names != key.roles
+        {
+            changes.insert(
+                "roles".into(),
+                diff(role_strs(&key.roles), role_strs(names)),
+            );
+            next.roles = names.clone();
+            next.role_scopes = scopes.clone();
+        }
+        if let Some(metadata) = &patch.metadata
+            && *metadata != key.metadata
+        {
+            let d = diff(key.metadata.as_map(), metadata.as_map());
+            changes.insert("metadata".into(), d);
+            next.metadata = metadata.clone();
+        }
+        if let Some(expires_at) = patch.expires_at
+            && (expires_at != key.expires_at || expires_at != key.lineage_expires_at)
+        {
+            let ms = |t: Option<Timestamp>| t.map(Timestamp::as_millis);
+            changes.insert(
+                "expires_at".into(),
+                diff(ms(key.expires_at), ms(expires_at)),
+            );
+            next.expires_at = expires_at;
+            // An admin's explicit expiry is the key's new absolute end,
+            // which its successors inherit.
+            next.lineage_expires_at = expires_at;
+        }
+        if let Some(restrictions) = &patch.restrictions
+            && *restrictions != key.restrictions
+        {
+            let d = diff(key.restrictions.to_json(), restrictions.to_json());
+            changes.insert("restrictions".into(), d);
+            next.restrictions = restrictions.clone();
+        }
+        if let Some(rotation) = patch.rotation
+            && rotation != key.rotation
+        {
+            let json = |r: Option<crate::domain::KeyRotation>| r.map(|r| r.to_json());
+            changes.insert(
+                "rotation_policy".into(),
+                diff(json(key.rotation), json(rotation)),
+            );
+            next.rotation = rotation;
+        }
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        check_type_policy(next.key_type, &next.scopes, &next.restrictions)
+            .map_err(|v| Error::invalid(format!("key.{}", v.field), v.reason))?;
+        let granted = next.effective_scopes();
+        let kind = if key.effective_scopes().iter().any(|s| !granted.contains(s)) {
+            ChangeKind::ScopesNarrowed
+        } else if next
+            .expires_at
+            .is_some_and(|n| key.expires_at.is_none_or(|o| n < o))
+        {
+            ChangeKind::ExpiryShortened
+        } else if next.restrictions != key.restrictions {
+            // Any change, not only a narrowing: a gateway that cached
+            // the key must check it again under its new restrictions.
+            ChangeKind::RestrictionsChanged
+        } else {
+            ChangeKind::Updated
+        };
+        Ok(Some(Mutation {
+            next,
+            kind,
+            action: "key.updated",
+            reason: None,
+            changes: changes.into(),
+            notice: None,
+        }))
     }
 
     pub async fn disable(&self, id: &KeyId, reason: Reason, actor: &Actor) -> Result<KeyRecord> {

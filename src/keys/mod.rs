@@ -239,34 +239,51 @@ impl Keys {
     {
         for _ in 0..CONFLICT_RETRIES {
             let current = visible(actor, self.get(id).await?)?;
-            let now = self.config.clock.now();
-            let Some(m) = change(&current, now)? else {
-                return Ok((current, None));
-            };
-            let mut next = m.next;
-            next.version = current.version + 1;
-            next.updated_at = now;
-            let audit = audit_event(now, actor, m.action, &next, m.reason, m.changes, None);
-            let batch = WriteBatch {
-                insert: None,
-                update: vec![next.clone()],
-                audit: vec![audit],
-                changes: vec![NewChange::of(m.kind, &next)],
-                notice: m.notice.map(|n| (next.id.clone(), n)),
-                minted: None,
-            };
-            match self.commit(batch, vec![next.clone()]).await {
-                Ok(WriteOutcome::Committed { last_seq }) => return Ok((next, Some(last_seq))),
-                // A scheduled change that already happened: nothing to do.
-                Ok(WriteOutcome::AlreadyNoticed) => return Ok((current, None)),
-                Ok(WriteOutcome::Replayed { .. }) => {
-                    return Err(Error::Internal("an update was replayed".into()));
-                }
-                Err(Error::Store(StoreError::Conflict)) => continue,
-                Err(e) => return Err(e),
+            if let Some(done) = self.mutate_once(current, actor, &change).await? {
+                return Ok(done);
             }
         }
         Err(Error::Unavailable("the key is changing too often; retry"))
+    }
+
+    /// One attempt of [`Keys::mutate`] on `current`, a record the caller
+    /// read and may see: `None` when another writer changed the key (or a
+    /// role it holds) since, and the caller should read it again.
+    async fn mutate_once<F>(
+        &self,
+        current: KeyRecord,
+        actor: &Actor,
+        change: F,
+    ) -> Result<Option<(KeyRecord, Option<i64>)>>
+    where
+        F: Fn(&KeyRecord, Timestamp) -> Result<Option<Mutation>>,
+    {
+        let now = self.config.clock.now();
+        let Some(m) = change(&current, now)? else {
+            return Ok(Some((current, None)));
+        };
+        let mut next = m.next;
+        next.version = current.version + 1;
+        next.updated_at = now;
+        let audit = audit_event(now, actor, m.action, &next, m.reason, m.changes, None);
+        let batch = WriteBatch {
+            insert: None,
+            update: vec![next.clone()],
+            audit: vec![audit],
+            changes: vec![NewChange::of(m.kind, &next)],
+            notice: m.notice.map(|n| (next.id.clone(), n)),
+            minted: None,
+        };
+        match self.commit(batch, vec![next.clone()]).await {
+            Ok(WriteOutcome::Committed { last_seq }) => Ok(Some((next, Some(last_seq)))),
+            // A scheduled change that already happened: nothing to do.
+            Ok(WriteOutcome::AlreadyNoticed) => Ok(Some((current, None))),
+            Ok(WriteOutcome::Replayed { .. }) => {
+                Err(Error::Internal("an update was replayed".into()))
+            }
+            Err(Error::Store(StoreError::Conflict)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -209,21 +209,33 @@ impl Keys {
     }
 
     pub async fn delete_role(&self, ks: &KeyspaceId, name: &RoleName, actor: &Actor) -> Result<()> {
-        let role = self.get_role(ks, name).await?;
-        let changes = json!({
-            "keyspace_id": ks.as_str(),
-            "name": name.as_str(),
-            "scopes": diff(scope_strs(&role.scopes), None::<()>),
-        });
-        let audit = actor.event(self.now(), "role.deleted", changes);
-        match self.store.delete_role(ks, name, &audit).await? {
-            RoleDelete::Deleted => Ok(()),
-            RoleDelete::NotFound => Err(not_found(ks, name)),
-            RoleDelete::Held { keys, example } => Err(Error::FailedPrecondition(format!(
-                "role {name} is held by {keys} live key(s), {example} among them: take it from \
-                 them first"
-            ))),
+        for _ in 0..CONFLICT_RETRIES {
+            // The audit event says what was deleted: the store deletes the
+            // role only at the version read here.
+            let role = self.get_role(ks, name).await?;
+            let changes = json!({
+                "keyspace_id": ks.as_str(),
+                "name": name.as_str(),
+                "scopes": diff(scope_strs(&role.scopes), None::<()>),
+            });
+            let audit = actor.event(self.now(), "role.deleted", changes);
+            match self
+                .store
+                .delete_role(ks, name, role.version, &audit)
+                .await?
+            {
+                RoleDelete::Deleted => return Ok(()),
+                RoleDelete::Conflict => continue,
+                RoleDelete::NotFound => return Err(not_found(ks, name)),
+                RoleDelete::Held { keys, example } => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "role {name} is held by {keys} live key(s), {example} among them: take \
+                         it from them first"
+                    )));
+                }
+            }
         }
+        Err(Error::Unavailable("the role is changing too often; retry"))
     }
 
     /// What `roles` grant in keyspace `ks`, for a key of type `key_type`:

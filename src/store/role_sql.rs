@@ -50,6 +50,8 @@ pub enum RoleUpdate {
 pub enum RoleDelete {
     Deleted,
     NotFound,
+    /// The role changed since it was read (its version moved on).
+    Conflict,
     /// `keys` live keys hold the role, `example` among them.
     Held {
         keys: i64,
@@ -87,10 +89,13 @@ pub trait RoleStore: Send + Sync {
         audit: &NewAuditEvent,
     ) -> Result<RoleUpdate, StoreError>;
     /// Refused while a live key holds it; revoked holders let go of it.
+    /// Deletes the role if it is still at `version`, the one `audit`
+    /// describes.
     async fn delete_role(
         &self,
         keyspace: &KeyspaceId,
         name: &RoleName,
+        version: i64,
         audit: &NewAuditEvent,
     ) -> Result<RoleDelete, StoreError>;
     /// How many live keys hold the role.
@@ -270,6 +275,7 @@ impl RoleStore for SqlStore {
         &self,
         keyspace: &KeyspaceId,
         name: &RoleName,
+        version: i64,
         audit: &NewAuditEvent,
     ) -> Result<RoleDelete, StoreError> {
         let (ks, name) = (keyspace.as_str(), name.as_str());
@@ -282,8 +288,10 @@ impl RoleStore for SqlStore {
         .bind(name)
         .fetch_optional::<(i64,)>(&mut tx)
         .await?;
-        if found.is_none() {
-            return Ok(RoleDelete::NotFound);
+        match found {
+            None => return Ok(RoleDelete::NotFound),
+            Some((held,)) if held != version => return Ok(RoleDelete::Conflict),
+            Some(_) => {}
         }
         let (keys, example): (i64, Option<String>) = sql(
             "SELECT COUNT(*), MIN(k.id) FROM key_roles kr JOIN keys k ON k.id = kr.key_id \
@@ -369,4 +377,58 @@ async fn bump_holders(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::KeyspaceId;
+
+    /// A DeleteRole whose read of the role is older than the role is refused
+    /// (`Conflict`, and read again), so its audit event never describes
+    /// scopes other than those deleted.
+    #[tokio::test]
+    async fn a_delete_built_on_an_old_read_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(None, dir.path()).await.unwrap();
+        store.migrate().await.unwrap();
+        let t = Timestamp::from_millis(1);
+        let audit = NewAuditEvent {
+            at: t,
+            actor: "test".into(),
+            action: "role.deleted",
+            key_id: None,
+            owner_id: None,
+            reason: None,
+            changes: serde_json::json!({}),
+            request_id: None,
+        };
+        let role = Role {
+            keyspace_id: KeyspaceId::default_id(),
+            name: RoleName::parse("r").unwrap(),
+            description: RoleDescription::parse("").unwrap(),
+            scopes: vec![Scope::parse("a:read").unwrap()],
+            created_at: t,
+            updated_at: t,
+            version: 1,
+        };
+        store.insert_role(&role, &audit).await.unwrap();
+        let wider = Role {
+            scopes: vec![Scope::parse("b:read").unwrap()],
+            version: 2,
+            ..role.clone()
+        };
+        let updated = store
+            .update_role(&wider, None, false, &audit)
+            .await
+            .unwrap();
+        assert!(matches!(updated, RoleUpdate::Updated { .. }), "{updated:?}");
+        let (ks, name) = (&role.keyspace_id, &role.name);
+        let stale = store.delete_role(ks, name, 1, &audit).await.unwrap();
+        assert_eq!(stale, RoleDelete::Conflict);
+        assert!(store.get_role(ks, name).await.unwrap().is_some());
+        let fresh = store.delete_role(ks, name, 2, &audit).await.unwrap();
+        assert_eq!(fresh, RoleDelete::Deleted);
+        assert!(store.get_role(ks, name).await.unwrap().is_none());
+    }
 }

@@ -65,14 +65,19 @@ pub trait TokenStore: Send + Sync {
     /// Revokes token `id` if `visible_to` may see it: the token as it is
     /// now, or `None` when it cannot be found. Audited with `revoked`, or,
     /// when it was revoked already and nothing changes, with `unchanged`.
+    /// Revokes token `id` (if `visible_to` sees it) and, with
+    /// `include_minted`, every live token minted from it, directly or
+    /// through others, each audited as `revoked` is, naming its own id. The
+    /// token, and how many minted ones were revoked with it.
     async fn revoke_token(
         &self,
         id: &TokenId,
         visible_to: Option<&str>,
+        include_minted: bool,
         reason: &Reason,
         revoked: &NewAuditEvent,
         unchanged: &NewAuditEvent,
-    ) -> Result<Option<AdminTokenRecord>, StoreError>;
+    ) -> Result<Option<(AdminTokenRecord, i64)>, StoreError>;
     /// Moves each token's last use forward (never back), in one transaction.
     async fn record_token_uses(&self, uses: &[(TokenId, Timestamp)]) -> Result<(), StoreError>;
 }
@@ -157,6 +162,36 @@ async fn token_in(
     .fetch_optional(&mut *tx)
     .await?;
     row.map(|r| r.parse().map(|(_, t)| t)).transpose()
+}
+
+async fn revoke_one(
+    tx: &mut Tx,
+    id: &str,
+    at: Timestamp,
+    reason: &Reason,
+) -> Result<(), StoreError> {
+    sql("UPDATE admin_tokens SET revoked_at = $2, revoke_reason = $3 WHERE id = $1")
+        .bind(id)
+        .bind(at.as_millis())
+        .bind(reason.as_str())
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// The live tokens minted from token `id`, directly or through other
+/// tokens (revoked ones included on the way: what a revoked token minted
+/// still came from `id`), by id.
+async fn live_minted_from(tx: &mut Tx, id: &str) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> = sql("WITH RECURSIVE minted (id) AS ( \
+             SELECT id FROM admin_tokens WHERE created_by = $1 \
+             UNION SELECT t.id FROM admin_tokens t JOIN minted m ON t.created_by = m.id) \
+         SELECT t.id FROM admin_tokens t JOIN minted m ON m.id = t.id \
+         WHERE t.revoked_at IS NULL ORDER BY t.id")
+    .bind(id)
+    .fetch_all(tx)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// Commits `audit` in `tx`, after the change_seq lock that keeps the chain
@@ -263,31 +298,47 @@ impl TokenStore for SqlStore {
         &self,
         id: &TokenId,
         visible_to: Option<&str>,
+        include_minted: bool,
         reason: &Reason,
         revoked: &NewAuditEvent,
         unchanged: &NewAuditEvent,
-    ) -> Result<Option<AdminTokenRecord>, StoreError> {
+    ) -> Result<Option<(AdminTokenRecord, i64)>, StoreError> {
         let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
         let Some(mut token) = token_in(&mut tx, id, visible_to).await? else {
             return Ok(None);
         };
-        if token.revoked_at.is_some() {
-            audit_and_commit(tx, unchanged).await?;
-            return Ok(Some(token));
-        }
         let at = revoked.at;
-        sql("UPDATE admin_tokens SET revoked_at = $2, revoke_reason = $3 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(at.as_millis())
-            .bind(reason.as_str())
-            .execute(&mut tx)
-            .await?;
+        let mut events = Vec::new();
+        if token.revoked_at.is_none() {
+            revoke_one(&mut tx, id.as_str(), at, reason).await?;
+            events.push(revoked.clone());
+            token.revoked_at = Some(at);
+            token.revoke_reason = Some(reason.clone());
+        }
+        let minted = if include_minted {
+            live_minted_from(&mut tx, id.as_str()).await?
+        } else {
+            Vec::new()
+        };
+        for child in &minted {
+            revoke_one(&mut tx, child, at, reason).await?;
+            let mut e = revoked.clone();
+            e.changes["token_id"] = child.as_str().into();
+            e.changes["minted_from"] = id.as_str().into();
+            events.push(e);
+        }
+        if events.is_empty() {
+            audit_and_commit(tx, unchanged).await?;
+            return Ok(Some((token, 0)));
+        }
         tx.notify(TOKEN_CHANNEL, at.as_millis()).await?;
-        audit_and_commit(tx, revoked).await?;
-        token.revoked_at = Some(at);
-        token.revoke_reason = Some(reason.clone());
-        Ok(Some(token))
+        append_audit(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(Some((
+            token,
+            i64::try_from(minted.len()).unwrap_or(i64::MAX),
+        )))
     }
 
     async fn record_token_uses(&self, uses: &[(TokenId, Timestamp)]) -> Result<(), StoreError> {

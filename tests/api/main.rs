@@ -50,6 +50,7 @@ mod rotate_self;
 mod stream;
 mod telemetry;
 mod tls;
+mod token_cascade;
 mod token_cli;
 mod token_keyspaces;
 mod token_lifecycle;

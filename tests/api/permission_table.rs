@@ -321,6 +321,7 @@ pub const CALLS: &[(&str, &str, Call)] = &[
             let req = pb::RevokeAdminTokenRequest {
                 id: f.token_id,
                 reason: String::new(),
+                ..Default::default()
             };
             a.revoke_admin_token(req).await.map(drop)
         })

@@ -6,8 +6,9 @@ use keysmith::{auth::VerifyAuth, grpc::pb};
 use tonic::{Code, Request};
 
 use crate::{
-    helpers::{Backend, assert_status, spawn_with},
-    keyspaces::{key_in, keyspace},
+    helpers::{Backend, assert_status, spawn, spawn_with},
+    keyspaces::{key_in, keyspace, secs},
+    roles::role_request,
     token_support::{mint, names, with_permissions},
 };
 
@@ -157,7 +158,98 @@ async fn an_owner_limited_token_cannot_manage_keyspaces(backend: Backend) {
     );
 }
 
+/// UpdateKey on a key outside the token's limits is NOT_FOUND whatever it
+/// asks: no answer about the key's keyspace (its catalogue, its maximum
+/// lifetime) or its roles (which exist, which fit) comes first.
+async fn an_update_outside_the_limits_says_nothing_of_the_key(backend: Backend) {
+    let app = spawn(backend).await;
+    let acme = keyspace(&app, "acme", pb::KeyspaceDefaults::default())
+        .await
+        .id;
+    let other = app
+        .admin
+        .clone()
+        .create_keyspace(pb::CreateKeyspaceRequest {
+            name: "other API".into(),
+            prefix: "other".into(),
+            defaults: Some(pb::KeyspaceDefaults {
+                max_lifetime: Some(secs(86_400)),
+                ..Default::default()
+            }),
+            scopes: vec!["x:read".into()],
+        })
+        .await
+        .expect("keyspace")
+        .into_inner()
+        .id;
+    app.admin
+        .clone()
+        .create_role(role_request(&other, "crm", &["x:read"]))
+        .await
+        .expect("role");
+    let theirs = key_in(&app, &other).await.key.expect("key").id;
+    let perms = ["keys.read", "keys.write"];
+    let by_keyspace = pb::CreateAdminTokenRequest {
+        keyspaces: vec![acme],
+        ..with_permissions("acme team", names(&perms))
+    };
+    let by_owner = pb::CreateAdminTokenRequest {
+        owners: names(&["acct_2"]),
+        ..with_permissions("acct_2 team", names(&perms))
+    };
+    for req in [by_keyspace, by_owner] {
+        let mut a = mint(&app, &app.admin, req).await.admin;
+        let update = |paths: &[&str], key: pb::Key| pb::UpdateKeyRequest {
+            key: Some(pb::Key {
+                id: theirs.clone(),
+                ..key
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: names(paths),
+            }),
+        };
+        let asks = [
+            update(
+                &["roles"],
+                pb::Key {
+                    roles: names(&["zz"]),
+                    ..Default::default()
+                },
+            ),
+            update(
+                &["roles"],
+                pb::Key {
+                    roles: names(&["crm"]),
+                    ..Default::default()
+                },
+            ),
+            update(
+                &["scopes"],
+                pb::Key {
+                    scopes: names(&["y:write"]),
+                    ..Default::default()
+                },
+            ),
+            update(&["expire_time"], pb::Key::default()),
+            update(
+                &["name"],
+                pb::Key {
+                    name: "mine now".into(),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for ask in asks {
+            let what = format!("{:?}", ask.update_mask);
+            not_found(&what, a.update_key(ask).await);
+        }
+    }
+    let key = app.get(&theirs).await;
+    assert!(key.roles.is_empty() && key.name.is_empty(), "{key:?}");
+}
+
 crate::backend_tests!(
     a_token_limited_to_a_keyspace_sees_nothing_outside_it,
     an_owner_limited_token_cannot_manage_keyspaces,
+    an_update_outside_the_limits_says_nothing_of_the_key,
 );

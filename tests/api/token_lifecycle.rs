@@ -65,6 +65,7 @@ async fn minting_reading_and_revoking_are_audited_with_the_acting_token(backend:
     let revoke = pb::RevokeAdminTokenRequest {
         id: child.id.clone(),
         reason: "rotated out".into(),
+        ..Default::default()
     };
     let revoked = m
         .revoke_admin_token(revoke.clone())
@@ -247,6 +248,7 @@ async fn a_revoked_token_is_refused_on_a_second_replica() {
         let req = pb::RevokeAdminTokenRequest {
             id: token.id.clone(),
             reason: "leaked".into(),
+            ..Default::default()
         };
         first
             .admin

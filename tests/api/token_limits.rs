@@ -324,6 +324,7 @@ async fn a_stronger_token_is_refused_on_the_field_that_asks(backend: Backend) {
     let revoke = pb::RevokeAdminTokenRequest {
         id: stranger.id.clone(),
         reason: String::new(),
+        ..Default::default()
     };
     not_found("revoke", p.clone().revoke_admin_token(revoke).await);
     let made = get_token(&p, &child.id).await.expect("its child");

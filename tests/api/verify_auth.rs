@@ -221,6 +221,7 @@ async fn the_verify_listener_requires_a_token_with_the_permission(backend: Backe
     let req = pb::RevokeAdminTokenRequest {
         id: watcher.id.clone(),
         reason: String::new(),
+        ..Default::default()
     };
     app.admin
         .clone()

@@ -59,11 +59,21 @@ impl AdminService {
         req: Request<pb::RevokeAdminTokenRequest>,
     ) -> Reply<pb::RevokeAdminTokenResponse> {
         let actor = self.caller(&req, Permission::TokensManage).await?;
-        let pb::RevokeAdminTokenRequest { id, reason } = req.into_inner();
+        let pb::RevokeAdminTokenRequest {
+            id,
+            reason,
+            include_minted,
+        } = req.into_inner();
         let id = convert::token_id("id", &id)?;
         let reason = convert::token_reason("reason", &reason)?;
-        let token = self.auth.revoke_token(&id, reason, &actor).await?;
+        let (token, minted_revoked) = self
+            .auth
+            .revoke_token(&id, reason, include_minted, &actor)
+            .await?;
         let token = Some(convert::admin_token(&token, self.keys.now()));
-        Ok(Response::new(pb::RevokeAdminTokenResponse { token }))
+        Ok(Response::new(pb::RevokeAdminTokenResponse {
+            token,
+            minted_revoked,
+        }))
     }
 }
