@@ -4,7 +4,7 @@ use super::{
     metadata, opt_owner_id, owner_id, page_size, pb, restrictions,
     role::role_names,
     rotation::{rotation, to_rotation},
-    scopes, timestamp, to_environment, to_key_type, to_restrictions, to_timestamp,
+    scopes, timestamp, to_environment, to_key_type, to_restrictions, to_timestamp, update_paths,
 };
 use crate::{
     domain::{KeyName, KeyRecord, KeyState, RequestId, Timestamp},
@@ -138,23 +138,7 @@ pub fn key_patch(req: pb::UpdateKeyRequest) -> Result<(crate::domain::KeyId, Key
     let pb::UpdateKeyRequest { key, update_mask } = req;
     let key = key.ok_or_else(|| Error::invalid("key", "is required"))?;
     let id = key_id("key.id", &key.id)?;
-    let paths = update_mask.map(|m| m.paths).unwrap_or_default();
-    if paths.is_empty() {
-        return Err(Error::invalid(
-            "update_mask",
-            format!("must name at least one of {}", UPDATABLE.join(", ")),
-        ));
-    }
-    for (i, path) in paths.iter().enumerate() {
-        let field = || format!("update_mask.paths[{i}]");
-        if !UPDATABLE.contains(&path.as_str()) {
-            let reason = format!("`{path}` cannot be updated; use {}", UPDATABLE.join(", "));
-            return Err(Error::invalid(field(), reason));
-        }
-        if paths[..i].contains(path) {
-            return Err(Error::invalid(field(), "is repeated"));
-        }
-    }
+    let paths = update_paths(update_mask, &UPDATABLE)?;
     let named = |p: &str| paths.iter().any(|x| x == p);
     let pb::Key {
         name,

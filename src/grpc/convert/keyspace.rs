@@ -3,7 +3,7 @@
 use super::{
     duration, environment, pb, restrictions,
     rotation::{rotation, to_rotation},
-    scopes, to_environment, to_restrictions, to_timestamp,
+    scopes, to_environment, to_restrictions, to_timestamp, update_paths,
 };
 use crate::{
     domain::{
@@ -169,23 +169,7 @@ pub fn keyspace_patch(req: pb::UpdateKeyspaceRequest) -> Result<(KeyspaceId, Key
     } = req;
     let ks = keyspace.ok_or_else(|| Error::invalid("keyspace", "is required"))?;
     let id = keyspace_id("keyspace.id", &ks.id)?;
-    let paths = update_mask.map(|m| m.paths).unwrap_or_default();
-    if paths.is_empty() {
-        return Err(Error::invalid(
-            "update_mask",
-            format!("must name at least one of {}", UPDATABLE.join(", ")),
-        ));
-    }
-    for (i, path) in paths.iter().enumerate() {
-        let field = || format!("update_mask.paths[{i}]");
-        if !UPDATABLE.contains(&path.as_str()) {
-            let reason = format!("`{path}` cannot be updated; use {}", UPDATABLE.join(", "));
-            return Err(Error::invalid(field(), reason));
-        }
-        if paths[..i].contains(path) {
-            return Err(Error::invalid(field(), "is repeated"));
-        }
-    }
+    let paths = update_paths(update_mask, &UPDATABLE)?;
     let named = |p: &str| paths.iter().any(|x| x == p);
     let pb::Keyspace {
         name: raw_name,

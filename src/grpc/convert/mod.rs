@@ -104,6 +104,32 @@ pub fn reason(field: &str, s: &str) -> Result<Reason> {
     Reason::parse(s).map_err(|e| Error::invalid(field, e))
 }
 
+/// An update request's field mask: at least one path, each one of
+/// `updatable` and named once.
+pub(crate) fn update_paths(
+    mask: Option<prost_types::FieldMask>,
+    updatable: &[&str],
+) -> Result<Vec<String>> {
+    let paths = mask.map(|m| m.paths).unwrap_or_default();
+    if paths.is_empty() {
+        return Err(Error::invalid(
+            "update_mask",
+            format!("must name at least one of {}", updatable.join(", ")),
+        ));
+    }
+    for (i, path) in paths.iter().enumerate() {
+        let field = || format!("update_mask.paths[{i}]");
+        if !updatable.contains(&path.as_str()) {
+            let reason = format!("`{path}` cannot be updated; use {}", updatable.join(", "));
+            return Err(Error::invalid(field(), reason));
+        }
+        if paths[..i].contains(path) {
+            return Err(Error::invalid(field(), "is repeated"));
+        }
+    }
+    Ok(paths)
+}
+
 /// Parses a key's scopes: at most [`MAX_SCOPES`], none repeated.
 pub fn scopes(field: &str, raw: Vec<String>) -> Result<Vec<Scope>> {
     if raw.len() > MAX_SCOPES {

@@ -1,6 +1,6 @@
 //! Roles: requests to domain types, and back.
 
-use super::{keyspace::keyspace_id, pb, to_timestamp};
+use super::{keyspace::keyspace_id, pb, to_timestamp, update_paths};
 use crate::{
     domain::{
         KeyspaceId, MAX_SCOPES, Role, RoleDescription, RoleName, Scope,
@@ -98,23 +98,7 @@ pub fn role_patch(req: pb::UpdateRoleRequest) -> Result<(KeyspaceId, RoleName, R
     } = role.ok_or_else(|| Error::invalid("role", "is required"))?;
     let ks = keyspace_id("role.keyspace", &keyspace)?;
     let name = role_name("role.name", &name)?;
-    let paths = update_mask.map(|m| m.paths).unwrap_or_default();
-    if paths.is_empty() {
-        return Err(Error::invalid(
-            "update_mask",
-            format!("must name at least one of {}", UPDATABLE.join(", ")),
-        ));
-    }
-    for (i, path) in paths.iter().enumerate() {
-        let field = || format!("update_mask.paths[{i}]");
-        if !UPDATABLE.contains(&path.as_str()) {
-            let reason = format!("`{path}` cannot be updated; use {}", UPDATABLE.join(", "));
-            return Err(Error::invalid(field(), reason));
-        }
-        if paths[..i].contains(path) {
-            return Err(Error::invalid(field(), "is repeated"));
-        }
-    }
+    let paths = update_paths(update_mask, &UPDATABLE)?;
     let named = |p: &str| paths.iter().any(|x| x == p);
     let patch = RolePatch {
         description: named("description")

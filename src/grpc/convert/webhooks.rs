@@ -40,21 +40,7 @@ pub fn update_endpoint(req: pb::UpdateWebhookEndpointRequest) -> Result<(String,
         update_mask,
     } = req;
     let e = endpoint.ok_or_else(|| Error::invalid("endpoint", "is required"))?;
-    let paths = update_mask.map(|m| m.paths).unwrap_or_default();
-    if paths.is_empty() {
-        return Err(Error::invalid(
-            "update_mask",
-            format!("must name at least one of {}", ENDPOINT_PATHS.join(", ")),
-        ));
-    }
-    for (i, p) in paths.iter().enumerate() {
-        if !ENDPOINT_PATHS.contains(&p.as_str()) || paths[..i].contains(p) {
-            return Err(Error::invalid(
-                format!("update_mask.paths[{i}]"),
-                "unknown or repeated path",
-            ));
-        }
-    }
+    let paths = super::update_paths(update_mask, &ENDPOINT_PATHS)?;
     let named = |p: &str| paths.iter().any(|x| x == p);
     let pb::WebhookEndpoint {
         id,
