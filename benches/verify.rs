@@ -103,6 +103,25 @@ fn benches(c: &mut Criterion) {
     c.bench_function("sha256 57 bytes (bench_ key, two blocks)", |b| {
         b.iter(|| Sha256::digest(black_box(&secrets[0].as_bytes()[..hashed])))
     });
+    c.bench_function("keyspace scope lookup", |b| {
+        b.iter(|| index.keyspace_scope(black_box(KEYSPACE)))
+    });
+    c.bench_function("decide only (any-of, roles)", |b| {
+        let entries: Vec<_> = hashes
+            .iter()
+            .map(|h| index.get(h).expect("entry"))
+            .collect();
+        let mut j = 0usize;
+        b.iter(|| {
+            j = (j + 1) % entries.len();
+            let req = Request {
+                required_scopes: &required,
+                required_any: &any_of,
+                ..Default::default()
+            };
+            verify::decide(black_box(&entries[j]), &req, now).code
+        })
+    });
     c.bench_function("index lookup, 1M keys", |b| {
         b.iter(|| index.get(black_box(&hashes[next()])))
     });
