@@ -11,6 +11,13 @@ use super::{
 };
 use crate::domain::OwnerId;
 
+/// Appends `audit` and commits `tx`: the end of an admin write that is one
+/// audited change, after the change_seq lock that keeps the chain linear.
+pub(super) async fn audit_and_commit(mut tx: Tx, audit: &NewAuditEvent) -> Result<(), StoreError> {
+    append_audit(&mut tx, std::slice::from_ref(audit)).await?;
+    tx.commit().await
+}
+
 /// Takes the change_seq row lock and reserves `n` sequence numbers; returns
 /// the last one. The lock serialises committers from here on: it keeps
 /// sequence order equal to commit order, and the audit chain linear. An

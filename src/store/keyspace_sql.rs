@@ -7,7 +7,7 @@ use sqlx::types::Json;
 
 use super::{
     NewAuditEvent, StoreError,
-    audit_sql::{append_audit, lock_seq},
+    audit_sql::{audit_and_commit, lock_seq},
     catalogue_sql,
     db::{Tx, sql},
     limits_sql::keyspace_clause,
@@ -138,8 +138,7 @@ impl KeyspaceStore for SqlStore {
         .execute(&mut tx)
         .await
         .map_err(duplicate_or)?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        tx.commit().await
+        audit_and_commit(tx, audit).await
     }
 
     async fn update_keyspace(
@@ -184,8 +183,7 @@ impl KeyspaceStore for SqlStore {
         if updated != 1 {
             return Ok(KeyspaceUpdate::Conflict);
         }
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        tx.commit().await?;
+        audit_and_commit(tx, audit).await?;
         Ok(KeyspaceUpdate::Updated)
     }
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::{
     NewAuditEvent, StoreError,
-    audit_sql::{append_audit, lock_seq},
+    audit_sql::{audit_and_commit, lock_seq},
     db::sql,
     sql::SqlStore,
 };
@@ -74,8 +74,7 @@ impl PolicyStore for SqlStore {
         .bind(at.as_millis())
         .execute(&mut tx)
         .await?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        tx.commit().await
+        audit_and_commit(tx, audit).await
     }
 
     async fn delete_owner_policy(
@@ -92,8 +91,7 @@ impl PolicyStore for SqlStore {
         if deleted == 0 {
             return Ok(false);
         }
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        tx.commit().await?;
+        audit_and_commit(tx, audit).await?;
         Ok(true)
     }
 

@@ -21,7 +21,7 @@ use sqlx::types::Json;
 
 use super::{
     ChangeKind, NewAuditEvent, NewChange, StoreError,
-    audit_sql::{append_audit, lock_seq},
+    audit_sql::{append_audit, audit_and_commit, lock_seq},
     catalogue_sql,
     db::{CHANGE_CHANNEL, Tx, sql},
     keys_sql::append_changes,
@@ -170,8 +170,7 @@ impl RoleStore for SqlStore {
             }
             e => e,
         })?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        tx.commit().await
+        audit_and_commit(tx, audit).await
     }
 
     async fn get_role(
@@ -318,8 +317,7 @@ impl RoleStore for SqlStore {
             .execute(&mut tx)
             .await?;
         lock_seq(&mut tx, 0).await?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        tx.commit().await?;
+        audit_and_commit(tx, audit).await?;
         Ok(RoleDelete::Deleted)
     }
 

@@ -9,7 +9,7 @@ use sqlx::types::Json;
 
 use super::{
     NewAuditEvent, StoreError,
-    audit_sql::{append_audit, lock_seq},
+    audit_sql::{append_audit, audit_and_commit, lock_seq},
     db::{Tx, sql},
     sql::SqlStore,
 };
@@ -62,13 +62,12 @@ pub trait TokenStore: Send + Sync {
         filter: &TokenFilter,
         audit: &NewAuditEvent,
     ) -> Result<Vec<AdminTokenRecord>, StoreError>;
-    /// Revokes token `id` if `visible_to` may see it: the token as it is
-    /// now, or `None` when it cannot be found. Audited with `revoked`, or,
-    /// when it was revoked already and nothing changes, with `unchanged`.
-    /// Revokes token `id` (if `visible_to` sees it) and, with
+    /// Revokes token `id` if `visible_to` may see it and, with
     /// `include_minted`, every live token minted from it, directly or
-    /// through others, each audited as `revoked` is, naming its own id. The
-    /// token, and how many minted ones were revoked with it.
+    /// through others, each audited as `revoked` is, naming its own id; when
+    /// nothing changes, audited with `unchanged`. The token as it is now and
+    /// how many minted ones were revoked with it, or `None` when it cannot
+    /// be found.
     async fn revoke_token(
         &self,
         id: &TokenId,
@@ -192,13 +191,6 @@ async fn live_minted_from(tx: &mut Tx, id: &str) -> Result<Vec<String>, StoreErr
     .fetch_all(tx)
     .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
-}
-
-/// Commits `audit` in `tx`, after the change_seq lock that keeps the chain
-/// linear.
-async fn audit_and_commit(mut tx: Tx, audit: &NewAuditEvent) -> Result<(), StoreError> {
-    append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-    tx.commit().await
 }
 
 #[async_trait]

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::{
     AttemptOutcome, Claimed, DeliveryRow, DeliveryStatus, EndpointPatch, EndpointRow,
     NewAuditEvent, StoreError, WebhookStore,
-    audit_sql::{append_audit, lock_seq},
+    audit_sql::{audit_and_commit, lock_seq},
     db::{Db, Tx, sql},
     rows::{DELIVERY_COLUMNS, DeliverySqlRow},
     sql::SqlStore,
@@ -37,8 +37,7 @@ impl WebhookStore for SqlStore {
         .execute(&mut tx)
         .await?;
         write_subscriptions(&mut tx, &e.id, &e.events).await?;
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        tx.commit().await
+        audit_and_commit(tx, audit).await
     }
 
     async fn get_endpoint(&self, id: &str) -> Result<Option<(EndpointRow, String)>, StoreError> {
@@ -117,8 +116,7 @@ impl WebhookStore for SqlStore {
                 .await?;
             write_subscriptions(&mut tx, id, events).await?;
         }
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        tx.commit().await?;
+        audit_and_commit(tx, audit).await?;
         Ok(true)
     }
 
@@ -141,8 +139,7 @@ impl WebhookStore for SqlStore {
         if done == 0 {
             return Ok(false);
         }
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        tx.commit().await?;
+        audit_and_commit(tx, audit).await?;
         Ok(true)
     }
 
@@ -294,8 +291,7 @@ impl WebhookStore for SqlStore {
         if done == 0 {
             return Ok(false);
         }
-        append_audit(&mut tx, std::slice::from_ref(audit)).await?;
-        tx.commit().await?;
+        audit_and_commit(tx, audit).await?;
         Ok(true)
     }
 }
