@@ -121,7 +121,7 @@ impl AdminAuth {
         self.store
             .insert_token(&record, &secret.hash(), &audit)
             .await?;
-        self.tokens.insert_local(secret.hash(), &record);
+        self.tokens.insert_local(secret.hash(), &record).await;
         tracing::info!(token_id = %record.id, by = actor.name(), "admin token minted");
         Ok((secret, record))
     }

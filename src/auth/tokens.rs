@@ -146,11 +146,14 @@ impl TokenSet {
         self.loaded.borrow().tokens.get(hash).cloned()
     }
 
-    /// Adds a token minted on this replica, so it works at once here (on
-    /// the verify listener too, which never reloads on a miss). A reload
-    /// that read before the mint committed may drop it again; the next one
-    /// brings it back.
-    pub fn insert_local(&self, hash: [u8; 32], record: &AdminTokenRecord) {
+    /// Adds a token minted on this replica (call it after the mint
+    /// commits), so it works at once here, on the verify listener too,
+    /// which never reloads on a miss. It waits for a reload in flight: that
+    /// reload may have read before the commit, and would otherwise replace
+    /// the set without the token (and mark its entry revoked). Any reload
+    /// after this one reads the committed row.
+    pub async fn insert_local(&self, hash: [u8; 32], record: &AdminTokenRecord) {
+        let _no_reload_in_flight = self.reloading.lock().await;
         self.loaded.send_modify(|loaded| {
             let mut tokens = Tokens::clone(&loaded.tokens);
             tokens.insert(hash, Arc::new(TokenEntry::new(record)));
