@@ -22,9 +22,11 @@ use crate::{
     index::{ChangeFeed, FeedHandle, KeyIndex, Pruner, ReplicaState},
     jobs::Scheduler,
     keys::{Keys, KeysConfig},
+    limits::Limiter,
     metrics::{Gauges, Metrics},
     store::{self, Store},
     usage::{Recorder, UsageFlusher},
+    verify::{Parts as VerifierParts, Verifier},
     watch::Watcher,
     webhooks::{WebhookSender, Webhooks},
 };
@@ -103,6 +105,7 @@ pub struct App {
     page_tokens: PageTokens,
     auth: AdminAuth,
     usage: Arc<Recorder>,
+    limiter: Arc<Limiter>,
     tls: Option<Tls>,
 }
 
@@ -129,12 +132,20 @@ impl App {
             replica_live_window: (config.feed.poll_interval * 5).max(Duration::from_secs(5)),
             clock: config.clock.clone(),
         };
+        let limiter = Arc::new(Limiter::new(
+            store.clone(),
+            feed.replica.id.clone(),
+            config.clock.clone(),
+        ));
+        // Owners' limits are known before Verify answers.
+        limiter.reload_owners().await?;
         let keys = Keys::new(
             store.clone(),
             index.clone(),
             feed.clone(),
             keys_config,
             page_tokens.clone(),
+            limiter.clone(),
         );
         let auth = AdminAuth::new(store.clone(), config.auth_limits, config.clock.clone());
         // Before any listener serves: the verify listener's credential
@@ -151,6 +162,7 @@ impl App {
             page_tokens,
             auth,
             usage: Arc::default(),
+            limiter,
             tls: config.tls.as_ref().map(load_tls).transpose()?,
         })
     }
@@ -219,26 +231,17 @@ impl App {
             &metrics,
         );
         let gate = self.auth.verify_gate(self.config.verify_auth);
-        let verify_service = VerifyService::new(
-            self.index.clone(),
-            metrics.clone(),
-            self.usage.clone(),
-            self.config.clock.clone(),
-            self.feed.replica.clone(),
-            watcher,
-            self.config.fail_closed_after,
-            gate.clone(),
-        );
-        let ext_authz = ExtAuthzService::new(
-            self.index.clone(),
-            metrics.clone(),
-            self.usage.clone(),
-            self.config.clock.clone(),
-            self.feed.replica.clone(),
-            self.config.fail_closed_after,
-            &self.config.ext_authz_key_header,
-            gate,
-        );
+        let verifier = Verifier::new(VerifierParts {
+            index: self.index.clone(),
+            usage: self.usage.clone(),
+            limiter: self.limiter.clone(),
+            replica: self.feed.replica.clone(),
+            clock: self.config.clock.clone(),
+            metrics: metrics.clone(),
+            fail_closed_after: self.config.fail_closed_after,
+        });
+        let verify_service = VerifyService::new(verifier.clone(), watcher, gate.clone());
+        let ext_authz = ExtAuthzService::new(verifier, &self.config.ext_authz_key_header, gate);
         let (mut verify_server, mut admin_server) = (
             server(&self.config.verify_limits),
             server(&self.config.admin_limits),
@@ -314,6 +317,7 @@ impl App {
             metrics: metrics.clone(),
         };
         tasks.spawn(flusher.run(stop_tasks.clone()));
+        tasks.spawn(self.limiter.clone().keep(stop_tasks.clone()));
         let scheduler = Scheduler {
             store: self.store.clone(),
             keys: self.keys.clone(),

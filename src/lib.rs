@@ -12,6 +12,7 @@ pub mod grpc;
 pub mod index;
 pub mod jobs;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod store;
 pub mod telemetry;

@@ -17,8 +17,8 @@ use opentelemetry::{
 
 use crate::{
     domain::Timestamp,
+    domain::verdict::Code,
     index::{KeyIndex, ReplicaState},
-    verify::Code,
     watch::Watcher,
 };
 

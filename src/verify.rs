@@ -1,258 +1,184 @@
-//! The verify decision: one pure function of (record, request, now), and
-//! [`verify`], which parses, looks up, decides, applies the rate limit and
-//! counts usage.
+//! The one Verify core: [`Verifier`] owns the index, the usage limits, the
+//! usage recorder, the replica state and the clock, and answers every
+//! verification: the unary and streaming RPCs and Envoy's ext_authz are
+//! thin adapters over [`Verifier::verify`] (in `grpc/`).
 //!
-//! Order of checks, first failure wins:
-//! 1. format (`MALFORMED`) and existence (`NOT_FOUND`), before any record;
-//!    a key outside the keyspaces the call accepts does not exist for it;
-//! 2. `REVOKED`: permanent, so it outranks everything;
-//! 3. `DISABLED`: an operator's suspension, reversible;
-//! 4. `EXPIRED`: `now >= expires_at`, judged against the clock on every call;
-//! 5. `IP_NOT_ALLOWED`, `REFERRER_NOT_ALLOWED`, `RESOURCE_NOT_ALLOWED`: where
-//!    the call comes from and what it touches; a missing input is a denial;
-//! 6. `INSUFFICIENT_SCOPE`: every required scope must be granted (all-of),
-//!    then one scope of each any-of group (`required.rs`);
-//! 7. `RATE_LIMITED`: last, so that only calls that would otherwise pass
-//!    spend a token.
+//! A verification, in order:
+//! 1. the replica's gate: the index is loaded, and the change log was read
+//!    recently enough (`--fail-closed-after`), or UNAVAILABLE;
+//! 2. [`evaluate`]: parse, look up, the caller's keyspaces and owners,
+//!    [`decide`] (pure), and the per-replica token bucket of
+//!    `restrictions.rate_limit`;
+//! 3. for a call that passed: the key's and its owner's named limits and
+//!    credits, all or nothing (`crate::limits`);
+//! 4. the usage count, and the latency metric.
 //!
-//! State checks come before request checks so that a dead key never leaks
-//! which restrictions or scopes it has. A report-only restriction that fails
-//! is recorded in [`Decision::would_deny`] and the check goes on.
+//! Nothing here touches the database, except step 3 for a pool that is
+//! empty on this replica: that call waits for one lease, with a deadline.
 
-use std::{net::IpAddr, time::Duration};
+mod decide;
+
+use std::{sync::Arc, time::Duration};
+
+pub use crate::domain::{
+    required::{AnyOf, NoGroups, Unmet, granted},
+    verdict::{Class, Code, Decision, WouldDeny},
+};
+pub use decide::{Request, decide};
 
 use crate::{
-    domain::{KeyState, Rule, Timestamp, TokenLimits, restriction::Take},
-    index::{Entry, KeyIndex, KeyspaceScope},
+    domain::{Clock, Timestamp, TokenLimits, mono_nanos, quota::Subject, restriction::Take},
+    error::Error,
+    index::{Entry, KeyIndex, ReplicaState},
+    limits::{Charge, Charges, Costs, Limiter, OwnerQuota, Report},
+    metrics::Metrics,
     usage::Recorder,
 };
 
-mod required;
-pub use required::{AnyOf, NoGroups, Unmet, granted};
+/// Why a stale replica refuses under `--fail-closed-after`.
+pub const FAIL_CLOSED: &str = "this replica lost contact with the database (fail-closed)";
+/// Why a call on a key with usage limits could not be decided.
+pub const LIMITS_UNAVAILABLE: &str = "usage limits could not be read from the database";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Code {
-    Valid,
-    Malformed,
-    NotFound,
-    Revoked,
-    Expired,
-    Disabled,
-    InsufficientScope,
-    IpNotAllowed,
-    ReferrerNotAllowed,
-    ResourceNotAllowed,
-    RateLimited,
-}
-
-impl Code {
-    /// Every code, in a fixed order (usage counters are indexed by it).
-    pub const ALL: [Code; 11] = [
-        Code::Valid,
-        Code::Malformed,
-        Code::NotFound,
-        Code::Revoked,
-        Code::Expired,
-        Code::Disabled,
-        Code::InsufficientScope,
-        Code::IpNotAllowed,
-        Code::ReferrerNotAllowed,
-        Code::ResourceNotAllowed,
-        Code::RateLimited,
-    ];
-
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
-    /// A fixed explanation of a denial, safe for any client.
-    pub const fn detail(self) -> &'static str {
-        match self {
-            Code::Valid => "",
-            Code::Malformed => "malformed key",
-            Code::NotFound => "unknown key",
-            Code::Revoked => "key was revoked",
-            Code::Expired => "key has expired",
-            Code::Disabled => "key is disabled",
-            Code::InsufficientScope => "a required scope is not granted",
-            Code::IpNotAllowed => "client_ip is missing or not allowed",
-            Code::ReferrerNotAllowed => "referrer is missing or not allowed",
-            Code::ResourceNotAllowed => "resource is missing or not allowed",
-            Code::RateLimited => "rate limit exceeded",
-        }
-    }
-}
-
-/// Report-only restrictions that failed, as a small set of codes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WouldDeny(u16);
-
-impl WouldDeny {
-    pub fn insert(&mut self, code: Code) {
-        self.0 |= 1 << code.index();
-    }
-
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    pub fn iter(self) -> impl Iterator<Item = Code> {
-        Code::ALL
-            .into_iter()
-            .filter(move |c| self.0 & (1 << c.index()) != 0)
-    }
-}
-
-/// The outcome of a decision. Borrows the request, so deciding allocates nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decision<'a> {
-    pub code: Code,
-    /// For `InsufficientScope`: the first of `required_scopes` not granted.
-    pub missing_scope: Option<&'a str>,
-    /// For `InsufficientScope` from `required_any`: the first group of which
-    /// nothing is granted.
-    pub missing_any: Option<Unmet<'a>>,
-    pub would_deny: WouldDeny,
-}
-
-impl Decision<'_> {
-    pub const fn of(code: Code) -> Self {
-        Self {
-            code,
-            missing_scope: None,
-            missing_any: None,
-            would_deny: WouldDeny(0),
-        }
-    }
-
-    pub fn is_valid(&self) -> bool {
-        self.code == Code::Valid
-    }
-}
-
-/// What the caller asks of a key, with the end client's values as the
-/// gateway saw them. Required scopes must already be checked by
-/// [`crate::domain::scope::check_required`].
-#[derive(Clone, Copy, Debug)]
-pub struct Request<'a> {
-    /// All of these.
-    pub required_scopes: &'a [String],
-    /// And one scope of each of these groups.
-    pub required_any: &'a dyn AnyOf,
-    pub client_ip: Option<IpAddr>,
-    /// Empty when the call carries none.
-    pub referrer: &'a str,
-    /// Empty when the call carries none.
-    pub resource: &'a str,
-    /// The keyspaces whose keys may answer; any other key answers exactly
-    /// as an unknown one (NOT_FOUND, counted as unknown).
-    pub keyspaces: KeyspaceScope,
-}
-
-impl Default for Request<'_> {
-    fn default() -> Self {
-        Self {
-            required_scopes: &[],
-            required_any: &NoGroups,
-            client_ip: None,
-            referrer: "",
-            resource: "",
-            keyspaces: KeyspaceScope::ANY,
-        }
-    }
-}
-
-/// Applies one restriction: `Err` for an enforced denial, a note in
-/// `would_deny` for a report-only one.
-fn check<T>(
-    rule: &Option<Rule<T>>,
-    allowed: impl FnOnce(&T) -> bool,
-    code: Code,
-    d: &mut Decision,
-) -> Result<(), Code> {
-    match rule {
-        Some(r) if !allowed(&r.allow) => {
-            if r.enforced() {
-                return Err(code);
-            }
-            d.would_deny.insert(code);
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-pub fn decide<'a>(record: &Entry, request: &Request<'a>, now: Timestamp) -> Decision<'a> {
-    match record.state(now) {
-        KeyState::Revoked => return Decision::of(Code::Revoked),
-        KeyState::Disabled => return Decision::of(Code::Disabled),
-        KeyState::Expired => return Decision::of(Code::Expired),
-        KeyState::Active => {}
-    }
-    let mut d = Decision::of(Code::Valid);
-    let r = record.restrictions();
-    let restricted = check(
-        &r.ip,
-        |a| request.client_ip.is_some_and(|ip| a.contains(ip)),
-        Code::IpNotAllowed,
-        &mut d,
-    )
-    .and_then(|()| {
-        check(
-            &r.referrer,
-            |a| !request.referrer.is_empty() && a.allows(request.referrer),
-            Code::ReferrerNotAllowed,
-            &mut d,
-        )
-    })
-    .and_then(|()| {
-        check(
-            &r.resource,
-            |a| !request.resource.is_empty() && a.allows(request.resource),
-            Code::ResourceNotAllowed,
-            &mut d,
-        )
-    });
-    if let Err(code) = restricted {
-        return Decision { code, ..d };
-    }
-    let held = record.scopes();
-    let missing = request
-        .required_scopes
-        .iter()
-        .find(|req| !granted(held, req));
-    if let Some(missing) = missing {
-        return Decision {
-            code: Code::InsufficientScope,
-            missing_scope: Some(missing),
-            ..d
-        };
-    }
-    if let Some(group) = request.required_any.first_unmet(held) {
-        return Decision {
-            code: Code::InsufficientScope,
-            missing_any: Some(group),
-            ..d
-        };
-    }
-    d
-}
-
-/// What Verify answers: the decision, the key when it exists, and the rate
-/// limit's state when the key has one.
+/// What Verify answers: the decision, the key when it exists, and the state
+/// of its limits.
 #[derive(Debug)]
 pub struct Outcome<'a> {
     pub decision: Decision<'a>,
-    pub entry: Option<std::sync::Arc<Entry>>,
+    pub entry: Option<Arc<Entry>>,
     /// A fixed explanation for denials; empty when valid.
     pub detail: &'static str,
+    /// The per-replica bucket of `restrictions.rate_limit`, when the key has one.
     pub rate_limit_remaining: Option<u32>,
     pub retry_after: Option<Duration>,
+    /// Each named limit and balance the call answered to (empty for none).
+    pub limits: Vec<Report>,
+    /// The key's owner, when it has metadata or limits set.
+    pub owner: Option<Arc<OwnerQuota>>,
 }
 
-/// Parses `key`, looks it up in `index`, decides, takes a rate-limit token
-/// and counts the call. Never touches the database; allocates nothing but
-/// the `Arc` clone of the entry.
+/// The parts a [`Verifier`] is made of.
+pub struct Parts {
+    pub index: Arc<KeyIndex>,
+    pub usage: Arc<Recorder>,
+    pub limiter: Arc<Limiter>,
+    pub replica: Arc<ReplicaState>,
+    pub clock: Clock,
+    pub metrics: Metrics,
+    /// Refuse to answer when the change log was last read longer ago.
+    pub fail_closed_after: Option<Duration>,
+}
+
+/// The one Verify core. Cheap to clone.
+#[derive(Clone)]
+pub struct Verifier(Arc<Parts>);
+
+impl Verifier {
+    pub fn new(parts: Parts) -> Self {
+        Self(Arc::new(parts))
+    }
+
+    pub fn index(&self) -> &KeyIndex {
+        &self.0.index
+    }
+
+    /// The replica's gate: UNAVAILABLE while the index loads, or while the
+    /// replica fails closed.
+    pub fn ready(&self) -> Result<(), Error> {
+        if !self.0.index.is_ready() {
+            return Err(Error::Unavailable("the key index is still loading"));
+        }
+        if self.0.replica.fail_closed(self.0.fail_closed_after) {
+            return Err(Error::Unavailable(FAIL_CLOSED));
+        }
+        Ok(())
+    }
+
+    /// Verifies `key` for a caller confined to `within`. Awaits only to
+    /// lease for an empty limit pool.
+    pub async fn verify<'a>(
+        &self,
+        key: &str,
+        request: &Request<'a>,
+        within: &TokenLimits,
+    ) -> Result<Outcome<'a>, Error> {
+        let started = std::time::Instant::now();
+        self.ready()?;
+        let p = &*self.0;
+        let now = p.clock.now();
+        let mut o = evaluate(&p.index, &p.usage, key, request, within, now, mono_nanos);
+        if let Some(entry) = o.entry.clone() {
+            let owner = p.limiter.owner(entry.owner_id());
+            if o.decision.is_valid() {
+                self.charge(&mut o, &entry, owner.as_deref(), request)
+                    .await?;
+            }
+            o.owner = owner;
+            p.usage
+                .record(entry.runtime(), &o.decision, request.client_ip, now);
+        }
+        p.metrics
+            .verify_latency
+            .record(started.elapsed().as_secs_f64(), &[]);
+        Ok(o)
+    }
+
+    /// Charges the key's and its owner's limits, all or nothing.
+    async fn charge(
+        &self,
+        o: &mut Outcome<'_>,
+        entry: &Entry,
+        owner: Option<&OwnerQuota>,
+        request: &Request<'_>,
+    ) -> Result<(), Error> {
+        let key = entry.restrictions().quota.as_deref();
+        let owner = owner.filter(|q| q.credits || !q.limits.is_empty());
+        if key.is_none() && owner.is_none() {
+            return Ok(());
+        }
+        let charges = Charges {
+            key: key.map(|q| {
+                let pool = q
+                    .pool
+                    .as_ref()
+                    .map_or(entry.packed_id(), crate::domain::KeyId::pack);
+                (q, Subject::Key(pool))
+            }),
+            owner: owner.map(|q| (q, Subject::Owner(entry.owner_arc()))),
+        };
+        let costs = Costs {
+            credits: request.cost,
+            limits: request.limit_costs,
+        };
+        // Each round leases what it found short; a pool another call
+        // drained meanwhile may take one more.
+        for _ in 0..4 {
+            match self.0.limiter.charge(&charges, &costs) {
+                Charge::Paid(reports) => {
+                    o.limits = reports;
+                    return Ok(());
+                }
+                Charge::Denied(code, reports) => {
+                    o.decision.code = code;
+                    o.detail = code.detail();
+                    o.retry_after = reports.iter().find_map(|r| r.retry_after).or(o.retry_after);
+                    o.limits = reports;
+                    return Ok(());
+                }
+                Charge::Lease(pools) => {
+                    if !self.0.limiter.lease(pools).await {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(Error::Unavailable(LIMITS_UNAVAILABLE))
+    }
+}
+
+/// [`evaluate`] and the usage count, for a caller with no credential
+/// limits and keys without usage limits: what the benches and the unit
+/// tests drive. Never touches the database.
 pub fn verify<'a>(
     index: &KeyIndex,
     usage: &Recorder,
@@ -261,7 +187,7 @@ pub fn verify<'a>(
     now: Timestamp,
     mono_nanos: impl FnOnce() -> u64,
 ) -> Outcome<'a> {
-    verify_within(
+    let o = evaluate(
         index,
         usage,
         key,
@@ -269,14 +195,20 @@ pub fn verify<'a>(
         &TokenLimits::NONE,
         now,
         mono_nanos,
-    )
+    );
+    if let Some(entry) = &o.entry {
+        usage.record(entry.runtime(), &o.decision, request.client_ip, now);
+    }
+    o
 }
 
-/// [`verify`] for a caller confined to some keyspaces or owners (the
-/// verify listener's credential): a key outside them answers `NOT_FOUND`,
-/// exactly as a key that does not exist, and is neither counted nor
-/// charged a rate-limit token.
-pub fn verify_within<'a>(
+/// Parses `key`, looks it up in `index`, decides and takes a token of the
+/// key's per-replica bucket, for a caller confined to `within` (the verify
+/// listener's credential): a key outside it answers `NOT_FOUND`, exactly as
+/// a key that does not exist. Malformed and unknown keys are counted here;
+/// a found key's call is counted by the caller, once its limits are charged.
+/// Allocates nothing but the `Arc` clone of the entry.
+pub fn evaluate<'a>(
     index: &KeyIndex,
     usage: &Recorder,
     key: &str,
@@ -304,11 +236,10 @@ pub fn verify_within<'a>(
         return bare(Code::NotFound, Code::NotFound.detail());
     }
     let mut decision = decide(&entry, request, now);
-    let runtime = entry.runtime();
     let (mut remaining, mut retry_after) = (None, None);
     if let (true, Some(rule)) = (decision.is_valid(), &entry.restrictions().rate_limit) {
         // The monotonic clock is read only for keys with a rate limit.
-        match runtime.take_token(rule.allow, mono_nanos()) {
+        match entry.runtime().take_token(rule.allow, mono_nanos()) {
             Take::Allowed { remaining: r } => remaining = Some(r),
             Take::Limited { retry_after: after } if rule.enforced() => {
                 decision.code = Code::RateLimited;
@@ -320,13 +251,14 @@ pub fn verify_within<'a>(
             }
         }
     }
-    usage.record(runtime, &decision, request.client_ip, now);
     Outcome {
         detail: decision.code.detail(),
         decision,
         entry: Some(entry),
         rate_limit_remaining: remaining,
         retry_after,
+        limits: Vec::new(),
+        owner: None,
     }
 }
 
@@ -337,6 +269,8 @@ fn bare(code: Code, detail: &'static str) -> Outcome<'static> {
         detail,
         rate_limit_remaining: None,
         retry_after: None,
+        limits: Vec::new(),
+        owner: None,
     }
 }
 

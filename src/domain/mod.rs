@@ -14,7 +14,9 @@ mod permission;
 mod policy;
 #[cfg(test)]
 mod props;
+pub mod quota;
 mod random;
+pub mod required;
 pub mod restriction;
 pub mod role;
 mod rotation;
@@ -22,6 +24,7 @@ pub mod scope;
 mod special_ip;
 mod time;
 mod token_grant;
+pub mod verdict;
 pub mod webhook;
 
 pub use api_key::{ApiKey, KeyFormatError, PresentedKey};

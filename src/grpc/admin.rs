@@ -7,6 +7,7 @@
 mod keyspaces;
 mod lifecycle;
 mod policies;
+mod quota;
 mod roles;
 mod tokens;
 mod webhooks;
@@ -377,5 +378,28 @@ impl KeyAdmin for AdminService {
         req: Request<pb::DeleteRoleRequest>,
     ) -> Reply<pb::DeleteRoleResponse> {
         self.delete_role_(req).await
+    }
+
+    async fn get_credits(&self, req: Request<pb::GetCreditsRequest>) -> Reply<pb::Credits> {
+        self.get_credits_(req).await
+    }
+
+    async fn update_credits(&self, req: Request<pb::UpdateCreditsRequest>) -> Reply<pb::Credits> {
+        self.update_credits_(req).await
+    }
+
+    async fn get_owner(&self, req: Request<pb::GetOwnerRequest>) -> Reply<pb::Owner> {
+        self.get_owner_(req).await
+    }
+
+    async fn list_owners(
+        &self,
+        req: Request<pb::ListOwnersRequest>,
+    ) -> Reply<pb::ListOwnersResponse> {
+        self.list_owners_(req).await
+    }
+
+    async fn update_owner(&self, req: Request<pb::UpdateOwnerRequest>) -> Reply<pb::Owner> {
+        self.update_owner_(req).await
     }
 }

@@ -16,8 +16,9 @@
 //!   A key of another keyspace is refused as an unknown key is (401); a
 //!   malformed id denies with 500.
 //! - Unknown, malformed, revoked, expired or disabled keys get 401 with
-//!   `WWW-Authenticate`; scope and restriction failures 403; rate limits 429
-//!   with `retry-after`. A denial names no owner, scopes or metadata.
+//!   `WWW-Authenticate`; scope and restriction failures 403; rate limits and
+//!   spent credits 429 with `retry-after`, the `x-ratelimit-*` headers of the
+//!   tightest limit, and a body naming `rate_limited` or `usage_exceeded`. A denial names no owner, scopes or metadata.
 //! - On allow, the key header is stripped, the key's id, owner and scopes
 //!   go upstream as headers (overwriting the client's) and as dynamic
 //!   metadata, and any other `x-keysmith-*` header the client sent is
@@ -26,13 +27,13 @@
 mod response;
 mod route_scopes;
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, net::IpAddr};
 
 use envoy_types::ext_authz::v3::{
     CheckRequestExt,
     pb::{Authorization, CheckRequest, CheckResponse, HttpStatusCode},
 };
-use response::{allowed, code_name, denied, unauthorized};
+use response::{allowed, denied, unauthorized};
 use route_scopes::RouteScopes;
 
 use super::presented::{Presented, Wipe};
@@ -41,11 +42,8 @@ use zeroize::Zeroize;
 
 use crate::{
     auth::VerifyGate,
-    domain::{Clock, Permission, TokenLimits, mono_nanos},
-    index::{KeyIndex, ReplicaState},
-    metrics::Metrics,
-    usage::Recorder,
-    verify::{self, Code, Request as VerifyRequest},
+    domain::{Permission, TokenLimits},
+    verify::{Class, Code, Request as VerifyRequest, Verifier},
 };
 
 /// The context extension that names the scopes a route requires.
@@ -54,13 +52,7 @@ pub const SCOPES_EXTENSION: &str = "keysmith_scopes";
 pub const KEYSPACE_EXTENSION: &str = "keysmith_keyspace";
 
 pub struct ExtAuthzService {
-    index: Arc<KeyIndex>,
-    metrics: Metrics,
-    replica: Arc<ReplicaState>,
-    /// Refuse when the change log was last read longer ago, like Verify.
-    fail_closed_after: Option<Duration>,
-    usage: Arc<Recorder>,
-    clock: Clock,
+    verifier: Verifier,
     /// Lowercase name of the header that may carry the key.
     key_header: String,
     /// The verify listener's own credential, when required: Envoy sends it
@@ -70,25 +62,9 @@ pub struct ExtAuthzService {
 }
 
 impl ExtAuthzService {
-    // Its parts are folded into one verifier next; until then, one per field.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        index: Arc<KeyIndex>,
-        metrics: Metrics,
-        usage: Arc<Recorder>,
-        clock: Clock,
-        replica: Arc<ReplicaState>,
-        fail_closed_after: Option<Duration>,
-        key_header: &str,
-        gate: VerifyGate,
-    ) -> Self {
+    pub fn new(verifier: Verifier, key_header: &str, gate: VerifyGate) -> Self {
         Self {
-            index,
-            metrics,
-            replica,
-            fail_closed_after,
-            usage,
-            clock,
+            verifier,
             key_header: key_header.to_ascii_lowercase(),
             gate,
         }
@@ -144,6 +120,7 @@ impl Authorization for ExtAuthzService {
             .gate
             .admit(super::bearer_in(&metadata), Permission::Verify)?;
         self.answer(&presented.req, admitted.limits())
+            .await
             .map(Response::new)
     }
 }
@@ -151,14 +128,12 @@ impl Authorization for ExtAuthzService {
 impl ExtAuthzService {
     /// Decides a CheckRequest from memory, as Verify does, for a caller
     /// confined to `within`.
-    fn answer(&self, req: &CheckRequest, within: &TokenLimits) -> Result<CheckResponse, Status> {
-        let started = std::time::Instant::now();
-        if !self.index.is_ready() {
-            return Err(Status::unavailable("the key index is still loading"));
-        }
-        if self.replica.fail_closed(self.fail_closed_after) {
-            return Err(Status::unavailable(super::verify::FAIL_CLOSED));
-        }
+    async fn answer(
+        &self,
+        req: &CheckRequest,
+        within: &TokenLimits,
+    ) -> Result<CheckResponse, Status> {
+        self.verifier.ready()?;
         let empty = HashMap::new();
         let headers = req.get_client_headers().unwrap_or(&empty);
         let Some((key, source)) = self.key(headers) else {
@@ -206,7 +181,7 @@ impl ExtAuthzService {
         let keyspace = extensions
             .and_then(|e| e.get(KEYSPACE_EXTENSION))
             .map_or("", String::as_str);
-        let Ok(keyspaces) = super::convert::keyspace_scope(&self.index, keyspace) else {
+        let Ok(keyspaces) = super::convert::keyspace_scope(self.verifier.index(), keyspace) else {
             tracing::error!(
                 extension = KEYSPACE_EXTENSION,
                 "route names a malformed keyspace; denying"
@@ -226,47 +201,28 @@ impl ExtAuthzService {
             referrer,
             resource,
             keyspaces,
+            ..VerifyRequest::default()
         };
-        let outcome = verify::verify_within(
-            &self.index,
-            &self.usage,
-            key,
-            &request,
-            within,
-            self.clock.now(),
-            mono_nanos,
-        );
+        let outcome = self.verifier.verify(key, &request, within).await?;
         let code = outcome.decision.code;
-        let resp = match code {
-            Code::Valid => allowed(&outcome, key_header, headers),
-            Code::Malformed | Code::NotFound | Code::Revoked | Code::Expired | Code::Disabled => {
-                unauthorized(code, outcome.detail)
-            }
-            Code::RateLimited => {
+        Ok(match code.class() {
+            Class::Allowed => allowed(&outcome, key_header, headers),
+            Class::Unauthenticated => unauthorized(code, outcome.detail),
+            Class::TooMany => {
                 let secs = outcome
                     .retry_after
                     .map_or(1, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+                let mut extra = vec![("retry-after", secs.to_string())];
+                extra.extend(response::rate_headers(&outcome));
                 denied(
                     HttpStatusCode::TooManyRequests,
-                    code_name(code),
+                    code.name(),
                     outcome.detail,
-                    &[("retry-after", secs.to_string())],
+                    &extra,
                 )
             }
-            Code::InsufficientScope
-            | Code::IpNotAllowed
-            | Code::ReferrerNotAllowed
-            | Code::ResourceNotAllowed => denied(
-                HttpStatusCode::Forbidden,
-                code_name(code),
-                outcome.detail,
-                &[],
-            ),
-        };
-        self.metrics
-            .verify_latency
-            .record(started.elapsed().as_secs_f64(), &[]);
-        Ok(resp)
+            Class::Forbidden => denied(HttpStatusCode::Forbidden, code.name(), outcome.detail, &[]),
+        })
     }
 }
 

@@ -1,12 +1,6 @@
-//! KeyVerify handlers. Verify and VerifyStream answer from memory, through
-//! [`VerifyService::answer`]: synchronous code that holds no store and never
-//! awaits. WatchRevocations, the one KeyVerify RPC that waits (on the change
+//! KeyVerify handlers: thin adapters over [`Verifier`], which answers from
+//! memory (and waits only to lease for an empty usage-limit pool). WatchRevocations, the one KeyVerify RPC that waits (on the change
 //! log and the feed), lives in `watch.rs`; this file only delegates to it.
-
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
 
 use futures::StreamExt;
 use tonic::{Request, Response, Status};
@@ -20,57 +14,31 @@ use super::{
 use super::{bearer_in, convert, pb, pb::key_verify_server::KeyVerify};
 use crate::{
     auth::VerifyGate,
-    domain::{Clock, Permission, Timestamp, TokenLimits, mono_nanos},
+    domain::{Permission, Timestamp, TokenLimits},
     error::Error,
-    index::{KeyIndex, ReplicaState},
-    metrics::Metrics,
+    index::KeyIndex,
     usage::Recorder,
-    verify::{self, Request as VerifyRequest},
+    verify::{self, Request as VerifyRequest, Verifier},
     watch::Watcher,
 };
 
 #[derive(Clone)]
 pub struct VerifyService {
-    index: Arc<KeyIndex>,
-    metrics: Metrics,
-    usage: Arc<Recorder>,
-    clock: Clock,
-    replica: Arc<ReplicaState>,
+    verifier: Verifier,
     watch: WatchHandler,
-    /// Refuse to answer when the change log was last read longer ago than this.
-    fail_closed_after: Option<Duration>,
     /// The listener's own credential, when `--verify-auth` requires one.
     gate: VerifyGate,
 }
 
 impl VerifyService {
-    // Its parts are folded into one verifier next; until then, one per field.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        index: Arc<KeyIndex>,
-        metrics: Metrics,
-        usage: Arc<Recorder>,
-        clock: Clock,
-        replica: Arc<ReplicaState>,
-        watcher: Watcher,
-        fail_closed_after: Option<Duration>,
-        gate: VerifyGate,
-    ) -> Self {
+    pub fn new(verifier: Verifier, watcher: Watcher, gate: VerifyGate) -> Self {
         Self {
-            index,
-            metrics,
-            usage,
-            clock,
-            replica,
+            verifier,
             watch: WatchHandler::new(watcher, gate.clone()),
-            fail_closed_after,
             gate,
         }
     }
 }
-
-/// Why a stale replica refuses under `--fail-closed-after`.
-pub const FAIL_CLOSED: &str = "this replica lost contact with the database (fail-closed)";
 
 impl Wipe for pb::VerifyRequest {
     fn wipe(&mut self) {
@@ -78,35 +46,49 @@ impl Wipe for pb::VerifyRequest {
     }
 }
 
+/// The wire request's arguments, checked, as the core's request.
+fn request<'a>(index: &KeyIndex, req: &'a pb::VerifyRequest) -> Result<VerifyRequest<'a>, Status> {
+    let pb::VerifyRequest {
+        key: _,
+        required_scopes,
+        client_ip,
+        referrer,
+        resource,
+        required_any,
+        keyspace,
+        cost,
+        limit_costs,
+    } = req;
+    convert::check_required_scopes(required_scopes)?;
+    convert::check_required_any(required_any)?;
+    Ok(VerifyRequest {
+        required_scopes,
+        required_any,
+        client_ip: convert::client_ip(client_ip)?,
+        referrer,
+        resource,
+        keyspaces: convert::keyspace_scope(index, keyspace)?,
+        cost: convert::cost("cost", cost.unwrap_or(1))?,
+        limit_costs: convert::limit_costs(limit_costs)?,
+    })
+}
+
 impl VerifyService {
     /// One verification, shared by the unary and the streaming RPC, for a
-    /// caller confined to `within`. Never awaits and never touches the
-    /// database.
-    fn answer(
+    /// caller confined to `within`.
+    async fn answer(
         &self,
         req: &Presented<pb::VerifyRequest>,
         within: &TokenLimits,
     ) -> Result<pb::VerifyResponse, Status> {
-        let started = Instant::now();
-        if !self.index.is_ready() {
-            return Err(Error::Unavailable("the key index is still loading").into());
-        }
-        if self.replica.fail_closed(self.fail_closed_after) {
-            return Err(Error::Unavailable(FAIL_CLOSED).into());
-        }
-        let now = self.clock.now();
-        let answered = decide(&self.index, &self.usage, req, within, now, mono_nanos);
-        self.metrics
-            .verify_latency
-            .record(started.elapsed().as_secs_f64(), &[]);
-        answered
+        let request = request(self.verifier.index(), req)?;
+        let outcome = self.verifier.verify(&req.key, &request, within).await?;
+        Ok(convert::verify_response(&outcome))
     }
 }
 
-/// Converts a request's arguments and decides it from memory: Verify's
-/// work after its checks of the replica, and what the fuzz target drives.
-/// `within`: the limits of the caller's credential (keyspaces, owners); the
-/// request's own `keyspace` narrows further.
+/// Converts a request and decides it from memory, as Verify does, without
+/// usage limits: what the fuzz target drives.
 pub(super) fn decide(
     index: &KeyIndex,
     usage: &Recorder,
@@ -115,27 +97,8 @@ pub(super) fn decide(
     now: Timestamp,
     mono_nanos: impl FnOnce() -> u64,
 ) -> Result<pb::VerifyResponse, Status> {
-    let pb::VerifyRequest {
-        key,
-        required_scopes,
-        client_ip,
-        referrer,
-        resource,
-        required_any,
-        keyspace,
-    } = req;
-    convert::check_required_scopes(required_scopes)?;
-    convert::check_required_any(required_any)?;
-    let keyspaces = convert::keyspace_scope(index, keyspace)?;
-    let request = VerifyRequest {
-        required_scopes,
-        required_any,
-        client_ip: convert::client_ip(client_ip)?,
-        referrer,
-        resource,
-        keyspaces,
-    };
-    let outcome = verify::verify_within(index, usage, key, &request, within, now, mono_nanos);
+    let request = request(index, req)?;
+    let outcome = verify::evaluate(index, usage, &req.key, &request, within, now, mono_nanos);
     Ok(convert::verify_response(&outcome))
 }
 
@@ -151,7 +114,9 @@ impl KeyVerify for VerifyService {
         let (metadata, _, req) = req.into_parts();
         let req = Presented::new(req);
         let admitted = self.gate.admit(bearer_in(&metadata), Permission::Verify)?;
-        self.answer(&req, admitted.limits()).map(Response::new)
+        self.answer(&req, admitted.limits())
+            .await
+            .map(Response::new)
     }
 
     type VerifyStreamStream = VerifyResults;
@@ -165,27 +130,33 @@ impl KeyVerify for VerifyService {
         let admitted = self
             .gate
             .admit(bearer_in(req.metadata()), Permission::Verify)?;
-        if !self.index.is_ready() {
+        if !self.verifier.index().is_ready() {
             return Err(Error::Unavailable("the key index is still loading").into());
         }
         let this = self.clone();
-        let answers = req.into_inner().map(move |item| {
-            let pb::VerifyStreamRequest { id, request } = item?;
-            let request = Presented::new(request.unwrap_or_default());
-            if !this.gate.still_admitted(&admitted) {
-                return Err(Error::Unauthenticated.into());
+        let answers = req.into_inner().then(move |item| {
+            let this = this.clone();
+            let admitted = admitted.clone();
+            async move {
+                let pb::VerifyStreamRequest { id, request } = item?;
+                let request = Presented::new(request.unwrap_or_default());
+                if !this.gate.still_admitted(&admitted) {
+                    return Err(Error::Unauthenticated.into());
+                }
+                let result = match this.answer(&request, admitted.limits()).await {
+                    Ok(r) => pb::verify_stream_response::Result::Response(r),
+                    Err(status) => {
+                        pb::verify_stream_response::Result::Error(pb::VerifyStreamError {
+                            code: status.code() as i32,
+                            message: status.message().to_owned(),
+                        })
+                    }
+                };
+                Ok(pb::VerifyStreamResponse {
+                    id,
+                    result: Some(result),
+                })
             }
-            let result = match this.answer(&request, admitted.limits()) {
-                Ok(r) => pb::verify_stream_response::Result::Response(r),
-                Err(status) => pb::verify_stream_response::Result::Error(pb::VerifyStreamError {
-                    code: status.code() as i32,
-                    message: status.message().to_owned(),
-                }),
-            };
-            Ok(pb::VerifyStreamResponse {
-                id,
-                result: Some(result),
-            })
         });
         Ok(Response::new(Box::pin(answers)))
     }

@@ -83,6 +83,10 @@ impl Entry {
         self.id.unpack()
     }
 
+    pub fn packed_id(&self) -> PackedKeyId {
+        self.id
+    }
+
     #[inline]
     pub fn keyspace(&self) -> KeyspaceSlot {
         self.keyspace
@@ -90,6 +94,11 @@ impl Entry {
 
     pub fn owner_id(&self) -> &str {
         &self.owner_id
+    }
+
+    /// The owner id, shared: for naming the owner's limits without copying it.
+    pub fn owner_arc(&self) -> Arc<str> {
+        Arc::clone(&self.owner_id)
     }
 
     pub fn scopes(&self) -> &[Scope] {

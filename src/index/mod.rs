@@ -31,7 +31,7 @@ use keyspaces::KeyspaceSlots;
 pub use keyspaces::{KeyspaceScope, KeyspaceSlot};
 pub use replica::{ReplicaState, Stuck};
 pub use retention::Pruner;
-pub use runtime::KeyRuntime;
+pub use runtime::{KeyCounters, KeyRuntime};
 
 /// Key hash → entry. Written by the local admin path right after a commit
 /// and by the change feed; read by every Verify.

@@ -1,12 +1,28 @@
-use std::sync::{Mutex, PoisonError};
-
-use crate::{
-    domain::{
-        PackedKeyId,
-        restriction::{RateLimit, Take, TokenBucket},
+use std::{
+    net::IpAddr,
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicBool, AtomicI64, AtomicU64},
     },
-    usage::KeyCounters,
 };
+
+use crate::domain::{
+    PackedKeyId,
+    restriction::{RateLimit, Take, TokenBucket},
+    verdict::Code,
+};
+
+/// One key's counts since the last flush.
+#[derive(Debug, Default)]
+pub struct KeyCounters {
+    pub(crate) by_code: [AtomicU64; Code::ALL.len()],
+    pub(crate) would_deny: AtomicU64,
+    /// Unix ms of the last Verify that passed; 0 for none since the last flush.
+    pub(crate) last_used: AtomicI64,
+    pub(crate) last_ip: Mutex<Option<IpAddr>>,
+    /// Set when the key is queued for the next flush.
+    pub(crate) dirty: AtomicBool,
+}
 
 /// A key's live state on this replica: usage counters and its rate-limit
 /// bucket. Shared by every version of the key's record, so an update keeps

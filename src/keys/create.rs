@@ -11,7 +11,8 @@ use crate::{
     },
     error::{Error, Result},
     store::{
-        ChangeKind, Idempotency, MintedPrefix, NewChange, StoreError, WriteBatch, WriteOutcome,
+        ChangeKind, Idempotency, MintedPrefix, NewBalance, NewChange, StoreError, WriteBatch,
+        WriteOutcome,
     },
 };
 
@@ -43,6 +44,15 @@ pub struct CreateKey {
     pub rotation: Option<crate::domain::KeyRotation>,
     /// Roles of the key's keyspace, by name, none repeated.
     pub roles: Vec<RoleName>,
+    /// The key's starting balance, when it spends credits.
+    pub credits: Option<NewCredits>,
+}
+
+/// A balance to start: its credits and how it is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewCredits {
+    pub remaining: i64,
+    pub policy: crate::domain::quota::CreditPolicy,
 }
 
 /// The outcome of CreateKey. `secret` is `None` for a replayed request: the
@@ -82,6 +92,9 @@ impl CreateKey {
             let mut roles: Vec<&str> = self.roles.iter().map(RoleName::as_str).collect();
             roles.sort_unstable();
             list.push(json!({ "roles": roles }));
+        }
+        if let (Some(c), Some(list)) = (self.credits, canonical.as_array_mut()) {
+            list.push(json!({ "credits": c.remaining }));
         }
         if let (Some(ks), Some(list)) = (&self.keyspace_id, canonical.as_array_mut()) {
             list.push(json!({
@@ -190,7 +203,7 @@ impl Keys {
             request_id,
             fingerprint: req.fingerprint(),
         });
-        let key = KeyRecord {
+        let mut key = KeyRecord {
             keyspace_id: ks.id.clone(),
             metadata: req.metadata.clone(),
             expires_at,
@@ -201,6 +214,21 @@ impl Keys {
             role_scopes,
             ..KeyRecord::new(&secret, req.owner_id.clone(), req.name.clone(), scopes, now)
         };
+        // A key's limits draw on a pool named by its id, which its
+        // successors inherit; its credits start with the request's balance.
+        let id = key.id.clone();
+        if let Some(q) = key.restrictions.quota.as_deref_mut() {
+            q.pool = Some(id.clone());
+        }
+        let balances = req
+            .credits
+            .map(|c| NewBalance {
+                subject: format!("key:{}", id.as_str()),
+                remaining: c.remaining,
+                policy: c.policy,
+            })
+            .into_iter()
+            .collect();
         let changes = json!({
             "keyspace_id": key.keyspace_id.as_str(),
             "scopes": key.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
@@ -217,6 +245,7 @@ impl Keys {
             changes: vec![NewChange::of(ChangeKind::Created, &key)],
             notice: None,
             minted: Some(MintedPrefix::new(&ks.id, ks.prefix.as_ref())),
+            balances,
         };
         match self.commit(batch, vec![key.clone()]).await? {
             WriteOutcome::AlreadyNoticed => {

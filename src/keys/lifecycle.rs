@@ -171,7 +171,13 @@ impl Keys {
             // which its successors inherit.
             next.lineage_expires_at = expires_at;
         }
-        if let Some(restrictions) = &patch.restrictions
+        let carried = patch.restrictions.clone().map(|mut r| {
+            if let Some(q) = r.quota.as_deref_mut() {
+                q.carry_from(key.restrictions.quota.as_deref());
+            }
+            r
+        });
+        if let Some(restrictions) = &carried
             && *restrictions != key.restrictions
         {
             let d = diff(key.restrictions.to_json(), restrictions.to_json());

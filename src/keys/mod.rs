@@ -12,6 +12,7 @@ mod lifecycle;
 mod page;
 mod policy;
 mod propagation;
+mod quota;
 mod revoke;
 mod roles;
 mod rotate;
@@ -38,12 +39,13 @@ use crate::{
 const APPLY_WAIT: Duration = Duration::from_secs(2);
 
 pub use actor::Actor;
-pub use create::{CreateKey, Created, Expiry, MAX_TTL};
+pub use create::{CreateKey, Created, Expiry, MAX_TTL, NewCredits};
 pub use keyspaces::{KeyspacePatch, NewKeyspace};
 pub use lifecycle::{KeyPatch, Rotated};
 pub(crate) use page::open as open_page_token;
 pub use page::{AuditQuery, KeyQuery, KeyspaceQuery, MAX_PAGE_SIZE, Page, RoleQuery, page_size};
 pub use propagation::{MAX_PROPAGATION_TIMEOUT, Propagation, StatusReport};
+pub use quota::CreditsOf;
 pub use revoke::{MAX_LINEAGE, Revocation};
 pub use roles::{NewRole, RolePatch, RoleUpdated};
 pub use rotate::{MIN_SELF_GRACE, SELF_ROTATION_INTERVAL};
@@ -86,6 +88,8 @@ pub struct Keys {
     config: KeysConfig,
     /// Seals and opens the list calls' page tokens.
     page_tokens: PageTokens,
+    /// Usage limits: an owner written here applies on this replica at once.
+    limiter: Arc<crate::limits::Limiter>,
 }
 
 /// How often a mutation re-reads and retries after losing a version race.
@@ -98,6 +102,7 @@ impl Keys {
         feed: FeedHandle,
         config: KeysConfig,
         page_tokens: PageTokens,
+        limiter: Arc<crate::limits::Limiter>,
     ) -> Self {
         Self {
             store,
@@ -105,6 +110,7 @@ impl Keys {
             feed,
             config,
             page_tokens,
+            limiter,
         }
     }
 
@@ -273,6 +279,7 @@ impl Keys {
             changes: vec![NewChange::of(m.kind, &next)],
             notice: m.notice.map(|n| (next.id.clone(), n)),
             minted: None,
+            balances: vec![],
         };
         match self.commit(batch, vec![next.clone()]).await {
             Ok(WriteOutcome::Committed { last_seq }) => Ok(Some((next, Some(last_seq)))),

@@ -227,6 +227,7 @@ impl Keys {
                 ],
                 notice: None,
                 minted: None,
+                balances: vec![],
             };
             match self
                 .commit(batch, vec![new.clone(), previous.clone()])

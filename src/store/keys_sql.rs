@@ -47,6 +47,9 @@ pub(super) async fn write(db: &Db, batch: WriteBatch) -> Result<WriteOutcome, St
         update_key(&mut tx, key).await?;
         save_key_roles(&mut tx, key, false).await?;
     }
+    for b in &batch.balances {
+        super::quota_sql::insert_balance(&mut tx, b, Timestamp::now()).await?;
+    }
     // Taken after the key writes, which may conflict, so the change_seq row
     // lock is held as briefly as possible.
     let n = i64::try_from(batch.changes.len()).unwrap_or(i64::MAX);

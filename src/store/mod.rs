@@ -21,6 +21,7 @@ mod limits_sql;
 mod log_sql;
 pub(crate) mod policy;
 mod postgres;
+mod quota_sql;
 mod role_sql;
 mod rows;
 mod sql;
@@ -46,6 +47,9 @@ pub use keys_sql::MintedPrefix;
 pub use keyspace_sql::{KeyspaceStore, KeyspaceUpdate};
 pub use policy::PolicyStore;
 pub use postgres::PgWakeups;
+pub use quota_sql::{
+    Balance, CreditChange, CreditGrant, CreditOutcome, NewBalance, Owner, QuotaStore, TokenGrant,
+};
 pub use role_sql::{RoleDelete, RoleStore, RoleUpdate};
 pub use token_sql::{TOKEN_CHANNEL, TokenFilter, TokenStore};
 pub use usage::{UnknownRow, UsageCounts, UsageRow, UsageStore, UsageWrite, hour_of};
@@ -256,6 +260,8 @@ pub struct WriteBatch {
     /// For an insert: the keyspace prefix its key was minted with, checked
     /// under the change_seq lock (`Conflict` when it changed meanwhile).
     pub minted: Option<MintedPrefix>,
+    /// Credit balances made with the batch's keys.
+    pub balances: Vec<NewBalance>,
 }
 
 #[derive(Debug)]
@@ -350,6 +356,7 @@ pub trait Store:
     + KeyspaceStore
     + RoleStore
     + TokenStore
+    + QuotaStore
     + Send
     + Sync
     + 'static

@@ -139,7 +139,7 @@ fn scopes_json(scopes: &[Scope]) -> serde_json::Value {
 
 /// `FOR UPDATE` on PostgreSQL; nothing on SQLite, whose writer already
 /// holds the database.
-fn for_update(tx: &Tx) -> &'static str {
+pub(super) fn for_update(tx: &Tx) -> &'static str {
     match tx {
         Tx::Postgres(_) => " FOR UPDATE",
         Tx::Sqlite(_) => "",

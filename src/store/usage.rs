@@ -18,6 +18,7 @@ pub struct UsageCounts {
     pub referrer_not_allowed: i64,
     pub resource_not_allowed: i64,
     pub rate_limited: i64,
+    pub usage_exceeded: i64,
     /// Calls that passed but a report-only restriction would have denied.
     pub would_deny: i64,
 }
@@ -34,6 +35,7 @@ impl UsageCounts {
         self.referrer_not_allowed += o.referrer_not_allowed;
         self.resource_not_allowed += o.resource_not_allowed;
         self.rate_limited += o.rate_limited;
+        self.usage_exceeded += o.usage_exceeded;
         self.would_deny += o.would_deny;
     }
 }

@@ -58,7 +58,7 @@ impl UsageStore for SqlStore {
         let rows: Vec<Row> = sql(
             "SELECT hour, total, valid, revoked, expired, disabled, insufficient_scope, \
              ip_not_allowed, referrer_not_allowed, resource_not_allowed, rate_limited, \
-             would_deny FROM key_usage_hourly WHERE key_id = $1 AND hour >= $2 AND hour < $3 \
+             usage_exceeded, would_deny FROM key_usage_hourly WHERE key_id = $1 AND hour >= $2 AND hour < $3 \
              ORDER BY hour",
         )
         .bind(id.as_str())
@@ -109,8 +109,8 @@ async fn add_counts(
     sql(
         "INSERT INTO key_usage_hourly (key_id, hour, total, valid, revoked, expired, disabled, \
          insufficient_scope, ip_not_allowed, referrer_not_allowed, resource_not_allowed, \
-         rate_limited, would_deny) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         rate_limited, usage_exceeded, would_deny) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (key_id, hour) DO UPDATE SET \
          total = key_usage_hourly.total + excluded.total, \
          valid = key_usage_hourly.valid + excluded.valid, \
@@ -124,6 +124,7 @@ async fn add_counts(
          resource_not_allowed = key_usage_hourly.resource_not_allowed \
          + excluded.resource_not_allowed, \
          rate_limited = key_usage_hourly.rate_limited + excluded.rate_limited, \
+         usage_exceeded = key_usage_hourly.usage_exceeded + excluded.usage_exceeded, \
          would_deny = key_usage_hourly.would_deny + excluded.would_deny",
     )
     .bind(key_id.as_str())
@@ -138,6 +139,7 @@ async fn add_counts(
     .bind(c.referrer_not_allowed)
     .bind(c.resource_not_allowed)
     .bind(c.rate_limited)
+    .bind(c.usage_exceeded)
     .bind(c.would_deny)
     .execute(tx)
     .await?;

@@ -3,7 +3,11 @@ use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 use super::Recorder;
-use crate::{domain::Clock, metrics::Metrics, store::Store, verify::Code};
+use crate::{
+    domain::{Clock, verdict::Code},
+    metrics::Metrics,
+    store::Store,
+};
 
 /// Writes usage counters to the store every `interval`, and once more at
 /// shutdown. A failed write puts the counts back for the next round.

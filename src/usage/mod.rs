@@ -10,32 +10,18 @@ use std::{
     net::IpAddr,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicU64, Ordering::Relaxed},
     },
 };
 
 pub use flusher::UsageFlusher;
 
 use crate::{
+    domain::verdict::{Code, Decision},
     domain::{KeyId, Timestamp},
     index::KeyRuntime,
     store::{UsageCounts, UsageWrite},
-    verify::{Code, Decision},
 };
-
-const CODES: usize = Code::ALL.len();
-
-/// One key's counts since the last flush.
-#[derive(Debug, Default)]
-pub struct KeyCounters {
-    by_code: [AtomicU64; CODES],
-    would_deny: AtomicU64,
-    /// Unix ms of the last Verify that passed; 0 for none since the last flush.
-    last_used: AtomicI64,
-    last_ip: Mutex<Option<IpAddr>>,
-    /// Set when the key is queued for the next flush.
-    dirty: AtomicBool,
-}
 
 /// What a flush writes for one key.
 #[derive(Clone, Debug)]
@@ -43,7 +29,7 @@ pub struct UsageDelta {
     pub key_id: KeyId,
     /// Where the counts go back to if the flush fails.
     runtime: Arc<KeyRuntime>,
-    pub by_code: [u64; CODES],
+    pub by_code: [u64; Code::ALL.len()],
     pub would_deny: u64,
     pub last_used_at: Option<Timestamp>,
     pub last_ip: Option<IpAddr>,
@@ -74,6 +60,7 @@ impl UsageDelta {
                 referrer_not_allowed: n(Code::ReferrerNotAllowed),
                 resource_not_allowed: n(Code::ResourceNotAllowed),
                 rate_limited: n(Code::RateLimited),
+                usage_exceeded: n(Code::UsageExceeded),
                 would_deny: i64::try_from(self.would_deny).unwrap_or(i64::MAX),
             },
             last_used_at: self.last_used_at,

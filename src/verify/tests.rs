@@ -7,6 +7,8 @@ use crate::{
         Scope,
         restriction::{IpAllowlist, RateLimit, ReferrerAllowlist, ResourceAllowlist},
     },
+    domain::{Rule, Timestamp},
+    index::{Entry, KeyspaceScope},
     usage::Recorder,
 };
 
@@ -152,6 +154,7 @@ fn restricted() -> KeyRecord {
             mode: Mode::Enforce,
         }),
         rate_limit: None,
+        quota: None,
     };
     r
 }
@@ -297,6 +300,7 @@ fn order_is_state_then_restrictions_then_scope() {
         required_scopes: &scopes,
         required_any: &NoGroups,
         keyspaces: KeyspaceScope::ANY,
+        ..Request::default()
     };
     assert_eq!(
         code(

@@ -139,6 +139,7 @@ fn restrictions(ip: &[&str], referrer: &[&str], resource: &[&str]) -> pb::Restri
             mode: 0,
         }),
         rate_limit: None,
+        ..Default::default()
     }
 }
 

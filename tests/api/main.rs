@@ -36,6 +36,8 @@ mod permissions;
 mod persistence;
 mod pg_cluster;
 mod process;
+mod quota_replicas;
+mod quotas;
 mod readme_session;
 mod receiver;
 mod reflection;

@@ -25,6 +25,7 @@ fn restrictions(mode: RestrictionMode) -> pb::Restrictions {
             mode: m,
         }),
         rate_limit: None,
+        ..Default::default()
     }
 }
 

@@ -4,6 +4,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{
+    KeyId,
+    quota::{KeyQuota, LimitName, Limits, NamedLimit},
+};
+
 use super::{
     IpAllowlist, Mode, RateLimit, ReferrerAllowlist, ResourceAllowlist, Restrictions, Rule,
 };
@@ -18,6 +23,55 @@ struct Json {
     resource: Option<ListJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rate_limit: Option<RateJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota: Option<QuotaJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct QuotaJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pool: Option<String>,
+    #[serde(default)]
+    credits: bool,
+    #[serde(default)]
+    limits: Vec<LimitJson>,
+}
+
+/// A named limit, as stored for keys and owners alike.
+#[derive(Serialize, Deserialize)]
+pub struct LimitJson {
+    pub name: String,
+    pub requests: u32,
+    pub period_ms: u64,
+    pub burst: u32,
+}
+
+/// Named limits to their stored JSON.
+pub fn limits_to_json(limits: &Limits) -> Vec<LimitJson> {
+    limits
+        .iter()
+        .map(|l| LimitJson {
+            name: l.name.as_str().to_owned(),
+            requests: l.rate.requests(),
+            period_ms: l.rate.period().as_millis() as u64,
+            burst: l.rate.burst(),
+        })
+        .collect()
+}
+
+/// Named limits from their stored JSON.
+pub fn limits_from_json(json: Vec<LimitJson>) -> Result<Limits, String> {
+    let limits = json
+        .into_iter()
+        .map(|l| {
+            Ok(NamedLimit {
+                name: LimitName::parse(&l.name).map_err(|e| e.to_string())?,
+                rate: RateLimit::new(l.requests, Duration::from_millis(l.period_ms), l.burst)
+                    .map_err(|e| e.to_string())?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Limits::new(limits).map_err(|e| e.to_string())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -56,6 +110,11 @@ impl Restrictions {
                 period_ms: r.allow.period().as_millis() as u64,
                 burst: r.allow.burst(),
                 mode: r.mode.as_str().to_owned(),
+            }),
+            quota: self.quota.as_ref().map(|q| QuotaJson {
+                pool: q.pool.as_ref().map(|p| p.as_str().to_owned()),
+                credits: q.credits,
+                limits: limits_to_json(&q.limits),
             }),
         };
         serde_json::to_value(json).unwrap_or_default()
@@ -106,6 +165,20 @@ impl Restrictions {
                     })
                 })
                 .transpose()?,
+            quota: json
+                .quota
+                .map(|q| {
+                    Ok::<_, String>(Box::new(KeyQuota {
+                        pool: q
+                            .pool
+                            .map(|p| p.parse::<KeyId>())
+                            .transpose()
+                            .map_err(|_| "quota pool is not a key id".to_owned())?,
+                        credits: q.credits,
+                        limits: limits_from_json(q.limits)?,
+                    }))
+                })
+                .transpose()?,
         })
     }
 }
@@ -133,6 +206,15 @@ mod tests {
                 allow: RateLimit::new(10, Duration::from_secs(1), 20).unwrap(),
                 mode: Mode::Enforce,
             }),
+            quota: Some(Box::new(KeyQuota {
+                pool: Some(KeyId::generate()),
+                credits: true,
+                limits: Limits::new(vec![NamedLimit {
+                    name: LimitName::parse("tokens").unwrap(),
+                    rate: RateLimit::new(50_000, Duration::from_secs(60), 50_000).unwrap(),
+                }])
+                .unwrap(),
+            })),
         };
         assert_eq!(Restrictions::from_json(&r.to_json()), Ok(r));
         assert_eq!(

@@ -6,6 +6,7 @@
 
 mod ip;
 mod json;
+pub use json::{LimitJson, limits_from_json, limits_to_json};
 mod rate;
 mod referrer;
 mod resource;
@@ -62,6 +63,8 @@ pub struct Restrictions {
     pub referrer: Option<Rule<ReferrerAllowlist>>,
     pub resource: Option<Rule<ResourceAllowlist>>,
     pub rate_limit: Option<Rule<RateLimit>>,
+    /// Credits and named limits, held across replicas.
+    pub quota: Option<Box<crate::domain::quota::KeyQuota>>,
 }
 
 impl Restrictions {
@@ -70,6 +73,7 @@ impl Restrictions {
         referrer: None,
         resource: None,
         rate_limit: None,
+        quota: None,
     };
 
     pub fn is_empty(&self) -> bool {

@@ -88,6 +88,11 @@ pub fn create_request(req: pb::CreateKeyRequest) -> Result<CreateKey> {
         (None, Some(d)) => Some(Expiry::After(duration("ttl", d)?)),
         (None, None) => None,
     };
+    let credits = raw_restrictions
+        .as_ref()
+        .and_then(|r| r.credits)
+        .map(|c| super::credit_settings("restrictions.credits", c))
+        .transpose()?;
     let request_id = if request_id.is_empty() {
         None
     } else {
@@ -110,6 +115,7 @@ pub fn create_request(req: pb::CreateKeyRequest) -> Result<CreateKey> {
         restrictions: restrictions("restrictions", raw_restrictions)?,
         rotation: rotation("rotation_policy", rotation_policy)?,
         roles: role_names("roles", raw_roles)?,
+        credits,
     })
 }
 
@@ -168,7 +174,10 @@ pub fn key_patch(req: pb::UpdateKeyRequest) -> Result<(crate::domain::KeyId, Key
             })
             .transpose()?,
         restrictions: named("restrictions")
-            .then(|| restrictions("key.restrictions", raw_restrictions))
+            .then(|| {
+                no_credits("key.restrictions.credits", raw_restrictions.as_ref())?;
+                restrictions("key.restrictions", raw_restrictions)
+            })
             .transpose()?,
         rotation: named("rotation_policy")
             .then(|| rotation("key.rotation_policy", rotation_policy))
@@ -254,5 +263,17 @@ pub fn keys_page(page: Page<KeyRecord>, now: Timestamp) -> pb::ListKeysResponse 
     pb::ListKeysResponse {
         keys: page.items.iter().map(|k| key_message(k, now)).collect(),
         next_page_token: page.next_page_token.unwrap_or_default(),
+    }
+}
+
+/// Refuses credit settings where they cannot start a balance: a key's
+/// balance starts at CreateKey and changes with UpdateCredits.
+pub(super) fn no_credits(field: &str, r: Option<&pb::Restrictions>) -> Result<()> {
+    match r.and_then(|r| r.credits.as_ref()) {
+        Some(c) if *c != pb::CreditSettings::default() => Err(Error::invalid(
+            field,
+            "a key's credits start at CreateKey; change them with UpdateCredits",
+        )),
+        _ => Ok(()),
     }
 }

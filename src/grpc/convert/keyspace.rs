@@ -111,7 +111,18 @@ fn defaults(field: &str, d: Option<pb::KeyspaceDefaults>) -> Result<KeyspaceDefa
             MAX_TTL,
             "10 years",
         )?,
-        restrictions: restrictions(&format!("{field}.restrictions"), raw_restrictions)?,
+        restrictions: {
+            if raw_restrictions
+                .as_ref()
+                .is_some_and(|r| r.credits.is_some())
+            {
+                return Err(Error::invalid(
+                    format!("{field}.restrictions.credits"),
+                    "keyspace defaults cannot start balances; set credits on CreateKey",
+                ));
+            }
+            restrictions(&format!("{field}.restrictions"), raw_restrictions)?
+        },
     })
 }
 

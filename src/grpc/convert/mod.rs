@@ -7,6 +7,7 @@ mod events;
 mod key;
 mod keyspace;
 mod policy;
+mod quota;
 mod restrictions;
 mod role;
 mod rotation;
@@ -27,6 +28,10 @@ pub use keyspace::{
     to_keyspace,
 };
 pub use policy::{owner_policy, to_owner_policy};
+pub use quota::{
+    OwnerPatch, cost, credit_change, credit_policy, credit_settings, credits_subject, limit_costs,
+    owner_patch, to_credits, to_owner,
+};
 pub use restrictions::{restrictions, to_restrictions};
 pub use role::{create_role, list_roles, role_patch, role_ref, role_updated, roles_page, to_role};
 pub use token::{

@@ -2,6 +2,7 @@ use super::{duration, pb};
 use crate::{
     domain::{
         Mode, Restrictions, Rule,
+        quota::KeyQuota,
         restriction::{IpAllowlist, RateLimit, ReferrerAllowlist, ResourceAllowlist},
     },
     error::{Error, Result},
@@ -47,10 +48,20 @@ pub fn restrictions(field: &str, r: Option<pb::Restrictions>) -> Result<Restrict
         referrer,
         resource,
         rate_limit,
+        limits,
+        credits,
     }) = r
     else {
         return Ok(Restrictions::default());
     };
+    let limits = super::quota::named_limits(&format!("{field}.limits"), limits)?;
+    let quota = (!limits.is_empty() || credits.is_some()).then(|| {
+        Box::new(KeyQuota {
+            pool: None,
+            credits: credits.is_some(),
+            limits,
+        })
+    });
     let ip = ip
         .map(|pb::IpRestriction { allow, mode }| {
             allowlist(&format!("{field}.ip"), &allow, mode, |a| {
@@ -98,6 +109,7 @@ pub fn restrictions(field: &str, r: Option<pb::Restrictions>) -> Result<Restrict
         referrer,
         resource,
         rate_limit,
+        quota,
     })
 }
 
@@ -127,5 +139,17 @@ pub fn to_restrictions(r: &Restrictions) -> Option<pb::Restrictions> {
             burst: x.allow.burst(),
             mode: to_mode(x.mode),
         }),
+        limits: r
+            .quota
+            .as_ref()
+            .map(|q| super::quota::to_named_limits(&q.limits))
+            .unwrap_or_default(),
+        // The balance itself is read with GetCredits; an empty settings
+        // message says the key spends credits.
+        credits: r
+            .quota
+            .as_ref()
+            .filter(|q| q.credits)
+            .map(|_| pb::CreditSettings::default()),
     })
 }

@@ -18,6 +18,7 @@ fn counts(c: &UsageCounts) -> pb::UsageCounts {
         referrer_not_allowed,
         resource_not_allowed,
         rate_limited,
+        usage_exceeded,
         would_deny,
     } = *c;
     pb::UsageCounts {
@@ -31,6 +32,7 @@ fn counts(c: &UsageCounts) -> pb::UsageCounts {
         referrer_not_allowed,
         resource_not_allowed,
         rate_limited,
+        usage_exceeded,
         would_deny,
     }
 }

@@ -78,20 +78,9 @@ impl AnyOf for Vec<pb::ScopeAlternatives> {
     }
 }
 
+/// The wire code of `c`: `VerifyCode` numbers the codes `index + 1`.
 fn code(c: Code) -> pb::VerifyCode {
-    match c {
-        Code::Valid => pb::VerifyCode::Valid,
-        Code::Malformed => pb::VerifyCode::Malformed,
-        Code::NotFound => pb::VerifyCode::NotFound,
-        Code::Revoked => pb::VerifyCode::Revoked,
-        Code::Expired => pb::VerifyCode::Expired,
-        Code::Disabled => pb::VerifyCode::Disabled,
-        Code::InsufficientScope => pb::VerifyCode::InsufficientScope,
-        Code::IpNotAllowed => pb::VerifyCode::IpNotAllowed,
-        Code::ReferrerNotAllowed => pb::VerifyCode::ReferrerNotAllowed,
-        Code::ResourceNotAllowed => pb::VerifyCode::ResourceNotAllowed,
-        Code::RateLimited => pb::VerifyCode::RateLimited,
-    }
+    pb::VerifyCode::try_from(c.index() as i32 + 1).unwrap_or(pb::VerifyCode::Unspecified)
 }
 
 pub fn verify_response(o: &Outcome<'_>) -> pb::VerifyResponse {
@@ -136,6 +125,29 @@ pub fn verify_response(o: &Outcome<'_>) -> pb::VerifyResponse {
             .iter()
             .map(|(a, b)| (a.clone(), b.clone()))
             .collect();
+        if let Some(owner) = &o.owner {
+            resp.owner_metadata = owner
+                .metadata
+                .iter()
+                .map(|(a, b)| (a.clone(), b.clone()))
+                .collect();
+        }
     }
+    resp.limits = super::quota::limit_states(&o.limits);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_its_wire_code() {
+        for c in Code::ALL {
+            let wire = code(c);
+            assert_ne!(wire, pb::VerifyCode::Unspecified, "{c:?}");
+            let name = wire.as_str_name().trim_start_matches("VERIFY_CODE_");
+            assert_eq!(name.to_ascii_lowercase(), c.name(), "{c:?}");
+        }
+    }
 }

@@ -13,7 +13,11 @@ use envoy_types::{
 };
 use tonic::Status;
 
-use crate::verify::{Code, Outcome};
+use crate::{
+    domain::Timestamp,
+    limits::Kind as LimitKind,
+    verify::{Code, Outcome},
+};
 
 /// Every identity header keysmith sets starts with this. The upstream trusts
 /// them, so a client's own copies never get through (see [`allowed`]).
@@ -24,7 +28,9 @@ const SCOPES: &str = "x-keysmith-scopes";
 const ENVIRONMENT: &str = "x-keysmith-environment";
 /// The identity headers an allow sets (and so overwrites).
 const SET: [&str; 4] = [KEY_ID, OWNER_ID, SCOPES, ENVIRONMENT];
+const RATE_LIMIT: &str = "x-ratelimit-limit";
 const RATE_REMAINING: &str = "x-ratelimit-remaining";
+const RATE_RESET: &str = "x-ratelimit-reset";
 
 /// A denial: `status` for the client, a JSON body with the error's name and
 /// a fixed detail, and nothing about the key (no owner, scopes or metadata).
@@ -51,20 +57,27 @@ pub fn denied(
     resp
 }
 
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Valid => "valid",
-        Code::Malformed => "malformed",
-        Code::NotFound => "not_found",
-        Code::Revoked => "revoked",
-        Code::Expired => "expired",
-        Code::Disabled => "disabled",
-        Code::InsufficientScope => "insufficient_scope",
-        Code::IpNotAllowed => "ip_not_allowed",
-        Code::ReferrerNotAllowed => "referrer_not_allowed",
-        Code::ResourceNotAllowed => "resource_not_allowed",
-        Code::RateLimited => "rate_limited",
-    }
+/// The `x-ratelimit-limit`, `-remaining` and `-reset` (seconds) headers of
+/// the tightest named limit: the one with the fewest tokens left.
+pub fn rate_headers(o: &Outcome<'_>) -> Vec<(&'static str, String)> {
+    let now = Timestamp::now().as_millis();
+    let tightest = o
+        .limits
+        .iter()
+        .filter_map(|r| match &r.pool.kind {
+            LimitKind::Tokens { rate, .. } => Some((r, rate)),
+            LimitKind::Credits => None,
+        })
+        .min_by_key(|(r, _)| r.remaining);
+    let Some((r, rate)) = tightest else {
+        return Vec::new();
+    };
+    let reset_ms = r.reset_at.map_or(0, |t| (t.as_millis() - now).max(0));
+    vec![
+        (RATE_LIMIT, rate.requests().to_string()),
+        (RATE_REMAINING, r.remaining.max(0).to_string()),
+        (RATE_RESET, ((reset_ms + 999) / 1000).to_string()),
+    ]
 }
 
 pub fn unauthorized(code: Code, detail: &str) -> CheckResponse {
@@ -73,7 +86,7 @@ pub fn unauthorized(code: Code, detail: &str) -> CheckResponse {
     );
     denied(
         HttpStatusCode::Unauthorized,
-        code_name(code),
+        code.name(),
         detail,
         &[("www-authenticate", challenge)],
     )
@@ -126,13 +139,20 @@ pub fn allowed(
         set(&mut http, OWNER_ID, owner_id.clone());
         set(&mut http, SCOPES, scopes.join(" "));
         set(&mut http, ENVIRONMENT, k.environment.as_str().to_owned());
-        match o.rate_limit_remaining {
-            Some(remaining) => set(&mut http, RATE_REMAINING, remaining.to_string()),
-            // Only keysmith speaks for the key's rate limit upstream.
-            None if client_headers.contains_key(RATE_REMAINING) => {
-                http.remove_header(RATE_REMAINING);
+        let named = rate_headers(o);
+        if !named.is_empty() {
+            for (name, value) in named {
+                set(&mut http, name, value);
             }
-            None => {}
+        } else {
+            match o.rate_limit_remaining {
+                Some(remaining) => set(&mut http, RATE_REMAINING, remaining.to_string()),
+                // Only keysmith speaks for the key's rate limit upstream.
+                None if client_headers.contains_key(RATE_REMAINING) => {
+                    http.remove_header(RATE_REMAINING);
+                }
+                None => {}
+            }
         }
         let list = scopes.into_iter().map(text).collect();
         metadata.fields.insert("key_id".into(), text(key_id));

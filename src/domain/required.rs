@@ -20,7 +20,7 @@ pub fn granted(held: &[Scope], required: &str) -> bool {
 
 /// Groups of alternative scopes, each scope already checked by
 /// [`crate::domain::scope::check_required`] and each group non-empty.
-pub trait AnyOf: fmt::Debug {
+pub trait AnyOf: fmt::Debug + Sync {
     /// The first group of which `held` grants no scope.
     fn first_unmet(&self, held: &[Scope]) -> Option<Unmet<'_>>;
 }

@@ -1,0 +1,327 @@
+//! Usage limits held across replicas: credits and named rate limits, each
+//! an authoritative count in the store that replicas lease blocks of
+//! (`pool.rs`). The Verify path spends from a block with one atomic
+//! compare-and-swap per counter; the keeper (`keeper.rs`) leases the next
+//! block before this one runs out, sized from this replica's own recent
+//! rate, and gives back what it holds when idle or shutting down.
+//!
+//! Why this holds:
+//! - a unit is taken out of the store's count when it is leased, and a
+//!   replica spends only what it leased: a balance is never overspent and a
+//!   bucket never admits more than `burst + rate × time`, with any number of
+//!   replicas;
+//! - a credit lease expires ([`LEASE_TTL`]) unless renewed: a replica that
+//!   died holding credits forfeits them then (counted as spent, never handed
+//!   out twice); rate tokens it held simply lapse, the bucket refills;
+//! - only an empty pool waits on the store, for one lease, with a deadline.
+
+mod keeper;
+mod pool;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, PoisonError, RwLock,
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use dashmap::DashMap;
+
+pub use pool::{Kind, Pool, Take};
+
+use crate::{
+    domain::{
+        Clock, Metadata, Timestamp,
+        quota::{Limits, Subject},
+        verdict::Code,
+    },
+    store::{Owner, Store},
+};
+
+/// How long a credit lease lasts unless its replica renews it (every second
+/// while it holds credits). A replica killed holding credits forfeits them
+/// at most this long after it died.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How long a call may wait for a lease before the replica answers UNAVAILABLE.
+pub const LEASE_WAIT: Duration = Duration::from_millis(500);
+
+/// An owner's limits and metadata, as this replica last read them.
+#[derive(Debug, Default)]
+pub struct OwnerQuota {
+    pub metadata: Metadata,
+    pub limits: Limits,
+    pub credits: bool,
+}
+
+/// Which counter of a subject: its credits, or its named limit at an index.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PoolKey {
+    subject: Subject,
+    slot: u8,
+}
+
+/// Whose limit a report is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    Key,
+    Owner,
+}
+
+/// One limit's state after a call, for the response.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub pool: Arc<Pool>,
+    pub holder: Holder,
+    /// Remaining units (credits, or tokens of a named limit).
+    pub remaining: i64,
+    /// When the count is next whole again: a bucket full, a balance refilled.
+    pub reset_at: Option<Timestamp>,
+    /// For RATE_LIMITED: when one call's worth will be there again.
+    pub retry_after: Option<Duration>,
+}
+
+/// How a charge went.
+#[derive(Debug)]
+pub enum Charge {
+    /// Every counter paid; their states.
+    Paid(Vec<Report>),
+    /// One could not: its code, and every counter's state (nothing spent).
+    Denied(Code, Vec<Report>),
+    /// These pools must lease before the call can be decided.
+    Lease(Vec<(Arc<Pool>, i64)>),
+}
+
+/// What a call costs: credits, and tokens of each named limit (1 unless named).
+#[derive(Clone, Copy, Debug)]
+pub struct Costs<'a> {
+    pub credits: u32,
+    pub limits: Option<&'a HashMap<String, u32>>,
+}
+
+impl Default for Costs<'_> {
+    fn default() -> Self {
+        Self {
+            credits: 1,
+            limits: None,
+        }
+    }
+}
+
+impl Costs<'_> {
+    fn of(&self, name: &str) -> i64 {
+        i64::from(self.limits.and_then(|m| m.get(name)).copied().unwrap_or(1))
+    }
+}
+
+/// The limits a call answers to: its key's and its owner's.
+pub struct Charges<'a> {
+    pub key: Option<(&'a crate::domain::quota::KeyQuota, Subject)>,
+    pub owner: Option<(&'a OwnerQuota, Subject)>,
+}
+
+pub struct Limiter {
+    store: Arc<dyn Store>,
+    replica: String,
+    clock: Clock,
+    pools: DashMap<PoolKey, Arc<Pool>>,
+    owners: RwLock<HashMap<Arc<str>, Arc<OwnerQuota>>>,
+    /// Whether any owner has anything set: until then, Verify reads this
+    /// flag and takes no lock.
+    has_owners: AtomicBool,
+    /// Wall-clock ms of the last owner reload.
+    owners_read: AtomicI64,
+    /// Store calls made, for the load bench.
+    pub statements: AtomicU64,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("replica", &self.replica)
+            .field("pools", &self.pools.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Limiter {
+    pub fn new(store: Arc<dyn Store>, replica: String, clock: Clock) -> Self {
+        Self {
+            store,
+            replica,
+            clock,
+            pools: DashMap::new(),
+            owners: RwLock::default(),
+            has_owners: AtomicBool::new(false),
+            owners_read: AtomicI64::new(0),
+            statements: AtomicU64::new(0),
+        }
+    }
+
+    /// The owner's limits and metadata, if it has any set.
+    #[inline]
+    pub fn owner(&self, id: &str) -> Option<Arc<OwnerQuota>> {
+        if !self.has_owners.load(Relaxed) {
+            return None;
+        }
+        let owners = self.owners.read().unwrap_or_else(PoisonError::into_inner);
+        if owners.is_empty() {
+            return None;
+        }
+        owners.get(id).cloned()
+    }
+
+    /// Applies an owner written here at once (other replicas reload it).
+    pub fn put_owner(&self, o: &Owner) {
+        let q = Arc::new(OwnerQuota {
+            metadata: o.metadata.clone(),
+            limits: o.limits.clone(),
+            credits: o.credits,
+        });
+        self.owners
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(o.id.as_str().into(), q);
+        self.has_owners.store(true, Relaxed);
+    }
+
+    fn pool(&self, subject: &Subject, slot: u8, kind: Kind) -> Arc<Pool> {
+        let key = PoolKey {
+            subject: subject.clone(),
+            slot,
+        };
+        if let Some(p) = self.pools.get(&key)
+            && p.kind == kind
+        {
+            return Arc::clone(&p);
+        }
+        // First use, or the limit changed: a fresh pool. What the old one
+        // held is given back by the keeper when it finds it orphaned.
+        let p = Arc::new(Pool::new(subject.to_db(), kind));
+        if let Some(old) = self.pools.insert(key, Arc::clone(&p)) {
+            keeper::orphan(self, old);
+        }
+        p
+    }
+
+    /// Charges a call to every counter it answers to, all or nothing.
+    pub fn charge(&self, charges: &Charges<'_>, costs: &Costs<'_>) -> Charge {
+        let now = self.clock.now().as_millis();
+        let mut items: Vec<(Arc<Pool>, i64, Holder)> = Vec::new();
+        let mut add = |subject: &Subject, limits: &Limits, credits: bool, holder: Holder| {
+            for (i, l) in limits.iter().enumerate() {
+                let kind = Kind::Tokens {
+                    name: l.name.clone(),
+                    rate: l.rate,
+                };
+                let slot = u8::try_from(i + 1).unwrap_or(u8::MAX);
+                items.push((
+                    self.pool(subject, slot, kind),
+                    costs.of(l.name.as_str()),
+                    holder,
+                ));
+            }
+            if credits {
+                let cost = i64::from(costs.credits);
+                items.push((self.pool(subject, 0, Kind::Credits), cost, holder));
+            }
+        };
+        if let Some((q, s)) = &charges.key {
+            add(s, &q.limits, q.credits, Holder::Key);
+        }
+        if let Some((q, s)) = &charges.owner {
+            add(s, &q.limits, q.credits, Holder::Owner);
+        }
+        let mut lease = Vec::new();
+        let mut denied = None;
+        let mut taken = 0;
+        for (i, (pool, cost, _)) in items.iter().enumerate() {
+            if !lease.is_empty() {
+                // Already leasing: lease for every other cold pool too, so
+                // one wait covers the call.
+                if pool.is_cold() {
+                    lease.push((Arc::clone(pool), *cost));
+                }
+                continue;
+            }
+            match pool.take(*cost, now) {
+                Take::Taken => taken = i + 1,
+                Take::Lease => lease.push((Arc::clone(pool), *cost)),
+                Take::Out => {
+                    denied = Some(i);
+                    break;
+                }
+            }
+        }
+        let paid = taken == items.len();
+        if !paid {
+            for (pool, cost, _) in &items[..taken] {
+                pool.untake(*cost);
+            }
+        }
+        if !lease.is_empty() {
+            return Charge::Lease(lease);
+        }
+        let reports = items
+            .iter()
+            .enumerate()
+            .map(|(i, (pool, cost, holder))| report(pool, *holder, *cost, denied == Some(i), now))
+            .collect();
+        match denied {
+            None => Charge::Paid(reports),
+            Some(i) => {
+                let code = match items[i].0.kind {
+                    Kind::Credits => Code::UsageExceeded,
+                    Kind::Tokens { .. } => Code::RateLimited,
+                };
+                Charge::Denied(code, reports)
+            }
+        }
+    }
+
+    /// Leases for each pool at least its cost (one lease in flight per
+    /// pool; others wait for it). `false` when the store did not answer in
+    /// time.
+    pub async fn lease(&self, pools: Vec<(Arc<Pool>, i64)>) -> bool {
+        let all = async {
+            for (pool, cost) in pools {
+                if let Err(e) = keeper::fetch(self, &pool, cost).await {
+                    tracing::warn!(error = %e, "usage limit lease failed");
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(LEASE_WAIT, all).await.unwrap_or(false)
+    }
+}
+
+fn report(pool: &Arc<Pool>, holder: Holder, cost: i64, failed: bool, now_ms: i64) -> Report {
+    let remaining = pool.remaining();
+    let (reset_at, retry_after) = match &pool.kind {
+        Kind::Credits => {
+            let next = pool.next_refill.load(Relaxed);
+            ((next > 0).then(|| Timestamp::from_millis(next)), None)
+        }
+        Kind::Tokens { rate, .. } => {
+            let per_token = rate.period().as_millis() as i64 / i64::from(rate.requests()).max(1);
+            let missing = (i64::from(rate.burst()) - remaining).max(0);
+            let retry = failed.then(|| {
+                let wait = (cost - remaining).max(1) * per_token.max(1);
+                Duration::from_millis(u64::try_from(wait).unwrap_or(0))
+            });
+            (
+                Some(Timestamp::from_millis(now_ms + missing * per_token)),
+                retry,
+            )
+        }
+    };
+    Report {
+        pool: Arc::clone(pool),
+        holder,
+        remaining,
+        reset_at,
+        retry_after,
+    }
+}
