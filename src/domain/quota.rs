@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Timestamp, restriction::RateLimit};
+use super::{Timestamp, restriction::rate::RateLimit};
 
 /// The largest balance, refill or adjustment: far beyond any plan, and far
 /// from overflowing an `i64` when added to.

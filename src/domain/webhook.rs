@@ -13,7 +13,7 @@ pub use super::special_ip::is_public;
 use super::{base62, random::RandomnessError};
 
 /// Every event a webhook can subscribe to. Each is also an audit action.
-pub const EVENT_TYPES: [&str; 10] = [
+pub const EVENT_TYPES: [&str; 14] = [
     "key.created",
     "key.updated",
     "key.rotated",
@@ -24,6 +24,10 @@ pub const EVENT_TYPES: [&str; 10] = [
     "key.expired",
     "key.rotation_due",
     "key.stale",
+    "key.credits_low",
+    "key.credits_exhausted",
+    "credits.updated",
+    "owner.updated",
 ];
 
 /// A subscription: one event type, or `*` for all.

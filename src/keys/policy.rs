@@ -49,7 +49,7 @@ impl Keys {
         Ok(self.store.owner_policies().await?)
     }
 
-    async fn owner_policy(&self, owner: &OwnerId) -> Result<Option<StalePolicy>> {
+    pub async fn owner_policy(&self, owner: &OwnerId) -> Result<Option<StalePolicy>> {
         let all = self.store.owner_policies().await?;
         Ok(all.into_iter().find(|(o, _)| o == owner).map(|(_, p)| p))
     }

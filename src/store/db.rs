@@ -132,6 +132,15 @@ impl Tx {
     }
 }
 
+/// `FOR UPDATE` on PostgreSQL; nothing on SQLite, whose writer already
+/// holds the database.
+pub(crate) fn for_update(tx: &Tx) -> &'static str {
+    match tx {
+        Tx::Postgres(_) => " FOR UPDATE",
+        Tx::Sqlite(_) => "",
+    }
+}
+
 /// A value bound to a statement parameter. `None` binds SQL `NULL`.
 #[derive(Clone, Debug)]
 pub(crate) enum Value {

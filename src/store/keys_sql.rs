@@ -48,7 +48,7 @@ pub(super) async fn write(db: &Db, batch: WriteBatch) -> Result<WriteOutcome, St
         save_key_roles(&mut tx, key, false).await?;
     }
     for b in &batch.balances {
-        super::quota_sql::insert_balance(&mut tx, b, Timestamp::now()).await?;
+        super::balance_sql::insert_balance(&mut tx, b, Timestamp::now()).await?;
     }
     // Taken after the key writes, which may conflict, so the change_seq row
     // lock is held as briefly as possible.

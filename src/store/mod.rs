@@ -11,6 +11,7 @@
 
 pub mod audit_chain;
 mod audit_sql;
+mod balance_sql;
 mod catalogue_sql;
 mod db;
 mod durability;
@@ -42,13 +43,14 @@ use crate::domain::{
     Environment, KeyHash, KeyId, KeyRecord, KeyState, KeyspaceId, OwnerId, RequestId, Timestamp,
 };
 
+pub use balance_sql::NewBalance;
 pub use durability::Durability;
 pub use keys_sql::MintedPrefix;
 pub use keyspace_sql::{KeyspaceStore, KeyspaceUpdate};
 pub use policy::PolicyStore;
 pub use postgres::PgWakeups;
 pub use quota_sql::{
-    Balance, CreditChange, CreditGrant, CreditOutcome, NewBalance, Owner, QuotaStore, TokenGrant,
+    Balance, CreditChange, CreditGrant, CreditOutcome, Owner, QuotaStore, TokenGrant,
 };
 pub use role_sql::{RoleDelete, RoleStore, RoleUpdate};
 pub use token_sql::{TOKEN_CHANNEL, TokenFilter, TokenStore};

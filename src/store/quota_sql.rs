@@ -15,8 +15,8 @@ use sqlx::types::Json;
 use super::{
     NewAuditEvent, StoreError,
     audit_sql::{append_audit, audit_and_commit, lock_seq},
-    db::{Tx, sql},
-    role_sql::for_update,
+    balance_sql::{NewBalance, insert_balance, policy_columns},
+    db::{Tx, for_update, sql},
     sql::SqlStore,
 };
 use crate::domain::{
@@ -60,14 +60,6 @@ pub enum CreditChange {
     Set(i64),
     Increment(i64),
     Decrement(i64),
-}
-
-/// A new balance, written with the key or owner it belongs to.
-#[derive(Clone, Debug)]
-pub struct NewBalance {
-    pub subject: String,
-    pub remaining: i64,
-    pub policy: CreditPolicy,
 }
 
 /// An owner as a resource.
@@ -208,23 +200,6 @@ fn policy_from(
     Ok(CreditPolicy { refill, low_at })
 }
 
-/// The refill columns of a policy: kind, amount, day, every_ms.
-fn policy_columns(
-    p: &CreditPolicy,
-) -> (Option<&'static str>, Option<i64>, Option<i64>, Option<i64>) {
-    match p.refill {
-        None => (None, None, None, None),
-        Some(r) => {
-            let (kind, day, every) = match r.interval() {
-                RefillInterval::Daily => ("daily", None, None),
-                RefillInterval::Monthly { day } => ("monthly", Some(i64::from(day)), None),
-                RefillInterval::Every(d) => ("every", None, Some(d.as_millis() as i64)),
-            };
-            (Some(kind), Some(r.amount()), day, every)
-        }
-    }
-}
-
 struct Locked {
     remaining: i64,
     policy: CreditPolicy,
@@ -264,17 +239,21 @@ fn refilled(b: &mut Locked, now: Timestamp) -> bool {
     }
 }
 
-/// The notice a move of the balance from `before` to `after` owes, if any.
-fn notice(policy: &CreditPolicy, before: i64, after: i64) -> Option<&'static str> {
-    if after == 0 && before > 0 {
-        Some("exhausted")
-    } else {
-        policy
-            .low_at
-            .filter(|&t| before > t && after <= t)
-            .map(|_| "low")
+/// The notice a move of the balance from `before` to `after` owes, if any:
+/// `exhausted` when it reached 0 and a call wanted more (`short`), `low`
+/// when it fell to the policy's line.
+fn notice(policy: &CreditPolicy, before: i64, after: i64, short: bool) -> Option<&'static str> {
+    let low = policy.low_at.is_some_and(|t| before > t && after <= t);
+    match (low, after == 0 && short) {
+        (true, true) => Some(BOTH),
+        (true, false) => Some("low"),
+        (false, true) => Some("exhausted"),
+        (false, false) => None,
     }
 }
+
+/// Both notices owed.
+const BOTH: &str = "low,exhausted";
 
 async fn held(tx: &mut Tx, subject: &str) -> Result<i64, StoreError> {
     let (h,): (Option<i64>,) =
@@ -298,7 +277,8 @@ async fn write_balance(
     sql(
         "UPDATE credit_balances SET remaining = $2, refill_kind = $3, refill_amount = $4, \
          refill_day = $5, refill_every_ms = $6, last_refill_at = $7, low_at = $8, \
-         notice_due = COALESCE($9, notice_due), \
+         notice_due = CASE WHEN $9 IS NULL THEN notice_due \
+         WHEN notice_due IS NULL OR notice_due = $9 THEN $9 ELSE 'low,exhausted' END, \
          low_sent = CASE WHEN $10 THEN FALSE ELSE low_sent END, \
          exhausted_sent = CASE WHEN $11 THEN FALSE ELSE exhausted_sent END, \
          updated_at = $12 WHERE subject = $1",
@@ -315,36 +295,6 @@ async fn write_balance(
     .bind(above_low)
     .bind(b.remaining > 0)
     .bind(now.as_millis())
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
-/// Writes a new balance in `tx`, with the key or owner it belongs to; one
-/// that exists (its credits were turned off and on again) starts afresh.
-pub(super) async fn insert_balance(
-    tx: &mut Tx,
-    b: &NewBalance,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    let (kind, amount, day, every) = policy_columns(&b.policy);
-    sql(
-        "INSERT INTO credit_balances (subject, remaining, refill_kind, refill_amount, \
-         refill_day, refill_every_ms, last_refill_at, low_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7) ON CONFLICT (subject) DO UPDATE SET \
-         remaining = excluded.remaining, refill_kind = excluded.refill_kind, \
-         refill_amount = excluded.refill_amount, refill_day = excluded.refill_day, \
-         refill_every_ms = excluded.refill_every_ms, last_refill_at = excluded.last_refill_at, \
-         low_at = excluded.low_at, updated_at = excluded.updated_at",
-    )
-    .bind(b.subject.as_str())
-    .bind(b.remaining)
-    .bind(kind)
-    .bind(amount)
-    .bind(day)
-    .bind(every)
-    .bind(now.as_millis())
-    .bind(b.policy.low_at)
     .execute(tx)
     .await?;
     Ok(())
@@ -410,6 +360,7 @@ impl QuotaStore for SqlStore {
             &b.policy,
             if refill { i64::MAX } else { before },
             b.remaining,
+            granted < want,
         );
         write_balance(&mut tx, subject, &b, due, now).await?;
         if granted > 0 {
@@ -643,7 +594,7 @@ impl QuotaStore for SqlStore {
         if b.remaining > crate::domain::quota::MAX_CREDITS {
             b.remaining = crate::domain::quota::MAX_CREDITS;
         }
-        let due = notice(&b.policy, before, b.remaining);
+        let due = notice(&b.policy, before, b.remaining, before > 0);
         write_balance(&mut tx, subject, &b, due, now).await?;
         append_audit(&mut tx, std::slice::from_ref(audit)).await?;
         tx.commit().await?;
@@ -781,20 +732,23 @@ impl SqlStore {
                 .bind(subject.as_str())
                 .fetch_optional(&mut tx)
                 .await?;
-            let Some((Some(kind), remaining, low_sent, exhausted_sent)) = row else {
+            let Some((Some(kinds), remaining, low_sent, exhausted_sent)) = row else {
                 continue;
             };
             lock_seq(&mut tx, 0).await?;
-            let send = match kind.as_str() {
-                "low" => !low_sent,
-                _ => !exhausted_sent,
-            };
-            if send {
-                let (action, flag) = if kind == "low" {
-                    ("key.credits_low", "low_sent")
-                } else {
-                    ("key.credits_exhausted", "exhausted_sent")
-                };
+            let owed = [
+                ("low", low_sent, "key.credits_low", "low_sent"),
+                (
+                    "exhausted",
+                    exhausted_sent,
+                    "key.credits_exhausted",
+                    "exhausted_sent",
+                ),
+            ];
+            for (kind, sent, action, flag) in owed {
+                if sent || !kinds.split(',').any(|k| k == kind) {
+                    continue;
+                }
                 append_audit(&mut tx, &[notice_event(action, &subject, remaining, now)]).await?;
                 sql(format!(
                     "UPDATE credit_balances SET {flag} = TRUE WHERE subject = $1"
@@ -846,11 +800,20 @@ mod tests {
             refill: None,
             low_at: Some(10),
         };
-        assert_eq!(notice(&p, 11, 10), Some("low"));
-        assert_eq!(notice(&p, 10, 9), None, "already below the line");
-        assert_eq!(notice(&p, 5, 0), Some("exhausted"));
-        assert_eq!(notice(&p, 0, 0), None);
-        assert_eq!(notice(&CreditPolicy::default(), 100, 1), None);
+        assert_eq!(notice(&p, 11, 10, false), Some("low"));
+        assert_eq!(notice(&p, 10, 9, false), None, "already below the line");
+        assert_eq!(
+            notice(&p, 11, 0, true),
+            Some(BOTH),
+            "one lease can owe both"
+        );
+        assert_eq!(notice(&p, 5, 0, true), Some("exhausted"));
+        assert_eq!(
+            notice(&p, 11, 0, false),
+            Some("low"),
+            "all leased, none wanted in vain"
+        );
+        assert_eq!(notice(&CreditPolicy::default(), 100, 1, false), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::{
     ChangeKind, NewAuditEvent, NewChange, StoreError,
     audit_sql::{append_audit, audit_and_commit, lock_seq},
     catalogue_sql,
-    db::{CHANGE_CHANNEL, Tx, sql},
+    db::{CHANGE_CHANNEL, Tx, for_update, sql},
     keys_sql::append_changes,
     sql::SqlStore,
 };
@@ -135,15 +135,6 @@ fn from_row(
 
 fn scopes_json(scopes: &[Scope]) -> serde_json::Value {
     scopes.iter().map(Scope::as_str).collect()
-}
-
-/// `FOR UPDATE` on PostgreSQL; nothing on SQLite, whose writer already
-/// holds the database.
-pub(super) fn for_update(tx: &Tx) -> &'static str {
-    match tx {
-        Tx::Postgres(_) => " FOR UPDATE",
-        Tx::Sqlite(_) => "",
-    }
 }
 
 #[async_trait]

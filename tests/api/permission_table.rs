@@ -326,4 +326,54 @@ pub const CALLS: &[(&str, &str, Call)] = &[
             a.revoke_admin_token(req).await.map(drop)
         })
     }),
+    ("GetCredits", "keys.read", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::GetCreditsRequest {
+                subject: Some(pb::get_credits_request::Subject::OwnerId(
+                    "acct_perm".into(),
+                )),
+            };
+            a.get_credits(req).await.map(drop)
+        })
+    }),
+    ("UpdateCredits", "keys.write", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::UpdateCreditsRequest {
+                subject: Some(pb::update_credits_request::Subject::OwnerId(
+                    "acct_perm".into(),
+                )),
+                change: Some(pb::update_credits_request::Change::Increment(1)),
+                ..Default::default()
+            };
+            a.update_credits(req).await.map(drop)
+        })
+    }),
+    ("GetOwner", "keys.read", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::GetOwnerRequest {
+                owner_id: "acct_perm".into(),
+            };
+            a.get_owner(req).await.map(drop)
+        })
+    }),
+    ("ListOwners", "keys.read", |mut a, _| {
+        Box::pin(async move {
+            a.list_owners(pb::ListOwnersRequest::default())
+                .await
+                .map(drop)
+        })
+    }),
+    ("UpdateOwner", "policies.manage", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::UpdateOwnerRequest {
+                owner_id: "acct_perm".into(),
+                metadata: [("plan".to_string(), "free".to_string())].into(),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["metadata".into()],
+                }),
+                ..Default::default()
+            };
+            a.update_owner(req).await.map(drop)
+        })
+    }),
 ];

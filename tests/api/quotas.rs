@@ -337,7 +337,170 @@ async fn bad_limits_and_credits_name_their_field(backend: Backend) {
     let _ = Duration::ZERO;
 }
 
+async fn ext_authz_answers_limits_with_429_and_rate_headers(backend: Backend) {
+    use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+    let app = spawn(backend).await;
+    let k = app
+        .create(quota_key(
+            "acct_1",
+            vec![limit("requests", 10, 3600), limit("tight", 2, 3600)],
+            Some(credits(1)),
+        ))
+        .await;
+    let bearer = format!("Bearer {}", k.secret);
+    let req = || {
+        crate::ext_authz::check_request(
+            &[("authorization", bearer.as_str())],
+            "192.0.2.1",
+            "/x",
+            "",
+        )
+    };
+    let ok = crate::ext_authz::check(&app, req()).await;
+    let (_, status, headers) = crate::ext_authz::summary(&ok);
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers.get("x-ratelimit-limit").map(String::as_str),
+        Some("2"),
+        "the tightest: {headers:?}"
+    );
+    assert_eq!(
+        headers.get("x-ratelimit-remaining").map(String::as_str),
+        Some("1")
+    );
+    assert!(headers.contains_key("x-ratelimit-reset"));
+    let spent = crate::ext_authz::check(&app, req()).await;
+    let (_, status, headers) = crate::ext_authz::summary(&spent);
+    assert_eq!(status, 429, "credits are spent");
+    assert!(headers.contains_key("retry-after"));
+    let Some(HttpResponse::DeniedResponse(d)) = &spent.http_response else {
+        panic!("a denial: {spent:?}");
+    };
+    let body: serde_json::Value = serde_json::from_str(&d.body).expect("json body");
+    assert_eq!(body["error"], "usage_exceeded", "{body}");
+}
+
+async fn an_owner_holds_its_stale_policy(backend: Backend) {
+    let app = spawn(backend).await;
+    let req = pb::UpdateOwnerRequest {
+        owner_id: "acct_stale".into(),
+        stale_policy: Some(pb::OwnerStalePolicy {
+            flag_after: period(86_400 * 30),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["stale_policy".into()],
+        }),
+        ..Default::default()
+    };
+    let owner = app
+        .admin
+        .clone()
+        .update_owner(req)
+        .await
+        .expect("owner")
+        .into_inner();
+    let p = owner.stale_policy.expect("policy");
+    assert_eq!(p.owner_id, "acct_stale");
+    let listed = app
+        .admin
+        .clone()
+        .list_owner_stale_policies(pb::ListOwnerStalePoliciesRequest {})
+        .await
+        .expect("policies")
+        .into_inner();
+    assert!(
+        listed.policies.iter().any(|p| p.owner_id == "acct_stale"),
+        "one store for both"
+    );
+    let clear = pb::UpdateOwnerRequest {
+        owner_id: "acct_stale".into(),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["stale_policy".into()],
+        }),
+        ..Default::default()
+    };
+    let owner = app
+        .admin
+        .clone()
+        .update_owner(clear)
+        .await
+        .expect("clear")
+        .into_inner();
+    assert!(owner.stale_policy.is_none());
+    let mismatch = pb::UpdateOwnerRequest {
+        owner_id: "acct_stale".into(),
+        stale_policy: Some(pb::OwnerStalePolicy {
+            owner_id: "acct_other".into(),
+            flag_after: period(86_400),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["stale_policy".into()],
+        }),
+        ..Default::default()
+    };
+    assert_status(
+        app.admin.clone().update_owner(mismatch).await,
+        tonic::Code::InvalidArgument,
+        "stale_policy.owner_id",
+    );
+}
+
+async fn low_and_exhausted_credits_send_webhooks(backend: Backend) {
+    let rx = crate::receiver::receiver(0).await;
+    let app = crate::helpers::spawn_with(backend, |c| {
+        c.webhooks.allow_private_targets = true;
+        c.webhooks.poll_interval = Duration::from_millis(50);
+    })
+    .await;
+    let req = pb::CreateWebhookEndpointRequest {
+        url: format!("{}/hooks", rx.base),
+        events: vec!["key.credits_low".into(), "key.credits_exhausted".into()],
+        description: "credits".into(),
+    };
+    app.admin
+        .clone()
+        .create_webhook_endpoint(req)
+        .await
+        .expect("endpoint");
+    let settings = pb::CreditSettings {
+        remaining: 4,
+        low_at: Some(2),
+        ..Default::default()
+    };
+    let k = app
+        .create(quota_key("acct_1", vec![], Some(settings)))
+        .await;
+    for _ in 0..4 {
+        assert_eq!(
+            call(&app, &k.secret, &[], None, &[]).await.code(),
+            VerifyCode::Valid
+        );
+    }
+    assert_eq!(
+        call(&app, &k.secret, &[], None, &[]).await.code(),
+        VerifyCode::UsageExceeded
+    );
+    eventually("both notices to arrive", || async {
+        let types: Vec<String> = rx
+            .requests()
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+            .filter_map(|v| v["type"].as_str().map(str::to_owned))
+            .collect();
+        types.iter().any(|t| t == "key.credits_low")
+            && types.iter().any(|t| t == "key.credits_exhausted")
+    })
+    .await;
+    let bodies = rx.requests();
+    assert_eq!(bodies.len(), 2, "each notice once");
+}
+
 crate::backend_tests!(
+    low_and_exhausted_credits_send_webhooks,
+    ext_authz_answers_limits_with_429_and_rate_headers,
+    an_owner_holds_its_stale_policy,
     credits_are_spent_only_by_calls_that_pass,
     cost_zero_checks_and_a_cost_too_high_spends_nothing,
     named_limits_are_all_or_nothing,

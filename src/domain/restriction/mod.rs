@@ -7,7 +7,7 @@
 mod ip;
 mod json;
 pub use json::{LimitJson, limits_from_json, limits_to_json};
-mod rate;
+pub mod rate;
 mod referrer;
 mod resource;
 

@@ -75,7 +75,8 @@ impl AdminService {
         let actor = self.caller(&req, Permission::KeysRead).await?;
         let id = convert::owner_id("owner_id", &req.get_ref().owner_id)?;
         let owner = self.keys.owner(&id, &actor).await?;
-        Ok(Response::new(convert::to_owner(&owner)))
+        let policy = self.keys.owner_policy(&id).await?;
+        Ok(Response::new(convert::to_owner(&owner, policy.as_ref())))
     }
 
     #[tracing::instrument(skip_all)]
@@ -107,8 +108,14 @@ impl AdminService {
                 .unwrap_or_default(),
             false => String::new(),
         };
+        let policies = self.keys.owner_policies().await?;
+        let policy =
+            |o: &crate::store::Owner| policies.iter().find(|(id, _)| *id == o.id).map(|(_, p)| p);
         Ok(Response::new(pb::ListOwnersResponse {
-            owners: owners.iter().map(convert::to_owner).collect(),
+            owners: owners
+                .iter()
+                .map(|o| convert::to_owner(o, policy(o)))
+                .collect(),
             next_page_token,
         }))
     }
@@ -124,11 +131,30 @@ impl AdminService {
             metadata,
             limits,
             credits,
+            stale_policy,
         } = patch;
-        let owner = self
-            .keys
-            .update_owner(&id, metadata, limits, credits, &reason, &actor)
-            .await?;
-        Ok(Response::new(convert::to_owner(&owner)))
+        match &stale_policy {
+            Some(Some(p)) => self.keys.set_owner_policy(&id, p, &actor).await?,
+            Some(None) => match self.keys.delete_owner_policy(&id, &actor).await {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            },
+            None => {}
+        }
+        let only_policy = metadata.is_none() && limits.is_none() && credits.is_none();
+        let existing = match only_policy {
+            true => self.keys.owner(&id, &actor).await.ok(),
+            false => None,
+        };
+        let owner = match existing {
+            Some(o) => o,
+            None => {
+                self.keys
+                    .update_owner(&id, metadata, limits, credits, &reason, &actor)
+                    .await?
+            }
+        };
+        let policy = self.keys.owner_policy(&id).await?;
+        Ok(Response::new(convert::to_owner(&owner, policy.as_ref())))
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::{duration, metadata, pb, to_timestamp};
 use crate::{
     domain::{
-        Metadata, OwnerId,
+        Metadata, OwnerId, StalePolicy,
         quota::{
             self, CreditPolicy, LimitName, Limits, MAX_COST, NamedLimit, Refill, RefillInterval,
         },
@@ -201,8 +201,9 @@ pub fn credit_policy(
     Ok(Some(p))
 }
 
-pub fn to_owner(o: &Owner) -> pb::Owner {
+pub fn to_owner(o: &Owner, policy: Option<&StalePolicy>) -> pb::Owner {
     pb::Owner {
+        stale_policy: policy.map(|p| super::to_owner_policy(&o.id, p)),
         owner_id: o.id.as_str().to_owned(),
         metadata: o
             .metadata
@@ -222,6 +223,8 @@ pub struct OwnerPatch {
     pub metadata: Option<Metadata>,
     pub limits: Option<Limits>,
     pub credits: Option<NewCredits>,
+    /// `Some(None)` removes the policy.
+    pub stale_policy: Option<Option<StalePolicy>>,
 }
 
 pub fn owner_patch(req: pb::UpdateOwnerRequest) -> Result<(OwnerId, OwnerPatch, String)> {
@@ -232,9 +235,13 @@ pub fn owner_patch(req: pb::UpdateOwnerRequest) -> Result<(OwnerId, OwnerPatch, 
         credits,
         update_mask,
         reason,
+        stale_policy,
     } = req;
     let id = super::owner_id("owner_id", &raw_id)?;
-    let paths = super::update_paths(update_mask, &["metadata", "limits", "credits"])?;
+    let paths = super::update_paths(
+        update_mask,
+        &["metadata", "limits", "credits", "stale_policy"],
+    )?;
     let named = |p: &str| paths.iter().any(|x| x == p);
     let patch = OwnerPatch {
         metadata: named("metadata")
@@ -246,6 +253,24 @@ pub fn owner_patch(req: pb::UpdateOwnerRequest) -> Result<(OwnerId, OwnerPatch, 
         credits: if named("credits") {
             let c = credits.ok_or_else(|| Error::invalid("credits", "is required"))?;
             Some(credit_settings("credits", c)?)
+        } else {
+            None
+        },
+        stale_policy: if named("stale_policy") {
+            match stale_policy {
+                None => Some(None),
+                Some(mut p) => {
+                    if p.owner_id.is_empty() {
+                        p.owner_id = id.as_str().to_owned();
+                    } else if p.owner_id != id.as_str() {
+                        return Err(Error::invalid(
+                            "stale_policy.owner_id",
+                            "must be empty or the owner's id",
+                        ));
+                    }
+                    Some(Some(super::owner_policy(p)?.1))
+                }
+            }
         } else {
             None
         },
