@@ -7,8 +7,8 @@ use keysmith::{
     App, Config, app,
     auth::VerifyAuth,
     cli::{
-        self, AdminTokenCommand, Connection, DbArgs, KeyCommand, KeyspaceCommand, RoleCommand,
-        WebhookCommand,
+        self, AdminTokenCommand, Connection, CreditsCommand, DbArgs, KeyCommand, KeyspaceCommand,
+        OwnerCommand, RoleCommand, WebhookCommand,
     },
     config::{DbConfig, TlsConfig},
     domain::KeyRotation,
@@ -105,6 +105,20 @@ enum Command {
         conn: Connection,
         #[command(subcommand)]
         cmd: RoleCommand,
+    },
+    /// Read and change credit balances through the Admin API.
+    Credits {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        cmd: CreditsCommand,
+    },
+    /// Manage owners (metadata, shared credits) through the Admin API.
+    Owner {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        cmd: OwnerCommand,
     },
     /// Manage webhook endpoints through the Admin API.
     Webhook {
@@ -266,6 +280,8 @@ async fn main() -> ExitCode {
         Command::Key { conn, cmd } => cli::run_key(&conn, cmd).await,
         Command::Keyspace { conn, cmd } => cli::run_keyspace(&conn, cmd).await,
         Command::Role { conn, cmd } => cli::run_role(&conn, cmd).await,
+        Command::Credits { conn, cmd } => cli::run_credits(&conn, cmd).await,
+        Command::Owner { conn, cmd } => cli::run_owner(&conn, cmd).await,
         Command::Webhook { conn, cmd } => cli::run_webhook(&conn, cmd).await,
     };
     match result {

@@ -8,6 +8,7 @@
 mod commands;
 mod keyspace;
 mod output;
+mod quota;
 mod role;
 mod tokens;
 
@@ -23,6 +24,7 @@ pub use keyspace::{
     run_keyspace,
 };
 use output::{Out, key_json, key_row};
+pub use quota::{CreditsCommand, OwnerCommand, run_credits, run_owner};
 pub use role::{RoleCommand, run_role};
 pub use tokens::{AdminTokenCommand, DbArgs, TokenSpec, run_admin_token};
 

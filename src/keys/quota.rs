@@ -92,7 +92,14 @@ impl Keys {
             .change_credits(&subject, change, policy, &event, now)
             .await?
         {
-            CreditOutcome::Changed(b) => Ok(b),
+            CreditOutcome::Changed(b) => {
+                let ended = matches!(
+                    change,
+                    Some(CreditChange::Set(_) | CreditChange::Decrement(_))
+                );
+                self.limiter.credits_changed(&subject, ended);
+                Ok(b)
+            }
             CreditOutcome::NotFound => Err(Error::NotFound(format!("credits of {subject}"))),
             CreditOutcome::Insufficient(b) => Err(Error::FailedPrecondition(format!(
                 "decrement: the balance is {}",

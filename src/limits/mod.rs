@@ -186,6 +186,23 @@ impl Limiter {
         self.has_owners.store(true, Relaxed);
     }
 
+    /// An admin changed the balance named `subject` (the store's name): a
+    /// pool that found it empty asks again at once, and after a set or a
+    /// decrement, which ended every lease, drops what it holds. Other
+    /// replicas do the same at their next settle (within a second) or when
+    /// their pool's empty spell ends (`CREDITS_DRY_MS`).
+    pub fn credits_changed(&self, subject: &str, leases_ended: bool) {
+        for p in self.pools.iter() {
+            if p.subject == subject && p.kind == Kind::Credits {
+                if leases_ended {
+                    p.reset();
+                } else {
+                    p.dry_until.store(0, Relaxed);
+                }
+            }
+        }
+    }
+
     fn pool(&self, subject: &Subject, slot: u8, kind: Kind) -> Arc<Pool> {
         let key = PoolKey {
             subject: subject.clone(),

@@ -231,7 +231,69 @@ async fn cli_manages_roles(backend: Backend) {
     assert_eq!(got["description"], "the support desk");
 }
 
+/// `keysmith owner …` and `keysmith credits …`: an owner's shared balance,
+/// topped up from the command line.
+async fn cli_manages_owners_and_credits(backend: Backend) {
+    let app = spawn(backend).await;
+    let token = app.token.clone();
+    let run = |args: &[&str]| cli(&app, &token, args);
+    let json =
+        |out: &Output| -> serde_json::Value { serde_json::from_str(ok(out).trim()).expect("json") };
+    let owner = json(&run(&[
+        "owner",
+        "update",
+        "acct_cli",
+        "--metadata",
+        "plan=pro",
+        "--credits",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(owner["has_credits"], true);
+    assert_eq!(owner["metadata"]["plan"], "pro");
+    let key = json(&run(&["key", "create", "--owner", "acct_cli", "--json"]));
+    let secret = key["secret"].as_str().expect("secret").to_owned();
+    assert!(app.verify_scopes(&secret, &[]).await.valid);
+    assert_eq!(
+        app.verify_code(&secret).await,
+        keysmith::grpc::pb::VerifyCode::UsageExceeded
+    );
+    let topped = json(&run(&[
+        "credits",
+        "update",
+        "--owner",
+        "acct_cli",
+        "--increment",
+        "5",
+        "--reason",
+        "goodwill",
+        "--json",
+    ]));
+    assert_eq!(topped["remaining"], 5);
+    assert!(
+        app.verify_scopes(&secret, &[]).await.valid,
+        "seen here at once"
+    );
+    let got = json(&run(&["credits", "get", "--owner", "acct_cli", "--json"]));
+    assert!(got["remaining"].as_i64().unwrap() + got["held"].as_i64().unwrap() >= 4);
+    let table = ok(&run(&["owner", "list"]));
+    assert!(
+        table.starts_with("OWNER") && table.contains("plan=pro"),
+        "{table}"
+    );
+    let refused = run(&[
+        "credits",
+        "update",
+        "--owner",
+        "acct_cli",
+        "--decrement",
+        "1000",
+    ]);
+    assert!(!refused.status.success(), "more than the balance");
+}
+
 crate::backend_tests!(
+    cli_manages_owners_and_credits,
     cli_drives_the_admin_api,
     cli_manages_keyspaces_and_prints_their_scanner_rules,
     cli_manages_roles,

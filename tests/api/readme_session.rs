@@ -140,6 +140,28 @@ async fn readme_role_session_works_verbatim() {
     assert!(stdout.contains(r#""keysChanged": "1""#), "{stdout}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_limits_session_works_verbatim() {
+    let stdout = replay("limits-session").await;
+    assert_eq!(
+        codes(&stdout),
+        [
+            "VERIFY_CODE_VALID",          // 2 credits and 1,200 tokens
+            "VERIFY_CODE_USAGE_EXCEEDED", // 2 more, with 1 left
+            "VERIFY_CODE_VALID",          // after the top-up
+        ],
+        "stdout:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""ownerMetadata""#),
+        "owner metadata on Verify: {stdout}"
+    );
+    assert!(
+        stdout.contains(r#""name": "tokens""#),
+        "limit states: {stdout}"
+    );
+}
+
 /// The README's admin-token session: a narrower token for daily use, the
 /// same with the CLI, and the first token retiring itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
