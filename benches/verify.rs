@@ -6,15 +6,27 @@
 //! its scopes from a role, and the decision binds the call to that keyspace
 //! and asks one scope of all-of and an any-of group.
 
-use std::hint::black_box;
+use std::{
+    hint::black_box,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use keysmith::{
+    config::DbConfig,
     domain::{
         ApiKey, Environment, KeyName, KeyPrefix, KeyRecord, KeyType, KeyspaceId, OwnerId, RoleName,
         Scope, Timestamp, api_key, mono_nanos,
     },
+    domain::{
+        Clock,
+        quota::{LimitName, Limits, NamedLimit, Subject},
+        restriction::RateLimit,
+    },
     index::KeyIndex,
+    limits::{Charge, Charges, Costs, Limiter, OwnerQuota, Round},
+    store::{NewAuditEvent, NewBalance, Owner},
     usage::Recorder,
     verify::{self, Request},
 };
@@ -144,5 +156,112 @@ fn benches(c: &mut Criterion) {
     );
 }
 
+/// An owner with credits and two named limits, its pools primed with
+/// blocks of a million: what a Verify of a limited key adds to the
+/// decision, with no lease on the measured path.
+fn limited() -> (
+    tokio::runtime::Runtime,
+    Arc<Limiter>,
+    Arc<OwnerQuota>,
+    tempfile::TempDir,
+) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (limiter, quota) = rt.block_on(async {
+        let db = DbConfig {
+            database_url: None,
+            data_dir: dir.path().to_owned(),
+        };
+        let store = keysmith::app::open_store(&db, true).await.expect("store");
+        let rate = |n: &str| NamedLimit {
+            name: LimitName::parse(n).expect("name"),
+            rate: RateLimit::new(1_000_000, Duration::from_secs(1), 1_000_000).expect("rate"),
+        };
+        let owner = Owner {
+            id: OwnerId::parse("acct_bench").expect("owner"),
+            metadata: Default::default(),
+            limits: Limits::new(vec![rate("requests"), rate("tokens")]).expect("limits"),
+            credits: true,
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+            version: 1,
+        };
+        let balance = NewBalance {
+            subject: "owner:acct_bench".into(),
+            remaining: 1_000_000_000_000,
+            policy: Default::default(),
+        };
+        let audit = NewAuditEvent {
+            at: Timestamp::now(),
+            actor: "bench".into(),
+            action: "owner.updated",
+            key_id: None,
+            owner_id: None,
+            reason: None,
+            changes: serde_json::Value::Null,
+            request_id: None,
+        };
+        store
+            .put_owner(&owner, Some(&balance), &audit)
+            .await
+            .expect("owner");
+        let limiter = Arc::new(Limiter::new(store, "bench".into(), Clock::system()));
+        limiter.put_owner(&owner);
+        let quota = limiter.owner("acct_bench").expect("quota");
+        (limiter, quota)
+    });
+    (rt, limiter, quota, dir)
+}
+
+/// Fills every pool the charge needs with a block of a million.
+fn prime(rt: &tokio::runtime::Runtime, limiter: &Limiter, charges: &Charges<'_>) {
+    loop {
+        match limiter.charge(charges, &Costs::default(), Round::First) {
+            Charge::Lease(pools) => {
+                let big = pools.into_iter().map(|(p, _)| (p, 1_000_000)).collect();
+                assert!(rt.block_on(limiter.lease(big)), "lease");
+            }
+            Charge::Paid(_) => return,
+            Charge::Denied(code, _) => panic!("primed limits denied: {code:?}"),
+        }
+    }
+}
+
+fn limits_bench(c: &mut Criterion) {
+    let (rt, limiter, quota, _dir) = limited();
+    let charges = Charges {
+        key: None,
+        owner: Some((&quota, Subject::Owner("acct_bench".into()))),
+    };
+    prime(&rt, &limiter, &charges);
+    c.bench_function("limits charge: credits and two named limits", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let started = Instant::now();
+                let mut done = 0;
+                while done < left {
+                    if !matches!(
+                        limiter.charge(&charges, &Costs::default(), Round::First),
+                        Charge::Paid(_)
+                    ) {
+                        break;
+                    }
+                    done += 1;
+                }
+                spent += started.elapsed();
+                left -= done;
+                if left > 0 {
+                    // A block ran out: lease the next one, off the clock.
+                    prime(&rt, &limiter, &charges);
+                }
+            }
+            spent
+        })
+    });
+}
+
+criterion_group!(name = limits_path; config = Criterion::default().sample_size(50); targets = limits_bench);
 criterion_group!(name = verify_path; config = Criterion::default().sample_size(50); targets = benches);
-criterion_main!(verify_path);
+criterion_main!(verify_path, limits_path);

@@ -30,7 +30,7 @@ use crate::{
     domain::{Clock, Timestamp, TokenLimits, mono_nanos, quota::Subject, restriction::Take},
     error::Error,
     index::{Entry, KeyIndex, ReplicaState},
-    limits::{Charge, Charges, Costs, Limiter, OwnerQuota, Report},
+    limits::{Charge, Charges, Costs, Limiter, OwnerQuota, Report, Round},
     metrics::Metrics,
     usage::Recorder,
 };
@@ -150,10 +150,13 @@ impl Verifier {
             credits: request.cost,
             limits: request.limit_costs,
         };
-        // Each round leases what it found short; a pool another call
-        // drained meanwhile may take one more.
-        for _ in 0..4 {
-            match self.0.limiter.charge(&charges, &costs) {
+        // The first round may lease what it found short, the next ones
+        // deny what the store had no more of, the last whatever is short; a
+        // pool still without any lease (the store did not answer) makes the
+        // call UNAVAILABLE.
+        let rounds = [Round::First, Round::Again, Round::Again, Round::Last];
+        for round in rounds {
+            match self.0.limiter.charge(&charges, &costs, round) {
                 Charge::Paid(reports) => {
                     o.limits = reports;
                     return Ok(());

@@ -23,6 +23,9 @@ const FORGET_MS: i64 = 60_000;
 /// denies before asking the store again (a top-up shows within this).
 const CREDITS_DRY_MS: i64 = 250;
 
+/// The most a burst raises a block to before the rate estimate catches up.
+const MAX_BOOST: i64 = 65_536;
+
 /// A block's size: this many ms of the pool's recent rate, at least `min`.
 fn block(pool: &Pool, min: i64) -> i64 {
     let rate = pool.rate.load(Relaxed);
@@ -30,20 +33,36 @@ fn block(pool: &Pool, min: i64) -> i64 {
         Kind::Credits => 500,
         Kind::Tokens { .. } => 100,
     };
-    let want = (rate * ms / 1000).max(min).max(1);
+    let want = (rate * ms / 1000)
+        .max(min)
+        .max(pool.boost.load(Relaxed))
+        .max(1);
     match &pool.kind {
         Kind::Credits => want,
         Kind::Tokens { rate, .. } => want.min(i64::from(rate.burst())).max(min),
     }
 }
 
-/// Leases a block of at least `min` for `pool`, or waits for the lease in flight.
-pub(super) async fn fetch(lim: &Limiter, pool: &Arc<Pool>, min: i64) -> Result<(), StoreError> {
+/// Leases a block of at least `min` for `pool`, or waits for the lease in
+/// flight. `waited`: a call is waiting for it (not the keeper's lease ahead
+/// of need), so the next lease asks for more.
+pub(super) async fn fetch(
+    lim: &Limiter,
+    pool: &Arc<Pool>,
+    min: i64,
+    waited: bool,
+) -> Result<(), StoreError> {
     if !pool.begin_fetch() {
         pool.fetch_done().await;
         return Ok(());
     }
-    let result = lease(lim, pool, block(pool, min)).await;
+    let want = block(pool, min);
+    if waited {
+        let _ = pool
+            .boost
+            .fetch_update(Relaxed, Relaxed, |b| Some((b * 8).min(MAX_BOOST)));
+    }
+    let result = lease(lim, pool, want).await;
     pool.end_fetch();
     result
 }
@@ -75,8 +94,15 @@ async fn lease(lim: &Limiter, pool: &Pool, want: i64) -> Result<(), StoreError> 
                 .lease_tokens(&pool.subject, name.as_str(), *rate, want, now.as_millis())
                 .await?;
             // Short: the bucket is empty until it earns the next token.
-            let per_token = (rate.period().as_millis() as i64 / i64::from(rate.requests())).max(1);
-            let dry = (g.granted < want).then_some(now.as_millis() + per_token.min(20));
+            // Asking again sooner than half the time it takes to fill (at
+            // most 100 ms) would only load the store, which grants what
+            // accrued meanwhile, up to the burst; never longer than a
+            // second, to see tokens another replica gave back.
+            let period = rate.period().as_millis() as i64;
+            let per_token = period / i64::from(rate.requests());
+            let fill = i64::from(rate.burst()) * period / i64::from(rate.requests());
+            let wait = (fill / 2).clamp(5, 100).max(per_token).min(1_000);
+            let dry = (g.granted < want).then_some(now.as_millis() + wait);
             pool.granted(i64::from(g.granted), i64::from(g.left), dry);
         }
     }
@@ -183,12 +209,14 @@ impl Limiter {
             let per_s = used * (1000 / TICK.as_millis() as i64);
             let rate = pool.rate.load(Relaxed);
             pool.rate.store((rate * 3 + per_s) / 4, Relaxed);
+            let boost = pool.boost.load(Relaxed);
+            pool.boost.store((boost / 2).max(1), Relaxed);
             let idle = now - pool.last_use.load(Relaxed);
             let result = if idle > IDLE_MS && (pool.held() > 0 || pool.unsettled.load(Relaxed) > 0)
             {
                 give_back(self, &pool).await
             } else if idle <= IDLE_MS && !pool.is_cold() && self.low(&pool, now) {
-                fetch(self, &pool, 1).await
+                fetch(self, &pool, 1, false).await
             } else {
                 Ok(())
             };

@@ -93,6 +93,26 @@ pub enum Charge {
     Lease(Vec<(Arc<Pool>, i64)>),
 }
 
+/// Which attempt at a charge this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Round {
+    First,
+    /// After a lease.
+    Again,
+    /// The last: whatever is short denies.
+    Last,
+}
+
+impl Round {
+    fn denies_short(self, pool: &Pool) -> bool {
+        match self {
+            Round::First => false,
+            Round::Again => !pool.is_cold() && pool.store_empty(),
+            Round::Last => !pool.is_cold(),
+        }
+    }
+}
+
 /// What a call costs: credits, and tokens of each named limit (1 unless named).
 #[derive(Clone, Copy, Debug)]
 pub struct Costs<'a> {
@@ -223,7 +243,12 @@ impl Limiter {
     }
 
     /// Charges a call to every counter it answers to, all or nothing.
-    pub fn charge(&self, charges: &Charges<'_>, costs: &Costs<'_>) -> Charge {
+    /// After a lease ([`Round::Again`]), a pool that is short again denies
+    /// when the store had nothing more to give at that lease: another round
+    /// would only queue the call behind more leases. Short with more in the
+    /// store (other calls here spent the new block first), it leases again;
+    /// in the [`Round::Last`], it denies.
+    pub fn charge(&self, charges: &Charges<'_>, costs: &Costs<'_>, round: Round) -> Charge {
         let now = self.clock.now().as_millis();
         let mut items: Vec<(Arc<Pool>, i64, Holder)> = Vec::new();
         let mut add = |subject: &Subject, limits: &Limits, credits: bool, holder: Holder| {
@@ -264,6 +289,10 @@ impl Limiter {
             }
             match pool.take(*cost, now) {
                 Take::Taken => taken = i + 1,
+                Take::Lease if round.denies_short(pool) => {
+                    denied = Some(i);
+                    break;
+                }
                 Take::Lease => lease.push((Arc::clone(pool), *cost)),
                 Take::Out => {
                     denied = Some(i);
@@ -303,14 +332,19 @@ impl Limiter {
     pub async fn lease(&self, pools: Vec<(Arc<Pool>, i64)>) -> bool {
         let all = async {
             for (pool, cost) in pools {
-                if let Err(e) = keeper::fetch(self, &pool, cost).await {
+                if let Err(e) = keeper::fetch(self, &pool, cost, true).await {
                     tracing::warn!(error = %e, "usage limit lease failed");
                     return false;
                 }
             }
             true
         };
-        tokio::time::timeout(LEASE_WAIT, all).await.unwrap_or(false)
+        tokio::time::timeout(LEASE_WAIT, all)
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!(wait = ?LEASE_WAIT, "usage limit lease timed out");
+                false
+            })
     }
 }
 

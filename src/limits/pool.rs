@@ -44,6 +44,10 @@ pub struct Pool {
     pub(super) left: AtomicI64,
     /// Credits: the next refill (ms), 0 for none.
     pub(super) next_refill: AtomicI64,
+    /// The least block the next lease asks for: multiplied by 8 by each
+    /// lease a call had to wait for (a burst that the rate estimate has not
+    /// seen yet), halved by each keeper tick.
+    pub(super) boost: AtomicI64,
 }
 
 /// How a take went.
@@ -72,6 +76,7 @@ impl Pool {
             fetched: Notify::new(),
             left: AtomicI64::new(0),
             next_refill: AtomicI64::new(0),
+            boost: AtomicI64::new(1),
         }
     }
 
@@ -173,6 +178,11 @@ impl Pool {
         if self.fetching.load(Relaxed) {
             notified.await;
         }
+    }
+
+    /// Whether the store had nothing left after this pool's last lease.
+    pub fn store_empty(&self) -> bool {
+        self.left.load(Relaxed) <= 0
     }
 
     /// What to report as remaining: held here plus the store's count.
