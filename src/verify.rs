@@ -150,12 +150,13 @@ impl Verifier {
             credits: request.cost,
             limits: request.limit_costs,
         };
-        // The first round may lease what it found short, the next ones
-        // deny what the store had no more of, the last whatever is short; a
-        // pool still without any lease (the store did not answer) makes the
-        // call UNAVAILABLE.
-        let rounds = [Round::First, Round::Again, Round::Again, Round::Last];
-        for round in rounds {
+        // The first round may lease what it found short; the next ones deny
+        // what the store had no more of, and lease again what other calls
+        // here spent first. A call that cannot be decided within the lease
+        // deadline (the store is slow, or gone) is UNAVAILABLE: fail closed.
+        let mut deadline = None;
+        let mut round = Round::First;
+        loop {
             match self.0.limiter.charge(&charges, &costs, round) {
                 Charge::Paid(reports) => {
                     o.limits = reports;
@@ -169,13 +170,16 @@ impl Verifier {
                     return Ok(());
                 }
                 Charge::Lease(pools) => {
-                    if !self.0.limiter.lease(pools).await {
-                        break;
+                    // The clock is read only once a call has to wait.
+                    let now = tokio::time::Instant::now();
+                    let until = *deadline.get_or_insert(now + crate::limits::LEASE_WAIT);
+                    if now >= until || !self.0.limiter.lease(pools).await {
+                        return Err(Error::Unavailable(LIMITS_UNAVAILABLE));
                     }
+                    round = Round::Again;
                 }
             }
         }
-        Err(Error::Unavailable(LIMITS_UNAVAILABLE))
     }
 }
 

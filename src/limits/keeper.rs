@@ -56,7 +56,7 @@ pub(super) async fn fetch(
         pool.fetch_done().await;
         return Ok(());
     }
-    let want = block(pool, min);
+    let want = block(pool, min.max(pool.demand.swap(0, Relaxed)));
     if waited {
         let _ = pool
             .boost

@@ -99,17 +99,11 @@ pub enum Round {
     First,
     /// After a lease.
     Again,
-    /// The last: whatever is short denies.
-    Last,
 }
 
 impl Round {
     fn denies_short(self, pool: &Pool) -> bool {
-        match self {
-            Round::First => false,
-            Round::Again => !pool.is_cold() && pool.store_empty(),
-            Round::Last => !pool.is_cold(),
-        }
+        self == Round::Again && !pool.is_cold() && pool.store_empty()
     }
 }
 
@@ -246,8 +240,7 @@ impl Limiter {
     /// After a lease ([`Round::Again`]), a pool that is short again denies
     /// when the store had nothing more to give at that lease: another round
     /// would only queue the call behind more leases. Short with more in the
-    /// store (other calls here spent the new block first), it leases again;
-    /// in the [`Round::Last`], it denies.
+    /// store (other calls here spent the new block first), it leases again.
     pub fn charge(&self, charges: &Charges<'_>, costs: &Costs<'_>, round: Round) -> Charge {
         let now = self.clock.now().as_millis();
         let mut items: Vec<(Arc<Pool>, i64, Holder)> = Vec::new();
@@ -330,6 +323,9 @@ impl Limiter {
     /// pool; others wait for it). `false` when the store did not answer in
     /// time.
     pub async fn lease(&self, pools: Vec<(Arc<Pool>, i64)>) -> bool {
+        for (pool, cost) in &pools {
+            pool.demand.fetch_add((*cost).max(1), Relaxed);
+        }
         let all = async {
             for (pool, cost) in pools {
                 if let Err(e) = keeper::fetch(self, &pool, cost, true).await {

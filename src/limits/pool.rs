@@ -48,6 +48,9 @@ pub struct Pool {
     /// lease a call had to wait for (a burst that the rate estimate has not
     /// seen yet), halved by each keeper tick.
     pub(super) boost: AtomicI64,
+    /// What calls waiting for a lease want, summed: the next lease asks for
+    /// at least this.
+    pub(super) demand: AtomicI64,
 }
 
 /// How a take went.
@@ -77,6 +80,7 @@ impl Pool {
             left: AtomicI64::new(0),
             next_refill: AtomicI64::new(0),
             boost: AtomicI64::new(1),
+            demand: AtomicI64::new(0),
         }
     }
 
