@@ -201,7 +201,7 @@ async fn main() {
         "  store writes for the hot key: {:.1}/s ({bucket_writes} rows of rate_buckets)",
         bucket_writes as f64 / elapsed
     );
-    if error > MAX_RATE_ERROR || error < -MAX_RATE_ERROR {
+    if !(-MAX_RATE_ERROR..=MAX_RATE_ERROR).contains(&error) {
         failed.push(format!(
             "rate error {:+.2} % (goal ±{:.0} %)",
             error * 100.0,

@@ -27,7 +27,7 @@ pub use crate::domain::{
 pub use decide::{Request, decide};
 
 use crate::{
-    domain::{Clock, Timestamp, TokenLimits, mono_nanos, quota::Subject, restriction::Take},
+    domain::{Clock, KeyId, Timestamp, TokenLimits, mono_nanos, quota::Subject, restriction::Take},
     error::Error,
     index::{Entry, KeyIndex, ReplicaState},
     limits::{Charge, Charges, Costs, Limiter, OwnerQuota, Report, Round},
@@ -110,7 +110,7 @@ impl Verifier {
         if let Some(entry) = o.entry.clone() {
             let owner = p.limiter.owner(entry.owner_id());
             if o.decision.is_valid() {
-                self.charge(&mut o, &entry, owner.as_deref(), request)
+                self.charge(&mut o, &entry, owner.as_deref(), request, now)
                     .await?;
             }
             o.owner = owner;
@@ -130,21 +130,28 @@ impl Verifier {
         entry: &Entry,
         owner: Option<&OwnerQuota>,
         request: &Request<'_>,
+        now: Timestamp,
     ) -> Result<(), Error> {
         let key = entry.restrictions().quota.as_deref();
         let owner = owner.filter(|q| q.credits || !q.limits.is_empty());
         if key.is_none() && owner.is_none() {
             return Ok(());
         }
+        let lim = &self.0.limiter;
+        let key_pools = match (key, entry.pools()) {
+            (Some(q), Some(cache)) => {
+                let pool = q.pool.as_ref().map_or(entry.packed_id(), KeyId::pack);
+                Some(lim.pools_of(cache, &Subject::Key(pool), &q.limits, q.credits))
+            }
+            _ => None,
+        };
+        let owner_pools = owner.map(|q| {
+            let subject = Subject::Owner(entry.owner_arc());
+            lim.pools_of(&q.pools, &subject, &q.limits, q.credits)
+        });
         let charges = Charges {
-            key: key.map(|q| {
-                let pool = q
-                    .pool
-                    .as_ref()
-                    .map_or(entry.packed_id(), crate::domain::KeyId::pack);
-                (q, Subject::Key(pool))
-            }),
-            owner: owner.map(|q| (q, Subject::Owner(entry.owner_arc()))),
+            key: key_pools,
+            owner: owner_pools,
         };
         let costs = Costs {
             credits: request.cost,
@@ -157,7 +164,7 @@ impl Verifier {
         let mut deadline = None;
         let mut round = Round::First;
         loop {
-            match self.0.limiter.charge(&charges, &costs, round) {
+            match lim.charge(&charges, &costs, round, now.as_millis()) {
                 Charge::Paid(reports) => {
                     o.limits = reports;
                     return Ok(());

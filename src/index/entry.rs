@@ -24,6 +24,8 @@ static NO_METADATA: Metadata = Metadata::EMPTY;
 struct Extras {
     restrictions: Restrictions,
     metadata: Metadata,
+    /// The pools of the key's usage limits, made on its first charge.
+    pools: crate::limits::Pools,
 }
 
 /// One indexed key.
@@ -61,6 +63,7 @@ impl Entry {
             Box::new(Extras {
                 restrictions: record.restrictions.clone(),
                 metadata: record.metadata.clone(),
+                pools: Default::default(),
             })
         });
         Self {
@@ -109,6 +112,12 @@ impl Entry {
         self.extras
             .as_ref()
             .map_or(&NO_RESTRICTIONS, |e| &e.restrictions)
+    }
+
+    /// The cache of the key's usage-limit pools (keys without extras have
+    /// no limits, and no cache).
+    pub fn pools(&self) -> Option<&crate::limits::Pools> {
+        self.extras.as_ref().map(|e| &e.pools)
     }
 
     pub fn metadata(&self) -> &Metadata {

@@ -195,6 +195,7 @@ impl Limiter {
                     metadata: o.metadata,
                     limits: o.limits,
                     credits: o.credits,
+                    pools: Default::default(),
                 }),
             );
         }
@@ -229,8 +230,10 @@ impl Limiter {
                 tracing::warn!(error = %e, "usage limit upkeep failed");
             }
         }
+        // A pool an entry or an owner still holds stays, so the keeper
+        // keeps looking after it.
         self.pools.retain(|_, p| {
-            now - p.last_use.load(Relaxed) < FORGET_MS || p.held() > 0 || p.is_cold()
+            Arc::strong_count(p) > 1 || now - p.last_use.load(Relaxed) < FORGET_MS || p.held() > 0
         });
     }
 

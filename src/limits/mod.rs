@@ -53,6 +53,8 @@ pub struct OwnerQuota {
     pub metadata: Metadata,
     pub limits: Limits,
     pub credits: bool,
+    /// Its pools, made on its first charge.
+    pub pools: Pools,
 }
 
 /// Which counter of a subject: its credits, or its named limit at an index.
@@ -129,11 +131,25 @@ impl Costs<'_> {
     }
 }
 
-/// The limits a call answers to: its key's and its owner's.
+/// The limits a call answers to: its key's pools and its owner's.
 pub struct Charges<'a> {
-    pub key: Option<(&'a crate::domain::quota::KeyQuota, Subject)>,
-    pub owner: Option<(&'a OwnerQuota, Subject)>,
+    pub key: Option<&'a [Arc<Pool>]>,
+    pub owner: Option<&'a [Arc<Pool>]>,
 }
+
+/// A holder's pools, made on its first charge ([`Limiter::pools_of`]).
+#[derive(Debug, Default)]
+pub struct Pools(std::sync::OnceLock<Box<[Arc<Pool>]>>);
+
+/// A cache beside a value, not part of it: two holders with equal limits
+/// are equal whatever their pools.
+impl PartialEq for Pools {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Pools {}
 
 pub struct Limiter {
     store: Arc<dyn Store>,
@@ -192,6 +208,7 @@ impl Limiter {
             metadata: o.metadata.clone(),
             limits: o.limits.clone(),
             credits: o.credits,
+            pools: Pools::default(),
         });
         self.owners
             .write()
@@ -236,86 +253,114 @@ impl Limiter {
         p
     }
 
-    /// Charges a call to every counter it answers to, all or nothing.
+    /// The pools of a subject's limits (in order) and then its credits,
+    /// made once per `cache` (an index entry's, or an owner's) and shared
+    /// through the pool map by every holder of the same subject.
+    pub fn pools_of<'c>(
+        &self,
+        cache: &'c Pools,
+        subject: &Subject,
+        limits: &Limits,
+        credits: bool,
+    ) -> &'c [Arc<Pool>] {
+        cache.0.get_or_init(|| {
+            let mut out: Vec<Arc<Pool>> = limits
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let kind = Kind::Tokens {
+                        name: l.name.clone(),
+                        rate: l.rate,
+                    };
+                    self.pool(subject, u8::try_from(i + 1).unwrap_or(u8::MAX), kind)
+                })
+                .collect();
+            if credits {
+                out.push(self.pool(subject, 0, Kind::Credits));
+            }
+            out.into()
+        })
+    }
+
+    /// Charges a call to every counter it answers to, all or nothing: the
+    /// key's pools, then its owner's. `now_ms` is the call's wall clock.
     /// After a lease ([`Round::Again`]), a pool that is short again denies
     /// when the store had nothing more to give at that lease: another round
     /// would only queue the call behind more leases. Short with more in the
     /// store (other calls here spent the new block first), it leases again.
-    pub fn charge(&self, charges: &Charges<'_>, costs: &Costs<'_>, round: Round) -> Charge {
-        let now = self.clock.now().as_millis();
-        let mut items: Vec<(Arc<Pool>, i64, Holder)> = Vec::new();
-        let mut add = |subject: &Subject, limits: &Limits, credits: bool, holder: Holder| {
-            for (i, l) in limits.iter().enumerate() {
-                let kind = Kind::Tokens {
-                    name: l.name.clone(),
-                    rate: l.rate,
-                };
-                let slot = u8::try_from(i + 1).unwrap_or(u8::MAX);
-                items.push((
-                    self.pool(subject, slot, kind),
-                    costs.of(l.name.as_str()),
-                    holder,
-                ));
-            }
-            if credits {
-                let cost = i64::from(costs.credits);
-                items.push((self.pool(subject, 0, Kind::Credits), cost, holder));
-            }
+    pub fn charge(
+        &self,
+        charges: &Charges<'_>,
+        costs: &Costs<'_>,
+        round: Round,
+        now_ms: i64,
+    ) -> Charge {
+        let cost = |p: &Pool| match &p.kind {
+            Kind::Credits => i64::from(costs.credits),
+            Kind::Tokens { name, .. } => costs.of(name.as_str()),
         };
-        if let Some((q, s)) = &charges.key {
-            add(s, &q.limits, q.credits, Holder::Key);
-        }
-        if let Some((q, s)) = &charges.owner {
-            add(s, &q.limits, q.credits, Holder::Owner);
-        }
+        let items = || {
+            let key = charges
+                .key
+                .iter()
+                .flat_map(|p| p.iter().map(|p| (p, Holder::Key)));
+            let owner = charges
+                .owner
+                .iter()
+                .flat_map(|p| p.iter().map(|p| (p, Holder::Owner)));
+            key.chain(owner)
+        };
         let mut lease = Vec::new();
         let mut denied = None;
         let mut taken = 0;
-        for (i, (pool, cost, _)) in items.iter().enumerate() {
+        let mut n = 0;
+        for (i, (pool, _)) in items().enumerate() {
+            n = i + 1;
+            let c = cost(pool);
             if !lease.is_empty() {
                 // Already leasing: lease for every other cold pool too, so
                 // one wait covers the call.
                 if pool.is_cold() {
-                    lease.push((Arc::clone(pool), *cost));
+                    lease.push((Arc::clone(pool), c));
                 }
                 continue;
             }
-            match pool.take(*cost, now) {
+            match pool.take(c, now_ms) {
                 Take::Taken => taken = i + 1,
                 Take::Lease if round.denies_short(pool) => {
                     denied = Some(i);
                     break;
                 }
-                Take::Lease => lease.push((Arc::clone(pool), *cost)),
+                Take::Lease => lease.push((Arc::clone(pool), c)),
                 Take::Out => {
                     denied = Some(i);
                     break;
                 }
             }
         }
-        let paid = taken == items.len();
-        if !paid {
-            for (pool, cost, _) in &items[..taken] {
-                pool.untake(*cost);
+        if denied.is_some() || !lease.is_empty() {
+            for (pool, _) in items().take(taken) {
+                pool.untake(cost(pool));
             }
         }
         if !lease.is_empty() {
             return Charge::Lease(lease);
         }
-        let reports = items
-            .iter()
-            .enumerate()
-            .map(|(i, (pool, cost, holder))| report(pool, *holder, *cost, denied == Some(i), now))
-            .collect();
-        match denied {
-            None => Charge::Paid(reports),
-            Some(i) => {
-                let code = match items[i].0.kind {
+        let mut reports = Vec::with_capacity(n.max(taken));
+        let mut code = Code::Valid;
+        for (i, (pool, holder)) in items().enumerate() {
+            let failed = denied == Some(i);
+            if failed {
+                code = match pool.kind {
                     Kind::Credits => Code::UsageExceeded,
                     Kind::Tokens { .. } => Code::RateLimited,
                 };
-                Charge::Denied(code, reports)
             }
+            reports.push(report(pool, holder, cost(pool), failed, now_ms));
+        }
+        match denied {
+            None => Charge::Paid(reports),
+            Some(_) => Charge::Denied(code, reports),
         }
     }
 
