@@ -118,6 +118,8 @@ fn structured(w: &World, u: &mut Unstructured) -> arbitrary::Result<Vec<u8>> {
             2 => "ks_default".into(),
             _ => u.arbitrary()?,
         },
+        cost: u.arbitrary()?,
+        limit_costs: u.arbitrary()?,
     };
     Ok(req.encode_to_vec())
 }

@@ -238,10 +238,29 @@ impl Subject {
 }
 
 impl KeyQuota {
-    /// Keeps what only creation sets: the pool, and whether there are credits.
-    pub fn carry_from(&mut self, old: Option<&KeyQuota>) {
-        self.pool = old.and_then(|q| q.pool.clone()).or(self.pool.take());
-        self.credits = old.is_some_and(|q| q.credits);
+    /// The quota a key's update leaves it: the new limits (none when the
+    /// update sets none), with what only creation sets kept from the old
+    /// record: whether it spends credits, and its pool, which is the key's
+    /// own id when it had none (so its successors share it). `None` when
+    /// the key ends with neither limits nor credits.
+    pub fn carried(
+        new: Option<&KeyQuota>,
+        old: Option<&KeyQuota>,
+        key: &super::KeyId,
+    ) -> Option<Box<KeyQuota>> {
+        let limits = new.map(|q| q.limits.clone()).unwrap_or_default();
+        let credits = old.is_some_and(|q| q.credits);
+        if limits.is_empty() && !credits {
+            return None;
+        }
+        let pool = old
+            .and_then(|q| q.pool.clone())
+            .unwrap_or_else(|| key.clone());
+        Some(Box::new(KeyQuota {
+            pool: Some(pool),
+            credits,
+            limits,
+        }))
     }
 }
 
@@ -318,6 +337,36 @@ mod tests {
         assert_eq!(daily.next_after(at(2026, 12, 31, 0)), at(2027, 1, 1, 0));
         let hourly = Refill::new(5, RefillInterval::Every(Duration::from_secs(3600))).unwrap();
         assert_eq!(hourly.next_after(at(2026, 12, 2, 7)), at(2026, 12, 2, 8));
+    }
+
+    #[test]
+    fn an_update_keeps_credits_and_the_lineage_pool() {
+        let key = crate::domain::KeyId::generate();
+        let origin = crate::domain::KeyId::generate();
+        let rate = RateLimit::new(1, Duration::from_secs(1), 1).unwrap();
+        let limits = Limits::new(vec![NamedLimit {
+            name: LimitName::parse("requests").unwrap(),
+            rate,
+        }])
+        .unwrap();
+        let old = KeyQuota {
+            pool: Some(origin.clone()),
+            credits: true,
+            limits: Limits::default(),
+        };
+        // Restrictions sent without credits (say, only a new IP allowlist).
+        let kept = KeyQuota::carried(None, Some(&old), &key).expect("still spends credits");
+        assert!(kept.credits && kept.pool == Some(origin.clone()));
+        // New limits on a key that had none: the key's own id becomes the pool.
+        let new = KeyQuota {
+            pool: None,
+            credits: true,
+            limits: limits.clone(),
+        };
+        let first = KeyQuota::carried(Some(&new), None, &key).expect("limits");
+        assert_eq!(first.pool, Some(key.clone()));
+        assert!(!first.credits, "credits start only at creation");
+        assert_eq!(KeyQuota::carried(None, None, &key), None);
     }
 
     #[test]

@@ -172,9 +172,11 @@ impl Keys {
             next.lineage_expires_at = expires_at;
         }
         let carried = patch.restrictions.clone().map(|mut r| {
-            if let Some(q) = r.quota.as_deref_mut() {
-                q.carry_from(key.restrictions.quota.as_deref());
-            }
+            r.quota = crate::domain::quota::KeyQuota::carried(
+                r.quota.as_deref(),
+                key.restrictions.quota.as_deref(),
+                &key.id,
+            );
             r
         });
         if let Some(restrictions) = &carried

@@ -10,6 +10,23 @@ use crate::{
     store::{Balance, CreditChange, CreditOutcome, NewBalance, Owner},
 };
 
+/// Why a token limited to keyspaces may not see owners.
+const SPANS_KEYSPACES: &str =
+    "owners span keyspaces: a token limited to keyspaces cannot read or change them";
+
+/// An owner is within `actor`'s reach: a token limited to keyspaces reaches
+/// none (an owner's keys, metadata and plan span keyspaces), and one
+/// limited to owners only those (others answer as if they did not exist).
+fn owner_in_reach(actor: &Actor, owner: &OwnerId) -> Result<()> {
+    if actor.limits().keyspaces().is_some() {
+        return Err(Error::PermissionDenied(SPANS_KEYSPACES));
+    }
+    if !actor.limits().admits_owner(owner.as_str()) {
+        return Err(Error::NotFound(format!("owner {owner}")));
+    }
+    Ok(())
+}
+
 /// Whose balance: a key's (the pool its lineage shares) or an owner's.
 pub enum CreditsOf {
     Key(KeyId),
@@ -32,9 +49,7 @@ impl Keys {
                 Ok(format!("key:{}", pool.as_str()))
             }
             CreditsOf::Owner(o) => {
-                if !actor.limits().admits_owner(o.as_str()) {
-                    return Err(Error::NotFound(format!("credits of owner {o}")));
-                }
+                owner_in_reach(actor, o)?;
                 Ok(format!("owner:{}", o.as_str()))
             }
         }
@@ -93,25 +108,21 @@ impl Keys {
             .await?
         {
             CreditOutcome::Changed(b) => {
-                let ended = matches!(
-                    change,
-                    Some(CreditChange::Set(_) | CreditChange::Decrement(_))
-                );
+                let ended = matches!(change, Some(CreditChange::Set(_)));
                 self.limiter.credits_changed(&subject, ended);
                 Ok(b)
             }
             CreditOutcome::NotFound => Err(Error::NotFound(format!("credits of {subject}"))),
             CreditOutcome::Insufficient(b) => Err(Error::FailedPrecondition(format!(
-                "decrement: the balance is {}",
-                b.remaining + b.held
+                "decrement: {} credits are free to take ({} more are held by replicas, \
+                 spent or given back within a second of idle)",
+                b.remaining, b.held
             ))),
         }
     }
 
     pub async fn owner(&self, id: &OwnerId, actor: &Actor) -> Result<Owner> {
-        if !actor.limits().admits_owner(id.as_str()) {
-            return Err(Error::NotFound(format!("owner {id}")));
-        }
+        owner_in_reach(actor, id)?;
         self.store
             .get_owner(id)
             .await?
@@ -124,6 +135,9 @@ impl Keys {
         limit: u32,
         actor: &Actor,
     ) -> Result<Vec<Owner>> {
+        if actor.limits().keyspaces().is_some() {
+            return Err(Error::PermissionDenied(SPANS_KEYSPACES));
+        }
         let all = self.store.list_owners(after, limit).await?;
         Ok(all
             .into_iter()

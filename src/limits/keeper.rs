@@ -46,36 +46,48 @@ fn block(pool: &Pool, min: i64) -> i64 {
 /// Leases a block of at least `min` for `pool`, or waits for the lease in
 /// flight. `waited`: a call is waiting for it (not the keeper's lease ahead
 /// of need), so the next lease asks for more.
-pub(super) async fn fetch(
-    lim: &Limiter,
-    pool: &Arc<Pool>,
-    min: i64,
-    waited: bool,
-) -> Result<(), StoreError> {
-    if !pool.begin_fetch() {
-        pool.fetch_done().await;
-        return Ok(());
+///
+/// The lease runs in a task of its own: a caller that gives up (its
+/// deadline, or a client that went away) never leaves the pool marked as
+/// leasing, and a grant the store committed always reaches the pool.
+pub(super) async fn fetch(lim: &Limiter, pool: &Arc<Pool>, min: i64, waited: bool) {
+    if pool.begin_fetch() {
+        let want = block(pool, min.max(pool.demand.swap(0, Relaxed)));
+        if waited {
+            let _ = pool
+                .boost
+                .fetch_update(Relaxed, Relaxed, |b| Some((b * 8).min(MAX_BOOST)));
+        }
+        let (store, replica, clock) = (
+            Arc::clone(&lim.store),
+            lim.replica.clone(),
+            lim.clock.clone(),
+        );
+        let (pool, statements) = (Arc::clone(pool), Arc::clone(&lim.statements));
+        tokio::spawn(async move {
+            statements.fetch_add(1, Relaxed);
+            if let Err(e) = lease(&*store, &replica, &clock, &pool, want).await {
+                tracing::warn!(error = %e, "usage limit lease failed");
+            }
+            pool.end_fetch();
+        });
     }
-    let want = block(pool, min.max(pool.demand.swap(0, Relaxed)));
-    if waited {
-        let _ = pool
-            .boost
-            .fetch_update(Relaxed, Relaxed, |b| Some((b * 8).min(MAX_BOOST)));
-    }
-    let result = lease(lim, pool, want).await;
-    pool.end_fetch();
-    result
+    pool.fetch_done().await;
 }
 
-async fn lease(lim: &Limiter, pool: &Pool, want: i64) -> Result<(), StoreError> {
-    let now = lim.clock.now();
-    lim.statements.fetch_add(1, Relaxed);
+async fn lease(
+    store: &dyn crate::store::Store,
+    replica: &str,
+    clock: &crate::domain::Clock,
+    pool: &Pool,
+    want: i64,
+) -> Result<(), StoreError> {
+    let now = clock.now();
     match &pool.kind {
         Kind::Credits => {
             let expires = now.saturating_add(LEASE_TTL);
-            let grant = lim
-                .store
-                .lease_credits(&pool.subject, &lim.replica, want, now, expires)
+            let grant = store
+                .lease_credits(&pool.subject, replica, want, now, expires)
                 .await?;
             let Some(g) = grant else {
                 // No balance at all: nothing to spend, ever, until one is set.
@@ -89,8 +101,7 @@ async fn lease(lim: &Limiter, pool: &Pool, want: i64) -> Result<(), StoreError> 
         }
         Kind::Tokens { name, rate } => {
             let want = u32::try_from(want).unwrap_or(u32::MAX);
-            let g = lim
-                .store
+            let g = store
                 .lease_tokens(&pool.subject, name.as_str(), *rate, want, now.as_millis())
                 .await?;
             // Short: the bucket is empty until it earns the next token.
@@ -217,11 +228,14 @@ impl Limiter {
             {
                 give_back(self, &pool).await
             } else if idle <= IDLE_MS && !pool.is_cold() && self.low(&pool, now) {
-                fetch(self, &pool, 1, false).await
+                // Bounded, so one slow lease never stalls the keeper.
+                let _ = tokio::time::timeout(super::LEASE_WAIT, fetch(self, &pool, 1, false)).await;
+                Ok(())
             } else {
                 Ok(())
             };
-            let renewed = if settle && pool.kind == Kind::Credits && pool.held() > 0 {
+            let busy = pool.held() > 0 || pool.unsettled.load(Relaxed) > 0;
+            let renewed = if settle && pool.kind == Kind::Credits && busy {
                 self.renew(&pool, now).await
             } else {
                 Ok(())

@@ -135,8 +135,9 @@ pub trait QuotaStore: Send + Sync {
     ) -> Result<(), StoreError>;
     async fn get_balance(&self, subject: &str) -> Result<Option<Balance>, StoreError>;
     /// Applies an admin change (and a new policy, when given) with its
-    /// audit event. A set or a decrement ends every lease of the balance,
-    /// so no replica spends credits the change took away.
+    /// audit event, after a refill that is due. A set ends every lease of
+    /// the balance; a decrement takes only credits no replica holds
+    /// (`Insufficient` when there are fewer).
     async fn change_credits(
         &self,
         subject: &str,
@@ -331,11 +332,16 @@ fn owner_from(
     })
 }
 
-/// Millionths of a token per millisecond of `rate`, and its capacity.
-fn micro(rate: RateLimit) -> (i128, i128) {
-    let per_ms = i128::from(rate.requests()) * 1_000_000 * 1_000_000
-        / (rate.period().as_nanos() as i128).max(1);
-    (per_ms, i128::from(rate.burst()) * 1_000_000)
+/// The capacity of `rate`'s bucket, in millionths of a token.
+fn capacity(rate: RateLimit) -> i128 {
+    i128::from(rate.burst()) * 1_000_000
+}
+
+/// Millionths of a token `rate` earns in `elapsed_ms`: one expression, so
+/// a slow rate (one an hour) earns its fraction instead of rounding to 0.
+fn accrued(rate: RateLimit, elapsed_ms: i128) -> i128 {
+    elapsed_ms.max(0) * i128::from(rate.requests()) * 1_000_000 * 1_000_000
+        / (rate.period().as_nanos() as i128).max(1)
 }
 
 #[async_trait]
@@ -354,6 +360,14 @@ impl QuotaStore for SqlStore {
         };
         let before = b.remaining;
         let refill = refilled(&mut b, now);
+        if refill {
+            // A new period: blocks leased in the last one end with it, so
+            // what they held is never given back into this one.
+            sql("DELETE FROM credit_leases WHERE subject = $1")
+                .bind(subject)
+                .execute(&mut tx)
+                .await?;
+        }
         let granted = want.clamp(0, b.remaining);
         b.remaining -= granted;
         let due = notice(
@@ -393,6 +407,13 @@ impl QuotaStore for SqlStore {
         renew: Option<Timestamp>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.db.begin_write().await?;
+        // The balance row first, as every writer of a balance takes it:
+        // one lock order, no deadlock.
+        let text = format!(
+            "SELECT subject FROM credit_balances WHERE subject = $1{}",
+            for_update(&tx)
+        );
+        let _: Option<(String,)> = sql(text).bind(subject).fetch_optional(&mut tx).await?;
         let text = format!(
             "SELECT held FROM credit_leases WHERE subject = $1 AND replica = $2{}",
             for_update(&tx)
@@ -441,22 +462,40 @@ impl QuotaStore for SqlStore {
     }
 
     async fn sweep_credits(&self, now: Timestamp) -> Result<i64, StoreError> {
-        let mut tx = self.db.begin_write().await?;
-        let expired: Vec<(String, i64)> =
-            sql("DELETE FROM credit_leases WHERE expires_at < $1 RETURNING subject, held")
-                .bind(now.as_millis())
-                .fetch_all(&mut tx)
-                .await?;
+        let subjects: Vec<(String,)> = sql(
+            "SELECT DISTINCT subject FROM credit_leases WHERE expires_at < $1 ORDER BY subject",
+        )
+        .bind(now.as_millis())
+        .fetch_all(&self.db)
+        .await?;
         let mut forfeited = 0;
-        for (subject, held) in &expired {
-            forfeited += held;
+        for (subject,) in subjects {
+            // One balance at a time, its row locked before its leases.
+            let mut tx = self.db.begin_write().await?;
+            let text = format!(
+                "SELECT subject FROM credit_balances WHERE subject = $1{}",
+                for_update(&tx)
+            );
+            let _: Option<(String,)> = sql(text)
+                .bind(subject.as_str())
+                .fetch_optional(&mut tx)
+                .await?;
+            let expired: Vec<(i64,)> = sql(
+                "DELETE FROM credit_leases WHERE subject = $1 AND expires_at < $2 RETURNING held",
+            )
+            .bind(subject.as_str())
+            .bind(now.as_millis())
+            .fetch_all(&mut tx)
+            .await?;
+            let held: i64 = expired.iter().map(|(h,)| h).sum();
             sql("UPDATE credit_balances SET forfeited = forfeited + $2 WHERE subject = $1")
                 .bind(subject.as_str())
-                .bind(*held)
+                .bind(held)
                 .execute(&mut tx)
                 .await?;
+            tx.commit().await?;
+            forfeited += held;
         }
-        tx.commit().await?;
         self.send_notices(now).await?;
         Ok(forfeited)
     }
@@ -469,7 +508,7 @@ impl QuotaStore for SqlStore {
         want: u32,
         now_ms: i64,
     ) -> Result<TokenGrant, StoreError> {
-        let (per_ms, cap) = micro(rate);
+        let cap = capacity(rate);
         let mut tx = self.db.begin_write().await?;
         let text = format!(
             "SELECT tokens, at_ms FROM rate_buckets WHERE subject = $1 AND name = $2{}",
@@ -483,7 +522,7 @@ impl QuotaStore for SqlStore {
         // A clock that went back earns nothing; the bucket never overfills.
         let (tokens, at) = row.map_or((cap, now_ms), |(t, at)| (i128::from(t), at));
         let elapsed = i128::from(now_ms.saturating_sub(at).max(0));
-        let have = (tokens + elapsed * per_ms).min(cap);
+        let have = (tokens + accrued(rate, elapsed)).min(cap);
         let granted = (have / 1_000_000).min(i128::from(want)).max(0);
         let after = have - granted * 1_000_000;
         sql(
@@ -511,7 +550,7 @@ impl QuotaStore for SqlStore {
         rate: RateLimit,
         n: u32,
     ) -> Result<(), StoreError> {
-        let (_, cap) = micro(rate);
+        let cap = capacity(rate);
         // Capped at the burst, in SQL the same on both backends.
         sql(
             "UPDATE rate_buckets SET tokens = CASE WHEN tokens + $3 > $4 THEN $4 \
@@ -558,6 +597,12 @@ impl QuotaStore for SqlStore {
             return Ok(CreditOutcome::NotFound);
         };
         lock_seq(&mut tx, 0).await?;
+        if refilled(&mut b, now) {
+            sql("DELETE FROM credit_leases WHERE subject = $1")
+                .bind(subject)
+                .execute(&mut tx)
+                .await?;
+        }
         let mut held = held(&mut tx, subject).await?;
         if let Some(p) = policy {
             b.policy = p;
@@ -566,20 +611,20 @@ impl QuotaStore for SqlStore {
         match change {
             None => {}
             Some(CreditChange::Increment(n)) => b.remaining = b.remaining.saturating_add(n),
-            Some(CreditChange::Set(n)) | Some(CreditChange::Decrement(n)) => {
-                let target = match change {
-                    Some(CreditChange::Set(_)) => n,
-                    _ => before + held - n,
-                };
-                if target < 0 {
-                    return Ok(CreditOutcome::Insufficient(Balance {
-                        remaining: b.remaining,
-                        held,
-                        policy: b.policy,
-                        last_refill_at: b.last_refill_at,
-                        forfeited: b.forfeited,
-                    }));
-                }
+            // Only credits no replica holds can be taken away: what a
+            // replica holds may be spent already (it settles every second),
+            // so counting it would hand out credits that are gone.
+            Some(CreditChange::Decrement(n)) if n > b.remaining => {
+                return Ok(CreditOutcome::Insufficient(Balance {
+                    remaining: b.remaining,
+                    held,
+                    policy: b.policy,
+                    last_refill_at: b.last_refill_at,
+                    forfeited: b.forfeited,
+                }));
+            }
+            Some(CreditChange::Decrement(n)) => b.remaining -= n,
+            Some(CreditChange::Set(n)) => {
                 // What replicas hold counts as spent from here; their
                 // leases end, and each drops what it holds at its next
                 // settle (within a second).
@@ -588,7 +633,7 @@ impl QuotaStore for SqlStore {
                     .execute(&mut tx)
                     .await?;
                 held = 0;
-                b.remaining = target;
+                b.remaining = n;
             }
         }
         if b.remaining > crate::domain::quota::MAX_CREDITS {
@@ -817,8 +862,28 @@ mod tests {
     }
 
     #[test]
-    fn micro_tokens_of_a_rate() {
-        let r = RateLimit::new(100, std::time::Duration::from_secs(1), 100).unwrap();
-        assert_eq!(micro(r), (100_000, 100_000_000));
+    fn slow_and_fast_rates_accrue_exactly() {
+        use std::time::Duration;
+        let fast = RateLimit::new(100, Duration::from_secs(1), 100).unwrap();
+        assert_eq!(
+            accrued(fast, 1),
+            100_000,
+            "a tenth of a token a millisecond"
+        );
+        assert_eq!(capacity(fast), 100_000_000);
+        let hourly = RateLimit::new(1, Duration::from_secs(3600), 1).unwrap();
+        assert_eq!(
+            accrued(hourly, 3_600_000),
+            1_000_000,
+            "one an hour is one an hour"
+        );
+        assert_eq!(accrued(hourly, 1_800_000), 500_000);
+        let five = RateLimit::new(5, Duration::from_secs(3600), 5).unwrap();
+        assert_eq!(
+            accrued(five, 3_600_000),
+            5_000_000,
+            "no rounding per millisecond"
+        );
+        assert_eq!(accrued(fast, -5), 0, "a clock that went back earns nothing");
     }
 }

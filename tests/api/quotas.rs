@@ -497,7 +497,98 @@ async fn low_and_exhausted_credits_send_webhooks(backend: Backend) {
     assert_eq!(bodies.len(), 2, "each notice once");
 }
 
+/// Owners span keyspaces: a token limited to keyspaces reaches none of
+/// them; one limited to owners reaches only its own.
+async fn limited_tokens_reach_only_their_owners(backend: Backend) {
+    use crate::token_support::{mint, names, with_permissions};
+    let app = spawn(backend).await;
+    let req = pb::UpdateOwnerRequest {
+        owner_id: "acct_secret".into(),
+        metadata: [("notes".to_string(), "internal".to_string())].into(),
+        credits: Some(credits(5)),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["metadata".into(), "credits".into()],
+        }),
+        ..Default::default()
+    };
+    app.admin.clone().update_owner(req).await.expect("owner");
+    let perms = names(&["keys.read", "keys.write"]);
+    let in_keyspace = mint(
+        &app,
+        &app.admin,
+        pb::CreateAdminTokenRequest {
+            keyspaces: vec!["ks_default".into()],
+            ..with_permissions("ks", perms.clone())
+        },
+    )
+    .await;
+    let get = |owner: &str| pb::GetOwnerRequest {
+        owner_id: owner.into(),
+    };
+    assert_status(
+        in_keyspace
+            .admin
+            .clone()
+            .get_owner(get("acct_secret"))
+            .await,
+        tonic::Code::PermissionDenied,
+        "span keyspaces",
+    );
+    assert_status(
+        in_keyspace
+            .admin
+            .clone()
+            .list_owners(pb::ListOwnersRequest::default())
+            .await,
+        tonic::Code::PermissionDenied,
+        "span keyspaces",
+    );
+    let topup = pb::UpdateCreditsRequest {
+        subject: Some(pb::update_credits_request::Subject::OwnerId(
+            "acct_secret".into(),
+        )),
+        change: Some(pb::update_credits_request::Change::Set(1_000_000)),
+        ..Default::default()
+    };
+    assert_status(
+        in_keyspace
+            .admin
+            .clone()
+            .update_credits(topup.clone())
+            .await,
+        tonic::Code::PermissionDenied,
+        "span keyspaces",
+    );
+    let own = mint(
+        &app,
+        &app.admin,
+        pb::CreateAdminTokenRequest {
+            owners: vec!["acct_mine".into()],
+            ..with_permissions("own", perms)
+        },
+    )
+    .await;
+    assert_status(
+        own.admin.clone().update_credits(topup).await,
+        tonic::Code::NotFound,
+        "owner",
+    );
+    let b = app
+        .admin
+        .clone()
+        .get_credits(pb::GetCreditsRequest {
+            subject: Some(pb::get_credits_request::Subject::OwnerId(
+                "acct_secret".into(),
+            )),
+        })
+        .await
+        .expect("credits")
+        .into_inner();
+    assert_eq!(b.remaining + b.held, 5, "untouched");
+}
+
 crate::backend_tests!(
+    limited_tokens_reach_only_their_owners,
     low_and_exhausted_credits_send_webhooks,
     ext_authz_answers_limits_with_429_and_rate_headers,
     an_owner_holds_its_stale_policy,
