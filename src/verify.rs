@@ -107,7 +107,9 @@ impl Verifier {
         let p = &*self.0;
         let now = p.clock.now();
         let mut o = evaluate(&p.index, &p.usage, key, request, within, now, mono_nanos);
-        if let Some(entry) = o.entry.clone() {
+        // Taken out and put back, so the call's one `Arc` of the entry is
+        // the one `evaluate` made.
+        if let Some(entry) = o.entry.take() {
             let owner = p.limiter.owner(entry.owner_id());
             if o.decision.is_valid() {
                 self.charge(&mut o, &entry, owner.as_deref(), request, now)
@@ -116,6 +118,7 @@ impl Verifier {
             o.owner = owner;
             p.usage
                 .record(entry.runtime(), &o.decision, request.client_ip, now);
+            o.entry = Some(entry);
         }
         p.metrics
             .verify_latency

@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Actor, Keys, audit_event};
 use crate::{
+    domain::quota::Subject,
     domain::{
         ApiKey, Environment, KeyName, KeyRecord, KeyType, KeyspaceDefaults, KeyspaceId, Metadata,
         OwnerId, RequestId, Restrictions, RoleName, Scope, Timestamp, check_type_policy,
@@ -223,7 +224,7 @@ impl Keys {
         let balances = req
             .credits
             .map(|c| NewBalance {
-                subject: format!("key:{}", id.as_str()),
+                subject: Subject::Key(id.pack()).to_db(),
                 remaining: c.remaining,
                 policy: c.policy,
             })

@@ -5,7 +5,10 @@ use serde_json::json;
 
 use super::{Actor, Keys, NewCredits};
 use crate::{
-    domain::{KeyId, Metadata, OwnerId, quota::Limits},
+    domain::{
+        KeyId, Metadata, OwnerId,
+        quota::{Limits, Subject},
+    },
     error::{Error, Result},
     store::{Balance, CreditChange, CreditOutcome, NewBalance, Owner},
 };
@@ -46,11 +49,11 @@ impl Keys {
                     .filter(|q| q.credits)
                     .ok_or_else(|| Error::NotFound(format!("credits of key {id}")))?;
                 let pool = quota.pool.as_ref().unwrap_or(&key.id);
-                Ok(format!("key:{}", pool.as_str()))
+                Ok(Subject::Key(pool.pack()).to_db())
             }
             CreditsOf::Owner(o) => {
                 owner_in_reach(actor, o)?;
-                Ok(format!("owner:{}", o.as_str()))
+                Ok(Subject::Owner(o.as_str().into()).to_db())
             }
         }
     }
@@ -186,7 +189,7 @@ impl Keys {
                 next.created_at = current.as_ref().map_or(now, |c| c.created_at);
             }
             let balance = credits.map(|c| NewBalance {
-                subject: format!("owner:{}", id.as_str()),
+                subject: Subject::Owner(id.as_str().into()).to_db(),
                 remaining: c.remaining,
                 policy: c.policy,
             });

@@ -11,7 +11,10 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use super::{LEASE_TTL, Limiter, OwnerQuota, Pool, pool::Kind};
-use crate::{domain::Timestamp, store::StoreError};
+use crate::{
+    domain::Timestamp,
+    store::{Store, StoreError},
+};
 
 /// How often the keeper looks at every pool.
 const TICK: Duration = Duration::from_millis(50);
@@ -63,9 +66,8 @@ pub(super) async fn fetch(lim: &Limiter, pool: &Arc<Pool>, min: i64, waited: boo
             lim.replica.clone(),
             lim.clock.clone(),
         );
-        let (pool, statements) = (Arc::clone(pool), Arc::clone(&lim.statements));
+        let pool = Arc::clone(pool);
         tokio::spawn(async move {
-            statements.fetch_add(1, Relaxed);
             if let Err(e) = lease(&*store, &replica, &clock, &pool, want).await {
                 tracing::warn!(error = %e, "usage limit lease failed");
             }
@@ -76,7 +78,7 @@ pub(super) async fn fetch(lim: &Limiter, pool: &Arc<Pool>, min: i64, waited: boo
 }
 
 async fn lease(
-    store: &dyn crate::store::Store,
+    store: &dyn Store,
     replica: &str,
     clock: &crate::domain::Clock,
     pool: &Pool,
@@ -121,19 +123,18 @@ async fn lease(
 }
 
 /// Gives back what `pool` holds (or settles and ends its credit lease).
-async fn give_back(lim: &Limiter, pool: &Pool) -> Result<(), StoreError> {
+async fn give_back(store: &dyn Store, replica: &str, pool: &Pool) -> Result<(), StoreError> {
     let n = pool.drain();
     let spent = pool.unsettled.swap(0, Relaxed);
-    lim.statements.fetch_add(1, Relaxed);
     match &pool.kind {
         Kind::Credits => {
-            lim.store
-                .settle_credits(&pool.subject, &lim.replica, spent, n, None)
+            store
+                .settle_credits(&pool.subject, replica, spent, n, None)
                 .await?;
         }
         Kind::Tokens { name, rate } if n > 0 => {
             let n = u32::try_from(n).unwrap_or(u32::MAX);
-            lim.store
+            store
                 .return_tokens(&pool.subject, name.as_str(), *rate, n)
                 .await?;
         }
@@ -145,12 +146,9 @@ async fn give_back(lim: &Limiter, pool: &Pool) -> Result<(), StoreError> {
 /// A pool replaced by a new one (its limit changed): give back what it held.
 pub(super) fn orphan(lim: &Limiter, old: Arc<Pool>) {
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
-        let store = Arc::clone(&lim.store);
-        let replica = lim.replica.clone();
-        let clock = lim.clock.clone();
+        let (store, replica) = (Arc::clone(&lim.store), lim.replica.clone());
         handle.spawn(async move {
-            let tmp = Limiter::new(store, replica, clock);
-            if let Err(e) = give_back(&tmp, &old).await {
+            if let Err(e) = give_back(&*store, &replica, &old).await {
                 tracing::warn!(error = %e, "giving back a replaced limit's block failed");
             }
         });
@@ -226,7 +224,7 @@ impl Limiter {
             let idle = now - pool.last_use.load(Relaxed);
             let result = if idle > IDLE_MS && (pool.held() > 0 || pool.unsettled.load(Relaxed) > 0)
             {
-                give_back(self, &pool).await
+                give_back(&*self.store, &self.replica, &pool).await
             } else if idle <= IDLE_MS && !pool.is_cold() && self.low(&pool, now) {
                 // Bounded, so one slow lease never stalls the keeper.
                 let _ = tokio::time::timeout(super::LEASE_WAIT, fetch(self, &pool, 1, false)).await;
@@ -265,7 +263,6 @@ impl Limiter {
     /// change ended is dropped here, and the next call leases anew.
     async fn renew(&self, pool: &Pool, now: i64) -> Result<(), StoreError> {
         let spent = pool.unsettled.swap(0, Relaxed);
-        self.statements.fetch_add(1, Relaxed);
         let until = Timestamp::from_millis(now).saturating_add(LEASE_TTL);
         let alive = self
             .store
@@ -281,7 +278,7 @@ impl Limiter {
     pub async fn give_back_all(&self) {
         let pools: Vec<Arc<Pool>> = self.pools.iter().map(|p| Arc::clone(p.value())).collect();
         for pool in pools {
-            if let Err(e) = give_back(self, &pool).await {
+            if let Err(e) = give_back(&*self.store, &self.replica, &pool).await {
                 tracing::warn!(error = %e, "giving back a limit's block failed");
             }
         }

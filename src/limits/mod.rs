@@ -22,7 +22,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, PoisonError, RwLock,
-        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicI64, Ordering::Relaxed},
     },
     time::Duration,
 };
@@ -162,8 +162,6 @@ pub struct Limiter {
     has_owners: AtomicBool,
     /// Wall-clock ms of the last owner reload.
     owners_read: AtomicI64,
-    /// Store calls made, for the load bench.
-    pub statements: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -185,7 +183,6 @@ impl Limiter {
             owners: RwLock::default(),
             has_owners: AtomicBool::new(false),
             owners_read: AtomicI64::new(0),
-            statements: Arc::default(),
         }
     }
 

@@ -135,16 +135,33 @@ async fn a_replica_killed_holding_credits_strands_nothing() {
     let (id, key) = create(&rs[0], quota_key("acct_1", vec![], Some(credits(100_000)))).await;
     let mut clients: Vec<_> = rs.iter().map(|r| r.verify.clone()).collect();
     clients.push(victim.verify.clone());
-    let before = load(&clients, &key, Instant::now() + Duration::from_secs(1)).await;
-    // The victim holds a block now (it was just serving); kill it mid-load.
-    let kill = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        victim.kill_hard();
-        victim
-    });
-    let during = load(&clients, &key, Instant::now() + Duration::from_secs(1)).await;
-    let _victim = kill.await.expect("kill");
-    let admitted = before + during;
+    // Load on all three; the victim is killed as soon as the database shows
+    // it holding credits, mid-load.
+    let loading = {
+        let (clients, key) = (clients.clone(), key.clone());
+        tokio::spawn(
+            async move { load(&clients, &key, Instant::now() + Duration::from_secs(3)).await },
+        )
+    };
+    let db = sqlx::PgPool::connect(&url).await.expect("connect");
+    let holds = Arc::new(AtomicU64::new(0));
+    eventually_within(Duration::from_secs(3), "the victim to hold a lease", || {
+        let (db, victim_id, holds) = (db.clone(), victim.id.clone(), holds.clone());
+        async move {
+            let (held,): (i64,) = sqlx::query_as(
+                "SELECT CAST(COALESCE(SUM(held), 0) AS BIGINT) FROM credit_leases WHERE replica = $1",
+            )
+            .bind(victim_id)
+            .fetch_one(&db)
+            .await
+            .expect("leases");
+            holds.store(held.max(0) as u64, Ordering::Relaxed);
+            held > 0
+        }
+    })
+    .await;
+    victim.kill_hard();
+    let admitted = loading.await.expect("load");
     // Within the lease's lifetime (10 s) and a sweep, nothing is held.
     eventually_within(
         Duration::from_secs(30),
@@ -161,5 +178,10 @@ async fn a_replica_killed_holding_credits_strands_nothing() {
     assert!(
         b.remaining + admitted as i64 + b.forfeited >= 100_000,
         "credits lost beyond the forfeit: {b:?}, {admitted} admitted"
+    );
+    let holds = holds.load(Ordering::Relaxed);
+    assert!(
+        b.forfeited > 0,
+        "the victim died holding {holds} credits: {b:?}"
     );
 }

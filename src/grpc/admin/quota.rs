@@ -7,17 +7,7 @@ use crate::{
     domain::Permission,
     error::Error,
     grpc::{convert, pb},
-    keys::CreditsOf,
 };
-
-fn credits_of(key_id: Option<&str>, owner: Option<&str>) -> Result<CreditsOf, Error> {
-    let (_, key, owner) = convert::credits_subject(key_id, owner)?;
-    Ok(match (key, owner) {
-        (Some(k), _) => CreditsOf::Key(k),
-        (None, Some(o)) => CreditsOf::Owner(o),
-        (None, None) => return Err(Error::invalid("key_id", "set key_id or owner_id")),
-    })
-}
 
 impl AdminService {
     #[tracing::instrument(skip_all)]
@@ -28,9 +18,9 @@ impl AdminService {
         let actor = self.caller(&req, Permission::KeysRead).await?;
         use pb::get_credits_request::Subject;
         let of = match &req.get_ref().subject {
-            Some(Subject::KeyId(k)) => credits_of(Some(k), None)?,
-            Some(Subject::OwnerId(o)) => credits_of(None, Some(o))?,
-            None => credits_of(None, None)?,
+            Some(Subject::KeyId(k)) => convert::credits_of(Some(k), None)?,
+            Some(Subject::OwnerId(o)) => convert::credits_of(None, Some(o))?,
+            None => convert::credits_of(None, None)?,
         };
         let b = self.keys.credits(&of, &actor).await?;
         Ok(Response::new(convert::to_credits(&b)))
@@ -52,9 +42,9 @@ impl AdminService {
             reason,
         } = req.into_inner();
         let of = match &subject {
-            Some(Subject::KeyId(k)) => credits_of(Some(k), None)?,
-            Some(Subject::OwnerId(o)) => credits_of(None, Some(o))?,
-            None => credits_of(None, None)?,
+            Some(Subject::KeyId(k)) => convert::credits_of(Some(k), None)?,
+            Some(Subject::OwnerId(o)) => convert::credits_of(None, Some(o))?,
+            None => convert::credits_of(None, None)?,
         };
         let change = convert::credit_change(change)?;
         let b = self

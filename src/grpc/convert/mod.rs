@@ -29,7 +29,7 @@ pub use keyspace::{
 };
 pub use policy::{owner_policy, to_owner_policy};
 pub use quota::{
-    OwnerPatch, cost, credit_change, credit_policy, credit_settings, credits_subject, limit_costs,
+    OwnerPatch, cost, credit_change, credit_policy, credit_settings, credits_of, limit_costs,
     owner_patch, to_credits, to_owner,
 };
 pub use restrictions::{restrictions, to_restrictions};

@@ -13,7 +13,7 @@ use crate::{
         restriction::RateLimit,
     },
     error::{Error, Result},
-    keys::NewCredits,
+    keys::{CreditsOf, NewCredits},
     limits::{Holder, Kind, Report},
     store::{Balance, Owner},
 };
@@ -139,20 +139,11 @@ pub fn to_credits(b: &Balance) -> pb::Credits {
     }
 }
 
-/// Whose balance a request names: `key:<id>` or `owner:<id>`.
-pub fn credits_subject(
-    key_id: Option<&str>,
-    owner: Option<&str>,
-) -> Result<(String, Option<crate::domain::KeyId>, Option<OwnerId>)> {
+/// Whose balance a request names: a key's or an owner's.
+pub fn credits_of(key_id: Option<&str>, owner: Option<&str>) -> Result<CreditsOf> {
     match (key_id, owner) {
-        (Some(k), None) => {
-            let id = super::key_id("key_id", k)?;
-            Ok((format!("key:{}", id.as_str()), Some(id), None))
-        }
-        (None, Some(o)) => {
-            let id = super::owner_id("owner_id", o)?;
-            Ok((format!("owner:{}", id.as_str()), None, Some(id)))
-        }
+        (Some(k), None) => Ok(CreditsOf::Key(super::key_id("key_id", k)?)),
+        (None, Some(o)) => Ok(CreditsOf::Owner(super::owner_id("owner_id", o)?)),
         _ => Err(Error::invalid("key_id", "set key_id or owner_id")),
     }
 }
