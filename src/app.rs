@@ -54,6 +54,10 @@ pub enum AppError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("cannot make the page token key: {0}")]
     Randomness(#[from] crate::domain::RandomnessError),
+    #[error("public listener TLS: {0}")]
+    PublicTls(String),
+    #[error("public listener: {0}")]
+    Public(#[from] crate::public::signing::FetchError),
     #[error("cannot read {path}: {source}")]
     TlsFile {
         path: String,
@@ -65,6 +69,30 @@ pub enum AppError {
 struct Tls {
     verify: ServerTlsConfig,
     admin: ServerTlsConfig,
+    /// The public listener's (HTTP/1.1), from the same certificate.
+    public: tokio_rustls::TlsAcceptor,
+}
+
+/// A rustls acceptor for the public listener, from PEM files.
+fn public_tls(cert: &[u8], key: &[u8]) -> Result<tokio_rustls::TlsAcceptor, AppError> {
+    use tokio_rustls::rustls::{
+        self,
+        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    };
+    let bad = |e: &dyn std::fmt::Display| AppError::PublicTls(e.to_string());
+    let certs = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| bad(&e))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, AppError> {
@@ -75,13 +103,19 @@ fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, AppError> {
 }
 
 fn load_tls(config: &crate::config::TlsConfig) -> Result<Tls, AppError> {
-    let identity = Identity::from_pem(read_pem(&config.cert)?, read_pem(&config.key)?);
+    let (cert, key) = (read_pem(&config.cert)?, read_pem(&config.key)?);
+    let public = public_tls(&cert, &key)?;
+    let identity = Identity::from_pem(cert, key);
     let admin = ServerTlsConfig::new().identity(identity.clone());
     let mut verify = ServerTlsConfig::new().identity(identity);
     if let Some(ca) = &config.verify_client_ca {
         verify = verify.client_ca_root(Certificate::from_pem(read_pem(ca)?));
     }
-    Ok(Tls { verify, admin })
+    Ok(Tls {
+        verify,
+        admin,
+        public,
+    })
 }
 
 /// Opens the configured store, applying migrations when asked.
@@ -98,6 +132,7 @@ pub struct App {
     config: Config,
     verify_listener: TcpListener,
     admin_listener: TcpListener,
+    public_listener: Option<TcpListener>,
     store: Arc<dyn Store>,
     index: Arc<KeyIndex>,
     feed: FeedHandle,
@@ -131,6 +166,7 @@ impl App {
             rotation_grace: config.rotation_grace,
             replica_live_window: (config.feed.poll_interval * 5).max(Duration::from_secs(5)),
             clock: config.clock.clone(),
+            leak_lookback: config.leak_lookback,
         };
         let limiter = Arc::new(Limiter::new(
             store.clone(),
@@ -155,6 +191,10 @@ impl App {
             config: config.clone(),
             verify_listener: bind(&config.verify_addr).await?,
             admin_listener: bind(&config.admin_addr).await?,
+            public_listener: match &config.public {
+                Some(p) => Some(bind(&p.addr).await?),
+                None => None,
+            },
             store,
             index,
             feed,
@@ -177,6 +217,13 @@ impl App {
         self.admin_listener
             .local_addr()
             .expect("bound listener has an address")
+    }
+
+    /// The public listener's address, when it is on.
+    pub fn public_addr(&self) -> Option<SocketAddr> {
+        self.public_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn auth(&self) -> &AdminAuth {
@@ -293,6 +340,21 @@ impl App {
         let mut servers = JoinSet::new();
         servers.spawn(verify);
         servers.spawn(admin);
+        if let (Some(listener), Some(config)) = (self.public_listener, &self.config.public) {
+            let public = crate::public::PublicServer::new(
+                listener,
+                self.tls.as_ref().map(|t| t.public.clone()),
+                config.clone(),
+                self.keys.clone(),
+                self.store.clone(),
+            )?;
+            tracing::info!(public_addr = ?public.local_addr().ok(), "public listener on");
+            let (stop, drain) = (stop.clone(), self.config.shutdown_deadline);
+            servers.spawn(async move {
+                public.run(stop, drain).await;
+                Ok(())
+            });
+        }
 
         let mut tasks = JoinSet::new();
         let (caught_up_tx, caught_up) = watch::channel(false);

@@ -52,6 +52,12 @@ pub struct Config {
     /// Whether the verify listener requires its own credential (an admin
     /// token with `verify` or `watch`).
     pub verify_auth: VerifyAuth,
+    /// The public listener (GitHub secret scanning, public revocation);
+    /// `None` (the default) serves none.
+    pub public: Option<crate::public::PublicConfig>,
+    /// A leak report that does not say when its key became public takes it
+    /// as public since this long before the report.
+    pub leak_lookback: Duration,
 }
 
 /// Connection and call limits of one listener. A breach gets a clear answer:
@@ -153,6 +159,8 @@ impl Default for Config {
             auth_limits: AuthLimits::default(),
             verify_auth: VerifyAuth::Off,
             shutdown_deadline: Duration::from_secs(20),
+            public: None,
+            leak_lookback: crate::keys::DEFAULT_LEAK_LOOKBACK,
         }
     }
 }

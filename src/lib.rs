@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod public;
 pub mod store;
 pub mod telemetry;
 pub mod usage;

@@ -239,6 +239,24 @@ struct ServeArgs {
     /// the listener may call it.
     #[arg(long, env = "KEYSMITH_VERIFY_AUTH", default_value = "off", value_parser = ["off", "required"])]
     verify_auth: String,
+    /// Serve the public listener here (GitHub secret-scanning reports at
+    /// `POST /v1/secret-scanning/github`, revocation by presenting a key at
+    /// `POST /v1/keys/revoke`), the only one meant to face the internet.
+    /// Unset: off.
+    #[arg(long, env = "KEYSMITH_PUBLIC_ADDR")]
+    public_addr: Option<String>,
+    /// GitHub's secret-scanning public keys, which sign its reports.
+    #[arg(
+        long,
+        env = "KEYSMITH_GITHUB_KEYS_URL",
+        default_value = "https://api.github.com/meta/public_keys/secret_scanning"
+    )]
+    github_keys_url: String,
+    /// A leak report that does not say when its key became public takes it
+    /// as public since this long before the report: successors the key
+    /// rotated itself into since then are ended with it.
+    #[arg(long, env = "KEYSMITH_LEAK_LOOKBACK", default_value = "24h", value_parser = parse_duration)]
+    leak_lookback: Duration,
     /// How long the change log keeps rows for resuming revocation streams.
     #[arg(long, env = "KEYSMITH_CHANGE_RETENTION", default_value = "7d", value_parser = parse_duration)]
     change_retention: Duration,
@@ -347,6 +365,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             send: !args.no_webhook_send,
             ..defaults.webhooks.clone()
         },
+        public: args.public_addr.map(|addr| keysmith::public::PublicConfig {
+            addr,
+            github_keys: keysmith::public::KeysConfig {
+                url: args.github_keys_url,
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        leak_lookback: args.leak_lookback,
         prune_interval: (args.change_retention / 10)
             .clamp(Duration::from_secs(1), defaults.prune_interval),
         ..defaults

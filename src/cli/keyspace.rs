@@ -159,6 +159,7 @@ pub async fn run_keyspace(conn: &Connection, cmd: KeyspaceCommand) -> Result<(),
                 prefix,
                 defaults: Some(defaults.into_pb()?),
                 scopes,
+                leak_response: None,
             };
             c.inner.create_keyspace(c.req(msg)?).await
         }

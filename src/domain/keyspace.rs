@@ -297,6 +297,8 @@ pub struct Keyspace {
     /// The declared scope catalogue: when not empty, the scopes of the
     /// keys in this keyspace (and its roles) must be drawn from it.
     pub scopes: Vec<Scope>,
+    /// What happens to a key of this keyspace found leaked.
+    pub leak: super::leak::LeakResponse,
     pub created_at: super::Timestamp,
     pub updated_at: super::Timestamp,
     /// Starts at 1; every update adds 1.

@@ -44,6 +44,12 @@ impl Environment {
 #[error("unknown value `{0}`")]
 pub struct UnknownVariant(String);
 
+impl UnknownVariant {
+    pub(crate) fn new(s: &str) -> Self {
+        Self(s.chars().take(64).collect())
+    }
+}
+
 impl FromStr for KeyType {
     type Err = UnknownVariant;
 

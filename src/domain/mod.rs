@@ -9,6 +9,7 @@ mod key_hash;
 mod key_id;
 pub mod keyspace;
 mod kind;
+pub mod leak;
 pub mod page_token;
 mod permission;
 mod policy;

@@ -13,12 +13,13 @@ pub use super::special_ip::is_public;
 use super::{base62, random::RandomnessError};
 
 /// Every event a webhook can subscribe to. Each is also an audit action.
-pub const EVENT_TYPES: [&str; 14] = [
+pub const EVENT_TYPES: [&str; 15] = [
     "key.created",
     "key.updated",
     "key.rotated",
     "key.revoked",
     "key.disabled",
+    "key.leaked",
     "key.enabled",
     "key.expiring",
     "key.expired",

@@ -5,6 +5,7 @@
 //! `admin/webhooks.rs`, owner stale policy handlers in `admin/policies.rs`.
 
 mod keyspaces;
+mod leaks;
 mod lifecycle;
 mod policies;
 mod quota;
@@ -118,6 +119,17 @@ impl KeyAdmin for AdminService {
 
     async fn revoke_key(&self, req: Request<pb::RevokeKeyRequest>) -> Reply<pb::RevokeKeyResponse> {
         self.revoke_key_(req).await
+    }
+
+    async fn report_leaked_key(
+        &self,
+        req: Request<pb::ReportLeakedKeyRequest>,
+    ) -> Reply<pb::ReportLeakedKeyResponse> {
+        self.report_leaked_key_(req).await
+    }
+
+    async fn lookup_key(&self, req: Request<pb::LookupKeyRequest>) -> Reply<pb::LookupKeyResponse> {
+        self.lookup_key_(req).await
     }
 
     #[tracing::instrument(skip_all)]

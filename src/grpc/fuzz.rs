@@ -87,6 +87,16 @@ pub fn admin_requests(bytes: &[u8]) -> usize {
     if let Ok(req) = pb::OwnerStalePolicy::decode(bytes) {
         ok += usize::from(convert::owner_policy(req).is_ok());
     }
+    if let Ok(req) = pb::ReportLeakedKeyRequest::decode(bytes) {
+        let pb::ReportLeakedKeyRequest {
+            key,
+            url,
+            source,
+            leaked_time,
+        } = req;
+        ok += usize::from(convert::leak_report(&url, &source, leaked_time).is_ok());
+        let _ = crate::domain::api_key::parse(&key);
+    }
     if let Ok(req) = pb::CreateAdminTokenRequest::decode(bytes) {
         ok += usize::from(convert::create_token_request(req).is_ok());
     }

@@ -6,7 +6,9 @@ use serde_json::json;
 
 use super::{Actor, CONFLICT_RETRIES, Keys, KeyspaceQuery, Page, diff};
 use crate::{
-    domain::{KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, Scope},
+    domain::{
+        KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, Scope, leak::LeakResponse,
+    },
     error::{Error, Result},
     store::{KeyspaceUpdate, StoreError},
 };
@@ -18,6 +20,7 @@ pub struct NewKeyspace {
     pub prefix: KeyPrefix,
     pub defaults: KeyspaceDefaults,
     pub scopes: Vec<Scope>,
+    pub leak: LeakResponse,
 }
 
 /// UpdateKeyspace's changes; `None` leaves a field alone.
@@ -27,6 +30,7 @@ pub struct KeyspacePatch {
     pub prefix: Option<KeyPrefix>,
     pub defaults: Option<KeyspaceDefaults>,
     pub scopes: Option<Vec<Scope>>,
+    pub leak: Option<LeakResponse>,
 }
 
 const PREFIX_TAKEN: &str = "prefix: is already the prefix of another keyspace";
@@ -48,6 +52,7 @@ impl Keys {
             prefix: Some(new.prefix),
             defaults: new.defaults,
             scopes: new.scopes,
+            leak: new.leak,
             created_at: now,
             updated_at: now,
             version: 1,
@@ -59,6 +64,7 @@ impl Keys {
             "prefix": new.prefix.as_str(),
             "defaults": ks.defaults.to_json(),
             "scopes": scope_strs(&ks.scopes),
+            "leak_response": ks.leak.to_json(),
         });
         let audit = actor.event(now, "keyspace.created", changes);
         match self.store.insert_keyspace(&ks, &audit).await {
@@ -145,6 +151,13 @@ impl Keys {
                 let d = diff(scope_strs(&old.scopes), scope_strs(scopes));
                 changes.insert("scopes".into(), d);
                 next.scopes = scopes.clone();
+            }
+            if let Some(leak) = patch.leak
+                && leak != old.leak
+            {
+                let d = diff(old.leak.to_json(), leak.to_json());
+                changes.insert("leak_response".into(), d);
+                next.leak = leak;
             }
             if changes.len() == 1 {
                 return Ok(old);

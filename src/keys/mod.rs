@@ -8,6 +8,7 @@
 mod actor;
 mod create;
 mod keyspaces;
+mod leak;
 mod lifecycle;
 mod page;
 mod policy;
@@ -41,6 +42,7 @@ const APPLY_WAIT: Duration = Duration::from_secs(2);
 pub use actor::Actor;
 pub use create::{CreateKey, Created, Expiry, MAX_TTL, NewCredits};
 pub use keyspaces::{KeyspacePatch, NewKeyspace};
+pub use leak::Leak;
 pub use lifecycle::{KeyPatch, Rotated};
 pub(crate) use page::open as open_page_token;
 pub use page::{AuditQuery, KeyQuery, KeyspaceQuery, MAX_PAGE_SIZE, Page, RoleQuery, page_size};
@@ -55,6 +57,9 @@ pub use usage::{KeyUsage, MAX_USAGE_RANGE, Overlap};
 /// How long a key must go unused to count as stale, unless asked otherwise.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(90 * 24 * 3600);
 
+/// How long before a leak report without a time its key is taken as public.
+pub const DEFAULT_LEAK_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
+
 /// Longest grace period RotateKey accepts.
 pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -67,6 +72,9 @@ pub struct KeysConfig {
     pub replica_live_window: Duration,
     /// "Now" for key times (creation, expiry, staleness).
     pub clock: Clock,
+    /// A leak report that does not say when the key became public takes it
+    /// as public since this long before the report (`--leak-lookback`).
+    pub leak_lookback: Duration,
 }
 
 impl Default for KeysConfig {
@@ -75,6 +83,7 @@ impl Default for KeysConfig {
             rotation_grace: Duration::from_secs(48 * 3600),
             replica_live_window: Duration::from_secs(5),
             clock: Clock::system(),
+            leak_lookback: DEFAULT_LEAK_LOOKBACK,
         }
     }
 }

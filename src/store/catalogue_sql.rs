@@ -153,6 +153,7 @@ mod tests {
             prefix: KeyPrefix::parse("narrow").ok(),
             defaults: KeyspaceDefaults::default(),
             scopes: scopes(&["a:*", "b:*"]),
+            leak: Default::default(),
             created_at: t,
             updated_at: t,
             version: 1,

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::domain::{
     KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, Timestamp,
-    keyspace::scopes_from_json,
+    keyspace::scopes_from_json, leak::LeakResponse,
 };
 
 /// How an UpdateKeyspace ended.
@@ -46,6 +46,12 @@ pub trait KeyspaceStore: Send + Sync {
         audit: &NewAuditEvent,
     ) -> Result<KeyspaceUpdate, StoreError>;
     async fn get_keyspace(&self, id: &KeyspaceId) -> Result<Option<Keyspace>, StoreError>;
+    /// The keyspace whose keys carry `prefix` (`None`: the default
+    /// keyspace's bare keys).
+    async fn keyspace_by_prefix(
+        &self,
+        prefix: Option<&KeyPrefix>,
+    ) -> Result<Option<Keyspace>, StoreError>;
     /// Keyspaces by id, after `after`, at most `limit`; with `within` (a
     /// caller's keyspace limit), only those.
     async fn list_keyspaces(
@@ -62,15 +68,17 @@ type KeyspaceRow = (
     String,
     Json<serde_json::Value>,
     Json<serde_json::Value>,
+    Json<serde_json::Value>,
     i64,
     i64,
     i64,
 );
 
-const COLUMNS: &str = "id, name, prefix, defaults, scopes, created_at, updated_at, version";
+const COLUMNS: &str =
+    "id, name, prefix, defaults, scopes, leak_response, created_at, updated_at, version";
 
 fn from_row(
-    (id, name, prefix, defaults, scopes, created, updated, version): KeyspaceRow,
+    (id, name, prefix, defaults, scopes, leak, created, updated, version): KeyspaceRow,
 ) -> Result<Keyspace, StoreError> {
     let bad = |what: &str| StoreError::Corrupt(format!("{what} of keyspace {id}"));
     Ok(Keyspace {
@@ -81,6 +89,7 @@ fn from_row(
         },
         defaults: KeyspaceDefaults::from_json(&defaults.0).map_err(|_| bad("defaults"))?,
         scopes: scopes_from_json(&scopes.0).map_err(|_| bad("scopes"))?,
+        leak: LeakResponse::from_json(&leak.0).map_err(|_| bad("leak response"))?,
         created_at: Timestamp::from_millis(created),
         updated_at: Timestamp::from_millis(updated),
         version,
@@ -124,14 +133,15 @@ impl KeyspaceStore for SqlStore {
         let mut tx = self.db.begin_write().await?;
         lock_seq(&mut tx, 0).await?;
         sql(
-            "INSERT INTO keyspaces (id, name, prefix, defaults, scopes, created_at, updated_at, \
-             version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO keyspaces (id, name, prefix, defaults, scopes, leak_response, \
+             created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(ks.id.as_str())
         .bind(ks.name.as_str())
         .bind(prefix_text(ks))
         .bind(ks.defaults.to_json())
         .bind(catalogue(ks))
+        .bind(ks.leak.to_json())
         .bind(ks.created_at.as_millis())
         .bind(ks.updated_at.as_millis())
         .bind(ks.version)
@@ -168,13 +178,14 @@ impl KeyspaceStore for SqlStore {
         }
         let updated = sql(
             "UPDATE keyspaces SET name = $2, prefix = $3, defaults = $4, scopes = $5, \
-             updated_at = $6, version = $7 WHERE id = $1 AND version = $7 - 1",
+             leak_response = $6, updated_at = $7, version = $8 WHERE id = $1 AND version = $8 - 1",
         )
         .bind(ks.id.as_str())
         .bind(ks.name.as_str())
         .bind(prefix_text(ks))
         .bind(ks.defaults.to_json())
         .bind(catalogue(ks))
+        .bind(ks.leak.to_json())
         .bind(ks.updated_at.as_millis())
         .bind(ks.version)
         .execute(&mut tx)
@@ -190,6 +201,18 @@ impl KeyspaceStore for SqlStore {
     async fn get_keyspace(&self, id: &KeyspaceId) -> Result<Option<Keyspace>, StoreError> {
         sql(format!("SELECT {COLUMNS} FROM keyspaces WHERE id = $1"))
             .bind(id.as_str())
+            .fetch_optional::<KeyspaceRow>(&self.db)
+            .await?
+            .map(from_row)
+            .transpose()
+    }
+
+    async fn keyspace_by_prefix(
+        &self,
+        prefix: Option<&KeyPrefix>,
+    ) -> Result<Option<Keyspace>, StoreError> {
+        sql(format!("SELECT {COLUMNS} FROM keyspaces WHERE prefix = $1"))
+            .bind(prefix.map_or("", KeyPrefix::as_str))
             .fetch_optional::<KeyspaceRow>(&self.db)
             .await?
             .map(from_row)
@@ -274,6 +297,7 @@ mod tests {
             prefix: KeyPrefix::parse("old").ok(),
             defaults: KeyspaceDefaults::default(),
             scopes: vec![],
+            leak: Default::default(),
             created_at: Timestamp::from_millis(1),
             updated_at: Timestamp::from_millis(1),
             version: 1,

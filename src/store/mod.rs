@@ -25,6 +25,7 @@ mod postgres;
 mod quota_sql;
 mod role_sql;
 mod rows;
+mod scan_sql;
 mod sql;
 mod sqlite;
 mod token_sql;
@@ -53,6 +54,7 @@ pub use quota_sql::{
     Balance, CreditChange, CreditGrant, CreditOutcome, Owner, QuotaStore, TokenGrant,
 };
 pub use role_sql::{RoleDelete, RoleStore, RoleUpdate};
+pub use scan_sql::ScanStore;
 pub use token_sql::{TOKEN_CHANNEL, TokenFilter, TokenStore};
 pub use usage::{UnknownRow, UsageCounts, UsageRow, UsageStore, UsageWrite, hour_of};
 pub use webhook::{
@@ -98,10 +100,12 @@ pub enum ChangeKind {
     ExpiryShortened,
     /// Its IP, referrer, resource or rate restrictions changed.
     RestrictionsChanged,
+    /// Found leaked, and revoked or disabled by its keyspace's leak policy.
+    Leaked,
 }
 
 impl ChangeKind {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::Created,
         Self::Updated,
         Self::Rotated,
@@ -111,6 +115,7 @@ impl ChangeKind {
         Self::ScopesNarrowed,
         Self::ExpiryShortened,
         Self::RestrictionsChanged,
+        Self::Leaked,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -124,6 +129,7 @@ impl ChangeKind {
             Self::ScopesNarrowed => "scopes_narrowed",
             Self::ExpiryShortened => "expiry_shortened",
             Self::RestrictionsChanged => "restrictions_changed",
+            Self::Leaked => "leaked",
         }
     }
 
@@ -142,6 +148,7 @@ impl ChangeKind {
                 | Self::ScopesNarrowed
                 | Self::ExpiryShortened
                 | Self::RestrictionsChanged
+                | Self::Leaked
         )
     }
 }
@@ -359,6 +366,7 @@ pub trait Store:
     + RoleStore
     + TokenStore
     + QuotaStore
+    + ScanStore
     + Send
     + Sync
     + 'static

@@ -108,6 +108,8 @@ pub struct TestApp {
     pub token: String,
     verify_addr: std::net::SocketAddr,
     admin_addr: std::net::SocketAddr,
+    /// The public listener's, when the configuration turned it on.
+    pub public_addr: Option<std::net::SocketAddr>,
     /// Dropping the sender (with the `TestApp`) also stops the server.
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
@@ -148,6 +150,7 @@ pub async fn spawn_configured(
         }
     };
     let (verify_addr, admin_addr) = (app.verify_addr(), app.admin_addr());
+    let public_addr = app.public_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run(async {
@@ -168,6 +171,7 @@ pub async fn spawn_configured(
         token,
         verify_addr,
         admin_addr,
+        public_addr,
         stop: Some(stop),
         server: Some(server),
     };

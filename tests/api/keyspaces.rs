@@ -24,6 +24,7 @@ pub(crate) async fn keyspace(
             prefix: prefix.into(),
             defaults: Some(defaults),
             scopes: vec![],
+            leak_response: None,
         })
         .await
         .expect("create keyspace")

@@ -120,6 +120,7 @@ async fn bad_role_input_is_refused_naming_the_field(backend: Backend) {
             prefix: "bill".into(),
             defaults: None,
             scopes: vec!["invoices:read".into(), "refunds:*".into()],
+            leak_response: None,
         })
         .await
         .expect("keyspace")

@@ -177,6 +177,7 @@ async fn an_update_outside_the_limits_says_nothing_of_the_key(backend: Backend) 
                 ..Default::default()
             }),
             scopes: vec!["x:read".into()],
+            leak_response: None,
         })
         .await
         .expect("keyspace")

@@ -36,6 +36,7 @@ pub fn watch_request(req: pb::WatchRevocationsRequest) -> Result<WatchRequest> {
 fn kind(k: ChangeKind) -> pb::KeyEventKind {
     match k {
         ChangeKind::Revoked => pb::KeyEventKind::Revoked,
+        ChangeKind::Leaked => pb::KeyEventKind::Leaked,
         ChangeKind::Disabled => pb::KeyEventKind::Disabled,
         ChangeKind::Rotated | ChangeKind::ExpiryShortened => pb::KeyEventKind::ExpiresEarlier,
         ChangeKind::ScopesNarrowed => pb::KeyEventKind::ScopesNarrowed,

@@ -1,7 +1,9 @@
 //! Keyspaces: requests to domain types, and back.
 
 use super::{
-    duration, environment, pb, restrictions,
+    duration, environment,
+    leak::{leak_response, to_leak_response},
+    pb, restrictions,
     rotation::{rotation, to_rotation},
     scopes, to_environment, to_restrictions, to_timestamp, update_paths,
 };
@@ -152,6 +154,7 @@ pub fn to_keyspace(k: &Keyspace) -> pb::Keyspace {
         scanner_regex: k.scanner_regex(),
         create_time: Some(to_timestamp(k.created_at)),
         update_time: Some(to_timestamp(k.updated_at)),
+        leak_response: Some(to_leak_response(&k.leak)),
     }
 }
 
@@ -161,17 +164,19 @@ pub fn create_keyspace(req: pb::CreateKeyspaceRequest) -> Result<NewKeyspace> {
         prefix: raw_prefix,
         defaults: raw_defaults,
         scopes,
+        leak_response: raw_leak,
     } = req;
     Ok(NewKeyspace {
         name: name("name", &raw_name)?,
         prefix: prefix("prefix", &raw_prefix)?,
         defaults: defaults("defaults", raw_defaults)?,
         scopes: catalogue("scopes", scopes)?,
+        leak: leak_response("leak_response", raw_leak)?,
     })
 }
 
 /// The `update_mask` paths UpdateKeyspace accepts.
-const UPDATABLE: [&str; 4] = ["name", "prefix", "defaults", "scopes"];
+const UPDATABLE: [&str; 5] = ["name", "prefix", "defaults", "scopes", "leak_response"];
 
 pub fn keyspace_patch(req: pb::UpdateKeyspaceRequest) -> Result<(KeyspaceId, KeyspacePatch)> {
     let pb::UpdateKeyspaceRequest {
@@ -187,6 +192,7 @@ pub fn keyspace_patch(req: pb::UpdateKeyspaceRequest) -> Result<(KeyspaceId, Key
         prefix: raw_prefix,
         defaults: raw_defaults,
         scopes,
+        leak_response: raw_leak,
         ..
     } = ks;
     let patch = KeyspacePatch {
@@ -201,6 +207,9 @@ pub fn keyspace_patch(req: pb::UpdateKeyspaceRequest) -> Result<(KeyspaceId, Key
             .transpose()?,
         scopes: named("scopes")
             .then(|| catalogue("keyspace.scopes", scopes))
+            .transpose()?,
+        leak: named("leak_response")
+            .then(|| leak_response("keyspace.leak_response", raw_leak))
             .transpose()?,
     };
     Ok((id, patch))

@@ -6,6 +6,7 @@ mod audit;
 mod events;
 mod key;
 mod keyspace;
+mod leak;
 mod policy;
 mod quota;
 mod restrictions;
@@ -27,6 +28,7 @@ pub use keyspace::{
     create_keyspace, keyspace_id, keyspace_patch, keyspaces_page, list_keyspaces, opt_keyspace_id,
     to_keyspace,
 };
+pub use leak::{report as leak_report, to_policy as to_leak_policy};
 pub use policy::{owner_policy, to_owner_policy};
 pub use quota::{
     OwnerPatch, cost, credit_change, credit_policy, credit_settings, credits_of, limit_costs,

@@ -1,0 +1,209 @@
+//! The public listener (`--public-addr`): the only one meant to face the
+//! internet. It serves HTTP/1.1 (TLS as the other listeners), and only two
+//! routes:
+//!
+//! - `POST /v1/secret-scanning/github`: GitHub's secret-scanning partner
+//!   reports, signed by GitHub ([`github`]);
+//! - `POST /v1/keys/revoke`: anyone holding a key may revoke it by
+//!   presenting it ([`revoke`]).
+//!
+//! It has its own limits: connections, requests in flight, a body cap, a
+//! rate per peer, and deadlines for reading headers and for each request.
+//! Each refusal is a JSON `{"error": …}` with a clear status.
+
+mod github;
+mod http;
+mod peers;
+mod revoke;
+pub mod signing;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::{keys::Keys, store::Store};
+
+pub use peers::Rate;
+
+/// Parses `bytes` as a secret-scanning report body of at most `max`
+/// matches, as the GitHub route does after the signature holds: the number
+/// of matches, or `None` when it is refused. For fuzzing.
+#[doc(hidden)]
+pub fn parse_report(bytes: &[u8], max: usize) -> Option<usize> {
+    github::parse(bytes, max).ok().map(|m| m.len())
+}
+pub use signing::{GitHubKeys, KeysConfig};
+
+#[derive(Clone, Debug)]
+pub struct PublicConfig {
+    /// Where the public listener listens; port 0 picks a free port.
+    pub addr: String,
+    pub github_keys: KeysConfig,
+    /// Largest request body, in bytes.
+    pub max_body: usize,
+    /// Most matches one secret-scanning report may carry.
+    pub max_matches: usize,
+    /// Connections open at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Requests being answered at once; more get 503.
+    pub max_in_flight: usize,
+    /// Requests per peer, on any route.
+    pub per_peer: Rate,
+    /// Public revocations per peer (on top of `per_peer`).
+    pub revoke_per_peer: Rate,
+    /// How long a client may take to send its request headers.
+    pub header_timeout: Duration,
+    /// How long a request may take, from its headers to its answer.
+    pub request_timeout: Duration,
+    /// How long a replayed delivery is recognised.
+    pub replay_window: Duration,
+}
+
+impl Default for PublicConfig {
+    fn default() -> Self {
+        Self {
+            addr: "0.0.0.0:8443".into(),
+            github_keys: KeysConfig::default(),
+            max_body: 256 * 1024,
+            max_matches: 1000,
+            max_connections: 512,
+            max_in_flight: 64,
+            per_peer: Rate {
+                per_second: 20.0,
+                burst: 40.0,
+            },
+            revoke_per_peer: Rate {
+                per_second: 0.2,
+                burst: 5.0,
+            },
+            header_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(20),
+            replay_window: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// What the handlers share.
+pub(crate) struct Public {
+    config: PublicConfig,
+    keys: Keys,
+    store: Arc<dyn Store>,
+    github: GitHubKeys,
+    in_flight: Arc<Semaphore>,
+    peers: peers::PeerLimiter,
+    revokers: peers::PeerLimiter,
+}
+
+/// The public listener, bound, ready to serve.
+pub struct PublicServer {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: Arc<Public>,
+}
+
+impl PublicServer {
+    pub fn new(
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        config: PublicConfig,
+        keys: Keys,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, signing::FetchError> {
+        let github = GitHubKeys::new(config.github_keys.clone())?;
+        let state = Public {
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            peers: peers::PeerLimiter::new(config.per_peer),
+            revokers: peers::PeerLimiter::new(config.revoke_per_peer),
+            config,
+            keys,
+            store,
+            github,
+        };
+        Ok(Self {
+            listener,
+            tls,
+            state: Arc::new(state),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `stop`, then lets open requests finish for at most
+    /// `drain`.
+    pub async fn run(self, stop: CancellationToken, drain: Duration) {
+        // GitHub's keys are fetched ahead of the first report, in the
+        // background: the listener serves (and refuses) meanwhile.
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let _ = state.github.refresh().await;
+        });
+        let connections = Arc::new(Semaphore::new(self.state.config.max_connections));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let header_timeout = self.state.config.header_timeout;
+        loop {
+            let Ok(permit) = connections.clone().acquire_owned().await else {
+                break;
+            };
+            let accepted = tokio::select! {
+                () = stop.cancelled() => break,
+                a = self.listener.accept() => a,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "public listener accept failed");
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let state = self.state.clone();
+            let tls = self.tls.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let service = service_fn(move |req: hyper::Request<Incoming>| {
+                    let state = state.clone();
+                    async move { Ok::<_, std::convert::Infallible>(state.answer(req, peer).await) }
+                });
+                let builder = {
+                    let mut b = http1::Builder::new();
+                    b.timer(TokioTimer::new())
+                        .header_read_timeout(Some(header_timeout))
+                        .max_buf_size(64 * 1024)
+                        .keep_alive(true);
+                    b
+                };
+                let result = match tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                        watcher.watch(conn).await
+                    }
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+                        let Ok(Ok(stream)) = handshake.await else {
+                            return;
+                        };
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(conn).await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, %peer, "public connection ended");
+                }
+            });
+        }
+        if tokio::time::timeout(drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(?drain, "public listener drain deadline passed");
+        }
+    }
+}
