@@ -248,6 +248,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
         let (verify_addr, admin_addr) = (self.verify_addr(), self.admin_addr());
+        let public_addr = self
+            .public_addr()
+            .map_or_else(|| "off".to_owned(), |a| a.to_string());
         let (reporter, health) = tonic_health::server::health_reporter();
         set_health(&reporter, ServingStatus::NotServing).await;
         reporter
@@ -331,6 +334,7 @@ impl App {
         tracing::info!(
             %verify_addr,
             %admin_addr,
+            %public_addr,
             backend = self.store.backend(),
             tls = self.tls.is_some(),
             verify_auth = ?self.config.verify_auth,
@@ -348,7 +352,6 @@ impl App {
                 self.keys.clone(),
                 self.store.clone(),
             )?;
-            tracing::info!(public_addr = ?public.local_addr().ok(), "public listener on");
             let (stop, drain) = (stop.clone(), self.config.shutdown_deadline);
             servers.spawn(async move {
                 public.run(stop, drain).await;

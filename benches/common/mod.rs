@@ -35,6 +35,8 @@ pub struct Server {
     pub child: Child,
     pub verify_addr: String,
     pub admin_addr: String,
+    /// The public listener's, when `--public-addr` turned it on.
+    pub public_addr: Option<String>,
     /// The bootstrap admin token, when this start minted one.
     pub token: Option<String>,
 }
@@ -105,6 +107,10 @@ impl Server {
         Server {
             verify_addr: addr("verify_addr"),
             admin_addr: addr("admin_addr"),
+            public_addr: fields["public_addr"]
+                .as_str()
+                .filter(|a| *a != "off")
+                .map(str::to_owned),
             token,
             child,
         }

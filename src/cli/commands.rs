@@ -87,6 +87,19 @@ pub enum KeyCommand {
     Usage {
         id: String,
     },
+    /// Whose is this key? Reads the key from stdin (never an argument,
+    /// which shell history and `ps` would keep); audited.
+    Lookup,
+    /// Report a key found in public, read from stdin: its keyspace's leak
+    /// policy applies (notify, disable or revoke).
+    ReportLeak {
+        /// Where it was found.
+        #[arg(long, default_value = "")]
+        url: String,
+        /// What found it, e.g. `gitleaks`.
+        #[arg(long, default_value = "")]
+        source: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -28,6 +28,8 @@ pub enum KeyspaceCommand {
         /// drawn from it.
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        #[command(flatten)]
+        leak: LeakArgs,
     },
     Get {
         id: String,
@@ -38,13 +40,16 @@ pub enum KeyspaceCommand {
         #[arg(long, default_value = "")]
         page_token: String,
     },
-    /// Change a keyspace's name or prefix (final once it holds keys).
+    /// Change a keyspace's name, prefix (final once it holds keys) or leak
+    /// response.
     Update {
         id: String,
         #[arg(long)]
         name: Option<String>,
         #[arg(long)]
         prefix: Option<String>,
+        #[command(flatten)]
+        leak: LeakArgs,
     },
     /// Print secret-scanner rules that find this keyspace's keys.
     Pattern {
@@ -53,6 +58,57 @@ pub enum KeyspaceCommand {
         #[arg(long, default_value = "all")]
         format: String,
     },
+}
+
+/// What happens to a key of the keyspace found leaked; each unset flag
+/// keeps what the keyspace has (the defaults, for a new one).
+#[derive(clap::Args, Debug)]
+pub struct LeakArgs {
+    /// For live secret keys: `notify`, `disable` or `revoke` (the default).
+    #[arg(long = "leak-live", value_parser = ["notify", "disable", "revoke"])]
+    live: Option<String>,
+    /// For test secret keys: `notify` (the default), `disable` or `revoke`.
+    #[arg(long = "leak-test", value_parser = ["notify", "disable", "revoke"])]
+    test: Option<String>,
+    /// For publishable keys: `notify` (the default), `disable` or `revoke`.
+    #[arg(long = "leak-publishable", value_parser = ["notify", "disable", "revoke"])]
+    publishable: Option<String>,
+    /// `on` (the default) or `off`: whether anyone presenting a key may
+    /// revoke it on the public listener.
+    #[arg(long = "public-revocation", value_parser = ["on", "off"])]
+    public_revocation: Option<String>,
+}
+
+impl LeakArgs {
+    fn is_set(&self) -> bool {
+        self.live.is_some()
+            || self.test.is_some()
+            || self.publishable.is_some()
+            || self.public_revocation.is_some()
+    }
+
+    /// `held` with the flags applied.
+    fn apply(self, held: Option<pb::LeakResponse>) -> pb::LeakResponse {
+        let policy = |s: &str| match s {
+            "notify" => pb::LeakPolicy::Notify,
+            "disable" => pb::LeakPolicy::Disable,
+            _ => pb::LeakPolicy::Revoke,
+        } as i32;
+        let mut r = held.unwrap_or_default();
+        if let Some(p) = &self.live {
+            r.live = policy(p);
+        }
+        if let Some(p) = &self.test {
+            r.test = policy(p);
+        }
+        if let Some(p) = &self.publishable {
+            r.publishable = policy(p);
+        }
+        if let Some(p) = &self.public_revocation {
+            r.public_revocation_off = p == "off";
+        }
+        r
+    }
 }
 
 /// Defaults for the keys created in a keyspace.
@@ -119,6 +175,12 @@ fn json(ks: &pb::Keyspace) -> serde_json::Value {
         "prefix": ks.prefix,
         "scopes": ks.scopes,
         "scanner_regex": ks.scanner_regex,
+        "leak_response": ks.leak_response.as_ref().map(|l| serde_json::json!({
+            "live": l.live().as_str_name(),
+            "test": l.test().as_str_name(),
+            "publishable": l.publishable().as_str_name(),
+            "public_revocation": !l.public_revocation_off,
+        })),
     })
 }
 
@@ -153,13 +215,14 @@ pub async fn run_keyspace(conn: &Connection, cmd: KeyspaceCommand) -> Result<(),
             prefix,
             defaults,
             scopes,
+            leak,
         } => {
             let msg = pb::CreateKeyspaceRequest {
                 name,
                 prefix,
                 defaults: Some(defaults.into_pb()?),
                 scopes,
-                leak_response: None,
+                leak_response: leak.is_set().then(|| leak.apply(None)),
             };
             c.inner.create_keyspace(c.req(msg)?).await
         }
@@ -185,7 +248,12 @@ pub async fn run_keyspace(conn: &Connection, cmd: KeyspaceCommand) -> Result<(),
             print(&out, &r.keyspaces, Some(&r.next_page_token));
             return Ok(());
         }
-        KeyspaceCommand::Update { id, name, prefix } => {
+        KeyspaceCommand::Update {
+            id,
+            name,
+            prefix,
+            leak,
+        } => {
             let mut paths = Vec::new();
             if name.is_some() {
                 paths.push("name".to_owned());
@@ -193,14 +261,30 @@ pub async fn run_keyspace(conn: &Connection, cmd: KeyspaceCommand) -> Result<(),
             if prefix.is_some() {
                 paths.push("prefix".to_owned());
             }
+            // The leak response is replaced whole: the flags apply to what
+            // the keyspace holds now.
+            let leak_response = if leak.is_set() {
+                paths.push("leak_response".to_owned());
+                let held = c
+                    .inner
+                    .get_keyspace(c.req(pb::GetKeyspaceRequest { id: id.clone() })?)
+                    .await
+                    .map_err(|s| c.fail(s))?
+                    .into_inner()
+                    .leak_response;
+                Some(leak.apply(held))
+            } else {
+                None
+            };
             if paths.is_empty() {
-                return Err("nothing to update: pass --name or --prefix".into());
+                return Err("nothing to update: pass --name, --prefix or a --leak-… flag".into());
             }
             let msg = pb::UpdateKeyspaceRequest {
                 keyspace: Some(pb::Keyspace {
                     id,
                     name: name.unwrap_or_default(),
                     prefix: prefix.unwrap_or_default(),
+                    leak_response,
                     ..Default::default()
                 }),
                 update_mask: Some(prost_types::FieldMask { paths }),

@@ -300,6 +300,38 @@ pub async fn run_key(conn: &Connection, cmd: KeyCommand) -> Result<(), String> {
                 .map_err(|s| c.fail(s))?;
             out.key(r.into_inner().key.as_ref(), &[]);
         }
+        KeyCommand::Lookup => {
+            let key = read_key()?;
+            let r = c
+                .inner
+                .lookup_key(c.req(pb::LookupKeyRequest {
+                    key: key.to_string(),
+                })?)
+                .await
+                .map_err(|s| c.fail(s))?;
+            out.key(r.into_inner().key.as_ref(), &[]);
+        }
+        KeyCommand::ReportLeak { url, source } => {
+            let key = read_key()?;
+            let msg = pb::ReportLeakedKeyRequest {
+                key: key.to_string(),
+                url,
+                source,
+                leaked_time: None,
+            };
+            let r = c
+                .inner
+                .report_leaked_key(c.req(msg)?)
+                .await
+                .map_err(|s| c.fail(s))?
+                .into_inner();
+            let policy = r.policy().as_str_name();
+            let successors = r.successors.len().to_string();
+            out.key(
+                r.key.as_ref(),
+                &[("policy", policy), ("successors_ended", &successors)],
+            );
+        }
         KeyCommand::Usage { id } => {
             let msg = pb::GetKeyUsageRequest {
                 id,
@@ -399,4 +431,17 @@ pub async fn run_webhook(conn: &Connection, cmd: WebhookCommand) -> Result<(), S
         }
     }
     Ok(())
+}
+
+/// A key from stdin's first line, wiped when dropped.
+fn read_key() -> Result<zeroize::Zeroizing<String>, String> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the key from stdin: {e}"))?;
+    let key = zeroize::Zeroizing::new(line.trim().to_owned());
+    if key.is_empty() {
+        return Err("pass the key on stdin, e.g. `echo \"$KEY\" | keysmith key lookup`".into());
+    }
+    Ok(key)
 }

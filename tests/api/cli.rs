@@ -292,7 +292,115 @@ async fn cli_manages_owners_and_credits(backend: Backend) {
     assert!(!refused.status.success(), "more than the balance");
 }
 
+/// `cli` with `stdin` piped in.
+fn cli_stdin(app: &TestApp, token: &str, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keysmith"))
+        .args(args)
+        .env("KEYSMITH_ADMIN_ADDR", app.admin_channel_addr())
+        .env("KEYSMITH_ADMIN_TOKEN", token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run keysmith");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+async fn cli_looks_up_and_reports_leaked_keys(backend: Backend) {
+    let app = spawn(backend).await;
+    let token = app.token.clone();
+    let json =
+        |out: &Output| -> serde_json::Value { serde_json::from_str(ok(out).trim()).expect("json") };
+    let ks = json(&cli(
+        &app,
+        &token,
+        &[
+            "keyspace",
+            "create",
+            "--name",
+            "Acme",
+            "--prefix",
+            "acme",
+            "--leak-live",
+            "disable",
+            "--json",
+        ],
+    ));
+    let ks_id = ks["id"].as_str().expect("id").to_owned();
+    assert_eq!(ks["leak_response"]["live"], "LEAK_POLICY_DISABLE");
+    let updated = json(&cli(
+        &app,
+        &token,
+        &[
+            "keyspace",
+            "update",
+            &ks_id,
+            "--public-revocation",
+            "off",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        updated["leak_response"]["live"], "LEAK_POLICY_DISABLE",
+        "kept"
+    );
+    assert_eq!(updated["leak_response"]["public_revocation"], false);
+    let key = json(&cli(
+        &app,
+        &token,
+        &[
+            "key",
+            "create",
+            "--owner",
+            "acct_cli",
+            "--keyspace",
+            &ks_id,
+            "--env",
+            "live",
+            "--json",
+        ],
+    ));
+    let (id, secret) = (key["id"].as_str().unwrap(), key["secret"].as_str().unwrap());
+    let found = json(&cli_stdin(
+        &app,
+        &token,
+        &["key", "lookup", "--json"],
+        &format!("{secret}\n"),
+    ));
+    assert_eq!(found["id"], id);
+    let reported = json(&cli_stdin(
+        &app,
+        &token,
+        &[
+            "key",
+            "report-leak",
+            "--source",
+            "gitleaks",
+            "--url",
+            "https://ci.example.com/1",
+            "--json",
+        ],
+        secret,
+    ));
+    assert_eq!(reported["policy"], "LEAK_POLICY_DISABLE");
+    assert_eq!(
+        app.verify_code(secret).await,
+        keysmith::grpc::pb::VerifyCode::Disabled
+    );
+    let empty = cli_stdin(&app, &token, &["key", "lookup"], "");
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("stdin"));
+}
+
 crate::backend_tests!(
+    cli_looks_up_and_reports_leaked_keys,
     cli_manages_owners_and_credits,
     cli_drives_the_admin_api,
     cli_manages_keyspaces_and_prints_their_scanner_rules,

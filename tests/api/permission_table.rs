@@ -14,6 +14,8 @@ use crate::{
 #[derive(Clone)]
 pub struct Fixture {
     pub key_id: String,
+    /// The key's secret, for the calls that take a raw key.
+    pub key_secret: String,
     pub token_id: String,
 }
 
@@ -71,6 +73,22 @@ pub const CALLS: &[(&str, &str, Call)] = &[
                 ..Default::default()
             };
             a.revoke_key(req).await.map(drop)
+        })
+    }),
+    ("ReportLeakedKey", "keys.revoke", |mut a, f| {
+        Box::pin(async move {
+            let req = pb::ReportLeakedKeyRequest {
+                key: f.key_secret,
+                source: "permission table".into(),
+                ..Default::default()
+            };
+            a.report_leaked_key(req).await.map(drop)
+        })
+    }),
+    ("LookupKey", "keys.read", |mut a, f| {
+        Box::pin(async move {
+            let req = pb::LookupKeyRequest { key: f.key_secret };
+            a.lookup_key(req).await.map(drop)
         })
     }),
     ("DisableKey", "keys.revoke", |mut a, f| {

@@ -51,12 +51,8 @@ fn refused(result: &Result<(), Status>) -> Option<Code> {
 
 async fn each_permission_is_denied_without_it_and_allowed_with_it(backend: Backend) {
     let app = spawn(backend).await;
-    let key_id = app
-        .create_with_scopes(&["a:read"])
-        .await
-        .key
-        .expect("key")
-        .id;
+    let created = app.create_with_scopes(&["a:read"]).await;
+    let (key_id, key_secret) = (created.key.expect("key").id, created.secret);
     let victim = mint(
         &app,
         &app.admin,
@@ -65,6 +61,7 @@ async fn each_permission_is_denied_without_it_and_allowed_with_it(backend: Backe
     .await;
     let fixture = Fixture {
         key_id,
+        key_secret,
         token_id: victim.id,
     };
     let permissions: BTreeSet<&str> = CALLS.iter().map(|(_, p, _)| *p).collect();

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use keysmith::grpc::pb;
 
-use crate::helpers::{Backend, TestApp, TestDb, spawn_on};
+use crate::helpers::{Backend, TestApp, TestDb};
 
 /// The ```sh block between `<!-- {name}:start -->` and `<!-- {name}:end -->`.
 fn readme_session(name: &str) -> String {
@@ -36,6 +36,15 @@ fn readme_session(name: &str) -> String {
 /// Runs README session `name` with bash against a fresh server on SQLite,
 /// in the session's working directory: the server, and what bash printed.
 async fn replay_on_server(name: &str) -> (TestApp, std::process::Output) {
+    replay_configured(name, |_| {}).await
+}
+
+/// [`replay_on_server`] with the server's configuration adjusted; the
+/// session's `127.0.0.1:8443` is the public listener, when it is on.
+async fn replay_configured(
+    name: &str,
+    configure: impl FnOnce(&mut keysmith::Config),
+) -> (TestApp, std::process::Output) {
     let which = Command::new("sh")
         .args(["-c", "command -v grpcurl && command -v jq"])
         .output();
@@ -46,10 +55,13 @@ async fn replay_on_server(name: &str) -> (TestApp, std::process::Output) {
     // The README runs next to a default `keysmith serve`: SQLite in ./keysmith-data.
     let db = TestDb::new(Backend::Sqlite).await;
     let workdir = db.dir.path().to_owned();
-    let app = spawn_on(db, None).await;
-    let script = readme_session(name)
+    let app = crate::helpers::spawn_configured(db, None, configure).await;
+    let mut script = readme_session(name)
         .replace("127.0.0.1:50051", &app.verify_channel_addr())
         .replace("127.0.0.1:50052", &app.admin_channel_addr());
+    if let Some(public) = app.public_addr {
+        script = script.replace("127.0.0.1:8443", &public.to_string());
+    }
     let shim =
         "cargo() { while [ \"$1\" != -- ]; do shift; done; shift; \"$KEYSMITH_BIN\" \"$@\"; }\n";
     let output = tokio::task::spawn_blocking(move || {
@@ -138,6 +150,43 @@ async fn readme_role_session_works_verbatim() {
         "stdout:\n{stdout}"
     );
     assert!(stdout.contains(r#""keysChanged": "1""#), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_leak_session_works_verbatim() {
+    let (app, output) = replay_configured("leak-session", |c| {
+        crate::scanner::with_public(c, "http://127.0.0.1:9/unused");
+    })
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        codes(&stdout),
+        [
+            "VERIFY_CODE_REVOKED", // revoked by presenting it
+            "VERIFY_CODE_REVOKED", // reported by a scanner, live: revoke
+        ],
+        "stdout:\n{stdout}"
+    );
+    assert!(stdout.contains(r#""owner": "acct_123""#), "{stdout}");
+    assert!(stdout.contains(r#"{"status":"accepted"}"#), "{stdout}");
+    assert!(
+        stdout.contains(r#""policy": "LEAK_POLICY_REVOKE""#),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#""revoked": true"#), "{stdout}");
+    let mut admin = app.admin.clone();
+    let leaked = admin
+        .list_audit_events(keysmith::grpc::pb::ListAuditEventsRequest {
+            action: "key.leaked".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    let actors: Vec<_> = leaked.iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(actors.len(), 2, "{actors:?}");
+    assert!(actors.contains(&"public"), "{actors:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
