@@ -146,6 +146,9 @@ async fn main() {
         "127.0.0.1:0",
         "--github-keys-url",
         &keys_url,
+        // The bench is one address sending as fast as it can.
+        "--public-peer-rate",
+        "100000",
     ])
     .await;
     let b = start(&["--database-url", &url]).await;

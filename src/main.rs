@@ -245,6 +245,10 @@ struct ServeArgs {
     /// Unset: off.
     #[arg(long, env = "KEYSMITH_PUBLIC_ADDR")]
     public_addr: Option<String>,
+    /// Requests a second one address may make to the public listener, in
+    /// bursts of twice that (IPv6: per /64).
+    #[arg(long, env = "KEYSMITH_PUBLIC_PEER_RATE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    public_peer_rate: u32,
     /// GitHub's secret-scanning public keys, which sign its reports.
     #[arg(
         long,
@@ -370,6 +374,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             github_keys: keysmith::public::KeysConfig {
                 url: args.github_keys_url,
                 ..Default::default()
+            },
+            per_peer: keysmith::public::Rate {
+                per_second: f64::from(args.public_peer_rate),
+                burst: 2.0 * f64::from(args.public_peer_rate),
             },
             ..Default::default()
         }),

@@ -3,7 +3,7 @@
 ALTER TABLE keyspaces ADD COLUMN leak_response JSONB NOT NULL DEFAULT '{}';
 
 CREATE TABLE scan_receipts (
-    -- Hex SHA-256 of the delivery's signature and body.
+    -- Hex SHA-256 of the delivery's body, recorded once it was applied.
     digest      TEXT PRIMARY KEY,
     received_at BIGINT NOT NULL
 );

@@ -10,7 +10,7 @@ use super::{Actor, CONFLICT_RETRIES, Keys, MAX_LINEAGE, audit_event, diff};
 use crate::{
     domain::{
         KeyId, KeyRecord, Reason, Timestamp, api_key,
-        leak::{LeakPolicy, LeakReport},
+        leak::{LeakFinder, LeakPolicy, LeakReport},
     },
     error::{Error, Result},
     store::{AuditFilter, ChangeKind, NewChange, StoreError, WriteBatch, WriteOutcome},
@@ -31,6 +31,11 @@ pub struct Leak {
 
 /// The reason recorded on a key a leak ended.
 const LEAKED: &str = "leaked";
+
+/// A holder presenting a key that is already ended, or only notified, is
+/// audited once in this long: anyone may present a key, as often as the
+/// listener's limits let them, and must not grow the audit log with it.
+pub const HOLDER_REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Keys {
     /// The id of the key whose value is `presented`, from the index alone
@@ -76,6 +81,10 @@ impl Keys {
         forced: Option<LeakPolicy>,
         actor: &Actor,
     ) -> Result<Leak> {
+        // A leak in the future would spare every successor: refused.
+        if report.leaked_at.is_some_and(|t| t > self.now()) {
+            return Err(Error::invalid("leaked_time", "is in the future"));
+        }
         for _ in 0..CONFLICT_RETRIES {
             let key = self.get_visible(id, actor).await?;
             let ks = self.get_keyspace(&key.keyspace_id).await?;
@@ -121,6 +130,23 @@ impl Keys {
             }
             let updated = batch.update.clone();
             let changed = !updated.is_empty();
+            if !changed
+                && report.finder == LeakFinder::Holder
+                && self
+                    .leaked_since(&after[0], now, HOLDER_REPEAT_WINDOW)
+                    .await?
+            {
+                let mut after = after.into_iter();
+                let key = after
+                    .next()
+                    .ok_or_else(|| Error::Internal("no key".into()))?;
+                return Ok(Leak {
+                    key,
+                    policy,
+                    successors: after.collect(),
+                    seq: None,
+                });
+            }
             let seq = match self.commit(batch, updated).await {
                 Ok(WriteOutcome::Committed { last_seq }) => last_seq,
                 Ok(_) => return Err(Error::Internal("a leak was not committed".into())),
@@ -165,6 +191,29 @@ impl Keys {
             from = successor;
         }
         Ok(suspects)
+    }
+
+    /// Whether `key` has a `key.leaked` event within `window` before `now`.
+    async fn leaked_since(
+        &self,
+        key: &KeyRecord,
+        now: Timestamp,
+        window: std::time::Duration,
+    ) -> Result<bool> {
+        let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let filter = AuditFilter {
+            key_id: Some(key.id.clone()),
+            owner_id: None,
+            owned_only: false,
+            owners: None,
+            keyspaces: None,
+            action: Some("key.leaked".into()),
+            from: Some(Timestamp::from_millis(now.as_millis().saturating_sub(ms))),
+            to: None,
+            before: None,
+            limit: 1,
+        };
+        Ok(!self.store.list_audit_events(&filter).await?.is_empty())
     }
 
     /// Whether `successor` was made by `from` rotating itself (RotateSelf).

@@ -10,12 +10,12 @@
 //!
 //! Order of checks: size, signature, shape, replay, effects. Nothing is
 //! parsed before the signature holds, and nothing is written before the
-//! delivery is known to be new.
+//! delivery is known to be new; its receipt is written once it is applied.
 
 use std::collections::HashMap;
 
 use futures::{StreamExt, stream};
-use hyper::{Request, StatusCode, body::Incoming};
+use hyper::{StatusCode, body::Bytes};
 use serde::{
     Deserialize,
     de::{self, SeqAccess, Visitor},
@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Public,
-    http::{Answer, body, busy, error, json},
+    http::{Answer, busy, error, json},
     signing::SignatureError,
 };
 use crate::{
@@ -105,14 +105,23 @@ pub(super) fn parse(bytes: &[u8], max: usize) -> Result<Vec<Match>, Refused> {
     let matches = de::DeserializeSeed::deserialize(Bounded(max), &mut de)
         .and_then(|m| de.end().map(|()| m))
         .map_err(|e| {
-            let status = if e.to_string().starts_with("more than") {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
+            // serde's own message may quote the body (a token, say): only
+            // its class and position are told.
+            if e.to_string().starts_with("more than") {
+                return Refused(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body: more than {max} matches in one report"),
+                );
+            }
+            let what = match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    "is not JSON"
+                }
+                _ => "must be a JSON array of {token, type, url, source}",
             };
             Refused(
-                status,
-                format!("body: must be a JSON array of {{token, type, url, source}}: {e}"),
+                StatusCode::BAD_REQUEST,
+                format!("body: {what} (line {}, column {})", e.line(), e.column()),
             )
         })?
         .0;
@@ -155,13 +164,13 @@ fn hex_sha256(b: &[u8]) -> String {
 }
 
 impl Public {
-    pub(super) async fn github_report(&self, req: Request<Incoming>) -> Answer {
-        let (parts, bytes) = match body(req, self.config.max_body).await {
-            Ok(b) => b,
-            Err(answer) => return answer,
-        };
-        let key_id = header(&parts, "github-public-key-identifier");
-        let signature = header(&parts, "github-public-key-signature");
+    pub(super) async fn github_report(
+        &self,
+        parts: &hyper::http::request::Parts,
+        bytes: Bytes,
+    ) -> Answer {
+        let key_id = header(parts, "github-public-key-identifier");
+        let signature = header(parts, "github-public-key-signature");
         match self.github.verify(key_id, signature, &bytes).await {
             Ok(()) => {}
             Err(SignatureError::NoKeys) => {
@@ -176,36 +185,36 @@ impl Public {
             Ok(m) => m,
             Err(refused) => return refused.answer(),
         };
-        // The delivery's identity: its signature and its body. GitHub sends
-        // no nonce or time, so a delivery seen before is refused whole.
-        let digest = hex_sha256(&[signature.as_bytes(), b"\n", &bytes].concat());
-        let now = Timestamp::now();
-        let window = i64::try_from(self.config.replay_window.as_millis()).unwrap_or(i64::MAX);
-        let forget_before = Timestamp::from_millis(now.as_millis().saturating_sub(window));
-        match self.store.claim_receipt(&digest, now, forget_before).await {
-            Ok(true) => {}
-            Ok(false) => {
+        // The delivery's identity is its body: GitHub sends no nonce or
+        // time, and a signature can be re-encoded (ECDSA's s and n - s both
+        // verify), so the signature is no part of it. A body applied before
+        // is refused whole. It is recorded only once applied: a delivery cut
+        // short (a crash, a failed transaction) is no replay when GitHub
+        // sends it again, and applying one twice only ends what is ended.
+        let digest = hex_sha256(&bytes);
+        match self.store.has_receipt(&digest).await {
+            Ok(false) => {}
+            Ok(true) => {
                 return error(
                     StatusCode::CONFLICT,
                     "replayed: this signed report was already received",
                 );
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot record a secret-scanning report");
-                return busy("cannot record the report; retry", 5);
+                tracing::error!(error = %e, "cannot read secret-scanning receipts");
+                return busy("cannot check the report; retry", 5);
             }
         }
-        // The effects run to the end even if the sender hangs up, so a
-        // claimed delivery is never left half applied.
+        let now = Timestamp::now();
+        let window = i64::try_from(self.config.replay_window.as_millis()).unwrap_or(i64::MAX);
+        let forget_before = Timestamp::from_millis(now.as_millis().saturating_sub(window));
+        // The effects run to the end even if the sender hangs up.
         let keys = self.keys.clone();
         let store = self.store.clone();
         let work = tokio::spawn(async move {
-            let feedback = apply(&keys, matches).await;
-            if feedback.is_err() {
-                // Not applied: the sender's retry must not count as a replay.
-                let _ = store.release_receipt(&digest).await;
-            }
-            feedback
+            let feedback = apply(&keys, matches).await?;
+            store.record_receipt(&digest, now, forget_before).await?;
+            Ok::<_, Error>(feedback)
         });
         match work.await {
             Ok(Ok(feedback)) => json(StatusCode::OK, &serde_json::Value::Array(feedback)),

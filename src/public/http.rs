@@ -82,13 +82,28 @@ impl Public {
         if !self.peers.admit(peer.ip()) {
             return too_many();
         }
+        if matches!(route, Route::Revoke) && !self.revokers.admit(peer.ip()) {
+            return too_many();
+        }
+        // The body first, under its own deadline, and only then a slot: a
+        // client trickling its body holds a connection, never a slot.
+        let cap = match route {
+            Route::GitHub => self.config.max_body,
+            Route::Revoke => super::revoke::MAX_REVOKE_BODY.min(self.config.max_body),
+        };
+        let (parts, bytes) =
+            match tokio::time::timeout(self.config.header_timeout, body(req, cap)).await {
+                Ok(Ok(read)) => read,
+                Ok(Err(refused)) => return refused,
+                Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "body: not received in time"),
+            };
         let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
             return busy("too many requests in flight; retry", 1);
         };
         let work = async {
             match route {
-                Route::GitHub => self.github_report(req).await,
-                Route::Revoke => self.public_revoke(req, peer).await,
+                Route::GitHub => self.github_report(&parts, bytes).await,
+                Route::Revoke => self.public_revoke(bytes, peer).await,
             }
         };
         match tokio::time::timeout(self.config.request_timeout, work).await {

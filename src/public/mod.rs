@@ -47,7 +47,8 @@ pub struct PublicConfig {
     pub max_body: usize,
     /// Most matches one secret-scanning report may carry.
     pub max_matches: usize,
-    /// Connections open at once; more wait in the kernel's backlog.
+    /// Connections open at once; more wait in the kernel's backlog. Each
+    /// serves one request.
     pub max_connections: usize,
     /// Requests being answered at once; more get 503.
     pub max_in_flight: usize,
@@ -94,7 +95,13 @@ pub(crate) struct Public {
     store: Arc<dyn Store>,
     github: GitHubKeys,
     in_flight: Arc<Semaphore>,
+    /// Requests per address.
     peers: peers::PeerLimiter,
+    /// New connections per address, judged at accept: one address cannot
+    /// take every connection slot by opening connections it never uses.
+    dialers: peers::PeerLimiter,
+    /// Open connections per address.
+    open: Arc<peers::OpenConnections>,
     revokers: peers::PeerLimiter,
 }
 
@@ -117,6 +124,10 @@ impl PublicServer {
         let state = Public {
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             peers: peers::PeerLimiter::new(config.per_peer),
+            dialers: peers::PeerLimiter::new(config.per_peer),
+            open: Arc::new(peers::OpenConnections::new(
+                (config.max_connections / 8).max(1),
+            )),
             revokers: peers::PeerLimiter::new(config.revoke_per_peer),
             config,
             keys,
@@ -139,16 +150,32 @@ impl PublicServer {
     pub async fn run(self, stop: CancellationToken, drain: Duration) {
         // GitHub's keys are fetched ahead of the first report, in the
         // background: the listener serves (and refuses) meanwhile.
+        // Then again every refresh interval, keeping the last good set.
         let state = self.state.clone();
+        let refresher = stop.clone();
         tokio::spawn(async move {
-            let _ = state.github.refresh().await;
+            let every = state.config.github_keys.refresh_interval;
+            loop {
+                let _ = state.github.refresh().await;
+                tokio::select! {
+                    () = refresher.cancelled() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+            }
         });
         let connections = Arc::new(Semaphore::new(self.state.config.max_connections));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let header_timeout = self.state.config.header_timeout;
+        // One request per connection (no keep-alive), so a connection's
+        // whole life is bounded: its headers, its body and its answer.
+        let life = header_timeout + self.state.config.request_timeout + Duration::from_secs(5);
         loop {
-            let Ok(permit) = connections.clone().acquire_owned().await else {
-                break;
+            let permit = tokio::select! {
+                () = stop.cancelled() => break,
+                p = connections.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
             };
             let accepted = tokio::select! {
                 () = stop.cancelled() => break,
@@ -161,12 +188,20 @@ impl PublicServer {
                     continue;
                 }
             };
+            // Over its rate of new connections, or holding its share of the
+            // open ones already: closed at once, holding no slot.
+            if !self.state.dialers.admit(peer.ip()) {
+                continue;
+            }
+            let Some(share) = self.state.open.hold(peer.ip()) else {
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let state = self.state.clone();
             let tls = self.tls.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let _permit = permit;
+                let (_permit, _share) = (permit, share);
                 let service = service_fn(move |req: hyper::Request<Incoming>| {
                     let state = state.clone();
                     async move { Ok::<_, std::convert::Infallible>(state.answer(req, peer).await) }
@@ -176,26 +211,27 @@ impl PublicServer {
                     b.timer(TokioTimer::new())
                         .header_read_timeout(Some(header_timeout))
                         .max_buf_size(64 * 1024)
-                        .keep_alive(true);
+                        .keep_alive(false);
                     b
                 };
                 let result = match tls {
                     None => {
                         let conn = builder.serve_connection(TokioIo::new(tcp), service);
-                        watcher.watch(conn).await
+                        tokio::time::timeout(life, watcher.watch(conn)).await
                     }
                     Some(acceptor) => {
-                        let handshake =
-                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+                        let handshake = tokio::time::timeout(header_timeout, acceptor.accept(tcp));
                         let Ok(Ok(stream)) = handshake.await else {
                             return;
                         };
                         let conn = builder.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(conn).await
+                        tokio::time::timeout(life, watcher.watch(conn)).await
                     }
                 };
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, %peer, "public connection ended");
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(error = %e, %peer, "public connection ended"),
+                    Err(_) => tracing::debug!(%peer, "public connection cut at its deadline"),
                 }
             });
         }

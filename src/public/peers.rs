@@ -16,10 +16,13 @@ pub struct Rate {
     pub burst: f64,
 }
 
-/// Most addresses tracked; past it, idle ones are dropped, and when none
-/// is idle every address shares one bucket (so memory stays bounded under
-/// a spray of addresses, and the spray is limited as one peer).
+/// Most addresses tracked. Past it, idle buckets are swept (at most once a
+/// second, so a spray of new addresses does not make every call scan the
+/// map), and when none is idle an arbitrary one is dropped for the
+/// newcomer: memory stays bounded, and no address ever shares a bucket
+/// with another (an attacker could otherwise drain the one GitHub uses).
 const MAX_PEERS: usize = 65_536;
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// A bucket idle this long is full again: dropping it changes nothing.
 const IDLE: Duration = Duration::from_secs(60);
 
@@ -30,7 +33,13 @@ struct Bucket {
 
 pub struct PeerLimiter {
     rate: Rate,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    map: HashMap<IpAddr, Bucket>,
+    swept: Option<Instant>,
 }
 
 /// The address a peer is limited by: IPv4 as is, IPv6 by its /64.
@@ -61,19 +70,25 @@ impl PeerLimiter {
     }
 
     fn admit_at(&self, ip: IpAddr, now: Instant) -> bool {
-        let mut buckets = self
+        let mut guard = self
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut key = peer_key(ip);
-        if buckets.len() >= MAX_PEERS && !buckets.contains_key(&key) {
-            buckets.retain(|_, b| now.duration_since(b.at) < IDLE);
-            if buckets.len() >= MAX_PEERS {
-                key = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        let Buckets { map, swept } = &mut *guard;
+        let key = peer_key(ip);
+        if map.len() >= MAX_PEERS && !map.contains_key(&key) {
+            if swept.is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY) {
+                map.retain(|_, b| now.duration_since(b.at) < IDLE);
+                *swept = Some(now);
+            }
+            if map.len() >= MAX_PEERS
+                && let Some(victim) = map.keys().next().copied()
+            {
+                map.remove(&victim);
             }
         }
         let rate = self.rate;
-        let b = buckets.entry(key).or_insert(Bucket {
+        let b = map.entry(key).or_insert(Bucket {
             tokens: rate.burst,
             at: now,
         });
@@ -85,6 +100,62 @@ impl PeerLimiter {
             true
         } else {
             false
+        }
+    }
+}
+
+/// Open connections per address, at most `max` each.
+pub struct OpenConnections {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection; dropping it frees the address's share.
+pub struct Share {
+    of: std::sync::Arc<OpenConnections>,
+    key: IpAddr,
+}
+
+impl OpenConnections {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Mutex::default(),
+        }
+    }
+
+    /// A share for a new connection from `ip`, or `None` when it holds its
+    /// `max` already.
+    pub fn hold(self: &std::sync::Arc<Self>, ip: IpAddr) -> Option<Share> {
+        let key = peer_key(ip);
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Share {
+            of: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut open = self
+            .of
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
         }
     }
 }
@@ -109,6 +180,39 @@ mod tests {
         assert!(l.admit_at(b, t0), "another peer has its own bucket");
         assert!(l.admit_at(a, t0 + Duration::from_millis(500)));
         assert!(!l.admit_at(a, t0 + Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn an_address_holds_at_most_its_share_of_connections() {
+        let open = std::sync::Arc::new(OpenConnections::new(2));
+        let a: IpAddr = "203.0.113.1".parse().unwrap();
+        let (one, two) = (open.hold(a).unwrap(), open.hold(a).unwrap());
+        assert!(open.hold(a).is_none());
+        assert!(open.hold("203.0.113.2".parse().unwrap()).is_some());
+        drop(one);
+        assert!(
+            open.hold(a).is_some(),
+            "a closed connection frees its share"
+        );
+        drop(two);
+    }
+
+    #[test]
+    fn a_full_table_never_makes_addresses_share_a_bucket() {
+        let l = PeerLimiter::new(Rate {
+            per_second: 0.0,
+            burst: 1.0,
+        });
+        let t0 = Instant::now();
+        for i in 0..MAX_PEERS as u32 {
+            assert!(l.admit_at(IpAddr::V4(i.into()), t0));
+        }
+        // The table is full and nothing is idle: a newcomer still gets a
+        // bucket of its own, full.
+        let newcomer: IpAddr = "198.51.100.7".parse().unwrap();
+        assert!(l.admit_at(newcomer, t0));
+        assert!(!l.admit_at(newcomer, t0));
+        assert!(l.buckets.lock().unwrap().map.len() <= MAX_PEERS);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! `POST /v1/keys/revoke` with `{"key": "<the key>"}`: whoever holds a key
 //! may revoke it by presenting it, as with GitHub's credential revocation
-//! API: for people who find a key in a paste or a log.
+//! API: for people who find a key in a paste or a log. Secret keys only: a
+//! publishable key, public by design, gets its keyspace's leak policy
+//! (notify, by default). A key already ended, or only notified, is audited
+//! once an hour however often it is presented.
 //!
 //! Every well-formed request gets the same `202 Accepted`, whether the key
 //! existed, was live, or was already revoked: the endpoint faces the
@@ -11,17 +14,17 @@
 
 use std::net::SocketAddr;
 
-use hyper::{Request, StatusCode, body::Incoming};
+use hyper::{StatusCode, body::Bytes};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::{
     Public,
-    http::{Answer, body, busy, error, json, too_many},
+    http::{Answer, busy, error, json},
 };
 use crate::{
     domain::{
-        api_key,
+        KeyType, api_key,
         leak::{LeakFinder, LeakPolicy, LeakReport},
     },
     error::Error,
@@ -29,7 +32,7 @@ use crate::{
 };
 
 /// The largest body a revocation needs: one key and some JSON.
-const MAX_REVOKE_BODY: usize = 4096;
+pub(super) const MAX_REVOKE_BODY: usize = 4096;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,14 +41,7 @@ struct RevokeRequest {
 }
 
 impl Public {
-    pub(super) async fn public_revoke(&self, req: Request<Incoming>, peer: SocketAddr) -> Answer {
-        if !self.revokers.admit(peer.ip()) {
-            return too_many();
-        }
-        let (_, bytes) = match body(req, MAX_REVOKE_BODY.min(self.config.max_body)).await {
-            Ok(b) => b,
-            Err(answer) => return answer,
-        };
+    pub(super) async fn public_revoke(&self, bytes: Bytes, peer: SocketAddr) -> Answer {
         let bytes = Zeroizing::new(bytes.to_vec());
         let key = match serde_json::from_slice::<RevokeRequest>(&bytes) {
             Ok(r) => Zeroizing::new(r.key),
@@ -79,6 +75,13 @@ impl Public {
             StatusCode::ACCEPTED,
             &serde_json::json!({ "status": "accepted" }),
         );
+        // A publishable key is public by design: whoever presents it may be
+        // anyone, so it gets its keyspace's policy (by default, notify), not
+        // a revocation. Decided from the prefix, before any lookup.
+        let forced = match parsed.key_type {
+            KeyType::Secret => Some(LeakPolicy::Revoke),
+            KeyType::Publishable => None,
+        };
         let Some(id) = self.keys.identify(&key) else {
             return accepted;
         };
@@ -94,8 +97,7 @@ impl Public {
         // To the end, even if the caller hangs up.
         let work = tokio::spawn(async move {
             let actor = Actor::system("public");
-            keys.report_leak(&id, &report, Some(LeakPolicy::Revoke), &actor)
-                .await
+            keys.report_leak(&id, &report, forced, &actor).await
         });
         match work.await {
             Ok(Ok(leak)) => {

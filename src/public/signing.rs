@@ -62,6 +62,9 @@ pub struct KeysConfig {
     pub fetch_timeout: Duration,
     /// The least time between two fetches caused by unknown identifiers.
     pub refetch_interval: Duration,
+    /// How often the document is fetched anyway, so a key GitHub withdrew
+    /// stops being trusted.
+    pub refresh_interval: Duration,
 }
 
 impl Default for KeysConfig {
@@ -70,6 +73,7 @@ impl Default for KeysConfig {
             url: "https://api.github.com/meta/public_keys/secret_scanning".into(),
             fetch_timeout: Duration::from_secs(5),
             refetch_interval: Duration::from_secs(60),
+            refresh_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -158,7 +162,7 @@ impl GitHubKeys {
     }
 
     /// Fetches the document and, when it parses, makes it the cached set.
-    /// A failure keeps the set as it was.
+    /// A failure keeps the set as it was. Waits for a fetch in progress.
     pub async fn refresh(&self) -> Result<usize, FetchError> {
         let mut last = self.fetching.lock().await;
         *last = Some(Instant::now());
@@ -216,18 +220,14 @@ impl GitHubKeys {
     }
 
     /// The key named `id`: from the cache, or, when it is not there, after
-    /// one refetch if none started within the refetch interval. Concurrent
-    /// misses share one fetch.
+    /// one refetch if none started within the refetch interval. A miss
+    /// while a fetch runs does not wait for it (it is refused; the sender
+    /// retries), so misses never queue up behind a key server that hangs.
     async fn key(&self, id: &str) -> Result<VerifyingKey, SignatureError> {
         if let Some(k) = self.current().get(id) {
             return Ok(*k);
         }
-        {
-            let mut last = self.fetching.lock().await;
-            // Another miss may have fetched while this one waited.
-            if let Some(k) = self.current().get(id) {
-                return Ok(*k);
-            }
+        if let Ok(mut last) = self.fetching.try_lock() {
             let due = last.is_none_or(|t| t.elapsed() >= self.config.refetch_interval);
             if due {
                 *last = Some(Instant::now());
@@ -301,6 +301,7 @@ mod tests {
             fetch_timeout: Duration::from_millis(200),
             // Never refetch in these tests: the cache is what they check.
             refetch_interval: Duration::from_secs(3600),
+            refresh_interval: Duration::from_secs(3600),
         })
         .unwrap();
         *keys.keys.write().unwrap() = Arc::new(parse_document(doc.as_bytes()).unwrap());

@@ -84,6 +84,10 @@ async fn session(db_args: &[&str], otlp: &str) -> Issued {
             "--usage-flush-interval",
             "1h",
             "--webhook-allow-private-targets",
+            "--public-addr",
+            "127.0.0.1:0",
+            "--github-keys-url",
+            "http://127.0.0.1:9/keys",
         ])
         .args(db_args)
         .env_remove("DATABASE_URL")
@@ -268,6 +272,51 @@ async fn session(db_args: &[&str], otlp: &str) -> Issued {
         .await
         .expect("webhook")
         .into_inner();
+    // The leak paths, each handed a raw key: LookupKey, ReportLeakedKey, and
+    // revocation by presenting a key on the public listener (a live key and
+    // one never issued). Their audit events go to the `*` webhook too.
+    let looked = pb::LookupKeyRequest {
+        key: created.secret.clone(),
+    };
+    admin
+        .lookup_key(authed(&token, looked))
+        .await
+        .expect("lookup");
+    let live_key = || {
+        let mut admin = admin.clone();
+        let token = token.clone();
+        async move {
+            let req = pb::CreateKeyRequest {
+                owner_id: "acct_1".into(),
+                environment: pb::Environment::Live.into(),
+                ..Default::default()
+            };
+            let created = admin.create_key(authed(&token, req)).await.expect("create");
+            created.into_inner().secret
+        }
+    };
+    let (reported, presented) = (live_key().await, live_key().await);
+    secrets.extend([reported.clone(), presented.clone()]);
+    let report = pb::ReportLeakedKeyRequest {
+        key: reported,
+        url: "https://github.com/octo/app/blob/abc/.env".into(),
+        source: "gitleaks".into(),
+        leaked_time: None,
+    };
+    admin
+        .report_leaked_key(authed(&token, report))
+        .await
+        .expect("report");
+    let public = fields["public_addr"].as_str().expect("public addr");
+    for key in [&presented, &unknown_key] {
+        let resp = reqwest::Client::new()
+            .post(format!("http://{public}/v1/keys/revoke"))
+            .body(serde_json::json!({ "key": key }).to_string())
+            .send()
+            .await
+            .expect("public revoke");
+        assert_eq!(resp.status(), 202);
+    }
     admin
         .revoke_key(authed(
             &token,

@@ -297,6 +297,11 @@ async fn bad_reports_change_nothing(backend: Backend) {
     }
     // Signed, but refused for what the body is.
     let huge_token = matches(&[&"a".repeat(1_000_000)]);
+    // Under the body cap, refused by the parser: past 1,000 matches, and a
+    // token longer than any key.
+    let many_small = format!("[{}]", vec![r#"{"token":"x"}"#; 1_500].join(","));
+    assert!(many_small.len() < 64 * 1024);
+    let long_token = matches(&[&"a".repeat(5_000)]);
     let hundred_thousand = format!("[{}]", vec![r#"{"token":"x"}"#; 100_000].join(","));
     let over_cap = vec![b' '; 300 * 1024];
     for (what, body, status) in [
@@ -306,6 +311,8 @@ async fn bad_reports_change_nothing(backend: Backend) {
         ("a token of 1 MB", huge_token, 413),
         ("100,000 matches", hundred_thousand.into_bytes(), 413),
         ("a body over the cap", over_cap, 413),
+        ("1,500 matches under the cap", many_small.into_bytes(), 413),
+        ("a token of 5,000 bytes", long_token, 400),
     ] {
         let reply = report(addr, &signer, &body).await;
         assert_eq!(reply.status, status, "{what}: {:?}", reply.json);
@@ -364,6 +371,61 @@ async fn a_key_server_outage_is_survived_on_the_cached_key(backend: Backend) {
     let reply = report(addr, &other, &matches(&[&d])).await;
     assert_eq!(reply.status, 200, "{:?}", reply.json);
     assert_eq!(app.verify_code(&d).await, VerifyCode::Revoked);
+}
+
+/// A flood of unknown key identifiers makes no flood of fetches: the
+/// document is fetched at most once a refetch interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_key_ids_refetch_at_most_once_an_interval() {
+    let signer = Signer::new("key-a");
+    let (app, keys) = scanned_with(Backend::Sqlite, &signer, |p| {
+        p.github_keys.refetch_interval = Duration::from_secs(60);
+    })
+    .await;
+    eventually("the startup fetch", || async { keys.fetches() == 1 }).await;
+    let (_, live) = live_secret(&app, "").await;
+    let stranger = Signer::new("key-z");
+    for _ in 0..5 {
+        let reply = report(public(&app), &stranger, &matches(&[&live])).await;
+        assert_eq!(reply.status, 401, "{:?}", reply.json);
+    }
+    assert_eq!(
+        keys.fetches(),
+        1,
+        "an unknown id within the interval fetches nothing"
+    );
+    assert_eq!(app.verify_code(&live).await, VerifyCode::Valid);
+}
+
+/// A token limited to one keyspace reaches no key outside it through the
+/// raw-key RPCs: NOT_FOUND, as for a string that is no key.
+async fn raw_key_rpcs_stay_within_a_tokens_keyspaces(backend: Backend) {
+    use crate::token_support::{mint, names, with_permissions};
+    let app = spawn_with(backend, |_| {}).await;
+    let acme = keyspace(&app, "acme", None).await;
+    let (_, ours) = live_secret(&app, &acme).await;
+    let (_, theirs) = live_secret(&app, "").await;
+    let req = pb::CreateAdminTokenRequest {
+        keyspaces: vec![acme.clone()],
+        ..with_permissions("acme team", names(&["keys.read", "keys.revoke"]))
+    };
+    let mut a = mint(&app, &app.admin, req).await.admin;
+    let lookup = |key: &str| pb::LookupKeyRequest { key: key.into() };
+    let report = |key: &str| pb::ReportLeakedKeyRequest {
+        key: key.into(),
+        source: "scan".into(),
+        ..Default::default()
+    };
+    assert!(a.lookup_key(lookup(&ours)).await.is_ok());
+    assert_status(a.lookup_key(lookup(&theirs)).await, Code::NotFound, "key");
+    assert_status(
+        a.report_leaked_key(report(&theirs)).await,
+        Code::NotFound,
+        "key",
+    );
+    assert_eq!(app.verify_code(&theirs).await, VerifyCode::Valid);
+    assert!(a.report_leaked_key(report(&ours)).await.is_ok());
+    assert_eq!(app.verify_code(&ours).await, VerifyCode::Revoked);
 }
 
 /// Before the key server ever answered, no report can be checked: 503, so
@@ -498,18 +560,43 @@ async fn report_leaked_key_ends_the_key_and_its_self_made_successors(backend: Ba
     assert_eq!(app.verify_code(&x).await, VerifyCode::Revoked);
     assert_eq!(app.verify_code(&y.secret).await, VerifyCode::Valid);
 
-    // A leak known to be later than the self-rotation spares the successor.
+    // A leak known to be later than the self-rotation spares the successor;
+    // one in the future is refused (it would spare every successor).
     let (_, p) = live_secret(&app, &ks).await;
     let q = rotate_self(&app, &p, Some(2 * HOUR)).await.expect("self");
-    let later = keysmith::domain::Timestamp::now().as_millis() / 1000 + 60;
+    let made = q
+        .key
+        .as_ref()
+        .and_then(|k| k.create_time)
+        .expect("create time");
+    let later_ms = made.seconds * 1000 + i64::from(made.nanos) / 1_000_000 + 1;
+    let later = prost_types::Timestamp {
+        seconds: later_ms / 1000,
+        nanos: i32::try_from(later_ms % 1000).unwrap() * 1_000_000,
+    };
+    while keysmith::domain::Timestamp::now().as_millis() <= later_ms {
+        tokio::task::yield_now().await;
+    }
+    let future = prost_types::Timestamp {
+        seconds: later.seconds + 3600,
+        nanos: 0,
+    };
+    assert_status(
+        app.admin
+            .clone()
+            .report_leaked_key(pb::ReportLeakedKeyRequest {
+                leaked_time: Some(future),
+                ..req(&p)
+            })
+            .await,
+        Code::InvalidArgument,
+        "leaked_time",
+    );
     let resp = app
         .admin
         .clone()
         .report_leaked_key(pb::ReportLeakedKeyRequest {
-            leaked_time: Some(prost_types::Timestamp {
-                seconds: later,
-                nanos: 0,
-            }),
+            leaked_time: Some(later),
             ..req(&p)
         })
         .await
@@ -552,7 +639,7 @@ async fn a_holder_revokes_a_key_by_presenting_it(backend: Backend) {
     let (app, _keys) = scanned_with(backend, &signer, |p| {
         p.revoke_per_peer = keysmith::public::Rate {
             per_second: 0.0,
-            burst: 8.0,
+            burst: 12.0,
         }
     })
     .await;
@@ -587,15 +674,31 @@ async fn a_holder_revokes_a_key_by_presenting_it(backend: Backend) {
     let revoked = audit(&app, &id, "key.revoked").await;
     assert_eq!(revoked[0].actor, "public");
     assert_eq!(audit(&app, &id, "key.leaked").await[0].actor, "public");
-    // Already revoked, or never issued: the very same answer.
+    // Already revoked, or never issued: the very same answer, and the
+    // revoked key presented again adds nothing to the audit log.
     let stranger = stranger();
-    for k in [&key, &stranger] {
+    for k in [&key, &stranger, &key] {
         let reply = revoke(k).await;
         assert_eq!(
             (reply.status, reply.json.clone()),
             (202, serde_json::json!({"status": "accepted"}))
         );
     }
+    assert_eq!(audit(&app, &id, "key.leaked").await.len(), 1);
+    assert_eq!(audit(&app, &id, "key.revoked").await.len(), 1);
+    // A publishable key is public by design: presenting it proves nothing,
+    // so it gets its keyspace's policy (notify), audited once an hour.
+    let (pk_id, pk) = key_in(&app, &open, pb::Environment::Live, pb::KeyType::Publishable).await;
+    for _ in 0..2 {
+        assert_eq!(revoke(&pk).await.status, 202);
+    }
+    let v = app.verify_from(&pk, &[], "127.0.0.1", "", "").await;
+    assert_eq!(
+        v.code(),
+        VerifyCode::Valid,
+        "a publishable key is not revoked by anyone"
+    );
+    assert_eq!(audit(&app, &pk_id, "key.leaked").await.len(), 1);
     let reply = revoke(&kept).await;
     assert_eq!(reply.status, 403, "{:?}", reply.json);
     assert_eq!(app.verify_code(&kept).await, VerifyCode::Valid);
@@ -603,7 +706,7 @@ async fn a_holder_revokes_a_key_by_presenting_it(backend: Backend) {
     assert_eq!(reply.status, 400);
     let reply = revoke("sk_live_short").await;
     assert_eq!(reply.status, 400);
-    // The per-peer limit: a burst of 8 (6 spent above), then 429.
+    // The per-peer limit: a burst of 12 (9 spent above), then 429.
     let mut limited = false;
     for _ in 0..10 {
         if revoke(&stranger).await.status == 429 {
@@ -661,6 +764,7 @@ crate::backend_tests!(
     report_leaked_key_ends_the_key_and_its_self_made_successors,
     a_holder_revokes_a_key_by_presenting_it,
     lookup_key_finds_the_record_and_audits_it,
+    raw_key_rpcs_stay_within_a_tokens_keyspaces,
 );
 
 /// Two replicas on one PostgreSQL: a live key reported to the first is

@@ -148,6 +148,7 @@ pub fn with_public(c: &mut Config, keys_url: &str) {
             url: keys_url.into(),
             fetch_timeout: Duration::from_millis(500),
             refetch_interval: Duration::ZERO,
+            refresh_interval: Duration::from_secs(3600),
         },
         ..PublicConfig::default()
     });

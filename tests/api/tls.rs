@@ -157,3 +157,56 @@ async fn tls_and_mtls_handshakes() {
     let _ = stop.send(());
     server.await.expect("join").expect("clean shutdown");
 }
+
+/// The public listener speaks TLS with the same certificate, and nothing
+/// in plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_listener_speaks_tls() {
+    let pki = pki();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = db.dir.path().to_owned();
+    let mut config = keysmith::Config {
+        verify_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
+        db: db.config.clone(),
+        ..Default::default()
+    };
+    config.tls = Some(TlsConfig {
+        cert: write(&dir, "server.pem", &pki.server.0),
+        key: write(&dir, "server.key", &pki.server.1),
+        verify_client_ca: None,
+    });
+    crate::scanner::with_public(&mut config, "http://127.0.0.1:9/unused");
+    let app = keysmith::App::build(&config).await.expect("build");
+    let public = app.public_addr().expect("public listener");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("ca"))
+        .resolve("localhost", public)
+        .build()
+        .expect("client");
+    let url = format!("https://localhost:{}/v1/keys/revoke", public.port());
+    let resp = client
+        .post(&url)
+        .body(r#"{"key": "not a key"}"#)
+        .send()
+        .await
+        .expect("an answer over TLS");
+    assert_eq!(resp.status(), 400, "the route answered over TLS");
+    let plain = reqwest::Client::new()
+        .post(format!("http://{public}/v1/keys/revoke"))
+        .body(r#"{"key": "not a key"}"#)
+        .send()
+        .await;
+    assert!(
+        plain.is_err() || plain.is_ok_and(|r| r.status() != 400),
+        "plaintext must not reach the route"
+    );
+
+    let _ = stop.send(());
+    server.await.expect("join").expect("clean shutdown");
+}
