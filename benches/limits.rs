@@ -158,17 +158,7 @@ async fn main() {
     let credits = knob("LIMITS_CREDITS", 20_000) as i64;
     let workers = knob("LIMITS_WORKERS", 24) as usize;
     let rounds = knob("LIMITS_ROUNDS", 3);
-    let url = common::fresh_database(&base).await;
-    let db = keysmith::config::DbConfig {
-        database_url: Some(url.clone()),
-        data_dir: std::env::temp_dir(),
-    };
-    let store = keysmith::app::open_store(&db, true).await.expect("store");
-    let (token, _) = keysmith::auth::AdminAuth::new(store, Default::default(), Default::default())
-        .mint("bench")
-        .await
-        .expect("token");
-    let token = token.expose_secret().to_owned();
+    let (url, token) = common::migrated_database(&base).await;
     let servers: Vec<Server> = (0..3)
         .map(|_| Server::start(&["--database-url", &url], &[]))
         .collect();

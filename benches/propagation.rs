@@ -61,18 +61,7 @@ async fn main() {
         eprintln!("propagation: DATABASE_URL is not set; run scripts/bench propagation");
         return;
     };
-    let url = common::fresh_database(&base).await;
-
-    let db = keysmith::config::DbConfig {
-        database_url: Some(url.clone()),
-        data_dir: std::env::temp_dir(),
-    };
-    let store = keysmith::app::open_store(&db, true).await.expect("store");
-    let (token, _) = keysmith::auth::AdminAuth::new(store, Default::default(), Default::default())
-        .mint("bench")
-        .await
-        .expect("token");
-    let token = token.expose_secret().to_owned();
+    let (url, token) = common::migrated_database(&base).await;
     let a = start(&url).await;
     let b = start(&url).await;
 

@@ -169,6 +169,22 @@ pub fn authed<T>(token: &str, msg: T) -> Request<T> {
     req
 }
 
+/// A fresh, migrated database on the server at DATABASE_URL with an admin
+/// token minted in it: (its URL, the token).
+pub async fn migrated_database(base: &str) -> (String, String) {
+    let url = fresh_database(base).await;
+    let db = keysmith::config::DbConfig {
+        database_url: Some(url.clone()),
+        data_dir: std::env::temp_dir(),
+    };
+    let store = keysmith::app::open_store(&db, true).await.expect("store");
+    let (token, _) = keysmith::auth::AdminAuth::new(store, Default::default(), Default::default())
+        .mint("bench")
+        .await
+        .expect("token");
+    (url, token.expose_secret().to_owned())
+}
+
 /// A new, empty database on the server at DATABASE_URL; its URL.
 pub async fn fresh_database(base: &str) -> String {
     let name = format!(

@@ -29,6 +29,22 @@ pub struct Leak {
     pub seq: Option<i64>,
 }
 
+impl Leak {
+    /// `keys`: the key reported, then its successors.
+    fn of(keys: Vec<KeyRecord>, policy: LeakPolicy, seq: Option<i64>) -> Result<Self> {
+        let mut keys = keys.into_iter();
+        let key = keys
+            .next()
+            .ok_or_else(|| Error::Internal("a leak of no key".into()))?;
+        Ok(Self {
+            key,
+            policy,
+            successors: keys.collect(),
+            seq,
+        })
+    }
+}
+
 /// The reason recorded on a key a leak ended.
 const LEAKED: &str = "leaked";
 
@@ -136,16 +152,7 @@ impl Keys {
                     .leaked_since(&after[0], now, HOLDER_REPEAT_WINDOW)
                     .await?
             {
-                let mut after = after.into_iter();
-                let key = after
-                    .next()
-                    .ok_or_else(|| Error::Internal("no key".into()))?;
-                return Ok(Leak {
-                    key,
-                    policy,
-                    successors: after.collect(),
-                    seq: None,
-                });
+                return Leak::of(after, policy, None);
             }
             let seq = match self.commit(batch, updated).await {
                 Ok(WriteOutcome::Committed { last_seq }) => last_seq,
@@ -153,16 +160,7 @@ impl Keys {
                 Err(Error::Store(StoreError::Conflict)) => continue,
                 Err(e) => return Err(e),
             };
-            let mut after = after.into_iter();
-            let key = after
-                .next()
-                .ok_or_else(|| Error::Internal("no key".into()))?;
-            return Ok(Leak {
-                key,
-                policy,
-                successors: after.collect(),
-                seq: changed.then_some(seq),
-            });
+            return Leak::of(after, policy, changed.then_some(seq));
         }
         Err(Error::Unavailable("the key is changing too often; retry"))
     }

@@ -89,7 +89,7 @@ impl Public {
         // client trickling its body holds a connection, never a slot.
         let cap = match route {
             Route::GitHub => self.config.max_body,
-            Route::Revoke => super::revoke::MAX_REVOKE_BODY.min(self.config.max_body),
+            Route::Revoke => super::MAX_REVOKE_BODY.min(self.config.max_body),
         };
         let (parts, bytes) =
             match tokio::time::timeout(self.config.header_timeout, body(req, cap)).await {

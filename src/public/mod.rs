@@ -38,6 +38,9 @@ pub fn parse_report(bytes: &[u8], max: usize) -> Option<usize> {
 }
 pub use signing::{GitHubKeys, KeysConfig};
 
+/// The largest body a public revocation needs: one key and some JSON.
+const MAX_REVOKE_BODY: usize = 4096;
+
 #[derive(Clone, Debug)]
 pub struct PublicConfig {
     /// Where the public listener listens; port 0 picks a free port.

@@ -31,9 +31,6 @@ use crate::{
     keys::Actor,
 };
 
-/// The largest body a revocation needs: one key and some JSON.
-pub(super) const MAX_REVOKE_BODY: usize = 4096;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RevokeRequest {

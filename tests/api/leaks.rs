@@ -101,6 +101,26 @@ async fn live_secret(app: &TestApp, keyspace: &str) -> (String, String) {
     key_in(app, keyspace, pb::Environment::Live, pb::KeyType::Secret).await
 }
 
+/// A revocation stream of every restrictive change, from now.
+async fn watch(app: &TestApp) -> tonic::Streaming<pb::KeyEvent> {
+    app.verify
+        .clone()
+        .watch_revocations(pb::WatchRevocationsRequest::default())
+        .await
+        .expect("watch")
+        .into_inner()
+}
+
+/// The stream's next event is key `id`'s LEAKED.
+async fn assert_leaked_event(events: &mut tonic::Streaming<pb::KeyEvent>, id: &str) {
+    let e = tokio::time::timeout(Duration::from_secs(10), events.message())
+        .await
+        .expect("an event in time")
+        .expect("stream ok")
+        .expect("stream open");
+    assert_eq!((e.kind(), e.key_id.as_str()), (KeyEventKind::Leaked, id));
+}
+
 async fn audit(app: &TestApp, key_id: &str, action: &str) -> Vec<pb::AuditEvent> {
     app.admin
         .clone()
@@ -151,13 +171,7 @@ async fn github_report_applies_each_keys_policy(backend: Backend) {
     let (_, bystander) = live_secret(&app, &ks).await;
     // Right shape, valid checksum, never issued.
     let stranger = stranger();
-    let mut events = app
-        .verify
-        .clone()
-        .watch_revocations(pb::WatchRevocationsRequest::default())
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut events = watch(&app).await;
 
     let tokens = [
         live.as_str(),
@@ -194,15 +208,7 @@ async fn github_report_applies_each_keys_policy(backend: Backend) {
         "notify only"
     );
     assert_eq!(app.verify_code(&bystander).await, VerifyCode::Valid);
-    let e = tokio::time::timeout(Duration::from_secs(10), events.message())
-        .await
-        .expect("an event in time")
-        .expect("stream ok")
-        .expect("stream open");
-    assert_eq!(
-        (e.kind(), e.key_id.as_str()),
-        (KeyEventKind::Leaked, live_id.as_str())
-    );
+    assert_leaked_event(&mut events, &live_id).await;
 
     for id in [&live_id, &test_id] {
         let leaked = audit(&app, id, "key.leaked").await;
@@ -785,24 +791,10 @@ async fn a_reported_key_is_denied_on_every_replica() {
         second.verify_code(&live).await == VerifyCode::Valid
     })
     .await;
-    let mut events = second
-        .verify
-        .clone()
-        .watch_revocations(pb::WatchRevocationsRequest::default())
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut events = watch(&second).await;
     let reply = report(public(&first), &signer, &matches(&[&live])).await;
     assert_eq!(reply.status, 200, "{:?}", reply.json);
-    let e = tokio::time::timeout(Duration::from_secs(10), events.message())
-        .await
-        .expect("an event in time")
-        .expect("stream ok")
-        .expect("stream open");
-    assert_eq!(
-        (e.kind(), e.key_id.as_str()),
-        (KeyEventKind::Leaked, id.as_str())
-    );
+    assert_leaked_event(&mut events, &id).await;
     assert_eq!(second.verify_code(&live).await, VerifyCode::Revoked);
     assert_eq!(first.verify_code(&live).await, VerifyCode::Revoked);
 }
