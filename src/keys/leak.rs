@@ -179,7 +179,13 @@ impl Keys {
         let mut from = key.clone();
         while let Some(next) = &from.rotated_to {
             if suspects.len() >= MAX_LINEAGE {
-                break;
+                // Never a silent stop: the newest key, the one in use, would
+                // be spared.
+                return Err(Error::FailedPrecondition(format!(
+                    "key {} rotated itself more than {MAX_LINEAGE} times since the leak; report \
+                     a later key of the lineage, or revoke it with include_successors",
+                    key.id
+                )));
             }
             let successor = self.get(next).await?;
             if successor.created_at < since || !self.made_by(&successor, &from).await? {

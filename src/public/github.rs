@@ -176,6 +176,9 @@ impl Public {
             Err(SignatureError::NoKeys) => {
                 return busy("GitHub's public keys are not available yet; retry", 30);
             }
+            Err(SignatureError::Fetching) => {
+                return busy("GitHub's public keys are being fetched; retry", 5);
+            }
             Err(e) => {
                 tracing::warn!(reason = %e, "refused a secret-scanning report");
                 return error(StatusCode::UNAUTHORIZED, &format!("signature: {e}"));

@@ -151,27 +151,31 @@ impl PublicServer {
     /// Serves until `stop`, then lets open requests finish for at most
     /// `drain`.
     pub async fn run(self, stop: CancellationToken, drain: Duration) {
+        let Self {
+            listener,
+            tls,
+            state,
+        } = self;
         // GitHub's keys are fetched ahead of the first report, in the
         // background: the listener serves (and refuses) meanwhile.
         // Then again every refresh interval, keeping the last good set.
-        let state = self.state.clone();
-        let refresher = stop.clone();
+        let (keys_state, refresher) = (state.clone(), stop.clone());
         tokio::spawn(async move {
-            let every = state.config.github_keys.refresh_interval;
+            let every = keys_state.config.github_keys.refresh_interval;
             loop {
-                let _ = state.github.refresh().await;
+                let _ = keys_state.github.refresh().await;
                 tokio::select! {
                     () = refresher.cancelled() => return,
                     () = tokio::time::sleep(every) => {}
                 }
             }
         });
-        let connections = Arc::new(Semaphore::new(self.state.config.max_connections));
+        let connections = Arc::new(Semaphore::new(state.config.max_connections));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let header_timeout = self.state.config.header_timeout;
+        let header_timeout = state.config.header_timeout;
         // One request per connection (no keep-alive), so a connection's
         // whole life is bounded: its headers, its body and its answer.
-        let life = header_timeout + self.state.config.request_timeout + Duration::from_secs(5);
+        let life = header_timeout + state.config.request_timeout + Duration::from_secs(5);
         loop {
             let permit = tokio::select! {
                 () = stop.cancelled() => break,
@@ -182,26 +186,28 @@ impl PublicServer {
             };
             let accepted = tokio::select! {
                 () = stop.cancelled() => break,
-                a = self.listener.accept() => a,
+                a = listener.accept() => a,
             };
             let (tcp, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of descriptors, say: back off instead of spinning.
                     tracing::warn!(error = %e, "public listener accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
             // Over its rate of new connections, or holding its share of the
             // open ones already: closed at once, holding no slot.
-            if !self.state.dialers.admit(peer.ip()) {
+            if !state.dialers.admit(peer.ip()) {
                 continue;
             }
-            let Some(share) = self.state.open.hold(peer.ip()) else {
+            let Some(share) = state.open.hold(peer.ip()) else {
                 continue;
             };
             let _ = tcp.set_nodelay(true);
-            let state = self.state.clone();
-            let tls = self.tls.clone();
+            let state = state.clone();
+            let tls = tls.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let (_permit, _share) = (permit, share);
@@ -238,6 +244,8 @@ impl PublicServer {
                 }
             });
         }
+        // No new connections while the open ones drain.
+        drop(listener);
         if tokio::time::timeout(drain, graceful.shutdown())
             .await
             .is_err()

@@ -1,9 +1,9 @@
 //! `POST /v1/keys/revoke` with `{"key": "<the key>"}`: whoever holds a key
 //! may revoke it by presenting it, as with GitHub's credential revocation
 //! API: for people who find a key in a paste or a log. Secret keys only: a
-//! publishable key, public by design, gets its keyspace's leak policy
-//! (notify, by default). A key already ended, or only notified, is audited
-//! once an hour however often it is presented.
+//! publishable key, public by design, is only notified (`key.leaked`),
+//! whatever its keyspace's policy. A key already ended, or only notified,
+//! is audited at most once an hour however often it is presented.
 //!
 //! Every well-formed request gets the same `202 Accepted`, whether the key
 //! existed, was live, or was already revoked: the endpoint faces the
@@ -73,11 +73,11 @@ impl Public {
             &serde_json::json!({ "status": "accepted" }),
         );
         // A publishable key is public by design: whoever presents it may be
-        // anyone, so it gets its keyspace's policy (by default, notify), not
-        // a revocation. Decided from the prefix, before any lookup.
+        // anyone, so presenting one only notifies, whatever the keyspace's
+        // policy for found ones. Decided from the prefix, before any lookup.
         let forced = match parsed.key_type {
-            KeyType::Secret => Some(LeakPolicy::Revoke),
-            KeyType::Publishable => None,
+            KeyType::Secret => LeakPolicy::Revoke,
+            KeyType::Publishable => LeakPolicy::Notify,
         };
         let Some(id) = self.keys.identify(&key) else {
             return accepted;
@@ -94,11 +94,13 @@ impl Public {
         // To the end, even if the caller hangs up.
         let work = tokio::spawn(async move {
             let actor = Actor::system("public");
-            keys.report_leak(&id, &report, forced, &actor).await
+            keys.report_leak(&id, &report, Some(forced), &actor).await
         });
         match work.await {
             Ok(Ok(leak)) => {
-                tracing::warn!(key_id = %leak.key.id, %peer, "key revoked by a holder on the public listener");
+                if leak.seq.is_some() {
+                    tracing::warn!(key_id = %leak.key.id, %peer, "key revoked by a holder on the public listener");
+                }
                 accepted
             }
             Ok(Err(Error::NotFound(_))) => accepted,

@@ -41,6 +41,9 @@ pub enum SignatureError {
     /// No key could be had at all: the key server has never answered well.
     #[error("GitHub's public keys are not available; retry later")]
     NoKeys,
+    /// The key is not cached and a fetch of the document is running.
+    #[error("GitHub's public keys are being fetched; retry shortly")]
+    Fetching,
 }
 
 /// Why a fetch of the key document failed.
@@ -227,12 +230,16 @@ impl GitHubKeys {
         if let Some(k) = self.current().get(id) {
             return Ok(*k);
         }
-        if let Ok(mut last) = self.fetching.try_lock() {
-            let due = last.is_none_or(|t| t.elapsed() >= self.config.refetch_interval);
-            if due {
-                *last = Some(Instant::now());
-                let _ = self.fetch_into_cache().await;
+        match self.fetching.try_lock() {
+            Ok(mut last) => {
+                let due = last.is_none_or(|t| t.elapsed() >= self.config.refetch_interval);
+                if due {
+                    *last = Some(Instant::now());
+                    let _ = self.fetch_into_cache().await;
+                }
             }
+            // Perhaps the very document with this key: the sender retries.
+            Err(_) => return Err(SignatureError::Fetching),
         }
         let keys = self.current();
         match keys.get(id) {

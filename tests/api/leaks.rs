@@ -650,7 +650,17 @@ async fn a_holder_revokes_a_key_by_presenting_it(backend: Backend) {
     })
     .await;
     let addr = public(&app);
-    let open = keyspace(&app, "open", None).await;
+    // Found publishable keys are revoked here: by a scanner, not by whoever
+    // presents one.
+    let open = keyspace(
+        &app,
+        "open",
+        Some(pb::LeakResponse {
+            publishable: LeakPolicy::Revoke.into(),
+            ..Default::default()
+        }),
+    )
+    .await;
     let closed = keyspace(
         &app,
         "closed",
@@ -693,7 +703,7 @@ async fn a_holder_revokes_a_key_by_presenting_it(backend: Backend) {
     assert_eq!(audit(&app, &id, "key.leaked").await.len(), 1);
     assert_eq!(audit(&app, &id, "key.revoked").await.len(), 1);
     // A publishable key is public by design: presenting it proves nothing,
-    // so it gets its keyspace's policy (notify), audited once an hour.
+    // so it is only notified (audited once an hour), whatever the policy.
     let (pk_id, pk) = key_in(&app, &open, pb::Environment::Live, pb::KeyType::Publishable).await;
     for _ in 0..2 {
         assert_eq!(revoke(&pk).await.status, 202);
@@ -721,6 +731,29 @@ async fn a_holder_revokes_a_key_by_presenting_it(backend: Backend) {
         }
     }
     assert!(limited, "the per-peer limit never applied");
+}
+
+/// A holder's repeat is audited again once the hour is over.
+async fn a_holders_repeat_is_audited_again_after_the_hour(backend: Backend) {
+    let (clock, now) = crate::usage::manual_clock();
+    let keys = key_server(Mode::Garbage).await;
+    let app = spawn_with(backend, |c| {
+        with_public(c, &keys.url);
+        c.clock = clock;
+    })
+    .await;
+    let (id, key) = live_secret(&app, "").await;
+    let body = serde_json::to_vec(&serde_json::json!({ "key": key })).unwrap();
+    for _ in 0..2 {
+        let reply = post(public(&app), "/v1/keys/revoke", &[], body.clone()).await;
+        assert_eq!(reply.status, 202);
+    }
+    assert_eq!(audit(&app, &id, "key.leaked").await.len(), 1);
+    now.fetch_add(3_600_001, std::sync::atomic::Ordering::SeqCst);
+    let reply = post(public(&app), "/v1/keys/revoke", &[], body).await;
+    assert_eq!(reply.status, 202);
+    assert_eq!(audit(&app, &id, "key.leaked").await.len(), 2);
+    assert_eq!(audit(&app, &id, "key.revoked").await.len(), 1);
 }
 
 /// LookupKey finds a key's record from its value, within the caller's
@@ -771,6 +804,7 @@ crate::backend_tests!(
     a_holder_revokes_a_key_by_presenting_it,
     lookup_key_finds_the_record_and_audits_it,
     raw_key_rpcs_stay_within_a_tokens_keyspaces,
+    a_holders_repeat_is_audited_again_after_the_hour,
 );
 
 /// Two replicas on one PostgreSQL: a live key reported to the first is
