@@ -832,3 +832,62 @@ async fn a_reported_key_is_denied_on_every_replica() {
     assert_eq!(second.verify_code(&live).await, VerifyCode::Revoked);
     assert_eq!(first.verify_code(&live).await, VerifyCode::Revoked);
 }
+
+/// A client that sends headers and trickles its body holds a connection,
+/// never a request slot; and one address holds at most its share of the
+/// connections, past which it is closed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_hold_no_slot_and_one_address_only_its_share() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let signer = Signer::new("key-a");
+    let (app, _keys) = scanned_with(Backend::Sqlite, &signer, |p| {
+        p.max_in_flight = 1;
+        // A share of 3 connections an address (an eighth).
+        p.max_connections = 24;
+        p.per_peer = keysmith::public::Rate {
+            per_second: 1000.0,
+            burst: 1000.0,
+        };
+    })
+    .await;
+    let addr = public(&app);
+    // Headers of a 100-byte body, and then nothing.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(
+        b"POST /v1/keys/revoke HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          content-length: 100\r\n\r\n{\"key\":",
+    )
+    .await
+    .expect("write");
+    // The one request slot is free for another client meanwhile.
+    let reply = post(addr, "/v1/keys/revoke", &[], br#"{"key": "nope"}"#.to_vec()).await;
+    assert_eq!(
+        reply.status, 400,
+        "answered, not refused for lack of a slot"
+    );
+    // Two more idle connections fill this address's share of 3; a fourth is
+    // closed at once, without an answer.
+    let _held: Vec<_> =
+        futures::future::join_all((0..2).map(|_| tokio::net::TcpStream::connect(addr)))
+            .await
+            .into_iter()
+            .map(|c| c.expect("connect"))
+            .collect();
+    let mut over = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _ = over
+        .write_all(b"POST /v1/keys/revoke HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        .await;
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), over.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "past its share, the connection is closed unanswered: {read:?}"
+    );
+    // The trickler's body deadline ends its request with 408.
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), slow.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
