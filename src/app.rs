@@ -351,6 +351,7 @@ impl App {
                 config.clone(),
                 self.keys.clone(),
                 self.store.clone(),
+                metrics.clone(),
             )?;
             let (stop, drain) = (stop.clone(), self.config.shutdown_deadline);
             servers.spawn(async move {

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub verify_latency: Histogram<f64>,
     verify_calls: Counter<u64>,
     pub flush_duration: Histogram<f64>,
+    /// Public listener answers, by route and HTTP status.
+    public_requests: Counter<u64>,
     /// Pending webhook deliveries, as the sender last counted them.
     pub outbox_depth: Arc<AtomicI64>,
 }
@@ -49,12 +51,28 @@ impl Default for Metrics {
                 .f64_histogram("keysmith.usage.flush.duration")
                 .with_unit("s")
                 .build(),
+            public_requests: meter
+                .u64_counter("keysmith.public.requests")
+                .with_description("public listener answers, by route and HTTP status")
+                .build(),
             outbox_depth: Arc::default(),
         }
     }
 }
 
 impl Metrics {
+    /// One answer of the public listener: `route` is `github`, `revoke` or
+    /// `other`.
+    pub fn count_public(&self, route: &'static str, status: u16) {
+        self.public_requests.add(
+            1,
+            &[
+                KeyValue::new("route", route),
+                KeyValue::new("status", i64::from(status)),
+            ],
+        );
+    }
+
     pub fn count_calls(&self, code: Code, n: u64) {
         if n > 0 {
             let name = format!("{code:?}");

@@ -66,8 +66,19 @@ pub(super) async fn body(
 }
 
 impl Public {
-    /// Routes `req` through the listener's limits.
+    /// Routes `req` through the listener's limits, and counts the answer.
     pub(super) async fn answer(&self, req: Request<Incoming>, peer: SocketAddr) -> Answer {
+        let name = match req.uri().path() {
+            "/v1/secret-scanning/github" => "github",
+            "/v1/keys/revoke" => "revoke",
+            _ => "other",
+        };
+        let answer = self.route(req, peer).await;
+        self.metrics.count_public(name, answer.status().as_u16());
+        answer
+    }
+
+    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Answer {
         let route = match (req.method(), req.uri().path()) {
             (&Method::POST, "/v1/secret-scanning/github") => Route::GitHub,
             (&Method::POST, "/v1/keys/revoke") => Route::Revoke,

@@ -97,6 +97,7 @@ pub(crate) struct Public {
     keys: Keys,
     store: Arc<dyn Store>,
     github: GitHubKeys,
+    metrics: crate::metrics::Metrics,
     in_flight: Arc<Semaphore>,
     /// Requests per address.
     peers: peers::PeerLimiter,
@@ -122,6 +123,7 @@ impl PublicServer {
         config: PublicConfig,
         keys: Keys,
         store: Arc<dyn Store>,
+        metrics: crate::metrics::Metrics,
     ) -> Result<Self, signing::FetchError> {
         let github = GitHubKeys::new(config.github_keys.clone())?;
         let state = Public {
@@ -136,6 +138,7 @@ impl PublicServer {
             keys,
             store,
             github,
+            metrics,
         };
         Ok(Self {
             listener,

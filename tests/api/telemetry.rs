@@ -17,6 +17,11 @@ async fn traces_and_metrics_reach_an_otlp_collector() {
         .expect("port")
         .port();
     let verify_addr = format!("127.0.0.1:{port}");
+    let public_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let public_addr = format!("127.0.0.1:{public_port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_keysmith"))
         .args([
             "serve",
@@ -26,6 +31,7 @@ async fn traces_and_metrics_reach_an_otlp_collector() {
             "127.0.0.1:0",
         ])
         .args(["--usage-flush-interval", "100ms"])
+        .args(["--public-addr", &public_addr])
         .arg("--data-dir")
         .arg(dir.path())
         .env_remove("DATABASE_URL")
@@ -51,6 +57,13 @@ async fn traces_and_metrics_reach_an_otlp_collector() {
         };
         verify.verify(req).await.expect("verify");
     }
+    let refused = reqwest::Client::new()
+        .post(format!("http://{public_addr}/v1/keys/revoke"))
+        .body("not json")
+        .send()
+        .await
+        .expect("public listener");
+    assert_eq!(refused.status(), 400);
 
     let seen = |path: &str, needle: &str| {
         collector
@@ -63,6 +76,7 @@ async fn traces_and_metrics_reach_an_otlp_collector() {
         "keysmith.index.keys",
         "keysmith.feed.applied_seq",
         "keysmith.verify.calls",
+        "keysmith.public.requests",
     ] {
         eventually(metric, || async { seen("/v1/metrics", metric) }).await;
     }
