@@ -18,7 +18,8 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::failures::{Failure, Peer};
+use super::failures::Failure;
+use crate::domain::Peer;
 use crate::{
     domain::Timestamp,
     store::{NewAuditEvent, Store, WriteBatch},

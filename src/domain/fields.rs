@@ -26,7 +26,7 @@ pub enum FieldError {
     TooMany(usize),
 }
 
-fn no_control(s: &str) -> Result<(), FieldError> {
+pub(crate) fn no_control(s: &str) -> Result<(), FieldError> {
     if s.chars().any(char::is_control) {
         Err(FieldError::Control)
     } else {
@@ -34,7 +34,7 @@ fn no_control(s: &str) -> Result<(), FieldError> {
     }
 }
 
-fn max_len(s: &str, max: usize) -> Result<(), FieldError> {
+pub(crate) fn max_len(s: &str, max: usize) -> Result<(), FieldError> {
     if s.len() > max {
         Err(FieldError::TooLong(max))
     } else {

@@ -6,7 +6,10 @@ use std::{fmt, str::FromStr, time::Duration};
 
 use serde_json::json;
 
-use super::{Environment, FieldError, KeyType, Timestamp};
+use super::{
+    Environment, FieldError, KeyType, Timestamp,
+    fields::{max_len, no_control},
+};
 
 /// Longest source URL a report may carry.
 pub const MAX_LEAK_URL_LEN: usize = 2048;
@@ -145,22 +148,17 @@ impl LeakFinder {
 /// A checked free-form label: at most [`MAX_LEAK_LABEL_LEN`] bytes, no
 /// control characters; may be empty.
 pub fn leak_label(s: &str) -> Result<&str, FieldError> {
-    if s.len() > MAX_LEAK_LABEL_LEN {
-        return Err(FieldError::TooLong(MAX_LEAK_LABEL_LEN));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(FieldError::Control);
-    }
+    max_len(s, MAX_LEAK_LABEL_LEN)?;
+    no_control(s)?;
     Ok(s)
 }
 
 /// A checked source URL: at most [`MAX_LEAK_URL_LEN`] bytes, no control
 /// characters or spaces; may be empty. Not fetched, only recorded.
 pub fn leak_url(s: &str) -> Result<&str, FieldError> {
-    if s.len() > MAX_LEAK_URL_LEN {
-        return Err(FieldError::TooLong(MAX_LEAK_URL_LEN));
-    }
-    if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    max_len(s, MAX_LEAK_URL_LEN)?;
+    no_control(s)?;
+    if s.chars().any(char::is_whitespace) {
         return Err(FieldError::Control);
     }
     Ok(s)

@@ -11,6 +11,7 @@ pub mod keyspace;
 mod kind;
 pub mod leak;
 pub mod page_token;
+mod peer;
 mod permission;
 mod policy;
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub use key_id::{KeyId, KeyIdError, PackedKeyId};
 pub use keyspace::{KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, PrefixError};
 pub use kind::{Environment, KeyType, UnknownVariant};
 pub use page_token::{PageTokenError, PageTokens};
+pub use peer::Peer;
 pub use permission::{Permission, PermissionError, PermissionSet, UnknownPermission};
 pub use policy::StalePolicy;
 pub use random::RandomnessError;

@@ -207,15 +207,10 @@ impl Keys {
         let ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         let filter = AuditFilter {
             key_id: Some(key.id.clone()),
-            owner_id: None,
-            owned_only: false,
-            owners: None,
-            keyspaces: None,
             action: Some("key.leaked".into()),
             from: Some(Timestamp::from_millis(now.as_millis().saturating_sub(ms))),
-            to: None,
-            before: None,
             limit: 1,
+            ..AuditFilter::default()
         };
         Ok(!self.store.list_audit_events(&filter).await?.is_empty())
     }
@@ -224,15 +219,9 @@ impl Keys {
     async fn made_by(&self, successor: &KeyRecord, from: &KeyRecord) -> Result<bool> {
         let filter = AuditFilter {
             key_id: Some(successor.id.clone()),
-            owner_id: None,
-            owned_only: false,
-            owners: None,
-            keyspaces: None,
             action: Some("key.created".into()),
-            from: None,
-            to: None,
-            before: None,
             limit: 1,
+            ..AuditFilter::default()
         };
         let events = self.store.list_audit_events(&filter).await?;
         let by = Actor::key(&from.id);

@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::domain::Peer;
+
 /// A bucket's refill rate and size.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rate {
@@ -38,22 +40,8 @@ pub struct PeerLimiter {
 
 #[derive(Default)]
 struct Buckets {
-    map: HashMap<IpAddr, Bucket>,
+    map: HashMap<Peer, Bucket>,
     swept: Option<Instant>,
-}
-
-/// The address a peer is limited by: IPv4 as is, IPv6 by its /64.
-fn peer_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
 }
 
 impl PeerLimiter {
@@ -75,7 +63,7 @@ impl PeerLimiter {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Buckets { map, swept } = &mut *guard;
-        let key = peer_key(ip);
+        let key = Peer::from(ip);
         if map.len() >= MAX_PEERS && !map.contains_key(&key) {
             if swept.is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY) {
                 map.retain(|_, b| now.duration_since(b.at) < IDLE);
@@ -107,13 +95,13 @@ impl PeerLimiter {
 /// Open connections per address, at most `max` each.
 pub struct OpenConnections {
     max: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
+    open: Mutex<HashMap<Peer, usize>>,
 }
 
 /// One open connection; dropping it frees the address's share.
 pub struct Share {
     of: std::sync::Arc<OpenConnections>,
-    key: IpAddr,
+    key: Peer,
 }
 
 impl OpenConnections {
@@ -127,7 +115,7 @@ impl OpenConnections {
     /// A share for a new connection from `ip`, or `None` when it holds its
     /// `max` already.
     pub fn hold(self: &std::sync::Arc<Self>, ip: IpAddr) -> Option<Share> {
-        let key = peer_key(ip);
+        let key = Peer::from(ip);
         let mut open = self
             .open
             .lock()

@@ -333,7 +333,7 @@ pub struct KeyFilter {
     pub now: Timestamp,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
     pub key_id: Option<KeyId>,
     pub owner_id: Option<OwnerId>,
