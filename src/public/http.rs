@@ -3,12 +3,12 @@
 
 use std::net::SocketAddr;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{
     Method, Request, Response, StatusCode,
     body::Incoming,
-    header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER},
+    header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER},
 };
 
 use super::Public;
@@ -37,32 +37,57 @@ pub(super) fn busy(message: &str, retry_after_secs: u32) -> Answer {
     resp
 }
 
-/// A request's body, read up to `max` bytes: 413 past it (judged on
-/// `content-length` before reading, when there is one).
-pub(super) async fn body(
-    req: Request<Incoming>,
-    max: usize,
-) -> Result<(hyper::http::request::Parts, Bytes), Answer> {
+/// How much of a body is read and dropped when it is not wanted: past its
+/// route's cap, or refused before it was read. The listener closes every
+/// connection after one answer, and a close with bytes still unread resets
+/// it: the client, still sending, would see a broken pipe instead of the
+/// answer. Past this, it does.
+const DRAIN_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// A request's body, kept up to `max` bytes: 413 past it (judged on
+/// `content-length` before keeping any, when there is one). A body refused
+/// for its size is still read to its end, up to [`DRAIN_LIMIT`], so that
+/// the 413 reaches the client. With `max` 0, it only drains.
+async fn read_body(headers: &HeaderMap, mut body: Incoming, max: usize) -> Result<Bytes, Answer> {
     let too_big = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("body: larger than {max} bytes"),
         )
     };
-    let declared = req
-        .headers()
+    let max = max as u64;
+    let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    if declared.is_some_and(|n| n > DRAIN_LIMIT) {
         return Err(too_big());
     }
-    let (parts, body) = req.into_parts();
-    match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok((parts, collected.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
-        Err(_) => Err(error(StatusCode::BAD_REQUEST, "body: could not be read")),
+    let mut kept = Vec::new();
+    let mut seen: u64 = 0;
+    let mut refused = declared.is_some_and(|n| n > max);
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(error(StatusCode::BAD_REQUEST, "body: could not be read"));
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len() as u64);
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+        refused |= seen > max;
+        if refused {
+            kept = Vec::new();
+        } else {
+            kept.extend_from_slice(&data);
+        }
     }
+    if refused || seen > max {
+        return Err(too_big());
+    }
+    Ok(Bytes::from(kept))
 }
 
 impl Public {
@@ -73,47 +98,74 @@ impl Public {
             "/v1/keys/revoke" => "revoke",
             _ => "other",
         };
-        let answer = self.route(req, peer).await;
+        let (parts, body) = req.into_parts();
+        // Whatever the answer, the body is read first, under its own
+        // deadline, and only then is a slot taken: a client trickling its
+        // body holds a connection, never a slot.
+        let read = |cap| {
+            tokio::time::timeout(
+                self.config.header_timeout,
+                read_body(&parts.headers, body, cap),
+            )
+        };
+        let answer = match self.admit(&parts, peer) {
+            Err(refused) => {
+                let _ = read(0).await;
+                refused.answer()
+            }
+            Ok(route) => match read(self.cap(route)).await {
+                Ok(Ok(bytes)) => self.route(route, &parts, bytes, peer).await,
+                Ok(Err(refused)) => refused,
+                Err(_) => error(StatusCode::REQUEST_TIMEOUT, "body: not received in time"),
+            },
+        };
         self.metrics.count_public(name, answer.status().as_u16());
         answer
     }
 
-    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Answer {
-        let route = match (req.method(), req.uri().path()) {
+    /// The route `parts` asks for, if it and the peer's limits allow.
+    fn admit(
+        &self,
+        parts: &hyper::http::request::Parts,
+        peer: SocketAddr,
+    ) -> Result<Route, Refused> {
+        let route = match (&parts.method, parts.uri.path()) {
             (&Method::POST, "/v1/secret-scanning/github") => Route::GitHub,
             (&Method::POST, "/v1/keys/revoke") => Route::Revoke,
             (_, "/v1/secret-scanning/github" | "/v1/keys/revoke") => {
-                let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
-                resp.headers_mut()
-                    .insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
-                return resp;
+                return Err(Refused::UsePost);
             }
-            _ => return error(StatusCode::NOT_FOUND, "no such route"),
+            _ => return Err(Refused::NoRoute),
         };
         if !self.peers.admit(peer.ip()) {
-            return too_many();
+            return Err(Refused::TooMany);
         }
         if matches!(route, Route::Revoke) && !self.revokers.admit(peer.ip()) {
-            return too_many();
+            return Err(Refused::TooMany);
         }
-        // The body first, under its own deadline, and only then a slot: a
-        // client trickling its body holds a connection, never a slot.
-        let cap = match route {
+        Ok(route)
+    }
+
+    fn cap(&self, route: Route) -> usize {
+        match route {
             Route::GitHub => self.config.max_body,
             Route::Revoke => super::MAX_REVOKE_BODY.min(self.config.max_body),
-        };
-        let (parts, bytes) =
-            match tokio::time::timeout(self.config.header_timeout, body(req, cap)).await {
-                Ok(Ok(read)) => read,
-                Ok(Err(refused)) => return refused,
-                Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "body: not received in time"),
-            };
+        }
+    }
+
+    async fn route(
+        &self,
+        route: Route,
+        parts: &hyper::http::request::Parts,
+        bytes: Bytes,
+        peer: SocketAddr,
+    ) -> Answer {
         let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {
             return busy("too many requests in flight; retry", 1);
         };
         let work = async {
             match route {
-                Route::GitHub => self.github_report(&parts, bytes).await,
+                Route::GitHub => self.github_report(parts, bytes).await,
                 Route::Revoke => self.public_revoke(bytes, peer).await,
             }
         };
@@ -124,12 +176,35 @@ impl Public {
     }
 }
 
+/// Why a request was refused before its body was read.
+enum Refused {
+    NoRoute,
+    UsePost,
+    TooMany,
+}
+
+impl Refused {
+    fn answer(self) -> Answer {
+        match self {
+            Self::NoRoute => error(StatusCode::NOT_FOUND, "no such route"),
+            Self::UsePost => {
+                let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+                resp.headers_mut()
+                    .insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
+                resp
+            }
+            Self::TooMany => too_many(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
 enum Route {
     GitHub,
     Revoke,
 }
 
-pub(super) fn too_many() -> Answer {
+fn too_many() -> Answer {
     let mut resp = error(
         StatusCode::TOO_MANY_REQUESTS,
         "too many requests from this address",

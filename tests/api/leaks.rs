@@ -447,6 +447,32 @@ async fn with_no_key_ever_fetched_reports_are_retried_later() {
     assert_eq!(app.verify_code(&live).await, VerifyCode::Valid);
 }
 
+/// A body the listener does not want is still read before the answer:
+/// one past its route's cap (413), one from an address over its limit
+/// (429), one to no route (404). Closing with bytes unread resets the
+/// connection under a client still sending, which then sees a broken pipe
+/// instead of the answer. One try races; thirty do not pass by luck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwanted_body_is_answered_not_reset() {
+    let signer = Signer::new("key-a");
+    let (app, _keys) = scanned(Backend::Sqlite, &signer).await;
+    let big = vec![b' '; 3 * 1024 * 1024];
+    let mut seen = std::collections::BTreeSet::new();
+    for route in [
+        "/v1/secret-scanning/github",
+        "/v1/keys/revoke",
+        "/v1/nowhere",
+    ] {
+        for _ in 0..10 {
+            let reply = post(public(&app), route, &[], big.clone()).await;
+            assert!(reply.json["error"].is_string(), "{route}: {:?}", reply.json);
+            seen.insert(reply.status);
+        }
+    }
+    // Public revocations allow a burst of 5 an address: the rest are 429.
+    assert_eq!(seen, [404, 413, 429].into(), "{seen:?}");
+}
+
 /// Policies per keyspace and environment: disable, revoke for test keys,
 /// notify for live ones.
 async fn each_keyspace_chooses_its_policy(backend: Backend) {
