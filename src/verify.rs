@@ -165,8 +165,12 @@ impl Verifier {
         // here spent first. A call that cannot be decided within the lease
         // deadline (the store is slow, or gone) is UNAVAILABLE: fail closed.
         let mut deadline = None;
-        let mut round = Round::First;
+        let mut leased: Vec<Arc<crate::limits::Pool>> = Vec::new();
         loop {
+            let round = match leased.is_empty() {
+                true => Round::First,
+                false => Round::Again(&leased),
+            };
             match lim.charge(&charges, &costs, round, now.as_millis()) {
                 Charge::Paid(reports) => {
                     o.limits = reports;
@@ -183,10 +187,10 @@ impl Verifier {
                     // The clock is read only once a call has to wait.
                     let now = tokio::time::Instant::now();
                     let until = *deadline.get_or_insert(now + crate::limits::LEASE_WAIT);
+                    leased = pools.iter().map(|(p, _)| Arc::clone(p)).collect();
                     if now >= until || !self.0.limiter.lease(pools).await {
                         return Err(Error::Unavailable(LIMITS_UNAVAILABLE));
                     }
-                    round = Round::Again;
                 }
             }
         }

@@ -96,16 +96,21 @@ pub enum Charge {
 }
 
 /// Which attempt at a charge this is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Round {
+#[derive(Clone, Copy, Debug)]
+pub enum Round<'a> {
     First,
-    /// After a lease.
-    Again,
+    /// After a lease of these pools.
+    Again(&'a [Arc<Pool>]),
 }
 
-impl Round {
-    fn denies_short(self, pool: &Pool) -> bool {
-        self == Round::Again && !pool.is_cold() && pool.store_empty()
+impl Round<'_> {
+    /// Whether a short pool denies the call: only one this call just
+    /// leased, whose store count is fresh. Another pool's count may be old
+    /// (a top-up, or a give-back, since it was read): it leases first.
+    fn denies_short(self, pool: &Arc<Pool>) -> bool {
+        matches!(self, Round::Again(leased) if leased.iter().any(|p| Arc::ptr_eq(p, pool)))
+            && !pool.is_cold()
+            && pool.store_empty()
     }
 }
 
@@ -289,7 +294,7 @@ impl Limiter {
         &self,
         charges: &Charges<'_>,
         costs: &Costs<'_>,
-        round: Round,
+        round: Round<'_>,
         now_ms: i64,
     ) -> Charge {
         let cost = |p: &Pool| match &p.kind {
@@ -413,5 +418,30 @@ fn report(pool: &Arc<Pool>, holder: Holder, cost: i64, failed: bool, now_ms: i64
         remaining,
         reset_at,
         retry_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After a lease, a short pool denies only if that lease was its own:
+    /// another pool's store count may be older than a top-up or a
+    /// give-back, so it leases first.
+    #[test]
+    fn only_a_pool_just_leased_denies_short() {
+        let credits = Arc::new(Pool::new("key:x".into(), Kind::Credits));
+        let tokens = Arc::new(Pool::new("key:x".into(), Kind::Credits));
+        // Leased long ago: 1 held, the store said 0 were left.
+        credits.granted(1, 0, None);
+        assert!(credits.store_empty() && !credits.is_cold());
+        assert!(!Round::First.denies_short(&credits));
+        let others = [Arc::clone(&tokens)];
+        assert!(
+            !Round::Again(&others).denies_short(&credits),
+            "its count is old: lease again"
+        );
+        let own = [Arc::clone(&credits)];
+        assert!(Round::Again(&own).denies_short(&credits));
     }
 }
