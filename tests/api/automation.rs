@@ -254,7 +254,12 @@ async fn stale_stages_act_or_only_report(backend: Backend) {
             );
         } else {
             wait_for(&app, &key, &["key.created", "key.stale", "key.disabled"]).await;
-            assert_eq!(app.verify_code(&created.secret).await, VerifyCode::Disabled);
+            // The job's commit is audited before its replica's index takes
+            // the new version (microseconds later): wait on the index.
+            eventually("the disabled key to be refused", || async {
+                app.verify_code(&created.secret).await == VerifyCode::Disabled
+            })
+            .await;
             advance(&now, 80);
             wait_for(
                 &app,
@@ -262,7 +267,10 @@ async fn stale_stages_act_or_only_report(backend: Backend) {
                 &["key.created", "key.stale", "key.disabled", "key.revoked"],
             )
             .await;
-            assert_eq!(app.verify_code(&created.secret).await, VerifyCode::Revoked);
+            eventually("the revoked key to be refused", || async {
+                app.verify_code(&created.secret).await == VerifyCode::Revoked
+            })
+            .await;
         }
     }
 }
