@@ -12,7 +12,7 @@ use std::sync::{
 
 use opentelemetry::{
     KeyValue,
-    metrics::{Counter, Histogram, ObservableGauge},
+    metrics::{Counter, Histogram, ObservableCounter, ObservableGauge},
 };
 
 use crate::{
@@ -82,7 +82,10 @@ impl Metrics {
 }
 
 /// Gauges read by callback; kept alive for the server's lifetime.
-pub struct Gauges(#[allow(dead_code)] Vec<ObservableGauge<i64>>);
+pub struct Gauges(
+    #[allow(dead_code)] Vec<ObservableGauge<i64>>,
+    #[allow(dead_code)] ObservableCounter<u64>,
+);
 
 impl Gauges {
     pub fn register(
@@ -93,44 +96,72 @@ impl Gauges {
     ) -> Self {
         let meter = crate::telemetry::meter();
         let size = index.clone();
+        let legacy = index.clone();
         let applied = index;
         let stale = replica.clone();
         let depth = metrics.outbox_depth.clone();
-        Self(vec![
-            meter
-                .i64_observable_gauge("keysmith.index.keys")
-                .with_callback(move |o| o.observe(size.len() as i64, &[]))
-                .build(),
-            meter
-                .i64_observable_gauge("keysmith.feed.applied_seq")
-                .with_callback(move |o| o.observe(applied.applied_seq(), &[]))
-                .build(),
-            meter
-                .i64_observable_gauge("keysmith.feed.staleness")
-                .with_unit("ms")
-                .with_description("time since the index last matched the change log")
-                .with_callback(move |o| {
-                    if let Some(s) = stale.staleness(Timestamp::now()) {
-                        o.observe(s.as_millis() as i64, &[]);
+        let legacy = meter
+            .u64_observable_counter("keysmith.verify.legacy")
+            .with_description(
+                "calls with keys of a legacy format, by keyspace, format and outcome \
+                 (found: the key was found; retired: refused as FORMAT_RETIRED)",
+            )
+            .with_callback(move |o| {
+                for f in legacy.legacy_use() {
+                    for (outcome, n) in [
+                        ("found", f.counts.found.load(Ordering::Relaxed)),
+                        ("retired", f.counts.retired.load(Ordering::Relaxed)),
+                    ] {
+                        o.observe(
+                            n,
+                            &[
+                                KeyValue::new("keyspace", f.keyspace.to_string()),
+                                KeyValue::new("format", f.format.to_string()),
+                                KeyValue::new("outcome", outcome),
+                            ],
+                        );
                     }
-                })
-                .build(),
-            meter
-                .i64_observable_gauge("keysmith.feed.stuck_seq")
-                .with_description(
-                    "the change-log sequence the feed cannot apply (0: not stuck); \
+                }
+            })
+            .build();
+        Self(
+            vec![
+                meter
+                    .i64_observable_gauge("keysmith.index.keys")
+                    .with_callback(move |o| o.observe(size.len() as i64, &[]))
+                    .build(),
+                meter
+                    .i64_observable_gauge("keysmith.feed.applied_seq")
+                    .with_callback(move |o| o.observe(applied.applied_seq(), &[]))
+                    .build(),
+                meter
+                    .i64_observable_gauge("keysmith.feed.staleness")
+                    .with_unit("ms")
+                    .with_description("time since the index last matched the change log")
+                    .with_callback(move |o| {
+                        if let Some(s) = stale.staleness(Timestamp::now()) {
+                            o.observe(s.as_millis() as i64, &[]);
+                        }
+                    })
+                    .build(),
+                meter
+                    .i64_observable_gauge("keysmith.feed.stuck_seq")
+                    .with_description(
+                        "the change-log sequence the feed cannot apply (0: not stuck); \
                      the log names its key and why",
-                )
-                .with_callback(move |o| o.observe(replica.stuck().map_or(0, |s| s.seq), &[]))
-                .build(),
-            meter
-                .i64_observable_gauge("keysmith.stream.subscribers")
-                .with_callback(move |o| o.observe(watcher.active() as i64, &[]))
-                .build(),
-            meter
-                .i64_observable_gauge("keysmith.webhook.outbox_depth")
-                .with_callback(move |o| o.observe(depth.load(Ordering::Relaxed), &[]))
-                .build(),
-        ])
+                    )
+                    .with_callback(move |o| o.observe(replica.stuck().map_or(0, |s| s.seq), &[]))
+                    .build(),
+                meter
+                    .i64_observable_gauge("keysmith.stream.subscribers")
+                    .with_callback(move |o| o.observe(watcher.active() as i64, &[]))
+                    .build(),
+                meter
+                    .i64_observable_gauge("keysmith.webhook.outbox_depth")
+                    .with_callback(move |o| o.observe(depth.load(Ordering::Relaxed), &[]))
+                    .build(),
+            ],
+            legacy,
+        )
     }
 }

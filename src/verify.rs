@@ -29,7 +29,7 @@ pub use decide::{Request, decide};
 use crate::{
     domain::{Clock, KeyId, Timestamp, TokenLimits, mono_nanos, quota::Subject, restriction::Take},
     error::Error,
-    index::{Entry, KeyIndex, ReplicaState},
+    index::{Entry, KeyIndex, Legacy, ReplicaState},
     limits::{Charge, Charges, Costs, Limiter, OwnerQuota, Report, Round},
     metrics::Metrics,
     usage::Recorder,
@@ -238,17 +238,22 @@ pub fn evaluate<'a>(
     now: Timestamp,
     mono_nanos: impl FnOnce() -> u64,
 ) -> Outcome<'a> {
-    let presented = match crate::domain::api_key::parse(key) {
-        Ok(p) => p,
-        Err(e) => {
-            usage.unknown(Code::Malformed);
-            return bare(Code::Malformed, e.detail());
-        }
+    let found = match crate::domain::api_key::parse(key) {
+        Ok(presented) => index.get(&presented.hash),
+        // Not a keysmith key: perhaps one of a declared legacy format.
+        Err(e) => match index.legacy(key, now) {
+            Legacy::Found(entry) => Some(entry),
+            Legacy::Missing => None,
+            Legacy::NoShape => {
+                usage.unknown(Code::Malformed);
+                return bare(Code::Malformed, e.detail());
+            }
+            Legacy::Retired => {
+                return bare(Code::FormatRetired, Code::FormatRetired.detail());
+            }
+        },
     };
-    let Some(entry) = index
-        .get(&presented.hash)
-        .filter(|e| request.keyspaces.admits(e.keyspace()))
-    else {
+    let Some(entry) = found.filter(|e| request.keyspaces.admits(e.keyspace())) else {
         usage.unknown(Code::NotFound);
         return bare(Code::NotFound, Code::NotFound.detail());
     };

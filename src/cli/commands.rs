@@ -100,6 +100,19 @@ pub enum KeyCommand {
         #[arg(long, default_value = "")]
         source: String,
     },
+    /// Bring in keys made elsewhere, from JSONL or CSV (see the README's
+    /// "Adoption"): batches of 1,000, each committed whole; ends with a
+    /// summary, and exits non-zero when a line was not imported.
+    Import(super::import::ImportArgs),
+    /// Every key's record, without secrets, as JSONL that `import` reads.
+    Export {
+        /// Only this keyspace's keys.
+        #[arg(long, default_value = "")]
+        keyspace: String,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -30,6 +30,11 @@ pub enum KeyspaceCommand {
         scopes: Vec<String>,
         #[command(flatten)]
         leak: LeakArgs,
+        /// A key format made before keysmith that Verify also accepts here
+        /// (repeat): `name=v1,prefix=acme_,alphabet=hex,length=32` (or
+        /// `length=32-40`; `alphabet=set,characters=…`; `retire=<RFC 3339>`).
+        #[arg(long = "legacy-format", value_parser = legacy_format)]
+        legacy_formats: Vec<pb::LegacyFormat>,
     },
     Get {
         id: String,
@@ -50,6 +55,12 @@ pub enum KeyspaceCommand {
         prefix: Option<String>,
         #[command(flatten)]
         leak: LeakArgs,
+        /// Replaces the keyspace's legacy formats (repeat; as on create).
+        #[arg(long = "legacy-format", value_parser = legacy_format)]
+        legacy_formats: Vec<pb::LegacyFormat>,
+        /// Drops every legacy format.
+        #[arg(long, conflicts_with = "legacy_formats")]
+        no_legacy_formats: bool,
     },
     /// Print secret-scanner rules that find this keyspace's keys.
     Pattern {
@@ -58,6 +69,56 @@ pub enum KeyspaceCommand {
         #[arg(long, default_value = "all")]
         format: String,
     },
+}
+
+/// `name=…,prefix=…,alphabet=…,length=N[-M][,characters=…][,retire=…]`.
+fn legacy_format(spec: &str) -> Result<pb::LegacyFormat, String> {
+    let mut f = pb::LegacyFormat::default();
+    for part in spec.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: expected key=value"))?;
+        match k {
+            "name" => f.name = v.to_owned(),
+            "prefix" => f.prefix = v.to_owned(),
+            "characters" => f.characters = v.to_owned(),
+            "alphabet" => {
+                f.alphabet = match v {
+                    "hex" => pb::LegacyAlphabet::Hex,
+                    "base62" => pb::LegacyAlphabet::Base62,
+                    "base64url" => pb::LegacyAlphabet::Base64url,
+                    "set" => pb::LegacyAlphabet::Set,
+                    _ => {
+                        return Err(format!(
+                            "alphabet: {v:?} is not hex, base62, base64url or set"
+                        ));
+                    }
+                }
+                .into();
+            }
+            "length" => {
+                let (lo, hi) = v.split_once('-').unwrap_or((v, v));
+                let n = |s: &str| s.parse::<u32>().map_err(|_| format!("length: {v:?}"));
+                (f.min_length, f.max_length) = (n(lo)?, n(hi)?);
+            }
+            "retire" => {
+                let t = humantime::parse_rfc3339_weak(v).map_err(|e| format!("retire: {e}"))?;
+                let d = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_err(|_| "retire: before 1970".to_owned())?;
+                f.retire_time = Some(prost_types::Timestamp {
+                    seconds: d.as_secs() as i64,
+                    nanos: 0,
+                });
+            }
+            _ => {
+                return Err(format!(
+                    "{k:?}: not name, prefix, alphabet, characters, length or retire"
+                ));
+            }
+        }
+    }
+    Ok(f)
 }
 
 /// What happens to a key of the keyspace found leaked; each unset flag
@@ -181,6 +242,15 @@ fn json(ks: &pb::Keyspace) -> serde_json::Value {
             "publishable": l.publishable().as_str_name(),
             "public_revocation": !l.public_revocation_off,
         })),
+        "legacy_formats": ks.legacy_formats.iter().map(|f| serde_json::json!({
+            "name": f.name,
+            "prefix": f.prefix,
+            "alphabet": f.alphabet().as_str_name(),
+            "characters": f.characters,
+            "min_length": f.min_length,
+            "max_length": f.max_length,
+            "retire_time": f.retire_time.map(|t| t.seconds),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -216,6 +286,7 @@ pub async fn run_keyspace(conn: &Connection, cmd: KeyspaceCommand) -> Result<(),
             defaults,
             scopes,
             leak,
+            legacy_formats,
         } => {
             let msg = pb::CreateKeyspaceRequest {
                 name,
@@ -223,6 +294,7 @@ pub async fn run_keyspace(conn: &Connection, cmd: KeyspaceCommand) -> Result<(),
                 defaults: Some(defaults.into_pb()?),
                 scopes,
                 leak_response: leak.is_set().then(|| leak.apply(None)),
+                legacy_formats,
             };
             c.inner.create_keyspace(c.req(msg)?).await
         }
@@ -253,8 +325,13 @@ pub async fn run_keyspace(conn: &Connection, cmd: KeyspaceCommand) -> Result<(),
             name,
             prefix,
             leak,
+            legacy_formats,
+            no_legacy_formats,
         } => {
             let mut paths = Vec::new();
+            if !legacy_formats.is_empty() || no_legacy_formats {
+                paths.push("legacy_formats".to_owned());
+            }
             if name.is_some() {
                 paths.push("name".to_owned());
             }
@@ -277,7 +354,10 @@ pub async fn run_keyspace(conn: &Connection, cmd: KeyspaceCommand) -> Result<(),
                 None
             };
             if paths.is_empty() {
-                return Err("nothing to update: pass --name, --prefix or a --leak-… flag".into());
+                return Err(
+                    "nothing to update: pass --name, --prefix, a --leak-… or --legacy-format flag"
+                        .into(),
+                );
             }
             let msg = pb::UpdateKeyspaceRequest {
                 keyspace: Some(pb::Keyspace {
@@ -285,6 +365,7 @@ pub async fn run_keyspace(conn: &Connection, cmd: KeyspaceCommand) -> Result<(),
                     name: name.unwrap_or_default(),
                     prefix: prefix.unwrap_or_default(),
                     leak_response,
+                    legacy_formats,
                     ..Default::default()
                 }),
                 update_mask: Some(prost_types::FieldMask { paths }),

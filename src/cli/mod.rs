@@ -6,6 +6,7 @@
 //! with a warning on stderr.
 
 mod commands;
+mod import;
 mod keyspace;
 mod output;
 mod quota;
@@ -332,6 +333,8 @@ pub async fn run_key(conn: &Connection, cmd: KeyCommand) -> Result<(), String> {
                 &[("policy", policy), ("successors_ended", &successors)],
             );
         }
+        KeyCommand::Import(args) => import::import(&mut c, args, conn.json).await?,
+        KeyCommand::Export { keyspace, output } => import::export(&mut c, keyspace, output).await?,
         KeyCommand::Usage { id } => {
             let msg = pb::GetKeyUsageRequest {
                 id,

@@ -55,6 +55,10 @@ pub struct KeyRecord {
     pub end_grace_when_idle: Option<std::time::Duration>,
     /// This key's rotation policy; `None` follows the server's default.
     pub rotation: Option<super::KeyRotation>,
+    /// For an imported key: the platform's own id for it, kept for reference.
+    pub external_id: Option<String>,
+    /// When the key was imported; `None` for a key made here.
+    pub imported_at: Option<Timestamp>,
 }
 
 /// Why a key's settings break the rules for its type.
@@ -140,6 +144,8 @@ impl KeyRecord {
             last_client_ip: None,
             end_grace_when_idle: None,
             rotation: None,
+            external_id: None,
+            imported_at: None,
         }
     }
 

@@ -299,6 +299,8 @@ pub struct Keyspace {
     pub scopes: Vec<Scope>,
     /// What happens to a key of this keyspace found leaked.
     pub leak: super::leak::LeakResponse,
+    /// Key formats made before keysmith that Verify also accepts here.
+    pub legacy: Vec<super::legacy::LegacyFormat>,
     pub created_at: super::Timestamp,
     pub updated_at: super::Timestamp,
     /// Starts at 1; every update adds 1.
@@ -352,6 +354,13 @@ impl Keyspace {
                 "defaults.ttl".into(),
                 "must not exceed defaults.max_lifetime",
             );
+        }
+        if let Err((i, v)) = super::legacy::check_formats(&self.legacy) {
+            let field = match v.field {
+                "" => "legacy_formats".to_owned(),
+                f => format!("legacy_formats[{i}].{f}"),
+            };
+            return bad(field, &v.reason);
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ mod key_id;
 pub mod keyspace;
 mod kind;
 pub mod leak;
+pub mod legacy;
 pub mod page_token;
 mod peer;
 mod permission;

@@ -23,6 +23,8 @@ pub enum Code {
     RateLimited,
     /// The key's (or its owner's) credits cannot pay the call's cost.
     UsageExceeded,
+    /// A key of a legacy format its keyspace retired.
+    FormatRetired,
 }
 
 /// How a gateway answers a code: 2xx, 401, 403 or 429.
@@ -39,7 +41,7 @@ pub enum Class {
 
 impl Code {
     /// Every code, in a fixed order (usage counters are indexed by it).
-    pub const ALL: [Code; 12] = [
+    pub const ALL: [Code; 13] = [
         Code::Valid,
         Code::Malformed,
         Code::NotFound,
@@ -52,6 +54,7 @@ impl Code {
         Code::ResourceNotAllowed,
         Code::RateLimited,
         Code::UsageExceeded,
+        Code::FormatRetired,
     ];
 
     pub const fn index(self) -> usize {
@@ -73,6 +76,7 @@ impl Code {
             Code::ResourceNotAllowed => "resource is missing or not allowed",
             Code::RateLimited => "rate limit exceeded",
             Code::UsageExceeded => "usage limit exceeded: no credits left",
+            Code::FormatRetired => "this key format is retired: rotate to a new key",
         }
     }
 
@@ -91,15 +95,19 @@ impl Code {
             Code::ResourceNotAllowed => "resource_not_allowed",
             Code::RateLimited => "rate_limited",
             Code::UsageExceeded => "usage_exceeded",
+            Code::FormatRetired => "format_retired",
         }
     }
 
     pub const fn class(self) -> Class {
         match self {
             Code::Valid => Class::Allowed,
-            Code::Malformed | Code::NotFound | Code::Revoked | Code::Expired | Code::Disabled => {
-                Class::Unauthenticated
-            }
+            Code::Malformed
+            | Code::NotFound
+            | Code::Revoked
+            | Code::Expired
+            | Code::Disabled
+            | Code::FormatRetired => Class::Unauthenticated,
             Code::InsufficientScope
             | Code::IpNotAllowed
             | Code::ReferrerNotAllowed

@@ -13,7 +13,7 @@ pub use super::special_ip::is_public;
 use super::{base62, random::RandomnessError};
 
 /// Every event a webhook can subscribe to. Each is also an audit action.
-pub const EVENT_TYPES: [&str; 15] = [
+pub const EVENT_TYPES: [&str; 16] = [
     "key.created",
     "key.updated",
     "key.rotated",
@@ -29,6 +29,7 @@ pub const EVENT_TYPES: [&str; 15] = [
     "key.credits_exhausted",
     "credits.updated",
     "owner.updated",
+    "keys.imported",
 ];
 
 /// A subscription: one event type, or `*` for all.

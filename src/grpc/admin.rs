@@ -4,6 +4,7 @@
 //! `admin/roles.rs`, token handlers in `admin/tokens.rs`, webhook handlers in
 //! `admin/webhooks.rs`, owner stale policy handlers in `admin/policies.rs`.
 
+mod imports;
 mod keyspaces;
 mod leaks;
 mod lifecycle;
@@ -130,6 +131,20 @@ impl KeyAdmin for AdminService {
 
     async fn lookup_key(&self, req: Request<pb::LookupKeyRequest>) -> Reply<pb::LookupKeyResponse> {
         self.lookup_key_(req).await
+    }
+
+    async fn import_keys(
+        &self,
+        req: Request<pb::ImportKeysRequest>,
+    ) -> Reply<pb::ImportKeysResponse> {
+        self.import_keys_(req).await
+    }
+
+    async fn export_keys(
+        &self,
+        req: Request<pb::ExportKeysRequest>,
+    ) -> Reply<pb::ExportKeysResponse> {
+        self.export_keys_(req).await
     }
 
     #[tracing::instrument(skip_all)]

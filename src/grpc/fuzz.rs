@@ -97,6 +97,9 @@ pub fn admin_requests(bytes: &[u8]) -> usize {
         ok += usize::from(convert::leak_report(&url, &source, leaked_time).is_ok());
         let _ = crate::domain::api_key::parse(&key);
     }
+    if let Ok(req) = pb::ImportKeysRequest::decode(bytes) {
+        ok += usize::from(convert::import_request(req).is_ok());
+    }
     if let Ok(req) = pb::CreateAdminTokenRequest::decode(bytes) {
         ok += usize::from(convert::create_token_request(req).is_ok());
     }

@@ -11,6 +11,9 @@ mod verify;
 mod watch;
 
 pub use admin::AdminService;
+/// Restrictions between their wire form and the JSON form of the import
+/// file (the CLI's `key import` and `key export`).
+pub use convert::{restrictions as restrictions_from_pb, to_restrictions as restrictions_to_pb};
 pub use ext_authz::{ExtAuthzService, KEYSPACE_EXTENSION, SCOPES_EXTENSION};
 pub use verify::VerifyService;
 

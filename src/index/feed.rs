@@ -91,6 +91,8 @@ pub struct ChangeFeed {
     config: FeedConfig,
     /// What the applied sequence refers to; only the feed task touches it.
     lineage: Lineage,
+    /// The keyspaces' generation the index's legacy formats were read at.
+    formats_generation: Option<i64>,
 }
 
 impl ChangeFeed {
@@ -106,6 +108,7 @@ impl ChangeFeed {
             handle,
             config,
             lineage: Lineage::default(),
+            formats_generation: None,
         }
     }
 
@@ -133,6 +136,9 @@ impl ChangeFeed {
         let mut tick = tokio::time::interval(self.config.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if let Err(e) = self.refresh_formats().await {
+                tracing::debug!(error = %e, "legacy formats not reloaded");
+            }
             match self.catch_up().await {
                 Ok(()) => {
                     if !self.index.is_ready() {
@@ -181,6 +187,19 @@ impl ChangeFeed {
             anchor: None,
         };
         tracing::info!(keys = count, seq, epoch, "index loaded from snapshot");
+        Ok(())
+    }
+
+    /// Reloads the keyspaces' legacy formats when a keyspace changed: one
+    /// cheap read when none did. A keyspace's writer sends a wake-up.
+    async fn refresh_formats(&mut self) -> Result<(), StoreError> {
+        let generation = self.store.keyspaces_generation().await?;
+        if Some(generation) == self.formats_generation {
+            return Ok(());
+        }
+        let (generation, keyspaces) = self.store.legacy_keyspaces().await?;
+        self.index.set_legacy_formats(&keyspaces);
+        self.formats_generation = Some(generation);
         Ok(())
     }
 

@@ -8,6 +8,7 @@ mod entry;
 mod feed;
 mod hasher;
 mod keyspaces;
+mod legacy;
 mod lineage;
 mod replica;
 mod retention;
@@ -29,6 +30,7 @@ pub use feed::{ChangeFeed, FeedConfig, FeedHandle};
 use hasher::BuildKeyHashHasher;
 use keyspaces::KeyspaceSlots;
 pub use keyspaces::{KeyspaceScope, KeyspaceSlot};
+pub use legacy::{FormatCounts, FormatUse, Legacy};
 pub use replica::{ReplicaState, Stuck};
 pub use retention::Pruner;
 pub use runtime::{KeyCounters, KeyRuntime};
@@ -47,6 +49,8 @@ pub struct KeyIndex {
     /// Keyspace ids and their slots, read by Verify without a lock of its
     /// own (a map shard's, as for the keys). Only grows.
     keyspaces: KeyspaceSlots,
+    /// The keyspaces' legacy formats.
+    legacy: legacy::Shared,
 }
 
 #[derive(Default)]
@@ -111,6 +115,7 @@ impl Default for KeyIndex {
             ready: AtomicBool::new(false),
             interned: Mutex::default(),
             keyspaces: KeyspaceSlots::default(),
+            legacy: legacy::Shared::default(),
         }
     }
 }

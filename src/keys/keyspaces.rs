@@ -8,6 +8,7 @@ use super::{Actor, CONFLICT_RETRIES, Keys, KeyspaceQuery, Page, diff};
 use crate::{
     domain::{
         KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, Scope, leak::LeakResponse,
+        legacy::LegacyFormat,
     },
     error::{Error, Result},
     store::{KeyspaceUpdate, StoreError},
@@ -21,6 +22,7 @@ pub struct NewKeyspace {
     pub defaults: KeyspaceDefaults,
     pub scopes: Vec<Scope>,
     pub leak: LeakResponse,
+    pub legacy: Vec<LegacyFormat>,
 }
 
 /// UpdateKeyspace's changes; `None` leaves a field alone.
@@ -31,6 +33,7 @@ pub struct KeyspacePatch {
     pub defaults: Option<KeyspaceDefaults>,
     pub scopes: Option<Vec<Scope>>,
     pub leak: Option<LeakResponse>,
+    pub legacy: Option<Vec<LegacyFormat>>,
 }
 
 const PREFIX_TAKEN: &str = "prefix: is already the prefix of another keyspace";
@@ -39,11 +42,23 @@ fn checked(ks: &Keyspace) -> Result<()> {
     ks.check().map_err(|v| Error::invalid(v.field, v.reason))
 }
 
+fn formats_json(formats: &[LegacyFormat]) -> serde_json::Value {
+    formats.iter().map(LegacyFormat::to_json).collect()
+}
+
 fn scope_strs(scopes: &[Scope]) -> Vec<&str> {
     scopes.iter().map(Scope::as_str).collect()
 }
 
 impl Keys {
+    /// After a keyspace write: this replica's Verify sees its legacy
+    /// formats before the write is answered.
+    async fn reload_formats(&self) -> Result<()> {
+        let (_, keyspaces) = self.store.legacy_keyspaces().await?;
+        self.index.set_legacy_formats(&keyspaces);
+        Ok(())
+    }
+
     pub async fn create_keyspace(&self, new: NewKeyspace, actor: &Actor) -> Result<Keyspace> {
         let now = self.now();
         let ks = Keyspace {
@@ -53,6 +68,7 @@ impl Keys {
             defaults: new.defaults,
             scopes: new.scopes,
             leak: new.leak,
+            legacy: new.legacy,
             created_at: now,
             updated_at: now,
             version: 1,
@@ -65,10 +81,14 @@ impl Keys {
             "defaults": ks.defaults.to_json(),
             "scopes": scope_strs(&ks.scopes),
             "leak_response": ks.leak.to_json(),
+            "legacy_formats": formats_json(&ks.legacy),
         });
         let audit = actor.event(now, "keyspace.created", changes);
         match self.store.insert_keyspace(&ks, &audit).await {
-            Ok(()) => Ok(ks),
+            Ok(()) => {
+                self.reload_formats().await?;
+                Ok(ks)
+            }
             Err(StoreError::Duplicate) => Err(Error::AlreadyExists(PREFIX_TAKEN.into())),
             Err(e) => Err(e.into()),
         }
@@ -159,6 +179,13 @@ impl Keys {
                 changes.insert("leak_response".into(), d);
                 next.leak = leak;
             }
+            if let Some(legacy) = &patch.legacy
+                && *legacy != old.legacy
+            {
+                let d = diff(formats_json(&old.legacy), formats_json(legacy));
+                changes.insert("legacy_formats".into(), d);
+                next.legacy = legacy.clone();
+            }
             if changes.len() == 1 {
                 return Ok(old);
             }
@@ -167,7 +194,10 @@ impl Keys {
             next.updated_at = now;
             let audit = actor.event(now, "keyspace.updated", changes);
             match self.store.update_keyspace(&next, &audit).await {
-                Ok(KeyspaceUpdate::Updated) => return Ok(next),
+                Ok(KeyspaceUpdate::Updated) => {
+                    self.reload_formats().await?;
+                    return Ok(next);
+                }
                 Ok(KeyspaceUpdate::Conflict) => continue,
                 Ok(KeyspaceUpdate::Undeclared(what)) => {
                     return Err(Error::FailedPrecondition(format!(

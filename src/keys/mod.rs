@@ -7,6 +7,7 @@
 
 mod actor;
 mod create;
+mod import;
 mod keyspaces;
 mod leak;
 mod lifecycle;
@@ -41,6 +42,10 @@ const APPLY_WAIT: Duration = Duration::from_secs(2);
 
 pub use actor::Actor;
 pub use create::{CreateKey, Created, Expiry, MAX_TTL, NewCredits};
+pub use import::{
+    Import, ImportEntry, ImportOutcome, ImportSecret, Imported, MAX_EXTERNAL_ID, MAX_HINT,
+    MAX_IMPORT_BATCH,
+};
 pub use keyspaces::{KeyspacePatch, NewKeyspace};
 pub use leak::Leak;
 pub use lifecycle::{KeyPatch, Rotated};

@@ -195,6 +195,9 @@ impl Keys {
                 rotated_from: Some(old.id.clone()),
                 rotated_to: None,
                 version: 1,
+                // A keysmith key, made here: it keeps the external id (the
+                // platform's reference) but was not imported.
+                imported_at: None,
                 ..old.clone()
             };
             let grace_end = now.saturating_add(grace);

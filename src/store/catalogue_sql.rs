@@ -154,6 +154,7 @@ mod tests {
             defaults: KeyspaceDefaults::default(),
             scopes: scopes(&["a:*", "b:*"]),
             leak: Default::default(),
+            legacy: vec![],
             created_at: t,
             updated_at: t,
             version: 1,

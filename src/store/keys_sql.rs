@@ -95,9 +95,10 @@ async fn insert_key(
         "INSERT INTO keys (id, key_hash, owner_id, name, key_type, environment, scopes, \
          metadata, hint, created_at, updated_at, expires_at, revoked_at, revoke_reason, \
          disabled_at, disable_reason, rotated_from, rotated_to, version, request_id, \
-         request_fingerprint, restrictions, rotation_policy, lineage_expires_at, keyspace_id) \
+         request_fingerprint, restrictions, rotation_policy, lineage_expires_at, keyspace_id, \
+         external_id, imported_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, $22, $23, $24, $25)",
+         $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
     )
     .bind(v.id)
     .bind(v.hash)
@@ -124,6 +125,8 @@ async fn insert_key(
     .bind(v.rotation_policy)
     .bind(v.lineage_expires_at)
     .bind(v.keyspace_id)
+    .bind(v.external_id)
+    .bind(v.imported_at)
     .execute(tx)
     .await?;
     Ok(())
@@ -131,7 +134,7 @@ async fn insert_key(
 
 /// Writes `key`'s new version over the one before it; `Conflict` when the
 /// stored version is not exactly one less (someone else wrote first).
-async fn update_key(tx: &mut Tx, key: &KeyRecord) -> Result<(), StoreError> {
+pub(super) async fn update_key(tx: &mut Tx, key: &KeyRecord) -> Result<(), StoreError> {
     let v = KeyValues::from(key);
     let done = sql(
         "UPDATE keys SET name = $2, scopes = $3, metadata = $4, updated_at = $5, \
@@ -172,23 +175,46 @@ pub(super) async fn append_changes(
     first_seq: i64,
     changes: &[NewChange],
 ) -> Result<(), StoreError> {
+    // Many rows a statement: an import appends a thousand at once.
+    const ROWS: usize = 500;
     let at = Timestamp::now().as_millis();
-    for (seq, c) in (first_seq..).zip(changes) {
-        sql(
+    let numbered: Vec<(i64, &NewChange)> = (first_seq..).zip(changes).collect();
+    for chunk in numbered.chunks(ROWS) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let p = r * 9;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8,
+                    p + 9
+                )
+            })
+            .collect();
+        let mut q = sql(format!(
             "INSERT INTO key_changes (seq, key_id, key_hash, kind, owner_id, environment, \
-             expires_at, at, keyspace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(seq)
-        .bind(c.key_id.as_str())
-        .bind(c.key_hash.as_bytes().as_slice())
-        .bind(c.kind.as_str())
-        .bind(c.owner_id.as_str())
-        .bind(c.environment.as_str())
-        .bind(c.expires_at.map(|t| t.as_millis()))
-        .bind(at)
-        .bind(c.keyspace_id.as_str())
-        .execute(&mut *tx)
-        .await?;
+             expires_at, at, keyspace_id) VALUES {}",
+            rows.join(", ")
+        ));
+        for (seq, c) in chunk {
+            q = q
+                .bind(*seq)
+                .bind(c.key_id.as_str())
+                .bind(c.key_hash.as_bytes().as_slice())
+                .bind(c.kind.as_str())
+                .bind(c.owner_id.as_str())
+                .bind(c.environment.as_str())
+                .bind(c.expires_at.map(|t| t.as_millis()))
+                .bind(at)
+                .bind(c.keyspace_id.as_str());
+        }
+        q.execute(&mut *tx).await?;
     }
     Ok(())
 }

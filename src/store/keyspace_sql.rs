@@ -9,13 +9,13 @@ use super::{
     NewAuditEvent, StoreError,
     audit_sql::{audit_and_commit, lock_seq},
     catalogue_sql,
-    db::{Tx, sql},
+    db::{CHANGE_CHANNEL, Tx, sql},
     limits_sql::keyspace_clause,
     sql::SqlStore,
 };
 use crate::domain::{
     KeyPrefix, Keyspace, KeyspaceDefaults, KeyspaceId, KeyspaceName, Timestamp,
-    keyspace::scopes_from_json, leak::LeakResponse,
+    keyspace::scopes_from_json, leak::LeakResponse, legacy::LegacyFormat,
 };
 
 /// How an UpdateKeyspace ended.
@@ -52,6 +52,12 @@ pub trait KeyspaceStore: Send + Sync {
         &self,
         prefix: Option<&KeyPrefix>,
     ) -> Result<Option<Keyspace>, StoreError>;
+    /// Every keyspace that declares legacy formats, and the keyspaces'
+    /// generation: the sum of their versions, which every create and update
+    /// moves (keyspaces are never deleted).
+    async fn legacy_keyspaces(&self) -> Result<(i64, Vec<Keyspace>), StoreError>;
+    /// The generation alone: one cheap row, read on every feed catch-up.
+    async fn keyspaces_generation(&self) -> Result<i64, StoreError>;
     /// Keyspaces by id, after `after`, at most `limit`; with `within` (a
     /// caller's keyspace limit), only those.
     async fn list_keyspaces(
@@ -69,16 +75,17 @@ type KeyspaceRow = (
     Json<serde_json::Value>,
     Json<serde_json::Value>,
     Json<serde_json::Value>,
+    Json<serde_json::Value>,
     i64,
     i64,
     i64,
 );
 
-const COLUMNS: &str =
-    "id, name, prefix, defaults, scopes, leak_response, created_at, updated_at, version";
+const COLUMNS: &str = "id, name, prefix, defaults, scopes, leak_response, legacy_formats, created_at, updated_at, \
+     version";
 
 fn from_row(
-    (id, name, prefix, defaults, scopes, leak, created, updated, version): KeyspaceRow,
+    (id, name, prefix, defaults, scopes, leak, legacy, created, updated, version): KeyspaceRow,
 ) -> Result<Keyspace, StoreError> {
     let bad = |what: &str| StoreError::Corrupt(format!("{what} of keyspace {id}"));
     Ok(Keyspace {
@@ -90,11 +97,23 @@ fn from_row(
         defaults: KeyspaceDefaults::from_json(&defaults.0).map_err(|_| bad("defaults"))?,
         scopes: scopes_from_json(&scopes.0).map_err(|_| bad("scopes"))?,
         leak: LeakResponse::from_json(&leak.0).map_err(|_| bad("leak response"))?,
+        legacy: formats_from_json(&legacy.0).ok_or_else(|| bad("legacy formats"))?,
         created_at: Timestamp::from_millis(created),
         updated_at: Timestamp::from_millis(updated),
         version,
         id: id.parse().map_err(|_| bad("id"))?,
     })
+}
+
+fn formats_from_json(v: &serde_json::Value) -> Option<Vec<LegacyFormat>> {
+    v.as_array()?
+        .iter()
+        .map(|f| LegacyFormat::from_json(f).ok())
+        .collect()
+}
+
+fn formats_json(ks: &Keyspace) -> serde_json::Value {
+    ks.legacy.iter().map(LegacyFormat::to_json).collect()
 }
 
 fn prefix_text(ks: &Keyspace) -> &str {
@@ -131,10 +150,11 @@ impl KeyspaceStore for SqlStore {
         audit: &NewAuditEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
-        lock_seq(&mut tx, 0).await?;
+        let seq = lock_seq(&mut tx, 0).await?;
         sql(
             "INSERT INTO keyspaces (id, name, prefix, defaults, scopes, leak_response, \
-             created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             legacy_formats, created_at, updated_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(ks.id.as_str())
         .bind(ks.name.as_str())
@@ -142,12 +162,17 @@ impl KeyspaceStore for SqlStore {
         .bind(ks.defaults.to_json())
         .bind(catalogue(ks))
         .bind(ks.leak.to_json())
+        .bind(formats_json(ks))
         .bind(ks.created_at.as_millis())
         .bind(ks.updated_at.as_millis())
         .bind(ks.version)
         .execute(&mut tx)
         .await
         .map_err(duplicate_or)?;
+        if !ks.legacy.is_empty() {
+            // A wake-up: other replicas' feeds reload the formats.
+            tx.notify(CHANGE_CHANNEL, seq).await?;
+        }
         audit_and_commit(tx, audit).await
     }
 
@@ -157,13 +182,13 @@ impl KeyspaceStore for SqlStore {
         audit: &NewAuditEvent,
     ) -> Result<KeyspaceUpdate, StoreError> {
         let mut tx = self.db.begin_write().await?;
-        lock_seq(&mut tx, 0).await?;
-        let held: Option<(String, Json<serde_json::Value>)> =
-            sql("SELECT prefix, scopes FROM keyspaces WHERE id = $1")
+        let seq = lock_seq(&mut tx, 0).await?;
+        let held: Option<(String, Json<serde_json::Value>, Json<serde_json::Value>)> =
+            sql("SELECT prefix, scopes, legacy_formats FROM keyspaces WHERE id = $1")
                 .bind(ks.id.as_str())
                 .fetch_optional(&mut tx)
                 .await?;
-        let Some((held, Json(held_scopes))) = held else {
+        let Some((held, Json(held_scopes), Json(held_formats))) = held else {
             return Ok(KeyspaceUpdate::Conflict);
         };
         if held != prefix_text(ks) && holds_keys(&mut tx, &ks.id).await? {
@@ -178,7 +203,8 @@ impl KeyspaceStore for SqlStore {
         }
         let updated = sql(
             "UPDATE keyspaces SET name = $2, prefix = $3, defaults = $4, scopes = $5, \
-             leak_response = $6, updated_at = $7, version = $8 WHERE id = $1 AND version = $8 - 1",
+             leak_response = $6, legacy_formats = $9, updated_at = $7, version = $8 \
+             WHERE id = $1 AND version = $8 - 1",
         )
         .bind(ks.id.as_str())
         .bind(ks.name.as_str())
@@ -188,11 +214,16 @@ impl KeyspaceStore for SqlStore {
         .bind(ks.leak.to_json())
         .bind(ks.updated_at.as_millis())
         .bind(ks.version)
+        .bind(formats_json(ks))
         .execute(&mut tx)
         .await
         .map_err(duplicate_or)?;
         if updated != 1 {
             return Ok(KeyspaceUpdate::Conflict);
+        }
+        if held_formats != formats_json(ks) {
+            // A wake-up: other replicas' feeds reload the formats.
+            tx.notify(CHANGE_CHANNEL, seq).await?;
         }
         audit_and_commit(tx, audit).await?;
         Ok(KeyspaceUpdate::Updated)
@@ -239,6 +270,30 @@ impl KeyspaceStore for SqlStore {
         .map(from_row)
         .collect()
     }
+
+    async fn legacy_keyspaces(&self) -> Result<(i64, Vec<Keyspace>), StoreError> {
+        let mut tx = self.db.begin_snapshot().await?;
+        let generation = generation(&mut tx).await?;
+        let keyspaces = sql(format!(
+            "SELECT {COLUMNS} FROM keyspaces WHERE legacy_formats <> '[]' ORDER BY id"
+        ))
+        .fetch_all::<KeyspaceRow>(&mut tx)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect::<Result<_, _>>()?;
+        Ok((generation, keyspaces))
+    }
+
+    async fn keyspaces_generation(&self) -> Result<i64, StoreError> {
+        sql(GENERATION).fetch_scalar(&self.db).await
+    }
+}
+
+const GENERATION: &str = "SELECT CAST(COALESCE(SUM(version), 0) AS BIGINT) FROM keyspaces";
+
+async fn generation(tx: &mut Tx) -> Result<i64, StoreError> {
+    sql(GENERATION).fetch_scalar(tx).await
 }
 
 #[cfg(test)]
@@ -298,6 +353,7 @@ mod tests {
             defaults: KeyspaceDefaults::default(),
             scopes: vec![],
             leak: Default::default(),
+            legacy: vec![],
             created_at: Timestamp::from_millis(1),
             updated_at: Timestamp::from_millis(1),
             version: 1,

@@ -15,6 +15,7 @@ mod balance_sql;
 mod catalogue_sql;
 mod db;
 mod durability;
+mod import_sql;
 mod key_roles_sql;
 mod keys_sql;
 mod keyspace_sql;
@@ -46,6 +47,7 @@ use crate::domain::{
 
 pub use balance_sql::NewBalance;
 pub use durability::Durability;
+pub use import_sql::ImportBatch;
 pub use keys_sql::MintedPrefix;
 pub use keyspace_sql::{KeyspaceStore, KeyspaceUpdate};
 pub use policy::PolicyStore;
@@ -376,6 +378,14 @@ pub trait Store:
     /// Commits the batch atomically, or nothing.
     async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome, StoreError>;
     async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
+    /// The stored keys with one of `hashes` or one of `ids`.
+    async fn keys_by_hash_or_id(
+        &self,
+        hashes: &[KeyHash],
+        ids: &[KeyId],
+    ) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Commits an import batch whole, or nothing; the last change's sequence.
+    async fn import(&self, batch: ImportBatch) -> Result<i64, StoreError>;
     async fn list_keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError>;
     async fn list_audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
     /// Audit events with ids above `after`, oldest first: for walking the chain.

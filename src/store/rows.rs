@@ -15,7 +15,7 @@ pub(super) const KEY_COLUMNS: &str = "id, key_hash, owner_id, name, key_type, en
      scopes, metadata, hint, created_at, updated_at, expires_at, revoked_at, revoke_reason, \
      disabled_at, disable_reason, rotated_from, rotated_to, version, restrictions, \
      last_used_at, last_client_ip, grace_idle_ms, rotation_policy, lineage_expires_at, \
-     keyspace_id";
+     keyspace_id, external_id, imported_at";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct KeyRow {
@@ -45,6 +45,8 @@ pub(super) struct KeyRow {
     rotation_policy: Option<Json<serde_json::Value>>,
     lineage_expires_at: Option<i64>,
     keyspace_id: String,
+    external_id: Option<String>,
+    imported_at: Option<i64>,
 }
 
 fn corrupt(what: &str, id: &str) -> StoreError {
@@ -107,6 +109,8 @@ impl TryFrom<KeyRow> for KeyRecord {
             end_grace_when_idle: r
                 .grace_idle_ms
                 .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
+            external_id: r.external_id,
+            imported_at: ts(r.imported_at),
             id,
         })
     }
@@ -139,6 +143,8 @@ pub(super) struct KeyValues {
     pub rotation_policy: Option<serde_json::Value>,
     pub lineage_expires_at: Option<i64>,
     pub keyspace_id: String,
+    pub external_id: Option<String>,
+    pub imported_at: Option<i64>,
 }
 
 impl From<&KeyRecord> for KeyValues {
@@ -176,6 +182,8 @@ impl From<&KeyRecord> for KeyValues {
             rotation_policy: k.rotation.map(|r| r.to_json()),
             lineage_expires_at: ts(k.lineage_expires_at),
             keyspace_id: k.keyspace_id.as_str().to_owned(),
+            external_id: k.external_id.clone(),
+            imported_at: ts(k.imported_at),
         }
     }
 }

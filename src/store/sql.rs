@@ -10,12 +10,12 @@
 use async_trait::async_trait;
 
 use super::{
-    AuditEvent, AuditFilter, Durability, KeyFilter, PgWakeups, Store, StoreError, WriteBatch,
-    WriteOutcome, audit_sql,
+    AuditEvent, AuditFilter, Durability, ImportBatch, KeyFilter, PgWakeups, Store, StoreError,
+    WriteBatch, WriteOutcome, audit_sql,
     db::{Db, sql},
-    keys_sql, postgres, sqlite,
+    import_sql, keys_sql, postgres, sqlite,
 };
-use crate::domain::{KeyId, KeyRecord, Timestamp};
+use crate::domain::{KeyHash, KeyId, KeyRecord, Timestamp};
 
 /// A store on PostgreSQL or SQLite: made by `store::open` from the pool
 /// that `postgres.rs` or `sqlite.rs` opens.
@@ -48,6 +48,18 @@ impl Store for SqlStore {
 
     async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         keys_sql::get_key(&self.db, id).await
+    }
+
+    async fn keys_by_hash_or_id(
+        &self,
+        hashes: &[KeyHash],
+        ids: &[KeyId],
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        import_sql::keys_by_hash_or_id(&self.db, hashes, ids).await
+    }
+
+    async fn import(&self, batch: ImportBatch) -> Result<i64, StoreError> {
+        import_sql::import(&self.db, batch).await
     }
 
     async fn list_keys(&self, filter: &KeyFilter) -> Result<Vec<KeyRecord>, StoreError> {

@@ -25,6 +25,7 @@ pub(crate) async fn keyspace(
             defaults: Some(defaults),
             scopes: vec![],
             leak_response: None,
+            legacy_formats: vec![],
         })
         .await
         .expect("create keyspace")

@@ -91,6 +91,26 @@ pub const CALLS: &[(&str, &str, Call)] = &[
             a.lookup_key(req).await.map(drop)
         })
     }),
+    ("ImportKeys", "keys.write", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::ImportKeysRequest {
+                keys: vec![pb::ImportedKey {
+                    secret: Some(pb::imported_key::Secret::Hash("ab".repeat(32))),
+                    owner_id: "acct_perm".into(),
+                    ..Default::default()
+                }],
+                dry_run: true,
+                ..Default::default()
+            };
+            a.import_keys(req).await.map(drop)
+        })
+    }),
+    ("ExportKeys", "keys.write", |mut a, _| {
+        Box::pin(async move {
+            let req = pb::ExportKeysRequest::default();
+            a.export_keys(req).await.map(drop)
+        })
+    }),
     ("DisableKey", "keys.revoke", |mut a, f| {
         Box::pin(async move {
             let req = pb::DisableKeyRequest {

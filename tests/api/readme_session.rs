@@ -246,3 +246,16 @@ async fn readme_admin_token_session_works_verbatim() {
     assert_eq!(keys.len(), 1, "the CI token made one key");
     assert_eq!(keys[0].owner_id, "acct_123");
 }
+
+/// The README's import session: a keyspace with a legacy format, one key
+/// imported by its raw value and one by its hash, and the old key verified
+/// as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_import_session_works_verbatim() {
+    let stdout = replay("import-session").await;
+    assert!(stdout.contains(r#""created": 2"#), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.trim() == "VERIFY_CODE_VALID"),
+        "{stdout}"
+    );
+}

@@ -121,6 +121,7 @@ async fn bad_role_input_is_refused_naming_the_field(backend: Backend) {
             defaults: None,
             scopes: vec!["invoices:read".into(), "refunds:*".into()],
             leak_response: None,
+            legacy_formats: vec![],
         })
         .await
         .expect("keyspace")

@@ -178,6 +178,7 @@ async fn an_update_outside_the_limits_says_nothing_of_the_key(backend: Backend) 
             }),
             scopes: vec!["x:read".into()],
             leak_response: None,
+            legacy_formats: vec![],
         })
         .await
         .expect("keyspace")

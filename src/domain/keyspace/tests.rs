@@ -61,6 +61,7 @@ fn the_catalogue_admits_declared_and_granted_scopes() {
         defaults: KeyspaceDefaults::default(),
         scopes: cat.iter().map(|s| Scope::parse(s).unwrap()).collect(),
         leak: Default::default(),
+        legacy: vec![],
         created_at: crate::domain::Timestamp::from_millis(0),
         updated_at: crate::domain::Timestamp::from_millis(0),
         version: 1,

@@ -61,6 +61,8 @@ pub fn key_message(k: &KeyRecord, now: Timestamp) -> pb::Key {
         rotation_policy: k.rotation.map(to_rotation),
         keyspace: k.keyspace_id.to_string(),
         roles: k.roles.iter().map(ToString::to_string).collect(),
+        external_id: k.external_id.clone().unwrap_or_default(),
+        import_time: k.imported_at.map(to_timestamp),
     }
 }
 

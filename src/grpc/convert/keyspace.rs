@@ -3,6 +3,7 @@
 use super::{
     duration, environment,
     leak::{leak_response, to_leak_response},
+    legacy::{legacy_formats, to_legacy_format},
     pb, restrictions,
     rotation::{rotation, to_rotation},
     scopes, to_environment, to_restrictions, to_timestamp, update_paths,
@@ -155,6 +156,7 @@ pub fn to_keyspace(k: &Keyspace) -> pb::Keyspace {
         create_time: Some(to_timestamp(k.created_at)),
         update_time: Some(to_timestamp(k.updated_at)),
         leak_response: Some(to_leak_response(&k.leak)),
+        legacy_formats: k.legacy.iter().map(to_legacy_format).collect(),
     }
 }
 
@@ -165,6 +167,7 @@ pub fn create_keyspace(req: pb::CreateKeyspaceRequest) -> Result<NewKeyspace> {
         defaults: raw_defaults,
         scopes,
         leak_response: raw_leak,
+        legacy_formats: raw_formats,
     } = req;
     Ok(NewKeyspace {
         name: name("name", &raw_name)?,
@@ -172,11 +175,19 @@ pub fn create_keyspace(req: pb::CreateKeyspaceRequest) -> Result<NewKeyspace> {
         defaults: defaults("defaults", raw_defaults)?,
         scopes: catalogue("scopes", scopes)?,
         leak: leak_response("leak_response", raw_leak)?,
+        legacy: legacy_formats("legacy_formats", raw_formats)?,
     })
 }
 
 /// The `update_mask` paths UpdateKeyspace accepts.
-const UPDATABLE: [&str; 5] = ["name", "prefix", "defaults", "scopes", "leak_response"];
+const UPDATABLE: [&str; 6] = [
+    "name",
+    "prefix",
+    "defaults",
+    "scopes",
+    "leak_response",
+    "legacy_formats",
+];
 
 pub fn keyspace_patch(req: pb::UpdateKeyspaceRequest) -> Result<(KeyspaceId, KeyspacePatch)> {
     let pb::UpdateKeyspaceRequest {
@@ -193,6 +204,7 @@ pub fn keyspace_patch(req: pb::UpdateKeyspaceRequest) -> Result<(KeyspaceId, Key
         defaults: raw_defaults,
         scopes,
         leak_response: raw_leak,
+        legacy_formats: raw_formats,
         ..
     } = ks;
     let patch = KeyspacePatch {
@@ -210,6 +222,9 @@ pub fn keyspace_patch(req: pb::UpdateKeyspaceRequest) -> Result<(KeyspaceId, Key
             .transpose()?,
         leak: named("leak_response")
             .then(|| leak_response("keyspace.leak_response", raw_leak))
+            .transpose()?,
+        legacy: named("legacy_formats")
+            .then(|| legacy_formats("keyspace.legacy_formats", raw_formats))
             .transpose()?,
     };
     Ok((id, patch))

@@ -4,9 +4,11 @@
 
 mod audit;
 mod events;
+mod import;
 mod key;
 mod keyspace;
 mod leak;
+mod legacy;
 mod policy;
 mod quota;
 mod restrictions;
@@ -21,6 +23,7 @@ use std::{collections::HashMap, time::Duration};
 
 pub use audit::{audit_page, audit_query, chain_report};
 pub use events::{key_event, propagation, replica_status, watch_request};
+pub use import::{export_keyspace, exported, import_request, import_response};
 pub use key::{
     create_request, created, key_message, key_patch, key_query, keys_page, rotated, stale_query,
 };

@@ -1,0 +1,153 @@
+//! ImportKeys' writes: many keys in one transaction, inserted many rows a
+//! statement, with one audit event and a change-log row each, under the
+//! same locks and checks as [`keys_sql::write`](super::keys_sql).
+
+use super::{
+    NewAuditEvent, NewChange, StoreError,
+    audit_sql::{append_audit, lock_seq},
+    catalogue_sql,
+    db::{CHANGE_CHANNEL, Db, Tx, sql},
+    key_roles_sql::{hold_roles, save_key_roles},
+    keys_sql::{append_changes, update_key},
+    rows::{KEY_COLUMNS, KeyRow, KeyValues},
+};
+use crate::domain::{KeyHash, KeyId, KeyRecord};
+
+/// One ImportKeys batch.
+#[derive(Debug, Default)]
+pub struct ImportBatch {
+    pub insert: Vec<KeyRecord>,
+    /// Overwrites; each record's `version` one more than the stored one.
+    pub update: Vec<KeyRecord>,
+    pub audit: Option<NewAuditEvent>,
+    pub changes: Vec<NewChange>,
+}
+
+/// Rows a multi-row INSERT carries: 28 values each stays well within both
+/// backends' parameter limits.
+const ROWS_PER_INSERT: usize = 500;
+
+/// The keys among `hashes` or `ids` already stored, with their roles.
+pub(super) async fn keys_by_hash_or_id(
+    db: &Db,
+    hashes: &[KeyHash],
+    ids: &[KeyId],
+) -> Result<Vec<KeyRecord>, StoreError> {
+    let mut found = Vec::new();
+    for (hashes, ids) in hashes
+        .chunks(ROWS_PER_INSERT)
+        .zip(ids.chunks(ROWS_PER_INSERT))
+    {
+        let list = |from: usize, n: usize| {
+            (from..from + n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let rows: Vec<KeyRow> = sql(format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE key_hash IN ({}) OR id IN ({})",
+            list(1, hashes.len()),
+            list(1 + hashes.len(), ids.len()),
+        ))
+        .bind_all(hashes.iter().map(|h| h.as_bytes().to_vec()))
+        .bind_all(ids.iter().map(KeyId::as_str))
+        .fetch_all(db)
+        .await?;
+        for row in rows {
+            found.push(row.try_into()?);
+        }
+    }
+    super::key_roles_sql::resolve_roles(db, &mut found).await?;
+    Ok(found)
+}
+
+/// Commits the batch whole, or nothing: `Duplicate` when a hash or id was
+/// taken meanwhile, `Conflict` when an overwritten key moved on.
+pub(super) async fn import(db: &Db, batch: ImportBatch) -> Result<i64, StoreError> {
+    let mut tx = db.begin_write().await?;
+    for key in batch.insert.iter().chain(&batch.update) {
+        if !key.roles.is_empty() {
+            hold_roles(&mut tx, key).await?;
+        }
+    }
+    for chunk in batch.insert.chunks(ROWS_PER_INSERT) {
+        insert_keys(&mut tx, chunk).await.map_err(|e| match e {
+            StoreError::Database(db) if StoreError::is_unique_violation(&db) => {
+                StoreError::Duplicate
+            }
+            e => e,
+        })?;
+    }
+    for key in batch.insert.iter().filter(|k| !k.roles.is_empty()) {
+        save_key_roles(&mut tx, key, true).await?;
+    }
+    for key in &batch.update {
+        update_key(&mut tx, key).await?;
+        save_key_roles(&mut tx, key, false).await?;
+    }
+    let n = i64::try_from(batch.changes.len()).unwrap_or(i64::MAX);
+    let last = lock_seq(&mut tx, n).await?;
+    catalogue_sql::check_keys(&mut tx, batch.insert.iter().chain(&batch.update)).await?;
+    append_audit(&mut tx, batch.audit.as_slice()).await?;
+    append_changes(&mut tx, last - n + 1, &batch.changes).await?;
+    if n > 0 {
+        tx.notify(CHANGE_CHANNEL, last).await?;
+    }
+    tx.commit().await?;
+    Ok(last)
+}
+
+/// Inserts `keys` in one statement, with their last use.
+async fn insert_keys(tx: &mut Tx, keys: &[KeyRecord]) -> Result<(), StoreError> {
+    const COLUMNS: usize = 28;
+    let rows: Vec<String> = (0..keys.len())
+        .map(|r| {
+            let cells: Vec<String> = (1..=COLUMNS)
+                .map(|c| format!("${}", r * COLUMNS + c))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect();
+    let mut q = sql(format!(
+        "INSERT INTO keys (id, key_hash, owner_id, name, key_type, environment, scopes, \
+         metadata, hint, created_at, updated_at, expires_at, revoked_at, revoke_reason, \
+         disabled_at, disable_reason, rotated_from, rotated_to, version, restrictions, \
+         rotation_policy, lineage_expires_at, keyspace_id, external_id, imported_at, \
+         last_used_at, request_id, grace_idle_ms) VALUES {}",
+        rows.join(", ")
+    ));
+    for k in keys {
+        let v = KeyValues::from(k);
+        q = q
+            .bind(v.id)
+            .bind(v.hash)
+            .bind(v.owner_id)
+            .bind(v.name)
+            .bind(v.key_type)
+            .bind(v.environment)
+            .bind(v.scopes)
+            .bind(v.metadata)
+            .bind(v.hint)
+            .bind(v.created_at)
+            .bind(v.updated_at)
+            .bind(v.expires_at)
+            .bind(v.revoked_at)
+            .bind(v.revoke_reason)
+            .bind(v.disabled_at)
+            .bind(v.disable_reason)
+            .bind(v.rotated_from)
+            .bind(v.rotated_to)
+            .bind(v.version)
+            .bind(v.restrictions)
+            .bind(v.rotation_policy)
+            .bind(v.lineage_expires_at)
+            .bind(v.keyspace_id)
+            .bind(v.external_id)
+            .bind(v.imported_at)
+            .bind(k.last_used_at.map(|t| t.as_millis()))
+            .bind(None::<String>)
+            .bind(v.grace_idle_ms);
+    }
+    q.execute(tx).await?;
+    Ok(())
+}
