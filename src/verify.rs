@@ -241,7 +241,9 @@ pub fn evaluate<'a>(
     let found = match crate::domain::api_key::parse(key) {
         Ok(presented) => index.get(&presented.hash),
         // Not a keysmith key: perhaps one of a declared legacy format.
-        Err(e) => match index.legacy(key, now) {
+        Err(e) => match index.legacy(key, now, |slot| {
+            request.keyspaces.admits(slot) && admits_slot(index, within, slot)
+        }) {
             Legacy::Found(entry) => Some(entry),
             Legacy::Missing => None,
             Legacy::NoShape => {
@@ -307,12 +309,15 @@ mod props;
 #[cfg(test)]
 mod tests;
 
+/// Whether keys of `slot` are inside a limited credential's keyspaces.
+fn admits_slot(index: &KeyIndex, within: &TokenLimits, slot: crate::index::KeyspaceSlot) -> bool {
+    within
+        .keyspaces()
+        .is_none_or(|ks| ks.iter().any(|k| index.keyspace_slot(k) == Some(slot)))
+}
+
 /// Whether `entry` is inside a limited credential's keyspaces and owners. A
 /// few map lookups, made only for a limited credential.
 fn admitted(index: &KeyIndex, within: &TokenLimits, entry: &Entry) -> bool {
-    within.admits_owner(entry.owner_id())
-        && within.keyspaces().is_none_or(|ks| {
-            ks.iter()
-                .any(|k| index.keyspace_slot(k) == Some(entry.keyspace()))
-        })
+    within.admits_owner(entry.owner_id()) && admits_slot(index, within, entry.keyspace())
 }

@@ -149,6 +149,21 @@ impl KeyRecord {
         }
     }
 
+    /// When the key came to be here: made, or imported (an imported key's
+    /// creation time is its old system's). Schedules start from it.
+    pub fn arrived_at(&self) -> Timestamp {
+        self.imported_at
+            .map_or(self.created_at, |i| i.max(self.created_at))
+    }
+
+    /// Since when the key has gone unused here: its last use, and never
+    /// before it arrived (a key imported unused is not stale at once).
+    pub fn unused_since(&self) -> Timestamp {
+        self.last_used_at
+            .unwrap_or(self.created_at)
+            .max(self.arrived_at())
+    }
+
     /// What the key grants: its own scopes, then those its roles add.
     pub fn effective_scopes(&self) -> Vec<Scope> {
         super::role::union_scopes(self.scopes.iter().chain(&self.role_scopes))

@@ -175,6 +175,9 @@ impl ChangeFeed {
     /// and reloads.
     async fn load(&mut self) -> Result<(), StoreError> {
         let epoch = self.store.log_bounds().await?.epoch;
+        // Before any key: a replica that answers knows every keyspace's
+        // legacy formats.
+        self.refresh_formats().await?;
         let mut count = 0usize;
         let mut load = |record: crate::domain::KeyRecord| {
             self.index.upsert(&record);
@@ -198,7 +201,7 @@ impl ChangeFeed {
             return Ok(());
         }
         let (generation, keyspaces) = self.store.legacy_keyspaces().await?;
-        self.index.set_legacy_formats(&keyspaces);
+        self.index.set_legacy_formats(generation, &keyspaces);
         self.formats_generation = Some(generation);
         Ok(())
     }
@@ -305,27 +308,42 @@ impl ChangeFeed {
             return Ok(Step::More);
         }
         let full = changes.len() == BATCH as usize;
-        let mut seen: Vec<&KeyId> = Vec::with_capacity(changes.len());
-        let mut applied = 0;
-        let mut failed = None;
+        // Every key the batch names, read in a few statements (an import
+        // brings a thousand a batch), then applied in the log's order.
+        let mut ids: Vec<KeyId> = Vec::with_capacity(changes.len());
+        let mut named = std::collections::HashSet::with_capacity(changes.len());
         for c in &changes {
-            if !seen.contains(&&c.key_id) {
-                match self.store.get_key(&c.key_id).await {
-                    Ok(Some(record)) => self.index.upsert(&record),
-                    Ok(None) => {
-                        failed = Some(StoreError::Corrupt(format!(
-                            "change {} names key {}, which does not exist",
-                            c.seq, c.key_id
-                        )));
-                    }
-                    Err(e) => failed = Some(e),
-                }
-                if failed.is_some() {
-                    break;
-                }
-                seen.push(&c.key_id);
+            if named.insert(&c.key_id) {
+                ids.push(c.key_id.clone());
             }
-            applied += 1;
+        }
+        let (mut records, mut failed) = match self.store.get_keys(&ids).await {
+            Ok(found) => (
+                found
+                    .into_iter()
+                    .map(|r| (r.id.clone(), r))
+                    .collect::<std::collections::HashMap<_, _>>(),
+                None,
+            ),
+            Err(e) => (Default::default(), Some(e)),
+        };
+        let mut applied = 0;
+        if failed.is_none() {
+            for c in &changes {
+                if named.remove(&c.key_id) {
+                    match records.remove(&c.key_id) {
+                        Some(record) => self.index.upsert(&record),
+                        None => {
+                            failed = Some(StoreError::Corrupt(format!(
+                                "change {} names key {}, which does not exist",
+                                c.seq, c.key_id
+                            )));
+                            break;
+                        }
+                    }
+                }
+                applied += 1;
+            }
         }
         let failed_on = failed.as_ref().map(|_| changes[applied].key_id.clone());
         changes.truncate(applied);
@@ -352,6 +370,11 @@ impl ChangeFeed {
     /// sequence to it (also backwards) and ends every stream subscriber.
     async fn reload(&mut self, why: &'static str) -> Result<(), StoreError> {
         let epoch = self.store.log_bounds().await?.epoch;
+        // Another database: its keyspaces' generation says nothing about
+        // the one before, so the formats are read again whatever it is.
+        self.index.forget_legacy_generation();
+        self.formats_generation = None;
+        self.refresh_formats().await?;
         let mut reload = self.index.begin_reload();
         let mut count = 0usize;
         let seq = self

@@ -20,7 +20,7 @@ pub enum Legacy {
     NoShape,
     /// It has a declared shape, but no live key of that keyspace is it.
     Missing,
-    /// Its format (or every format it has) is retired.
+    /// Every format of its shape is retired.
     Retired,
     Found(Arc<Entry>),
 }
@@ -44,10 +44,11 @@ struct Format {
     counts: Arc<FormatCounts>,
 }
 
-/// Every keyspace's legacy formats.
+/// Every keyspace's legacy formats, as of a generation of the keyspaces.
 #[derive(Default)]
 pub(super) struct LegacyTable {
     formats: Vec<Format>,
+    generation: Option<i64>,
 }
 
 /// One format's counts, as the metrics read them.
@@ -60,10 +61,15 @@ pub struct FormatUse {
 pub(super) type Shared = RwLock<LegacyTable>;
 
 impl KeyIndex {
-    /// Replaces the legacy formats with those of `keyspaces` (all of them).
-    /// A format kept by name keeps its counts.
-    pub fn set_legacy_formats(&self, keyspaces: &[Keyspace]) {
+    /// Replaces the legacy formats with those of `keyspaces` (all of them),
+    /// read at the keyspaces' `generation`; an older read than the one in
+    /// place changes nothing. A format kept by name keeps its counts.
+    pub fn set_legacy_formats(&self, generation: i64, keyspaces: &[Keyspace]) {
         let mut table = self.legacy.write().unwrap_or_else(PoisonError::into_inner);
+        if table.generation.is_some_and(|g| g > generation) {
+            return;
+        }
+        table.generation = Some(generation);
         let old = std::mem::take(&mut table.formats);
         for ks in keyspaces {
             for f in &ks.legacy {
@@ -83,34 +89,50 @@ impl KeyIndex {
         }
     }
 
-    /// Matches `key` against the legacy formats; when it has one's shape,
-    /// hashes it whole and looks it up. The key must belong to a keyspace
-    /// whose format it matched.
-    pub fn legacy(&self, key: &str, now: Timestamp) -> Legacy {
+    /// Lets the next [`Self::set_legacy_formats`] install whatever
+    /// generation it read: after the database was swapped or restored.
+    pub fn forget_legacy_generation(&self) {
+        let mut table = self.legacy.write().unwrap_or_else(PoisonError::into_inner);
+        table.generation = None;
+    }
+
+    /// Matches `key` against the legacy formats of the keyspaces `admits`
+    /// lets the caller reach; when it has one's shape, hashes it whole and
+    /// looks it up. A key counts only in a keyspace whose live format it
+    /// matched. When every format it matched is retired, the answer is
+    /// Retired whether or not the key exists: it depends on the shape alone.
+    pub fn legacy(
+        &self,
+        key: &str,
+        now: Timestamp,
+        admits: impl Fn(KeyspaceSlot) -> bool,
+    ) -> Legacy {
         let table = self.legacy.read().unwrap_or_else(PoisonError::into_inner);
         let bytes = key.as_bytes();
         let now = now.as_millis();
         let mut hash = None;
-        let mut shaped = None;
+        let mut retired = None;
         let mut live = false;
-        for f in table.formats.iter().filter(|f| f.shape.matches(bytes)) {
-            shaped.get_or_insert(f);
+        for f in table
+            .formats
+            .iter()
+            .filter(|f| admits(f.slot) && f.shape.matches(bytes))
+        {
+            if now >= f.retire_at {
+                retired.get_or_insert(f);
+                continue;
+            }
+            live = true;
             let hash = *hash.get_or_insert_with(|| hash_whole(key));
-            let retired = now >= f.retire_at;
             if let Some(entry) = self.get(&hash).filter(|e| e.keyspace() == f.slot) {
-                if retired {
-                    f.counts.retired.fetch_add(1, Relaxed);
-                    return Legacy::Retired;
-                }
                 f.counts.found.fetch_add(1, Relaxed);
                 return Legacy::Found(entry);
             }
-            live |= !retired;
         }
-        match (shaped, live) {
-            (None, _) => Legacy::NoShape,
-            (Some(_), true) => Legacy::Missing,
-            (Some(f), false) => {
+        match (live, retired) {
+            (true, _) => Legacy::Missing,
+            (false, None) => Legacy::NoShape,
+            (false, Some(f)) => {
                 f.counts.retired.fetch_add(1, Relaxed);
                 Legacy::Retired
             }

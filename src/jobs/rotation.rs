@@ -22,8 +22,9 @@ pub async fn run(s: &Scheduler) -> Result<usize> {
         else {
             continue;
         };
-        // A successor's clock starts at its own creation: the rotation.
-        let due = key.created_at.saturating_add(every);
+        // A successor's clock starts at its own creation: the rotation;
+        // an imported key's, at its import.
+        let due = key.arrived_at().saturating_add(every);
         let due_ms = due.as_millis();
         if now < due {
             let remaining = due_ms - now.as_millis();

@@ -27,7 +27,7 @@ pub async fn run(s: &Scheduler) -> Result<usize> {
     let mut sent = 0;
     for key in stale_keys(s, shortest).await? {
         let policy = owners.get(&key.owner_id).unwrap_or(server);
-        let since = key.last_used_at.unwrap_or(key.created_at);
+        let since = key.unused_since();
         let idle = Duration::from_millis((now.as_millis() - since.as_millis()).max(0) as u64);
         if idle < policy.flag_after {
             continue;

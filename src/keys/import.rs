@@ -13,7 +13,7 @@ use super::{Actor, CONFLICT_RETRIES, Keys};
 use crate::{
     domain::{
         Environment, KeyHash, KeyId, KeyName, KeyRecord, KeyType, Keyspace, KeyspaceId, Metadata,
-        OwnerId, Reason, Restrictions, RoleName, Scope, Timestamp, check_type_policy,
+        OwnerId, Permission, Reason, Restrictions, RoleName, Scope, Timestamp, check_type_policy,
         legacy::hash_whole,
     },
     error::{Error, Result},
@@ -105,10 +105,21 @@ impl Imported {
 /// An entry checked and hashed: the record it would make.
 struct Planned {
     record: KeyRecord,
+    /// Whether the entry named its id (an export's): a new one is unique.
+    given_id: bool,
 }
 
 fn at(i: usize, field: &str) -> String {
     format!("keys[{i}].{field}")
+}
+
+/// Restrictions as an import compares and writes them: without usage
+/// limits and credits, which an import never carries and never removes.
+fn without_quota(r: &Restrictions) -> Restrictions {
+    Restrictions {
+        quota: None,
+        ..r.clone()
+    }
 }
 
 /// The fields in which `stored` and `new` differ, as an import compares
@@ -128,7 +139,10 @@ fn differences(stored: &KeyRecord, new: &KeyRecord) -> Vec<&'static str> {
     check(stored.scopes == new.scopes, "scopes");
     check(stored.roles == new.roles, "roles");
     check(stored.metadata == new.metadata, "metadata");
-    check(stored.restrictions == new.restrictions, "restrictions");
+    check(
+        without_quota(&stored.restrictions) == new.restrictions,
+        "restrictions",
+    );
     check(stored.expires_at == new.expires_at, "expire_time");
     check(
         stored.revoked_at.is_some() == new.revoked_at.is_some(),
@@ -148,8 +162,17 @@ fn differences(stored: &KeyRecord, new: &KeyRecord) -> Vec<&'static str> {
 /// Fields an overwrite cannot change: they say which key it is.
 const FINAL_FIELDS: [&str; 4] = ["keyspace", "owner_id", "type", "environment"];
 
+/// Whether an overwrite can change `field` of `stored`: never what says
+/// which key it is, and never back from revoked or disabled.
+fn overwritable(stored: &KeyRecord, field: &str) -> bool {
+    !FINAL_FIELDS.contains(&field)
+        && !(field == "revoke_time" && stored.revoked_at.is_some())
+        && !(field == "disable_time" && stored.disabled_at.is_some())
+}
+
 /// `stored` with what `new` says, where an overwrite may change it; a
-/// revocation or disablement is only ever added.
+/// revocation or disablement is only ever added, and the stored usage
+/// limits and credits stay.
 fn overwritten(stored: &KeyRecord, new: &KeyRecord, now: Timestamp) -> (KeyRecord, ChangeKind) {
     let mut next = stored.clone();
     next.name = new.name.clone();
@@ -157,9 +180,15 @@ fn overwritten(stored: &KeyRecord, new: &KeyRecord, now: Timestamp) -> (KeyRecor
     next.roles = new.roles.clone();
     next.role_scopes = new.role_scopes.clone();
     next.metadata = new.metadata.clone();
-    next.restrictions = new.restrictions.clone();
+    next.restrictions = Restrictions {
+        quota: stored.restrictions.quota.clone(),
+        ..new.restrictions.clone()
+    };
     next.expires_at = new.expires_at;
     next.lineage_expires_at = new.expires_at;
+    if new.external_id.is_some() {
+        next.external_id = new.external_id.clone();
+    }
     let mut kind = ChangeKind::Updated;
     if stored.disabled_at.is_none() && new.disabled_at.is_some() {
         (next.disabled_at, next.disable_reason) = (new.disabled_at, new.disable_reason.clone());
@@ -172,7 +201,7 @@ fn overwritten(stored: &KeyRecord, new: &KeyRecord, now: Timestamp) -> (KeyRecor
     // Anything taken away reaches streams as a restrictive change.
     if kind == ChangeKind::Updated
         && (stored.scopes.iter().any(|s| !new.scopes.contains(s))
-            || stored.restrictions != new.restrictions
+            || stored.restrictions != next.restrictions
             || new
                 .expires_at
                 .is_some_and(|e| stored.expires_at.is_none_or(|s| e < s)))
@@ -197,15 +226,27 @@ impl Keys {
         if !actor.limits().admits_keyspace(req.keyspace.as_str()) {
             return Err(Error::NotFound(format!("keyspace {}", req.keyspace)));
         }
-        let ks = self.named_keyspace("keyspace", &req.keyspace).await?;
-        let planned = self.plan_import(&ks, req.entries, actor).await?;
+        if req
+            .entries
+            .iter()
+            .any(|e| e.revoked_at.is_some() || e.disabled_at.is_some())
+        {
+            // A key imported revoked or disabled, or overwritten so, is
+            // ended: what RevokeKey and DisableKey need.
+            actor.require(Permission::KeysRevoke)?;
+        }
+        let mut entries = req.entries;
         for _ in 0..CONFLICT_RETRIES {
+            // Planned anew on each try: a role or the catalogue may have
+            // changed since the last.
+            let ks = self.named_keyspace("keyspace", &req.keyspace).await?;
+            let planned = self.plan_import(&ks, &mut entries, actor).await?;
             match self
                 .import_once(&planned, req.overwrite, req.dry_run, actor)
                 .await
             {
                 // Another writer took one of these hashes or ids, or changed
-                // a stored key, since it was read: classify again.
+                // a stored key, a role or the catalogue, since they were read.
                 Err(Error::Store(StoreError::Conflict | StoreError::Duplicate)) => continue,
                 done => return done,
             }
@@ -214,26 +255,32 @@ impl Keys {
     }
 
     /// Checks every entry and makes the record it would be; the first bad
-    /// entry refuses the batch, by its index.
+    /// entry refuses the batch, by its index. A raw value is replaced by
+    /// its hash (and wiped) here, so a retry plans from the hash.
     async fn plan_import(
         &self,
         ks: &Keyspace,
-        entries: Vec<ImportEntry>,
+        entries: &mut [ImportEntry],
         actor: &Actor,
     ) -> Result<Vec<Planned>> {
         let now = self.now();
         let latest = Timestamp::from_millis(now.as_millis().saturating_add(CLOCK_SKEW_MS));
+        let longest = ks
+            .defaults
+            .max_lifetime
+            .map_or(super::MAX_TTL, |m| m.min(super::MAX_TTL));
+        let latest_expiry = now.saturating_add(longest);
         let mut seen_hash: HashMap<KeyHash, usize> = HashMap::with_capacity(entries.len());
         let mut seen_id: HashMap<KeyId, usize> = HashMap::new();
         let mut planned = Vec::with_capacity(entries.len());
-        for (i, e) in entries.into_iter().enumerate() {
+        for (i, e) in entries.iter_mut().enumerate() {
             if !actor.limits().admits_owner(e.owner_id.as_str()) {
                 return Err(Error::PermissionDenied(
                     "owner_id: this token may not act for an owner in the batch",
                 ));
             }
-            let (hash, field, shape_hint) = match &e.secret {
-                ImportSecret::Hash(h) => (*h, "hash", None),
+            let (hash, field) = match &e.secret {
+                ImportSecret::Hash(h) => (*h, "hash"),
                 ImportSecret::Raw(raw) => {
                     let Some(f) = ks.legacy.iter().find(|f| f.matches(raw)) else {
                         return Err(Error::invalid(
@@ -241,10 +288,13 @@ impl Keys {
                             format!("has none of the legacy formats of keyspace {}", ks.id),
                         ));
                     };
-                    (hash_whole(raw), "raw", Some(format!("{}…", f.prefix)))
+                    if e.hint.is_none() {
+                        e.hint = Some(format!("{}…", f.prefix));
+                    }
+                    (hash_whole(raw), "raw")
                 }
             };
-            drop(e.secret);
+            e.secret = ImportSecret::Hash(hash);
             if let Some(j) = seen_hash.insert(hash, i) {
                 return Err(Error::invalid(at(i, field), format!("repeats keys[{j}]")));
             }
@@ -260,6 +310,24 @@ impl Keys {
                 if t.is_some_and(|t| t > latest) {
                     return Err(Error::invalid(at(i, name), "is in the future"));
                 }
+            }
+            match e.expires_at {
+                Some(t) if t > latest_expiry => {
+                    return Err(Error::invalid(
+                        at(i, "expire_time"),
+                        format!(
+                            "is beyond the longest lifetime, {}s from now",
+                            longest.as_secs()
+                        ),
+                    ));
+                }
+                None if ks.defaults.max_lifetime.is_some() => {
+                    return Err(Error::invalid(
+                        at(i, "expire_time"),
+                        format!("is required: keyspace {} has a max_lifetime", ks.id),
+                    ));
+                }
+                _ => {}
             }
             if let Some((j, _)) = ks.first_undeclared(&e.scopes) {
                 return Err(Error::invalid(
@@ -280,25 +348,25 @@ impl Keys {
             let reason = |t: Option<Timestamp>| {
                 t.map(|_| Reason::parse("imported").expect("a valid reason"))
             };
-            let created_at = e.created_at.unwrap_or(now);
             planned.push(Planned {
+                given_id: e.id.is_some(),
                 record: KeyRecord {
-                    id: e.id.unwrap_or_else(KeyId::generate),
+                    id: e.id.clone().unwrap_or_else(KeyId::generate),
                     hash,
                     keyspace_id: ks.id.clone(),
-                    owner_id: e.owner_id,
-                    name: e.name,
+                    owner_id: e.owner_id.clone(),
+                    name: e.name.clone(),
                     key_type: e.key_type,
                     environment: e
                         .environment
                         .or(ks.defaults.environment)
                         .unwrap_or(Environment::Live),
-                    scopes: e.scopes,
+                    scopes: e.scopes.clone(),
                     roles,
                     role_scopes,
-                    metadata: e.metadata,
-                    hint: e.hint.or(shape_hint).unwrap_or_else(|| "…".into()),
-                    created_at,
+                    metadata: e.metadata.clone(),
+                    hint: e.hint.clone().unwrap_or_else(|| "…".into()),
+                    created_at: e.created_at.unwrap_or(now),
                     updated_at: now,
                     expires_at: e.expires_at,
                     lineage_expires_at: e.expires_at,
@@ -309,12 +377,12 @@ impl Keys {
                     rotated_from: None,
                     rotated_to: None,
                     version: 1,
-                    restrictions: e.restrictions,
+                    restrictions: e.restrictions.clone(),
                     last_used_at: e.last_used_at,
                     last_client_ip: None,
                     end_grace_when_idle: None,
                     rotation: None,
-                    external_id: e.external_id,
+                    external_id: e.external_id.clone(),
                     imported_at: Some(now),
                 },
             });
@@ -330,7 +398,11 @@ impl Keys {
         actor: &Actor,
     ) -> Result<Imported> {
         let hashes: Vec<KeyHash> = planned.iter().map(|p| p.record.hash).collect();
-        let ids: Vec<KeyId> = planned.iter().map(|p| p.record.id.clone()).collect();
+        let ids: Vec<KeyId> = planned
+            .iter()
+            .filter(|p| p.given_id)
+            .map(|p| p.record.id.clone())
+            .collect();
         let stored = self.store.keys_by_hash_or_id(&hashes, &ids).await?;
         let by_hash: HashMap<KeyHash, &KeyRecord> = stored.iter().map(|k| (k.hash, k)).collect();
         let by_id: HashMap<&KeyId, &KeyRecord> = stored.iter().map(|k| (&k.id, k)).collect();
@@ -341,24 +413,41 @@ impl Keys {
             let new = &p.record;
             let Some(old) = by_hash.get(&new.hash) else {
                 if by_id.contains_key(&new.id) {
-                    return Err(Error::invalid(at(i, "id"), "names another key"));
+                    return Err(Error::invalid(at(i, "id"), "is taken"));
                 }
                 out.results.push((new.id.clone(), ImportOutcome::Created));
                 batch.changes.push(NewChange::of(ChangeKind::Created, new));
                 batch.insert.push(new.clone());
                 continue;
             };
+            if !actor.may_see(old.keyspace_id.as_str(), &old.owner_id) {
+                // Held by a key this token cannot see: one answer, which
+                // names no key and says nothing of its record.
+                return Err(Error::invalid(
+                    at(i, "hash"),
+                    "cannot be imported with this token",
+                ));
+            }
             let differs = differences(old, new);
-            let fixed = differs.iter().any(|d| FINAL_FIELDS.contains(d));
-            let outcome = match (differs.is_empty(), overwrite && !fixed) {
-                (true, _) => ImportOutcome::Unchanged,
-                (false, false) => ImportOutcome::Conflict(differs),
-                (false, true) => {
+            let changes: Vec<_> = differs
+                .iter()
+                .filter(|d| overwritable(old, d))
+                .copied()
+                .collect();
+            let outcome = if differs.is_empty() {
+                ImportOutcome::Unchanged
+            } else if overwrite && !differs.iter().any(|d| FINAL_FIELDS.contains(d)) {
+                if changes.is_empty() {
+                    // Only what an overwrite never undoes differs.
+                    ImportOutcome::Unchanged
+                } else {
                     let (next, kind) = overwritten(old, new, now);
                     batch.changes.push(NewChange::of(kind, &next));
                     batch.update.push(next);
                     ImportOutcome::Overwritten
                 }
+            } else {
+                ImportOutcome::Conflict(differs)
             };
             out.results.push((old.id.clone(), outcome));
         }

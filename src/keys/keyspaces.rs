@@ -54,8 +54,8 @@ impl Keys {
     /// After a keyspace write: this replica's Verify sees its legacy
     /// formats before the write is answered.
     async fn reload_formats(&self) -> Result<()> {
-        let (_, keyspaces) = self.store.legacy_keyspaces().await?;
-        self.index.set_legacy_formats(&keyspaces);
+        let (generation, keyspaces) = self.store.legacy_keyspaces().await?;
+        self.index.set_legacy_formats(generation, &keyspaces);
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use super::{
     audit_sql::{append_audit, lock_seq},
     catalogue_sql,
     db::{CHANGE_CHANNEL, Db, Tx, sql},
-    key_roles_sql::{hold_roles, save_key_roles},
+    key_roles_sql::{hold_roles, placeholders, save_key_roles},
     keys_sql::{append_changes, update_key},
     rows::{KEY_COLUMNS, KeyRow, KeyValues},
 };
@@ -33,30 +33,51 @@ pub(super) async fn keys_by_hash_or_id(
     hashes: &[KeyHash],
     ids: &[KeyId],
 ) -> Result<Vec<KeyRecord>, StoreError> {
-    let mut found = Vec::new();
-    for (hashes, ids) in hashes
-        .chunks(ROWS_PER_INSERT)
-        .zip(ids.chunks(ROWS_PER_INSERT))
-    {
-        let list = |from: usize, n: usize| {
-            (from..from + n)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let rows: Vec<KeyRow> = sql(format!(
-            "SELECT {KEY_COLUMNS} FROM keys WHERE key_hash IN ({}) OR id IN ({})",
-            list(1, hashes.len()),
-            list(1 + hashes.len(), ids.len()),
+    let mut rows: Vec<KeyRow> = Vec::new();
+    for chunk in hashes.chunks(ROWS_PER_INSERT) {
+        let found = sql(format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE key_hash IN ({})",
+            placeholders(1, chunk.len())
         ))
-        .bind_all(hashes.iter().map(|h| h.as_bytes().to_vec()))
-        .bind_all(ids.iter().map(KeyId::as_str))
+        .bind_all(chunk.iter().map(|h| h.as_bytes().to_vec()))
+        .fetch_all(db)
+        .await?;
+        rows.extend(found);
+    }
+    let mut found: Vec<KeyRecord> = rows
+        .into_iter()
+        .map(TryInto::try_into)
+        .collect::<Result<_, _>>()?;
+    let known: std::collections::HashSet<KeyId> = found.iter().map(|k| k.id.clone()).collect();
+    let by_id = keys_by_id(db, ids).await?;
+    found.extend(by_id.into_iter().filter(|k| !known.contains(&k.id)));
+    super::key_roles_sql::resolve_roles(db, &mut found).await?;
+    Ok(found)
+}
+
+/// The stored keys among `ids`, without their roles resolved: many a
+/// statement.
+async fn keys_by_id(db: &Db, ids: &[KeyId]) -> Result<Vec<KeyRecord>, StoreError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_INSERT) {
+        let rows: Vec<KeyRow> = sql(format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE id IN ({})",
+            placeholders(1, chunk.len())
+        ))
+        .bind_all(chunk.iter().map(KeyId::as_str))
         .fetch_all(db)
         .await?;
         for row in rows {
             found.push(row.try_into()?);
         }
     }
+    Ok(found)
+}
+
+/// The stored keys among `ids`, with their roles: what the change feed
+/// re-reads for a batch of changes, in a few statements.
+pub(super) async fn get_keys(db: &Db, ids: &[KeyId]) -> Result<Vec<KeyRecord>, StoreError> {
+    let mut found = keys_by_id(db, ids).await?;
     super::key_roles_sql::resolve_roles(db, &mut found).await?;
     Ok(found)
 }

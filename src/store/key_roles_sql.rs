@@ -24,7 +24,7 @@ fn for_share(tx: &Tx) -> &'static str {
 }
 
 /// `$first, $first + 1, …` for `n` values.
-fn placeholders(first: usize, n: usize) -> String {
+pub(super) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()

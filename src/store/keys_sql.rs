@@ -277,7 +277,8 @@ pub(super) async fn list_keys(db: &Db, f: &KeyFilter) -> Result<Vec<KeyRecord>, 
          AND ($9 IS NULL OR keyspace_id = $9) \
          AND ($2 IS NULL OR $6 * COALESCE(last_used_at, -1) > $7 \
               OR ($6 * COALESCE(last_used_at, -1) = $7 AND id > $2)) \
-         AND ($8 IS NULL OR COALESCE(last_used_at, created_at) < $8) \
+         AND ($8 IS NULL OR (CASE WHEN imported_at > COALESCE(last_used_at, created_at) \
+              THEN imported_at ELSE COALESCE(last_used_at, created_at) END) < $8) \
          AND ($3 = '' \
           OR ($3 = 'revoked' AND revoked_at IS NOT NULL) \
           OR ($3 = 'disabled' AND revoked_at IS NULL AND disabled_at IS NOT NULL) \

@@ -378,6 +378,8 @@ pub trait Store:
     /// Commits the batch atomically, or nothing.
     async fn write(&self, batch: WriteBatch) -> Result<WriteOutcome, StoreError>;
     async fn get_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
+    /// The stored keys among `ids` (in no order), with their roles.
+    async fn get_keys(&self, ids: &[KeyId]) -> Result<Vec<KeyRecord>, StoreError>;
     /// The stored keys with one of `hashes` or one of `ids`.
     async fn keys_by_hash_or_id(
         &self,

@@ -58,6 +58,10 @@ impl Store for SqlStore {
         import_sql::keys_by_hash_or_id(&self.db, hashes, ids).await
     }
 
+    async fn get_keys(&self, ids: &[KeyId]) -> Result<Vec<KeyRecord>, StoreError> {
+        import_sql::get_keys(&self.db, ids).await
+    }
+
     async fn import(&self, batch: ImportBatch) -> Result<i64, StoreError> {
         import_sql::import(&self.db, batch).await
     }

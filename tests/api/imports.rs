@@ -441,7 +441,105 @@ async fn keyspaces_by_prefix(app: &TestApp, prefix: &str) -> String {
         .id
 }
 
+/// A token limited to one owner imports for that owner only; a hash held
+/// by another owner's key is refused with one answer that names no key and
+/// tells nothing of its record; ending a key by import needs keys.revoke.
+async fn a_limited_token_imports_within_its_reach(backend: Backend) {
+    use crate::token_support::{mint, names, with_permissions};
+    let app = spawn(backend).await;
+    let ks = legacy_keyspace(&app).await;
+    let theirs = old_key(1);
+    let stored = import(&app, &ks, vec![by_raw(&theirs, "acct_other")])
+        .await
+        .expect("import");
+    let req = pb::CreateAdminTokenRequest {
+        owners: vec!["acct_mine".into()],
+        ..with_permissions("mine", names(&["keys.write"]))
+    };
+    let mut mine = mint(&app, &app.admin, req).await.admin;
+    let try_import = |keys: Vec<pb::ImportedKey>, dry_run: bool| pb::ImportKeysRequest {
+        keyspace: ks.clone(),
+        keys,
+        on_conflict: pb::ImportConflict::Report.into(),
+        dry_run,
+    };
+    let err = mine
+        .import_keys(try_import(vec![by_raw(&theirs, "acct_mine")], true))
+        .await
+        .expect_err("another owner's key");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("keys[0].hash"), "{}", err.message());
+    assert!(
+        !err.message().contains(&stored.results[0].key_id) && !err.message().contains("acct_other"),
+        "{}",
+        err.message()
+    );
+    assert_status(
+        mine.import_keys(try_import(vec![by_raw(&old_key(2), "acct_other")], false))
+            .await,
+        Code::PermissionDenied,
+        "owner_id",
+    );
+    let revoked = pb::ImportedKey {
+        revoke_time: Some(prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        }),
+        ..by_raw(&old_key(3), "acct_mine")
+    };
+    assert_status(
+        mine.import_keys(try_import(vec![revoked], false)).await,
+        Code::PermissionDenied,
+        "keys.revoke",
+    );
+    let ok = mine
+        .import_keys(try_import(vec![by_raw(&old_key(4), "acct_mine")], false))
+        .await
+        .expect("own owner")
+        .into_inner();
+    assert_eq!(ok.created, 1);
+    assert_eq!(
+        app.verify_code(&theirs).await,
+        VerifyCode::Valid,
+        "untouched"
+    );
+}
+
+/// A full batch of 1,000 commits whole (many rows a statement), as one
+/// audit event; a Verify bound to another keyspace never sees its keys.
+async fn a_full_batch_commits_whole(backend: Backend) {
+    let app = spawn(backend).await;
+    let ks = legacy_keyspace(&app).await;
+    let keys: Vec<_> = (0..1000)
+        .map(|n| by_hash(sha256_hex(&old_key(n)), &format!("acct_{}", n % 7)))
+        .collect();
+    let resp = import(&app, &ks, keys).await.expect("import");
+    assert_eq!(resp.created, 1000);
+    for n in [0, 499, 500, 999] {
+        assert_eq!(
+            app.verify_code(&old_key(n)).await,
+            VerifyCode::Valid,
+            "key {n}"
+        );
+    }
+    assert_eq!(audited_imports(&app).await.len(), 1);
+    let bound = app
+        .verify
+        .clone()
+        .verify(pb::VerifyRequest {
+            key: old_key(0),
+            keyspace: "ks_default".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("verify")
+        .into_inner();
+    assert_ne!(bound.code(), VerifyCode::Valid, "bound to another keyspace");
+}
+
 crate::backend_tests!(
+    a_limited_token_imports_within_its_reach,
+    a_full_batch_commits_whole,
     imported_keys_verify_on_every_replica,
     reimport_is_unchanged_and_a_conflict_is_reported,
     a_bad_entry_refuses_its_batch,

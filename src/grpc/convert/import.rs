@@ -196,7 +196,12 @@ pub fn exported(k: &KeyRecord) -> pb::ImportedKey {
             .iter()
             .map(|(a, b)| (a.clone(), b.clone()))
             .collect(),
-        restrictions: to_restrictions(&k.restrictions),
+        // Usage limits and credits are not part of a key's import record:
+        // an import never carries them (set them after, as for any key).
+        restrictions: to_restrictions(&crate::domain::Restrictions {
+            quota: None,
+            ..k.restrictions.clone()
+        }),
         expire_time: k.expires_at.map(to_timestamp),
         create_time: Some(to_timestamp(k.created_at)),
         last_used_time: k.last_used_at.map(to_timestamp),
