@@ -435,25 +435,78 @@ impl Progress {
     }
 }
 
+/// Batches in flight at once. One: on SQLite, batches sent together queue
+/// for its one writer, and past its busy timeout the last one fails; the
+/// server does not yet answer that as a retryable UNAVAILABLE.
+const PIPELINE: usize = 1;
+
+impl Summary {
+    fn absorb(&mut self, other: Summary) {
+        self.created += other.created;
+        self.unchanged += other.unchanged;
+        self.overwritten += other.overwritten;
+        self.conflicts.extend(other.conflicts);
+        self.errors.extend(other.errors);
+    }
+}
+
+/// What sending one batch became, and the file's line it ended at.
+type Sent = (u64, Result<Summary, (Summary, String)>);
+
+/// Batches sent and not yet landed, in file order.
+type InFlight = std::collections::VecDeque<tokio::task::JoinHandle<Sent>>;
+
+/// The oldest batch in flight, once it lands.
+async fn land_next(in_flight: &mut InFlight) -> Option<Sent> {
+    let task = in_flight.pop_front()?;
+    Some(match task.await {
+        Ok(sent) => sent,
+        Err(e) => (
+            0,
+            Err((Summary::default(), format!("a batch's task failed: {e}"))),
+        ),
+    })
+}
+
 impl Client {
     /// Sends `batch`; an entry the server refuses is dropped, with its
     /// error, and the rest is sent again.
     async fn send(
-        &mut self,
-        args: &ImportArgs,
+        mut self,
+        keyspace: String,
+        overwrite: bool,
+        dry_run: bool,
         mut batch: Vec<Line>,
+    ) -> Sent {
+        let end = batch.last().map_or(0, |l| l.number);
+        let mut sum = Summary::default();
+        match self
+            .send_all(&keyspace, overwrite, dry_run, &mut batch, &mut sum)
+            .await
+        {
+            Ok(()) => (end, Ok(sum)),
+            Err(e) => (end, Err((sum, e))),
+        }
+    }
+
+    async fn send_all(
+        &mut self,
+        keyspace: &str,
+        overwrite: bool,
+        dry_run: bool,
+        batch: &mut Vec<Line>,
         sum: &mut Summary,
     ) -> Result<(), String> {
         while !batch.is_empty() {
             let msg = pb::ImportKeysRequest {
-                keyspace: args.keyspace.clone(),
+                keyspace: keyspace.to_owned(),
                 keys: batch.iter().map(|l| l.key.clone()).collect(),
-                on_conflict: match args.overwrite {
+                on_conflict: match overwrite {
                     true => pb::ImportConflict::Overwrite,
                     false => pb::ImportConflict::Report,
                 }
                 .into(),
-                dry_run: args.dry_run,
+                dry_run,
             };
             match self.inner.import_keys(self.req(msg)?).await {
                 Ok(r) => {
@@ -520,6 +573,7 @@ pub(super) async fn import(c: &mut Client, args: ImportArgs, json_out: bool) -> 
     let mut batch = Vec::with_capacity(BATCH);
     let mut progress = Progress::new(total);
     let mut sent_keys = 0u64;
+    let mut in_flight = std::collections::VecDeque::new();
     loop {
         let next = lines
             .next()
@@ -558,24 +612,33 @@ pub(super) async fn import(c: &mut Client, args: ImportArgs, json_out: bool) -> 
         batch.push(Line { number: n, key });
         if batch.len() == BATCH {
             sent_keys += batch.len() as u64;
-            if let Err(e) = c.send(&args, std::mem::take(&mut batch), &mut sum).await {
-                // What went in, and what was refused, is reported before
-                // the run stops; `--resume` goes on after the last batch in.
-                report(&sum, args.dry_run, json_out);
-                return Err(e);
-            }
-            if !args.dry_run {
-                let _ = std::fs::write(&state, n.to_string());
+            let send = c.clone().send(
+                args.keyspace.clone(),
+                args.overwrite,
+                args.dry_run,
+                std::mem::take(&mut batch),
+            );
+            in_flight.push_back(tokio::spawn(send));
+            if in_flight.len() >= PIPELINE {
+                let done = land_next(&mut in_flight).await.expect("a batch in flight");
+                if let Err(e) = landed(done, &mut sum, &state, args.dry_run) {
+                    return fail(in_flight, sum, args.dry_run, json_out, e).await;
+                }
             }
             progress.show(lines.read, sent_keys);
         }
     }
     sent_keys += batch.len() as u64;
-    if !batch.is_empty()
-        && let Err(e) = c.send(&args, batch, &mut sum).await
-    {
-        report(&sum, args.dry_run, json_out);
-        return Err(e);
+    if !batch.is_empty() {
+        let send = c
+            .clone()
+            .send(args.keyspace.clone(), args.overwrite, args.dry_run, batch);
+        in_flight.push_back(tokio::spawn(send));
+    }
+    while let Some(done) = land_next(&mut in_flight).await {
+        if let Err(e) = landed(done, &mut sum, &state, args.dry_run) {
+            return fail(in_flight, sum, args.dry_run, json_out, e).await;
+        }
     }
     progress.show(total, sent_keys);
     progress.finish();
@@ -587,6 +650,45 @@ pub(super) async fn import(c: &mut Client, args: ImportArgs, json_out: bool) -> 
         0 => Ok(()),
         n => Err(format!("{n} lines were not imported (listed above)")),
     }
+}
+
+/// Takes in one batch's outcome, in file order; after a committed batch,
+/// `--resume` may start after its last line.
+fn landed(done: Sent, sum: &mut Summary, state: &Path, dry_run: bool) -> Result<(), String> {
+    let (end, outcome) = done;
+    match outcome {
+        Ok(part) => {
+            sum.absorb(part);
+            if !dry_run {
+                let _ = std::fs::write(state, end.to_string());
+            }
+            Ok(())
+        }
+        Err((part, e)) => {
+            sum.absorb(part);
+            Err(e)
+        }
+    }
+}
+
+/// Stops the run on `e`: the batches still in flight land (or fail) first,
+/// and what went in, and what was refused, is reported. The resume point
+/// stays before the batch that failed: a resumed run sends the later ones
+/// again, and finds them unchanged.
+async fn fail(
+    mut in_flight: InFlight,
+    mut sum: Summary,
+    dry_run: bool,
+    json_out: bool,
+    e: String,
+) -> Result<(), String> {
+    while let Some((_, outcome)) = land_next(&mut in_flight).await {
+        match outcome {
+            Ok(part) | Err((part, _)) => sum.absorb(part),
+        }
+    }
+    report(&sum, dry_run, json_out);
+    Err(e)
 }
 
 fn report(sum: &Summary, dry_run: bool, json_out: bool) {

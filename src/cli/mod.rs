@@ -83,6 +83,7 @@ fn explain(conn: &Connection, s: Status) -> String {
     }
 }
 
+#[derive(Clone)]
 struct Client {
     conn: Connection,
     inner: KeyAdminClient<Channel>,

@@ -165,9 +165,12 @@ const FINAL_FIELDS: [&str; 4] = ["keyspace", "owner_id", "type", "environment"];
 /// Whether an overwrite can change `field` of `stored`: never what says
 /// which key it is, and never back from revoked or disabled.
 fn overwritable(stored: &KeyRecord, field: &str) -> bool {
-    !FINAL_FIELDS.contains(&field)
-        && !(field == "revoke_time" && stored.revoked_at.is_some())
-        && !(field == "disable_time" && stored.disabled_at.is_some())
+    let undone = match field {
+        "revoke_time" => stored.revoked_at.is_some(),
+        "disable_time" => stored.disabled_at.is_some(),
+        _ => false,
+    };
+    !FINAL_FIELDS.contains(&field) && !undone
 }
 
 /// `stored` with what `new` says, where an overwrite may change it; a

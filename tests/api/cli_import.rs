@@ -279,7 +279,53 @@ async fn cli_export_then_import_restores_every_key(backend: Backend) {
     );
 }
 
+/// A file of several batches: every key goes in,
+/// in file order, and a finished run leaves no resume point behind.
+async fn cli_imports_a_file_of_many_batches(backend: Backend) {
+    let app = spawn(backend).await;
+    let ks = keyspace(&app);
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("many.jsonl");
+    let hash = |s: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(s.as_bytes()));
+    let text: String = (0..3500)
+        .map(|n| {
+            format!(
+                "{{\"hash\": \"{}\", \"owner_id\": \"acct_{}\"}}\n",
+                hash(&old_key(n)),
+                n % 9
+            )
+        })
+        .collect();
+    std::fs::write(&path, text).expect("write");
+    let out = cli(
+        &app,
+        &[
+            "key",
+            "import",
+            path.to_str().expect("path"),
+            "--keyspace",
+            &ks,
+        ],
+    );
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("imported     3500"), "{text}");
+    for n in [0, 999, 1000, 2999, 3499] {
+        assert_eq!(
+            app.verify_code(&old_key(n)).await,
+            VerifyCode::Valid,
+            "key {n}"
+        );
+    }
+    assert!(!dir.path().join("many.jsonl.import-state").exists());
+}
+
 crate::backend_tests!(
+    cli_imports_a_file_of_many_batches,
     cli_imports_a_file_and_reports_bad_lines,
     cli_export_then_import_restores_every_key,
 );
