@@ -8,7 +8,7 @@ use super::{
     catalogue_sql,
     db::{CHANGE_CHANNEL, Db, Tx, sql},
     key_roles_sql::{hold_roles, placeholders, save_key_roles},
-    keys_sql::{append_changes, update_key},
+    keys_sql::{INSERT_COLUMN_COUNT, INSERT_COLUMNS, append_changes, bind_insert, update_key},
     rows::{KEY_COLUMNS, KeyRow, KeyValues},
 };
 use crate::domain::{KeyHash, KeyId, KeyRecord};
@@ -118,56 +118,22 @@ pub(super) async fn import(db: &Db, batch: ImportBatch) -> Result<i64, StoreErro
     Ok(last)
 }
 
-/// Inserts `keys` in one statement, with their last use.
+/// Inserts `keys` in one statement, with their last use and grace.
 async fn insert_keys(tx: &mut Tx, keys: &[KeyRecord]) -> Result<(), StoreError> {
-    const COLUMNS: usize = 28;
+    const COLUMNS: usize = INSERT_COLUMN_COUNT + 2;
     let rows: Vec<String> = (0..keys.len())
-        .map(|r| {
-            let cells: Vec<String> = (1..=COLUMNS)
-                .map(|c| format!("${}", r * COLUMNS + c))
-                .collect();
-            format!("({})", cells.join(", "))
-        })
+        .map(|r| format!("({})", placeholders(r * COLUMNS + 1, COLUMNS)))
         .collect();
     let mut q = sql(format!(
-        "INSERT INTO keys (id, key_hash, owner_id, name, key_type, environment, scopes, \
-         metadata, hint, created_at, updated_at, expires_at, revoked_at, revoke_reason, \
-         disabled_at, disable_reason, rotated_from, rotated_to, version, restrictions, \
-         rotation_policy, lineage_expires_at, keyspace_id, external_id, imported_at, \
-         last_used_at, request_id, grace_idle_ms) VALUES {}",
+        "INSERT INTO keys ({INSERT_COLUMNS}, last_used_at, grace_idle_ms) VALUES {}",
         rows.join(", ")
     ));
     for k in keys {
         let v = KeyValues::from(k);
-        q = q
-            .bind(v.id)
-            .bind(v.hash)
-            .bind(v.owner_id)
-            .bind(v.name)
-            .bind(v.key_type)
-            .bind(v.environment)
-            .bind(v.scopes)
-            .bind(v.metadata)
-            .bind(v.hint)
-            .bind(v.created_at)
-            .bind(v.updated_at)
-            .bind(v.expires_at)
-            .bind(v.revoked_at)
-            .bind(v.revoke_reason)
-            .bind(v.disabled_at)
-            .bind(v.disable_reason)
-            .bind(v.rotated_from)
-            .bind(v.rotated_to)
-            .bind(v.version)
-            .bind(v.restrictions)
-            .bind(v.rotation_policy)
-            .bind(v.lineage_expires_at)
-            .bind(v.keyspace_id)
-            .bind(v.external_id)
-            .bind(v.imported_at)
+        let grace = v.grace_idle_ms;
+        q = bind_insert(q, v, None)
             .bind(k.last_used_at.map(|t| t.as_millis()))
-            .bind(None::<String>)
-            .bind(v.grace_idle_ms);
+            .bind(grace);
     }
     q.execute(tx).await?;
     Ok(())

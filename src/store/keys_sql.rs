@@ -4,7 +4,7 @@ use super::{
     Idempotency, KeyFilter, NewChange, StoreError, WriteBatch, WriteOutcome,
     audit_sql::{append_audit, lock_seq},
     catalogue_sql,
-    db::{CHANGE_CHANNEL, Db, Tx, sql},
+    db::{CHANGE_CHANNEL, Db, Sql, Tx, sql},
     key_roles_sql::{hold_roles, resolve_roles, role_book, save_key_roles, stream_keys_with_roles},
     limits_sql::{keyspace_clause, owner_clause},
     rows::{KEY_COLUMNS, KeyRow, KeyValues},
@@ -83,6 +83,47 @@ async fn record_notice(tx: &mut Tx, key_id: &KeyId, notice: &str) -> Result<bool
     Ok(fresh != 0)
 }
 
+/// The columns every key insert writes, in the order [`bind_insert`]
+/// binds them.
+pub(super) const INSERT_COLUMNS: &str = "id, key_hash, owner_id, name, key_type, environment, \
+     scopes, metadata, hint, created_at, updated_at, expires_at, revoked_at, revoke_reason, \
+     disabled_at, disable_reason, rotated_from, rotated_to, version, request_id, \
+     request_fingerprint, restrictions, rotation_policy, lineage_expires_at, keyspace_id, \
+     external_id, imported_at";
+/// How many [`INSERT_COLUMNS`] there are.
+pub(super) const INSERT_COLUMN_COUNT: usize = 27;
+
+/// Binds `v`'s [`INSERT_COLUMNS`], in order.
+pub(super) fn bind_insert(q: Sql, v: KeyValues, idem: Option<&Idempotency>) -> Sql {
+    q.bind(v.id)
+        .bind(v.hash)
+        .bind(v.owner_id)
+        .bind(v.name)
+        .bind(v.key_type)
+        .bind(v.environment)
+        .bind(v.scopes)
+        .bind(v.metadata)
+        .bind(v.hint)
+        .bind(v.created_at)
+        .bind(v.updated_at)
+        .bind(v.expires_at)
+        .bind(v.revoked_at)
+        .bind(v.revoke_reason)
+        .bind(v.disabled_at)
+        .bind(v.disable_reason)
+        .bind(v.rotated_from)
+        .bind(v.rotated_to)
+        .bind(v.version)
+        .bind(idem.map(|i| i.request_id.as_str()))
+        .bind(idem.map(|i| i.fingerprint.to_vec()))
+        .bind(v.restrictions)
+        .bind(v.rotation_policy)
+        .bind(v.lineage_expires_at)
+        .bind(v.keyspace_id)
+        .bind(v.external_id)
+        .bind(v.imported_at)
+}
+
 /// Inserts a new key. A unique violation (its hash, or its idempotency key)
 /// comes back as the database's error, for [`write`] to tell apart.
 async fn insert_key(
@@ -90,45 +131,13 @@ async fn insert_key(
     key: &KeyRecord,
     idem: Option<&Idempotency>,
 ) -> Result<(), StoreError> {
-    let v = KeyValues::from(key);
-    sql(
-        "INSERT INTO keys (id, key_hash, owner_id, name, key_type, environment, scopes, \
-         metadata, hint, created_at, updated_at, expires_at, revoked_at, revoke_reason, \
-         disabled_at, disable_reason, rotated_from, rotated_to, version, request_id, \
-         request_fingerprint, restrictions, rotation_policy, lineage_expires_at, keyspace_id, \
-         external_id, imported_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
-    )
-    .bind(v.id)
-    .bind(v.hash)
-    .bind(v.owner_id)
-    .bind(v.name)
-    .bind(v.key_type)
-    .bind(v.environment)
-    .bind(v.scopes)
-    .bind(v.metadata)
-    .bind(v.hint)
-    .bind(v.created_at)
-    .bind(v.updated_at)
-    .bind(v.expires_at)
-    .bind(v.revoked_at)
-    .bind(v.revoke_reason)
-    .bind(v.disabled_at)
-    .bind(v.disable_reason)
-    .bind(v.rotated_from)
-    .bind(v.rotated_to)
-    .bind(v.version)
-    .bind(idem.map(|i| i.request_id.as_str()))
-    .bind(idem.map(|i| i.fingerprint.to_vec()))
-    .bind(v.restrictions)
-    .bind(v.rotation_policy)
-    .bind(v.lineage_expires_at)
-    .bind(v.keyspace_id)
-    .bind(v.external_id)
-    .bind(v.imported_at)
-    .execute(tx)
-    .await?;
+    let q = sql(format!(
+        "INSERT INTO keys ({INSERT_COLUMNS}) VALUES ({})",
+        super::key_roles_sql::placeholders(1, INSERT_COLUMN_COUNT)
+    ));
+    bind_insert(q, KeyValues::from(key), idem)
+        .execute(tx)
+        .await?;
     Ok(())
 }
 
