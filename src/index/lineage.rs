@@ -19,8 +19,49 @@ impl Lineage {
             Some("the change log's epoch changed (a restore or a failover)")
         } else if bounds.head < applied {
             Some("the change log's head is below the applied sequence (a restore or a failover)")
+        } else if bounds.pruned_through > applied {
+            // Rows this replica never read are gone, even if none follow
+            // them to show the gap.
+            Some("change-log rows after the applied sequence were pruned")
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds(pruned_through: i64, head: i64) -> LogBounds {
+        LogBounds {
+            pruned_through,
+            head,
+            epoch: 7,
+        }
+    }
+
+    #[test]
+    fn rows_pruned_past_the_applied_sequence_need_a_reload() {
+        let lineage = Lineage {
+            epoch: Some(7),
+            anchor: None,
+        };
+        assert_eq!(lineage.moved(&bounds(0, 10), 4), None);
+        assert_eq!(lineage.moved(&bounds(4, 10), 4), None);
+        // Row 5 was pruned before it was read, and nothing may follow it.
+        assert!(lineage.moved(&bounds(5, 5), 4).is_some());
+        assert!(lineage.moved(&bounds(0, 3), 4).is_some());
+        assert!(
+            lineage
+                .moved(
+                    &LogBounds {
+                        epoch: 8,
+                        ..bounds(0, 10)
+                    },
+                    4
+                )
+                .is_some()
+        );
     }
 }

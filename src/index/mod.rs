@@ -15,7 +15,7 @@ mod retention;
 mod runtime;
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicBool, AtomicI64, Ordering},
@@ -51,6 +51,11 @@ pub struct KeyIndex {
     keyspaces: KeyspaceSlots,
     /// The keyspaces' legacy formats.
     legacy: legacy::Shared,
+    /// While a reload runs: what this replica's own writes installed
+    /// meanwhile. The snapshot may predate them (a revoke committed while
+    /// it was read), and the log rows that would bring them again may be
+    /// pruned before the feed reads them, so the reload keeps them.
+    written_during_reload: Mutex<Option<HashMap<KeyHash, Arc<Entry>>>>,
 }
 
 #[derive(Default)]
@@ -85,7 +90,10 @@ where
 /// A reload in progress: each record [`put`](Reload::put) replaces what is
 /// held whatever its version (a restored database can hold older versions
 /// than the index), and [`finish`](Reload::finish) drops the keys the
-/// snapshot did not hold. Entries are swapped one at a time under the shard
+/// snapshot did not hold. What this replica's own writes install during the
+/// reload is neither replaced by an older snapshot row nor dropped: those
+/// writes went to the database the snapshot is read from, so their versions
+/// compare with its rows. Entries are swapped one at a time under the shard
 /// locks Verify already takes, so Verify never waits for a reload. Dropped
 /// without `finish` (the snapshot failed), it leaves every key in place.
 pub struct Reload<'a> {
@@ -96,14 +104,38 @@ pub struct Reload<'a> {
 impl Reload<'_> {
     pub fn put(&mut self, record: &KeyRecord) {
         self.seen.insert(record.hash);
-        self.index.replace(record);
+        let newer_local = self
+            .index
+            .local_writes()
+            .as_ref()
+            .and_then(|w| w.get(&record.hash))
+            .is_some_and(|local| local.version >= record.version);
+        if !newer_local {
+            self.index.replace(record);
+        }
     }
 
     /// Returns how many keys were dropped.
     pub fn finish(self) -> usize {
+        // From here on a local write is an ordinary versioned upsert.
+        let local = self.index.local_writes().take().unwrap_or_default();
+        // A local write that raced a `put` of the same key is installed
+        // again if the snapshot's row is older.
+        for (hash, entry) in &local {
+            self.index.install_if_newer(*hash, Arc::clone(entry));
+        }
         let before = self.index.keys.len();
-        self.index.keys.retain(|hash, _| self.seen.contains(hash));
+        self.index
+            .keys
+            .retain(|hash, _| self.seen.contains(hash) || local.contains_key(hash));
         before - self.index.keys.len()
+    }
+}
+
+impl Drop for Reload<'_> {
+    fn drop(&mut self) {
+        // Finished or failed, the reload no longer collects local writes.
+        self.index.local_writes().take();
     }
 }
 
@@ -116,6 +148,7 @@ impl Default for KeyIndex {
             interned: Mutex::default(),
             keyspaces: KeyspaceSlots::default(),
             legacy: legacy::Shared::default(),
+            written_during_reload: Mutex::default(),
         }
     }
 }
@@ -156,28 +189,50 @@ impl KeyIndex {
     /// the new one under the map's shard lock. A Verify that makes the old
     /// entry's runtime in the same instant keeps its counts (the recorder
     /// queues them for the flush); only a bucket so made starts over.
+    ///
+    /// The change feed calls it only outside a reload, so one made during a
+    /// reload is this replica's own write, and the reload keeps it.
     pub fn upsert(&self, record: &KeyRecord) {
-        let entry = {
+        let entry = Arc::new({
             let mut interned = self.interned.lock().unwrap_or_else(PoisonError::into_inner);
             interned.entry(record, &self.keyspaces)
-        };
-        match self.keys.entry(record.hash) {
+        });
+        if let Some(written) = self.local_writes().as_mut() {
+            let newer = written
+                .get(&record.hash)
+                .is_none_or(|held| held.version < entry.version);
+            if newer {
+                written.insert(record.hash, Arc::clone(&entry));
+            }
+        }
+        self.install_if_newer(record.hash, entry);
+    }
+
+    fn install_if_newer(&self, hash: KeyHash, entry: Arc<Entry>) {
+        match self.keys.entry(hash) {
             MapEntry::Occupied(mut held) => {
                 if held.get().version < entry.version {
                     held.get().pass_runtime_to(&entry);
-                    held.insert(Arc::new(entry));
+                    held.insert(entry);
                 }
             }
             MapEntry::Vacant(slot) => {
-                slot.insert(Arc::new(entry));
+                slot.insert(entry);
             }
         }
+    }
+
+    fn local_writes(&self) -> std::sync::MutexGuard<'_, Option<HashMap<KeyHash, Arc<Entry>>>> {
+        self.written_during_reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Starts making the index equal to a snapshot, for a reload after the
     /// change log went back (a restore or a failover) or lost rows we never
     /// read. See [`Reload`].
     pub fn begin_reload(&self) -> Reload<'_> {
+        *self.local_writes() = Some(HashMap::new());
         Reload {
             index: self,
             seen: HashSet::new(),
@@ -233,3 +288,6 @@ impl KeyIndex {
         self.keys.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests;
