@@ -185,6 +185,8 @@ value_from! {
 pub(crate) struct Sql {
     text: Cow<'static, str>,
     values: Vec<Value>,
+    /// Kept as a prepared statement on its connection (the default).
+    persistent: bool,
 }
 
 /// Starts a statement. Its text is written in the source or assembled from
@@ -193,14 +195,19 @@ pub(crate) fn sql(text: impl Into<Cow<'static, str>>) -> Sql {
     Sql {
         text: text.into(),
         values: Vec::new(),
+        persistent: true,
     }
 }
 
 /// Binds every value into a sqlx query of one backend.
 macro_rules! bound {
     ($make:path, $db:ty, $sql:expr) => {{
-        let Sql { text, values } = $sql;
-        let mut q = $make(AssertSqlSafe(text));
+        let Sql {
+            text,
+            values,
+            persistent,
+        } = $sql;
+        let mut q = $make(AssertSqlSafe(text)).persistent(persistent);
         for v in values {
             q = match v {
                 Value::Int(v) => q.bind(v),
@@ -218,6 +225,16 @@ impl Sql {
     /// Binds the next parameter.
     pub(crate) fn bind(mut self, v: impl Into<Value>) -> Self {
         self.values.push(v.into());
+        self
+    }
+
+    /// Plans the statement for its values each time it runs, instead of
+    /// keeping it prepared: for a list whose length varies (`IN ($1, …)`).
+    /// Each length would be another cached statement, and PostgreSQL's
+    /// generic plan for one, made while a table was small, stays a
+    /// sequential scan on that connection however large the table grows.
+    pub(crate) fn unprepared(mut self) -> Self {
+        self.persistent = false;
         self
     }
 

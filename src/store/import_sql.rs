@@ -39,6 +39,7 @@ pub(super) async fn keys_by_hash_or_id(
             "SELECT {KEY_COLUMNS} FROM keys WHERE key_hash IN ({})",
             placeholders(1, chunk.len())
         ))
+        .unprepared()
         .bind_all(chunk.iter().map(|h| h.as_bytes().to_vec()))
         .fetch_all(db)
         .await?;
@@ -64,6 +65,7 @@ async fn keys_by_id(db: &Db, ids: &[KeyId]) -> Result<Vec<KeyRecord>, StoreError
             "SELECT {KEY_COLUMNS} FROM keys WHERE id IN ({})",
             placeholders(1, chunk.len())
         ))
+        .unprepared()
         .bind_all(chunk.iter().map(KeyId::as_str))
         .fetch_all(db)
         .await?;

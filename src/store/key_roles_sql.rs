@@ -212,7 +212,8 @@ pub(super) async fn resolve_roles(db: &Db, keys: &mut [KeyRecord]) -> Result<(),
         let mut q = sql(format!(
             "{HOLDINGS} WHERE kr.key_id IN ({}) ORDER BY kr.key_id, kr.role_name",
             placeholders(1, chunk.len())
-        ));
+        ))
+        .unprepared();
         for k in chunk {
             q = q.bind(k.id.as_str());
         }
