@@ -314,6 +314,7 @@ mod tests {
             keyspace_id: keyspace.parse().unwrap(),
             expires_at: None,
             at: Timestamp::from_millis(0),
+            key_version: Some(2),
         }
     }
 

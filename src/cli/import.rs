@@ -435,10 +435,14 @@ impl Progress {
     }
 }
 
-/// Batches in flight at once. One: on SQLite, batches sent together queue
-/// for its one writer, and past its busy timeout the last one fails; the
-/// server does not yet answer that as a retryable UNAVAILABLE.
-const PIPELINE: usize = 1;
+/// Batches in flight at once: while the server commits one, it reads and
+/// checks the next. The server takes them in turn (one at a time on
+/// SQLite); one it answers UNAVAILABLE is sent again.
+const PIPELINE: usize = 3;
+
+/// How often a batch answered UNAVAILABLE is sent again, waiting twice as
+/// long each time from 100 ms up to 1.6 s: about 25 s in all.
+const UNAVAILABLE_RETRIES: u32 = 18;
 
 impl Summary {
     fn absorb(&mut self, other: Summary) {
@@ -497,6 +501,7 @@ impl Client {
         batch: &mut Vec<Line>,
         sum: &mut Summary,
     ) -> Result<(), String> {
+        let mut unavailable = 0;
         while !batch.is_empty() {
             let msg = pb::ImportKeysRequest {
                 keyspace: keyspace.to_owned(),
@@ -534,6 +539,17 @@ impl Client {
                     };
                     let bad = batch.remove(i);
                     sum.errors.push((bad.number, s.message().to_owned()));
+                }
+                // Busy or briefly unreachable: the batch committed nothing
+                // (or, if its answer was lost, landed and comes back as
+                // unchanged).
+                Err(s)
+                    if s.code() == tonic::Code::Unavailable
+                        && unavailable < UNAVAILABLE_RETRIES =>
+                {
+                    let wait = std::time::Duration::from_millis(100 << unavailable.min(4));
+                    unavailable += 1;
+                    tokio::time::sleep(wait).await;
                 }
                 Err(s) => return Err(self.fail(s)),
             }

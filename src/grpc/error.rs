@@ -56,9 +56,45 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_) => true,
         // SQLSTATE class 08 (connection exception) and 57 (operator
         // intervention, e.g. the server is shutting down).
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57")),
+        // SQLite's busy and locked results (5, 6 and their extended
+        // codes): its one writer stayed taken past the busy timeout.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08")
+                || c.starts_with("57")
+                || matches!(&*c, "5" | "6" | "261" | "262" | "517")
+        }),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
+
+    use super::*;
+
+    /// SQLite's one writer, held past the busy timeout: a real SQLITE_BUSY.
+    #[tokio::test]
+    async fn a_busy_sqlite_writer_is_unavailable_not_internal() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("busy.db"))
+            .create_if_missing(true)
+            .busy_timeout(Duration::ZERO);
+        let mut holder = SqliteConnection::connect_with(&options).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE t (x INTEGER); BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let mut other = SqliteConnection::connect_with(&options).await.unwrap();
+        let busy = sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .expect_err("the write lock is held");
+        let status = Status::from(Error::Store(StoreError::Database(busy)));
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert_eq!(status.message(), "database unavailable; retry");
     }
 }

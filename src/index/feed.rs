@@ -313,7 +313,7 @@ impl ChangeFeed {
         let mut ids: Vec<KeyId> = Vec::with_capacity(changes.len());
         let mut named = std::collections::HashSet::with_capacity(changes.len());
         for c in &changes {
-            if named.insert(&c.key_id) {
+            if !self.holds(c) && named.insert(&c.key_id) {
                 ids.push(c.key_id.clone());
             }
         }
@@ -364,6 +364,17 @@ impl ChangeFeed {
             None if full => Ok(Step::More),
             None => Ok(Step::Done(self.index.applied_seq())),
         }
+    }
+
+    /// Whether the index already holds the version `change` wrote: this
+    /// replica made the change and installed it (an import's thousand keys
+    /// a batch), so there is nothing to read again.
+    fn holds(&self, change: &Change) -> bool {
+        change.key_version.is_some_and(|v| {
+            self.index
+                .get(&change.key_hash)
+                .is_some_and(|held| held.version >= v)
+        })
     }
 
     /// Makes the index equal to a fresh snapshot, resets the applied

@@ -3,12 +3,23 @@
 use serde_json::json;
 
 use super::{Scheduler, days, expired_notice};
-use crate::error::Result;
+use crate::{error::Result, store::LiveKeys};
 
 pub async fn run(s: &Scheduler) -> Result<usize> {
     let now = s.clock.now();
     let mut sent = 0;
-    for key in s.live_keys().await? {
+    // Expired, or within the longest notice lead of it.
+    let lead = s
+        .config
+        .expiry_notice
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or_default();
+    for key in s
+        .live_keys(LiveKeys::ExpiringBy(now.saturating_add(lead)))
+        .await?
+    {
         let Some(expires) = key.expires_at else {
             continue;
         };

@@ -2,14 +2,17 @@
 //! `end_grace_when_idle` expires early once its successor is in use and the
 //! old key has been silent that long.
 
-use crate::{error::Result, store::ChangeKind};
+use crate::{
+    error::Result,
+    store::{ChangeKind, LiveKeys},
+};
 
 use super::{Scheduler, expired_notice};
 
 pub async fn run(s: &Scheduler) -> Result<usize> {
     let now = s.clock.now();
     let mut ended = 0;
-    for key in s.live_keys().await? {
+    for key in s.live_keys(LiveKeys::InIdleGrace).await? {
         let (Some(idle), Some(next)) = (key.end_grace_when_idle, &key.rotated_to) else {
             continue;
         };

@@ -19,7 +19,7 @@ use crate::{
     domain::{Clock, KeyRecord, KeyRotation, StalePolicy},
     error::Result,
     keys::Keys,
-    store::Store,
+    store::{LiveKeys, Store},
 };
 
 #[derive(Clone, Debug)]
@@ -106,10 +106,11 @@ impl Scheduler {
         }
     }
 
-    /// Every key not revoked, from the store: the index holds only what
-    /// Verify needs, and the store has every replica's flushed last use.
-    async fn live_keys(&self) -> crate::error::Result<Vec<KeyRecord>> {
-        Ok(self.store.live_keys().await?)
+    /// The keys not revoked that a job looks at, from the store: the index
+    /// holds only what Verify needs, and the store has every replica's
+    /// flushed last use.
+    async fn live_keys(&self, which: LiveKeys) -> crate::error::Result<Vec<KeyRecord>> {
+        Ok(self.store.live_keys(which).await?)
     }
 }
 

@@ -8,13 +8,19 @@ use super::{Scheduler, days};
 use crate::{
     domain::{KeyRotation, KeyState},
     error::Result,
-    store::ChangeKind,
+    store::{ChangeKind, LiveKeys},
 };
 
 pub async fn run(s: &Scheduler) -> Result<usize> {
     let now = s.clock.now();
     let mut sent = 0;
-    for key in s.live_keys().await? {
+    // A server-wide default reaches every key; without one, only keys
+    // with a policy of their own are due.
+    let which = match s.config.default_rotation {
+        Some(_) => LiveKeys::All,
+        None => LiveKeys::WithRotationPolicy,
+    };
+    for key in s.live_keys(which).await? {
         if key.rotated_to.is_some() || key.state(now) != KeyState::Active {
             continue;
         }

@@ -239,6 +239,11 @@ impl Keys {
             actor.require(Permission::KeysRevoke)?;
         }
         let mut entries = req.entries;
+        let _turn = self
+            .imports
+            .acquire()
+            .await
+            .map_err(|_| Error::Unavailable("shutting down"))?;
         for _ in 0..CONFLICT_RETRIES {
             // Planned anew on each try: a role or the catalogue may have
             // changed since the last.

@@ -104,6 +104,10 @@ pub struct Keys {
     page_tokens: PageTokens,
     /// Usage limits: an owner written here applies on this replica at once.
     limiter: Arc<crate::limits::Limiter>,
+    /// ImportKeys batches committing at once on this replica: one on
+    /// SQLite (its one writer; more would wait out its busy timeout), two
+    /// on PostgreSQL. A client may pipeline batches; they queue here.
+    imports: Arc<tokio::sync::Semaphore>,
 }
 
 /// How often a mutation re-reads and retries after losing a version race.
@@ -118,6 +122,10 @@ impl Keys {
         page_tokens: PageTokens,
         limiter: Arc<crate::limits::Limiter>,
     ) -> Self {
+        let imports = match store.backend() {
+            "sqlite" => 1,
+            _ => 2,
+        };
         Self {
             store,
             index,
@@ -125,6 +133,7 @@ impl Keys {
             config,
             page_tokens,
             limiter,
+            imports: Arc::new(tokio::sync::Semaphore::new(imports)),
         }
     }
 

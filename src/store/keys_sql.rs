@@ -1,7 +1,7 @@
 //! The keys table: [`write`], the one way a key changes, and the reads.
 
 use super::{
-    Idempotency, KeyFilter, NewChange, StoreError, WriteBatch, WriteOutcome,
+    Idempotency, KeyFilter, LiveKeys, NewChange, StoreError, WriteBatch, WriteOutcome,
     audit_sql::{append_audit, lock_seq},
     catalogue_sql,
     db::{CHANGE_CHANNEL, Db, Sql, Tx, sql},
@@ -190,25 +190,11 @@ pub(super) async fn append_changes(
     let numbered: Vec<(i64, &NewChange)> = (first_seq..).zip(changes).collect();
     for chunk in numbered.chunks(ROWS) {
         let rows: Vec<String> = (0..chunk.len())
-            .map(|r| {
-                let p = r * 9;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7,
-                    p + 8,
-                    p + 9
-                )
-            })
+            .map(|r| format!("({})", super::key_roles_sql::placeholders(r * 10 + 1, 10)))
             .collect();
         let mut q = sql(format!(
             "INSERT INTO key_changes (seq, key_id, key_hash, kind, owner_id, environment, \
-             expires_at, at, keyspace_id) VALUES {}",
+             expires_at, at, keyspace_id, key_version) VALUES {}",
             rows.join(", ")
         ));
         for (seq, c) in chunk {
@@ -221,7 +207,8 @@ pub(super) async fn append_changes(
                 .bind(c.environment.as_str())
                 .bind(c.expires_at.map(|t| t.as_millis()))
                 .bind(at)
-                .bind(c.keyspace_id.as_str());
+                .bind(c.keyspace_id.as_str())
+                .bind(c.key_version);
         }
         q.execute(&mut *tx).await?;
     }
@@ -345,12 +332,23 @@ pub(super) async fn snapshot(
     Ok(seq)
 }
 
-pub(super) async fn live_keys(db: &Db) -> Result<Vec<KeyRecord>, StoreError> {
-    let rows = sql(format!(
-        "SELECT {KEY_COLUMNS} FROM keys WHERE revoked_at IS NULL ORDER BY id"
-    ))
-    .fetch_all::<KeyRow>(db)
-    .await?;
+pub(super) async fn live_keys(db: &Db, which: LiveKeys) -> Result<Vec<KeyRecord>, StoreError> {
+    let (filter, by) = match which {
+        LiveKeys::All => ("", None),
+        LiveKeys::InIdleGrace => (
+            " AND grace_idle_ms IS NOT NULL AND rotated_to IS NOT NULL",
+            None,
+        ),
+        LiveKeys::ExpiringBy(t) => (" AND expires_at <= $1", Some(t.as_millis())),
+        LiveKeys::WithRotationPolicy => (" AND rotation_policy IS NOT NULL", None),
+    };
+    let mut q = sql(format!(
+        "SELECT {KEY_COLUMNS} FROM keys WHERE revoked_at IS NULL{filter} ORDER BY id"
+    ));
+    if let Some(t) = by {
+        q = q.bind(t);
+    }
+    let rows = q.fetch_all::<KeyRow>(db).await?;
     resolved(db, rows).await
 }
 

@@ -11,8 +11,8 @@ use crate::domain::Timestamp;
 impl LogStore for SqlStore {
     async fn changes_after(&self, seq: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
         sql(
-            "SELECT seq, key_id, key_hash, kind, owner_id, environment, keyspace_id, expires_at, at \
-             FROM key_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, key_id, key_hash, kind, owner_id, environment, keyspace_id, expires_at, at, \
+             key_version FROM key_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(seq)
         .bind(i64::from(limit))

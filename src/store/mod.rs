@@ -200,6 +200,9 @@ pub struct Change {
     /// The key's expiry after the change.
     pub expires_at: Option<Timestamp>,
     pub at: Timestamp,
+    /// The key's version the change wrote; `None` on rows older than the
+    /// column.
+    pub key_version: Option<i64>,
 }
 
 /// A change-log row about to be written, taken from the key's new version.
@@ -212,6 +215,7 @@ pub struct NewChange {
     pub environment: Environment,
     pub keyspace_id: KeyspaceId,
     pub expires_at: Option<Timestamp>,
+    pub key_version: i64,
 }
 
 impl NewChange {
@@ -224,8 +228,21 @@ impl NewChange {
             environment: key.environment,
             keyspace_id: key.keyspace_id.clone(),
             expires_at: key.expires_at,
+            key_version: key.version,
         }
     }
+}
+
+/// Which live keys a background job reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LiveKeys {
+    All,
+    /// Rotated keys whose overlap ends when they fall idle.
+    InIdleGrace,
+    /// Keys with an expiry at or before this time.
+    ExpiringBy(Timestamp),
+    /// Keys with a rotation policy of their own.
+    WithRotationPolicy,
 }
 
 /// Which part of the change log exists: cursors in `pruned_through..=head`
@@ -396,8 +413,9 @@ pub trait Store:
     /// returns the change-log sequence the
     /// set reflects.
     async fn snapshot(&self, sink: &mut (dyn FnMut(KeyRecord) + Send)) -> Result<i64, StoreError>;
-    /// Every key not revoked, for the background jobs.
-    async fn live_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// The keys not revoked that a background job looks at: a filter in
+    /// SQL, so a job over a million keys reads only its few.
+    async fn live_keys(&self, which: LiveKeys) -> Result<Vec<KeyRecord>, StoreError>;
     /// Admin tokens not revoked (the bootstrap token is minted at zero).
     async fn count_admin_tokens(&self) -> Result<i64, StoreError>;
     /// The installation's key for page tokens: the stored one, or

@@ -332,7 +332,7 @@ fn corrupt_key(id: &str) -> StoreError {
     StoreError::Corrupt(format!("id of key {id}"))
 }
 
-type HolderRow = (String, Vec<u8>, String, String, Option<i64>, String);
+type HolderRow = (String, Vec<u8>, String, String, Option<i64>, String, i64);
 
 /// Gives every live holder of the role a new version, and returns their
 /// change-log rows of `kind`, by key id.
@@ -345,7 +345,7 @@ async fn bump_holders(
     let mut rows: Vec<HolderRow> = sql(
         "UPDATE keys SET version = version + 1 WHERE revoked_at IS NULL AND id IN \
          (SELECT key_id FROM key_roles WHERE keyspace_id = $1 AND role_name = $2) \
-         RETURNING id, key_hash, owner_id, environment, expires_at, keyspace_id",
+         RETURNING id, key_hash, owner_id, environment, expires_at, keyspace_id, version",
     )
     .bind(ks)
     .bind(name)
@@ -353,7 +353,7 @@ async fn bump_holders(
     .await?;
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     rows.into_iter()
-        .map(|(id, hash, owner, env, expires, keyspace)| {
+        .map(|(id, hash, owner, env, expires, keyspace, version)| {
             let bad = || corrupt_key(&id);
             Ok(NewChange {
                 kind,
@@ -362,6 +362,7 @@ async fn bump_holders(
                 environment: env.parse().map_err(|_| bad())?,
                 keyspace_id: keyspace.parse().map_err(|_| bad())?,
                 expires_at: expires.map(Timestamp::from_millis),
+                key_version: version,
                 key_id: id.parse().map_err(|_| bad())?,
             })
         })

@@ -236,6 +236,7 @@ pub(super) struct ChangeRow {
     keyspace_id: String,
     expires_at: Option<i64>,
     at: i64,
+    key_version: Option<i64>,
 }
 
 impl TryFrom<ChangeRow> for Change {
@@ -253,6 +254,7 @@ impl TryFrom<ChangeRow> for Change {
             keyspace_id: r.keyspace_id.parse().map_err(|_| bad())?,
             expires_at: r.expires_at.map(Timestamp::from_millis),
             at: Timestamp::from_millis(r.at),
+            key_version: r.key_version,
         })
     }
 }

@@ -10,8 +10,8 @@
 use async_trait::async_trait;
 
 use super::{
-    AuditEvent, AuditFilter, Durability, ImportBatch, KeyFilter, PgWakeups, Store, StoreError,
-    WriteBatch, WriteOutcome, audit_sql,
+    AuditEvent, AuditFilter, Durability, ImportBatch, KeyFilter, LiveKeys, PgWakeups, Store,
+    StoreError, WriteBatch, WriteOutcome, audit_sql,
     db::{Db, sql},
     import_sql, keys_sql, postgres, sqlite,
 };
@@ -82,8 +82,8 @@ impl Store for SqlStore {
         keys_sql::snapshot(&self.db, sink).await
     }
 
-    async fn live_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        keys_sql::live_keys(&self.db).await
+    async fn live_keys(&self, which: LiveKeys) -> Result<Vec<KeyRecord>, StoreError> {
+        keys_sql::live_keys(&self.db, which).await
     }
 
     async fn count_admin_tokens(&self) -> Result<i64, StoreError> {

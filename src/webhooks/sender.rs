@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use tokio::sync::broadcast::error::TryRecvError;
 use tokio_util::sync::CancellationToken;
 
 use super::{WebhookConfig, resolver::PublicOnly};
@@ -69,7 +70,11 @@ impl WebhookSender {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
-                _ = changes.recv() => {}
+                _ = changes.recv() => {
+                    // A burst of changes (an import brings a thousand a
+                    // batch) is one wake-up, not a round each.
+                    while let Ok(_) | Err(TryRecvError::Lagged(_)) = changes.try_recv() {}
+                }
             }
             if let Ok(n) = self.store.pending_deliveries().await {
                 self.outbox_depth.store(n, Ordering::Relaxed);
