@@ -167,6 +167,7 @@ impl App {
             replica_live_window: (config.feed.poll_interval * 5).max(Duration::from_secs(5)),
             clock: config.clock.clone(),
             leak_lookback: config.leak_lookback,
+            import_duty: config.import_duty,
         };
         let limiter = Arc::new(Limiter::new(
             store.clone(),
@@ -175,6 +176,7 @@ impl App {
         ));
         // Owners' limits are known before Verify answers.
         limiter.reload_owners().await?;
+        let usage = Arc::new(Recorder::default());
         let keys = Keys::new(
             store.clone(),
             index.clone(),
@@ -182,6 +184,7 @@ impl App {
             keys_config,
             page_tokens.clone(),
             limiter.clone(),
+            usage.clone(),
         );
         let auth = AdminAuth::new(store.clone(), config.auth_limits, config.clock.clone());
         // Before any listener serves: the verify listener's credential
@@ -201,7 +204,7 @@ impl App {
             keys,
             page_tokens,
             auth,
-            usage: Arc::default(),
+            usage,
             limiter,
             tls: config.tls.as_ref().map(load_tls).transpose()?,
         })

@@ -58,6 +58,9 @@ pub struct Config {
     /// A leak report that does not say when its key became public takes it
     /// as public since this long before the report.
     pub leak_lookback: Duration,
+    /// The share of the time ImportKeys batches may take while this replica
+    /// answers Verify calls (`--import-duty`); 1 never waits.
+    pub import_duty: f64,
 }
 
 /// Connection and call limits of one listener. A breach gets a clear answer:
@@ -161,6 +164,7 @@ impl Default for Config {
             shutdown_deadline: Duration::from_secs(20),
             public: None,
             leak_lookback: crate::keys::DEFAULT_LEAK_LOOKBACK,
+            import_duty: crate::keys::DEFAULT_IMPORT_DUTY,
         }
     }
 }

@@ -261,6 +261,11 @@ struct ServeArgs {
     /// rotated itself into since then are ended with it.
     #[arg(long, env = "KEYSMITH_LEAK_LOOKBACK", default_value = "24h", value_parser = parse_duration)]
     leak_lookback: Duration,
+    /// While this replica answers Verify calls, ImportKeys batches take at
+    /// most this share of the time, so live traffic keeps its throughput
+    /// (1 never waits). An idle replica imports flat out.
+    #[arg(long, env = "KEYSMITH_IMPORT_DUTY", default_value = "0.2", value_parser = parse_duty)]
+    import_duty: f64,
     /// How long the change log keeps rows for resuming revocation streams.
     #[arg(long, env = "KEYSMITH_CHANGE_RETENTION", default_value = "7d", value_parser = parse_duration)]
     change_retention: Duration,
@@ -268,6 +273,14 @@ struct ServeArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// A share of the time: above 0, at most 1.
+fn parse_duty(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(d) if d > 0.0 && d <= 1.0 => Ok(d),
+        _ => Err("a number above 0 and at most 1, such as 0.2".into()),
+    }
 }
 
 /// A comma-separated list of durations.
@@ -382,6 +395,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             ..Default::default()
         }),
         leak_lookback: args.leak_lookback,
+        import_duty: args.import_duty,
         prune_interval: (args.change_retention / 10)
             .clamp(Duration::from_secs(1), defaults.prune_interval),
         ..defaults

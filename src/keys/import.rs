@@ -4,7 +4,12 @@
 //! hash: a key already here is unchanged, or a conflict, or overwritten
 //! when asked.
 
-use std::{collections::HashMap, fmt};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -216,6 +221,21 @@ fn overwritten(stored: &KeyRecord, new: &KeyRecord, now: Timestamp) -> (KeyRecor
     (next, kind)
 }
 
+/// A replica that answered a Verify call this recently is serving traffic.
+const TRAFFIC_WINDOW: Duration = Duration::from_secs(1);
+
+/// The longest an import waits after a batch.
+const MAX_REST: Duration = Duration::from_secs(5);
+
+/// How long the next import batch waits after one that took `took`, so
+/// that while Verify traffic is `busy` imports take `duty` of the time.
+fn rest(took: Duration, duty: f64, busy: bool) -> Duration {
+    if !busy || duty >= 1.0 {
+        return Duration::ZERO;
+    }
+    took.mul_f64((1.0 - duty) / duty.max(0.01)).min(MAX_REST)
+}
+
 impl Keys {
     /// Imports one batch for `actor`: checked whole, then committed whole
     /// (or, with `dry_run`, only classified).
@@ -238,12 +258,31 @@ impl Keys {
             // ended: what RevokeKey and DisableKey need.
             actor.require(Permission::KeysRevoke)?;
         }
-        let mut entries = req.entries;
-        let _turn = self
-            .imports
-            .acquire()
+        // While Verify is answered, batches run one at a time (a batch
+        // takes every turn) and rest between them; otherwise side by side.
+        let busy = || self.traffic.answered_within(self.now(), TRAFFIC_WINDOW);
+        let turns = if busy() { self.import_turns } else { 1 };
+        let turn = Arc::clone(&self.imports)
+            .acquire_many_owned(turns)
             .await
             .map_err(|_| Error::Unavailable("shutting down"))?;
+        let started = Instant::now();
+        let done = self.import_batch(req, actor).await;
+        // Yield to Verify: the next batch waits, this answer does not.
+        match rest(started.elapsed(), self.config.import_duty, busy()) {
+            Duration::ZERO => drop(turn),
+            rest => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(rest).await;
+                    drop(turn);
+                });
+            }
+        }
+        done
+    }
+
+    async fn import_batch(&self, req: Import, actor: &Actor) -> Result<Imported> {
+        let mut entries = req.entries;
         for _ in 0..CONFLICT_RETRIES {
             // Planned anew on each try: a role or the catalogue may have
             // changed since the last.
@@ -482,5 +521,21 @@ impl Keys {
         }
         self.feed.wake();
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imports_rest_only_while_verify_is_answered() {
+        let took = Duration::from_millis(100);
+        assert_eq!(rest(took, 0.2, false), Duration::ZERO);
+        assert_eq!(rest(took, 1.0, true), Duration::ZERO);
+        // A fifth of the time: 100 ms of work, 400 ms of rest.
+        assert_eq!(rest(took, 0.2, true), Duration::from_millis(400));
+        assert_eq!(rest(took, 0.5, true), took);
+        assert_eq!(rest(Duration::from_secs(10), 0.2, true), MAX_REST);
     }
 }

@@ -65,6 +65,9 @@ pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(90 * 24 * 3600);
 /// How long before a leak report without a time its key is taken as public.
 pub const DEFAULT_LEAK_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
 
+/// The share of the time imports take while Verify calls are answered.
+pub const DEFAULT_IMPORT_DUTY: f64 = 0.2;
+
 /// Longest grace period RotateKey accepts.
 pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -80,6 +83,9 @@ pub struct KeysConfig {
     /// A leak report that does not say when the key became public takes it
     /// as public since this long before the report (`--leak-lookback`).
     pub leak_lookback: Duration,
+    /// The share of the time ImportKeys batches may take while this replica
+    /// answers Verify calls (`--import-duty`).
+    pub import_duty: f64,
 }
 
 impl Default for KeysConfig {
@@ -89,6 +95,7 @@ impl Default for KeysConfig {
             replica_live_window: Duration::from_secs(5),
             clock: Clock::system(),
             leak_lookback: DEFAULT_LEAK_LOOKBACK,
+            import_duty: DEFAULT_IMPORT_DUTY,
         }
     }
 }
@@ -104,10 +111,24 @@ pub struct Keys {
     page_tokens: PageTokens,
     /// Usage limits: an owner written here applies on this replica at once.
     limiter: Arc<crate::limits::Limiter>,
-    /// ImportKeys batches committing at once on this replica: one on
-    /// SQLite (its one writer; more would wait out its busy timeout), two
-    /// on PostgreSQL. A client may pipeline batches; they queue here.
+    /// ImportKeys batches take turns on this replica, `import_turns` at a
+    /// time. A client may pipeline batches; they queue here, each decoded
+    /// before its turn, and the pause that yields to Verify traffic holds
+    /// a turn.
     imports: Arc<tokio::sync::Semaphore>,
+    import_turns: u32,
+    /// Whether Verify calls are being answered: imports yield to them.
+    traffic: Arc<crate::usage::Recorder>,
+}
+
+/// ImportKeys batches at once on one replica: one on SQLite, whose one
+/// writer would make a second wait out its busy timeout; two on
+/// PostgreSQL, so one batch is checked while another commits.
+fn import_turns(backend: &str) -> u32 {
+    match backend {
+        "sqlite" => 1,
+        _ => 2,
+    }
 }
 
 /// How often a mutation re-reads and retries after losing a version race.
@@ -121,11 +142,9 @@ impl Keys {
         config: KeysConfig,
         page_tokens: PageTokens,
         limiter: Arc<crate::limits::Limiter>,
+        traffic: Arc<crate::usage::Recorder>,
     ) -> Self {
-        let imports = match store.backend() {
-            "sqlite" => 1,
-            _ => 2,
-        };
+        let import_turns = import_turns(store.backend());
         Self {
             store,
             index,
@@ -133,7 +152,9 @@ impl Keys {
             config,
             page_tokens,
             limiter,
-            imports: Arc::new(tokio::sync::Semaphore::new(imports)),
+            imports: Arc::new(tokio::sync::Semaphore::new(import_turns as usize)),
+            import_turns,
+            traffic,
         }
     }
 

@@ -10,7 +10,7 @@ use std::{
     net::IpAddr,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
     },
 };
 
@@ -87,6 +87,9 @@ impl UnknownDelta {
 pub struct Recorder {
     malformed: AtomicU64,
     not_found: AtomicU64,
+    /// The last millisecond a call on a known key was counted: whether
+    /// this replica is answering Verify traffic now (imports yield to it).
+    last_call: AtomicI64,
     /// Keys with counts since the last flush; each is queued once.
     dirty: Mutex<Vec<Arc<KeyRuntime>>>,
 }
@@ -104,6 +107,12 @@ impl Recorder {
         counter.fetch_add(1, Relaxed);
     }
 
+    /// Whether a call on a known key was counted within `window` of `now`.
+    pub fn answered_within(&self, now: Timestamp, window: std::time::Duration) -> bool {
+        let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        now.as_millis().saturating_sub(self.last_call.load(Relaxed)) <= window
+    }
+
     /// Counts a call on a known key; only a call that passes moves its
     /// last use and last client IP.
     #[inline]
@@ -114,6 +123,11 @@ impl Recorder {
         ip: Option<IpAddr>,
         now: Timestamp,
     ) {
+        // A load first, as for the key's last use below: under load most
+        // calls share a millisecond, and skip the store.
+        if self.last_call.load(Relaxed) < now.as_millis() {
+            self.last_call.store(now.as_millis(), Relaxed);
+        }
         let c = &runtime.usage;
         c.by_code[d.code.index()].fetch_add(1, Relaxed);
         if !d.would_deny.is_empty() {
