@@ -440,7 +440,7 @@ impl Progress {
 /// SQLite); one it answers UNAVAILABLE is sent again.
 const PIPELINE: usize = 3;
 
-/// How often a batch answered UNAVAILABLE is sent again, waiting twice as
+/// How often a batch answered UNAVAILABLE (or DEADLINE_EXCEEDED) is sent again, waiting twice as
 /// long each time from 100 ms up to 1.6 s: about 25 s in all.
 const UNAVAILABLE_RETRIES: u32 = 18;
 
@@ -540,12 +540,14 @@ impl Client {
                     let bad = batch.remove(i);
                     sum.errors.push((bad.number, s.message().to_owned()));
                 }
-                // Busy or briefly unreachable: the batch committed nothing
-                // (or, if its answer was lost, landed and comes back as
-                // unchanged).
+                // Busy, briefly unreachable, or queued past the deadline
+                // behind other imports: the batch committed nothing (or, if
+                // its answer was lost, landed and comes back as unchanged).
                 Err(s)
-                    if s.code() == tonic::Code::Unavailable
-                        && unavailable < UNAVAILABLE_RETRIES =>
+                    if matches!(
+                        s.code(),
+                        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                    ) && unavailable < UNAVAILABLE_RETRIES =>
                 {
                     let wait = std::time::Duration::from_millis(100 << unavailable.min(4));
                     unavailable += 1;

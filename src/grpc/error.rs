@@ -61,7 +61,7 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => db.code().is_some_and(|c| {
             c.starts_with("08")
                 || c.starts_with("57")
-                || matches!(&*c, "5" | "6" | "261" | "262" | "517")
+                || matches!(&*c, "5" | "6" | "261" | "262" | "517" | "518" | "773")
         }),
         _ => false,
     }

@@ -93,7 +93,8 @@ where
 /// snapshot did not hold. What this replica's own writes install during the
 /// reload is neither replaced by an older snapshot row nor dropped: those
 /// writes went to the database the snapshot is read from, so their versions
-/// compare with its rows. Entries are swapped one at a time under the shard
+/// compare with its rows (and not with what the index held before). Lock
+/// order: the local writes, then `interned`, then a map shard. Entries are swapped one at a time under the shard
 /// locks Verify already takes, so Verify never waits for a reload. Dropped
 /// without `finish` (the snapshot failed), it leaves every key in place.
 pub struct Reload<'a> {
@@ -104,9 +105,10 @@ pub struct Reload<'a> {
 impl Reload<'_> {
     pub fn put(&mut self, record: &KeyRecord) {
         self.seen.insert(record.hash);
-        let newer_local = self
-            .index
-            .local_writes()
+        // Held across the look and the swap: a local write cannot land
+        // between them and be replaced by this older row.
+        let written = self.index.local_writes();
+        let newer_local = written
             .as_ref()
             .and_then(|w| w.get(&record.hash))
             .is_some_and(|local| local.version >= record.version);
@@ -117,13 +119,11 @@ impl Reload<'_> {
 
     /// Returns how many keys were dropped.
     pub fn finish(self) -> usize {
-        // From here on a local write is an ordinary versioned upsert.
-        let local = self.index.local_writes().take().unwrap_or_default();
-        // A local write that raced a `put` of the same key is installed
-        // again if the snapshot's row is older.
-        for (hash, entry) in &local {
-            self.index.install_if_newer(*hash, Arc::clone(entry));
-        }
+        // Held across the sweep, so a key created meanwhile is either in
+        // the map (and kept) or lands after it; from then on a local write
+        // is an ordinary versioned upsert.
+        let mut written = self.index.local_writes();
+        let local = written.take().unwrap_or_default();
         let before = self.index.keys.len();
         self.index
             .keys
@@ -197,21 +197,32 @@ impl KeyIndex {
             let mut interned = self.interned.lock().unwrap_or_else(PoisonError::into_inner);
             interned.entry(record, &self.keyspaces)
         });
-        if let Some(written) = self.local_writes().as_mut() {
-            let newer = written
-                .get(&record.hash)
-                .is_none_or(|held| held.version < entry.version);
-            if newer {
-                written.insert(record.hash, Arc::clone(&entry));
+        {
+            let mut written = self.local_writes();
+            if let Some(written) = written.as_mut() {
+                // During a reload, what the index held before it may come
+                // from a log that went back (a failover to a standby that
+                // lost versions), so it is not compared with: the newest of
+                // this replica's own writes wins, and the reload keeps it.
+                if written
+                    .get(&record.hash)
+                    .is_none_or(|held| held.version < entry.version)
+                {
+                    written.insert(record.hash, Arc::clone(&entry));
+                    self.install(record.hash, entry, |_| true);
+                }
+                return;
             }
         }
-        self.install_if_newer(record.hash, entry);
+        self.install(record.hash, entry, |held| held.version < record.version);
     }
 
-    fn install_if_newer(&self, hash: KeyHash, entry: Arc<Entry>) {
+    /// Puts `entry` in place of what is held when `replaces` says so (or
+    /// nothing is), passing the key's runtime on.
+    fn install(&self, hash: KeyHash, entry: Arc<Entry>, replaces: impl Fn(&Entry) -> bool) {
         match self.keys.entry(hash) {
             MapEntry::Occupied(mut held) => {
-                if held.get().version < entry.version {
+                if replaces(held.get()) {
                     held.get().pass_runtime_to(&entry);
                     held.insert(entry);
                 }
@@ -241,19 +252,11 @@ impl KeyIndex {
 
     /// Inserts `record` whatever the held version, keeping the key's runtime.
     fn replace(&self, record: &KeyRecord) {
-        let entry = {
+        let entry = Arc::new({
             let mut interned = self.interned.lock().unwrap_or_else(PoisonError::into_inner);
             interned.entry(record, &self.keyspaces)
-        };
-        match self.keys.entry(record.hash) {
-            MapEntry::Occupied(mut held) => {
-                held.get().pass_runtime_to(&entry);
-                held.insert(Arc::new(entry));
-            }
-            MapEntry::Vacant(slot) => {
-                slot.insert(Arc::new(entry));
-            }
-        }
+        });
+        self.install(record.hash, entry, |_| true);
     }
 
     /// Sets the applied sequence, also backwards: only after a reload.

@@ -82,6 +82,12 @@ impl UnknownDelta {
     }
 }
 
+/// An atomic on a cache line of its own: read by every Verify, so the
+/// counters beside it (bumped by floods of unknown keys) do not evict it.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded(AtomicI64);
+
 /// Shared by every Verify and the flusher.
 #[derive(Debug, Default)]
 pub struct Recorder {
@@ -89,7 +95,7 @@ pub struct Recorder {
     not_found: AtomicU64,
     /// The last millisecond a call on a known key was counted: whether
     /// this replica is answering Verify traffic now (imports yield to it).
-    last_call: AtomicI64,
+    last_call: Padded,
     /// Keys with counts since the last flush; each is queued once.
     dirty: Mutex<Vec<Arc<KeyRuntime>>>,
 }
@@ -110,7 +116,9 @@ impl Recorder {
     /// Whether a call on a known key was counted within `window` of `now`.
     pub fn answered_within(&self, now: Timestamp, window: std::time::Duration) -> bool {
         let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-        now.as_millis().saturating_sub(self.last_call.load(Relaxed)) <= window
+        now.as_millis()
+            .saturating_sub(self.last_call.0.load(Relaxed))
+            <= window
     }
 
     /// Counts a call on a known key; only a call that passes moves its
@@ -125,8 +133,8 @@ impl Recorder {
     ) {
         // A load first, as for the key's last use below: under load most
         // calls share a millisecond, and skip the store.
-        if self.last_call.load(Relaxed) < now.as_millis() {
-            self.last_call.store(now.as_millis(), Relaxed);
+        if self.last_call.0.load(Relaxed) < now.as_millis() {
+            self.last_call.0.store(now.as_millis(), Relaxed);
         }
         let c = &runtime.usage;
         c.by_code[d.code.index()].fetch_add(1, Relaxed);
