@@ -90,13 +90,15 @@ where
 /// A reload in progress: each record [`put`](Reload::put) replaces what is
 /// held whatever its version (a restored database can hold older versions
 /// than the index), and [`finish`](Reload::finish) drops the keys the
-/// snapshot did not hold. What this replica's own writes install during the
+/// snapshot did not hold. What this replica's own writes make during the
 /// reload is neither replaced by an older snapshot row nor dropped: those
 /// writes went to the database the snapshot is read from, so their versions
-/// compare with its rows (and not with what the index held before). Lock
-/// order: the local writes, then `interned`, then a map shard. Entries are swapped one at a time under the shard
-/// locks Verify already takes, so Verify never waits for a reload. Dropped
-/// without `finish` (the snapshot failed), it leaves every key in place.
+/// compare with its rows, and where theirs is newer the reload installs
+/// them whatever the index held before (a failover may have lost those
+/// versions). Lock order: the local writes, then `interned`, then a map
+/// shard. Entries are swapped one at a time under the shard locks Verify
+/// already takes, so Verify never waits for a reload. Dropped without
+/// `finish` (the snapshot failed), it leaves every key in place.
 pub struct Reload<'a> {
     index: &'a KeyIndex,
     seen: HashSet<KeyHash>,
@@ -111,9 +113,10 @@ impl Reload<'_> {
         let newer_local = written
             .as_ref()
             .and_then(|w| w.get(&record.hash))
-            .is_some_and(|local| local.version >= record.version);
-        if !newer_local {
-            self.index.replace(record);
+            .filter(|local| local.version >= record.version);
+        match newer_local {
+            Some(local) => self.index.install(record.hash, Arc::clone(local), |_| true),
+            None => self.index.replace(record),
         }
     }
 
@@ -124,6 +127,10 @@ impl Reload<'_> {
         // is an ordinary versioned upsert.
         let mut written = self.index.local_writes();
         let local = written.take().unwrap_or_default();
+        // Written after the snapshot was read: the newest this replica knows.
+        for (hash, entry) in local.iter().filter(|(h, _)| !self.seen.contains(*h)) {
+            self.index.install(*hash, Arc::clone(entry), |_| true);
+        }
         let before = self.index.keys.len();
         self.index
             .keys
@@ -200,16 +207,14 @@ impl KeyIndex {
         {
             let mut written = self.local_writes();
             if let Some(written) = written.as_mut() {
-                // During a reload, what the index held before it may come
-                // from a log that went back (a failover to a standby that
-                // lost versions), so it is not compared with: the newest of
-                // this replica's own writes wins, and the reload keeps it.
+                // During a reload, the newest of this replica's own writes
+                // is kept for the reload to install against the snapshot.
                 if written
                     .get(&record.hash)
                     .is_none_or(|held| held.version < entry.version)
                 {
                     written.insert(record.hash, Arc::clone(&entry));
-                    self.install(record.hash, entry, |_| true);
+                    self.install(record.hash, entry, |held| held.version < record.version);
                 }
                 return;
             }

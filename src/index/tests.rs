@@ -49,9 +49,43 @@ fn a_local_write_during_a_reload_wins_over_what_the_index_held_before() {
     index.upsert(&lost);
     let mut reload = index.begin_reload();
     index.upsert(&revoked(&key));
-    assert!(is_revoked(&index, &key));
+    // The snapshot's row is older than the revoke: the revoke is installed.
     reload.put(&key);
     assert!(is_revoked(&index, &key));
+    reload.finish();
+    assert!(is_revoked(&index, &key));
+}
+
+#[test]
+fn a_late_local_write_never_undoes_a_newer_version() {
+    let index = KeyIndex::default();
+    let key = record();
+    // Another replica revoked the key (version 3) and the feed applied it;
+    // this replica's own version 2, committed before, lands during a reload.
+    let mut renamed = key.clone();
+    renamed.version = 2;
+    let mut gone = revoked(&renamed);
+    gone.version = 3;
+    index.upsert(&gone);
+    let mut reload = index.begin_reload();
+    index.upsert(&renamed);
+    assert!(is_revoked(&index, &key));
+    reload.put(&gone);
+    reload.finish();
+    assert!(is_revoked(&index, &key));
+}
+
+#[test]
+fn a_key_written_after_the_snapshot_was_read_is_installed_at_the_end() {
+    let index = KeyIndex::default();
+    let key = record();
+    let mut lost = key.clone();
+    lost.version = 2;
+    index.upsert(&lost);
+    let reload = index.begin_reload();
+    // Not in the snapshot: written after it was read, at a version the
+    // index already held from before a failover.
+    index.upsert(&revoked(&key));
     reload.finish();
     assert!(is_revoked(&index, &key));
 }
