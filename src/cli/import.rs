@@ -16,12 +16,11 @@ use std::{
 };
 
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::Client;
 use crate::{
-    domain::Restrictions,
+    domain::{KeyHash, Restrictions, legacy::hash_whole},
     grpc::{pb, restrictions_from_pb, restrictions_to_pb},
 };
 
@@ -286,27 +285,12 @@ fn key_of(obj: &Map<String, Value>) -> Result<pb::ImportedKey, String> {
 /// The hash a key is stored under, to find duplicates in the file: the
 /// given hash decoded, or SHA-256 of the raw value.
 fn identity(k: &pb::ImportedKey) -> Option<[u8; 32]> {
-    use base64::Engine;
-    match &k.secret {
-        Some(pb::imported_key::Secret::Raw(r)) => Some(Sha256::digest(r.as_bytes()).into()),
-        Some(pb::imported_key::Secret::Hash(h)) => {
-            let t = h.trim_end_matches('=');
-            let bytes = hex::decode(h)
-                .ok()
-                .or_else(|| {
-                    base64::engine::general_purpose::STANDARD_NO_PAD
-                        .decode(t)
-                        .ok()
-                })
-                .or_else(|| {
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .decode(t)
-                        .ok()
-                })?;
-            bytes.try_into().ok()
-        }
-        None => None,
-    }
+    let hash = match &k.secret {
+        Some(pb::imported_key::Secret::Raw(r)) => hash_whole(r),
+        Some(pb::imported_key::Secret::Hash(h)) => KeyHash::parse_text(h)?,
+        None => return None,
+    };
+    Some(*hash.as_bytes())
 }
 
 /// Turns lines into keys, by the file's format.

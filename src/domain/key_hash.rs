@@ -17,6 +17,22 @@ impl KeyHash {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// A hash written as text, as an import gives it: 64 hex digits, or
+    /// base64 (standard or URL-safe, padded or not) of 32 bytes.
+    pub fn parse_text(s: &str) -> Option<Self> {
+        use base64::Engine;
+        let bytes = if s.len() == 64 {
+            hex::decode(s).ok()
+        } else {
+            let t = s.trim_end_matches('=');
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(t)
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
+                .ok()
+        };
+        Self::try_from(bytes?.as_slice()).ok()
+    }
 }
 
 impl TryFrom<&[u8]> for KeyHash {

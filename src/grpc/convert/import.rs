@@ -1,7 +1,6 @@
 //! ImportKeys and ExportKeys: requests to domain types, and back. A raw key
 //! is moved into a wiping buffer at once, and named in no error.
 
-use base64::Engine;
 use zeroize::Zeroizing;
 
 use super::{
@@ -48,26 +47,14 @@ pub fn import_request(req: pb::ImportKeysRequest) -> Result<Import> {
     })
 }
 
-/// A hash as 64 hex digits or base64 (standard or URL-safe, padded or not)
-/// of 32 bytes.
+/// A hash as text (see [`KeyHash::parse_text`]).
 fn hash(field: &str, s: &str) -> Result<KeyHash> {
-    let bytes = if s.len() == 64 {
-        hex::decode(s).ok()
-    } else {
-        let t = s.trim_end_matches('=');
-        base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(t)
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
-            .ok()
-    };
-    bytes
-        .and_then(|b| KeyHash::try_from(b.as_slice()).ok())
-        .ok_or_else(|| {
-            Error::invalid(
-                field,
-                "must be SHA-256: 64 hex digits, or 32 bytes in base64",
-            )
-        })
+    KeyHash::parse_text(s).ok_or_else(|| {
+        Error::invalid(
+            field,
+            "must be SHA-256: 64 hex digits, or 32 bytes in base64",
+        )
+    })
 }
 
 fn text(field: &str, s: String, max: usize) -> Result<Option<String>> {
