@@ -137,6 +137,13 @@ async fn main() {
                 .expect("write");
             }
         }
+        // Idle is measured again on each side of the loaded phase: on a
+        // shared machine a neighbour's load moves both figures alike.
+        let idle_before = if loaded {
+            verify_rate(&conns, &bodies).await
+        } else {
+            idle
+        };
         let started = Instant::now();
         let mut cli = Command::new(env!("CARGO_BIN_EXE_keysmith"))
             .args([
@@ -177,11 +184,16 @@ async fn main() {
             count as f64 / took.as_secs_f64()
         );
         if loaded {
+            let idle_after = verify_rate(&conns, &bodies).await;
+            let idle = (idle_before + idle_after) / 2.0;
             let mean = during.iter().sum::<f64>() / during.len().max(1) as f64;
             let worst = during.iter().copied().fold(f64::INFINITY, f64::min);
             let ratio = mean / idle;
             println!(
-                "unary Verify during it (mean of {} windows) {mean:>10.0}/s  ({ratio:.2} of idle; worst window {:.2})",
+                "unary Verify idle just before and after it {idle_before:>10.0}/s, {idle_after:.0}/s"
+            );
+            println!(
+                "unary Verify during it (mean of {} windows) {mean:>10.0}/s  ({ratio:.2} of that idle; worst window {:.2})",
                 during.len(),
                 worst / idle
             );
