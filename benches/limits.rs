@@ -47,7 +47,7 @@ fn limit(name: &str, requests: u32, secs: i64) -> pb::NamedLimit {
     pb::NamedLimit {
         name: name.into(),
         requests,
-        period: Some(prost_types::Duration {
+        period: Some(pbjson_types::Duration {
             seconds: secs,
             nanos: 0,
         }),

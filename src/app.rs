@@ -7,6 +7,7 @@ use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_web::GrpcWebLayer;
 
 use crate::{
     auth::AdminAuth,
@@ -16,7 +17,7 @@ use crate::{
     },
     domain::{PageTokens, Timestamp},
     grpc::{
-        AdminService, ExtAuthzService, VerifyService,
+        AdminService, ConnectLayer, ExtAuthzService, VerifyService,
         pb::{self, key_admin_server::KeyAdminServer, key_verify_server::KeyVerifyServer},
     },
     index::{ChangeFeed, FeedHandle, KeyIndex, Pruner, ReplicaState},
@@ -32,6 +33,11 @@ use crate::{
 };
 
 mod reflection;
+
+/// How much larger a Connect JSON body may be than the protobuf cap of its
+/// listener: JSON spells out field names, and base64 and decimal digits
+/// take more room than bytes and varints.
+const JSON_PER_PROTO: usize = 4;
 
 /// What the verify listener serves, and so what its reflection lists.
 const VERIFY_SERVICES: &[&str] = &[
@@ -304,6 +310,8 @@ impl App {
             admin_server = admin_server.tls_config(tls.admin.clone())?;
         }
         let verify = verify_server
+            .layer(ConnectLayer::new(MAX_VERIFY_MESSAGE * JSON_PER_PROTO))
+            .layer(GrpcWebLayer::new())
             .add_service(health.clone())
             .add_service(reflection::v1(VERIFY_SERVICES)?)
             .add_service(reflection::v1alpha(VERIFY_SERVICES)?)
@@ -319,6 +327,8 @@ impl App {
                 stop.clone().cancelled_owned(),
             );
         let admin = admin_server
+            .layer(ConnectLayer::new(MAX_ADMIN_MESSAGE * JSON_PER_PROTO))
+            .layer(GrpcWebLayer::new())
             .add_service(health)
             .add_service(reflection::v1(&[pb::key_admin_server::SERVICE_NAME])?)
             .add_service(reflection::v1alpha(&[pb::key_admin_server::SERVICE_NAME])?)
@@ -460,6 +470,8 @@ fn incoming(listener: TcpListener, limits: &ListenerLimits) -> TcpIncoming {
 /// A server builder with a listener's limits (see [`ListenerLimits`]).
 fn server(limits: &ListenerLimits) -> Server {
     Server::builder()
+        // HTTP/1.1 as well, for Connect's JSON and gRPC-Web.
+        .accept_http1(true)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .timeout(limits.call_timeout)
         .http2_max_header_list_size(limits.max_header_list_size)

@@ -144,7 +144,7 @@ fn memchr(b: &[u8]) -> Option<usize> {
     b.iter().position(|&c| c == b'\n')
 }
 
-fn time(field: &str, v: &Value) -> Result<Option<prost_types::Timestamp>, String> {
+fn time(field: &str, v: &Value) -> Result<Option<crate::grpc::wkt::Timestamp>, String> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) if s.is_empty() => Ok(None),
@@ -154,7 +154,7 @@ fn time(field: &str, v: &Value) -> Result<Option<prost_types::Timestamp>, String
             let d = t
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_err(|_| format!("{field}: before 1970"))?;
-            Ok(Some(prost_types::Timestamp {
+            Ok(Some(crate::grpc::wkt::Timestamp {
                 seconds: d.as_secs() as i64,
                 nanos: d.subsec_nanos() as i32,
             }))
@@ -163,7 +163,7 @@ fn time(field: &str, v: &Value) -> Result<Option<prost_types::Timestamp>, String
     }
 }
 
-fn rfc3339(t: &Option<prost_types::Timestamp>) -> Value {
+fn rfc3339(t: &Option<crate::grpc::wkt::Timestamp>) -> Value {
     t.as_ref().map_or(Value::Null, |t| {
         let at = SystemTime::UNIX_EPOCH
             + std::time::Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32);

@@ -106,7 +106,7 @@ fn legacy_format(spec: &str) -> Result<pb::LegacyFormat, String> {
                 let d = t
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_err(|_| "retire: before 1970".to_owned())?;
-                f.retire_time = Some(prost_types::Timestamp {
+                f.retire_time = Some(crate::grpc::wkt::Timestamp {
                     seconds: d.as_secs() as i64,
                     nanos: 0,
                 });
@@ -368,7 +368,7 @@ pub async fn run_keyspace(conn: &Connection, cmd: KeyspaceCommand) -> Result<(),
                     legacy_formats,
                     ..Default::default()
                 }),
-                update_mask: Some(prost_types::FieldMask { paths }),
+                update_mask: Some(crate::grpc::wkt::FieldMask { paths }),
             };
             c.inner.update_keyspace(c.req(msg)?).await
         }

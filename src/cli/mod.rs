@@ -57,8 +57,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
-fn pb_duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
+fn pb_duration(d: Duration) -> pbjson_types::Duration {
+    pbjson_types::Duration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
     }
@@ -241,7 +241,7 @@ pub async fn run_key(conn: &Connection, cmd: KeyCommand) -> Result<(), String> {
             };
             let msg = pb::UpdateKeyRequest {
                 key: Some(key),
-                update_mask: Some(prost_types::FieldMask { paths }),
+                update_mask: Some(crate::grpc::wkt::FieldMask { paths }),
             };
             let r = c
                 .inner

@@ -8,7 +8,7 @@ pub struct Out {
     json: bool,
 }
 
-fn time(t: &Option<prost_types::Timestamp>) -> Value {
+fn time(t: &Option<crate::grpc::wkt::Timestamp>) -> Value {
     t.as_ref().map_or(Value::Null, |t| {
         json!(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
     })

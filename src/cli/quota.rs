@@ -219,7 +219,7 @@ pub async fn run_owner(conn: &Connection, cmd: OwnerCommand) -> Result<(), Strin
                     remaining: n,
                     ..Default::default()
                 }),
-                update_mask: Some(prost_types::FieldMask { paths }),
+                update_mask: Some(crate::grpc::wkt::FieldMask { paths }),
                 reason,
                 ..Default::default()
             };

@@ -149,7 +149,7 @@ pub async fn run_role(conn: &Connection, cmd: RoleCommand) -> Result<(), String>
                     description: description.unwrap_or_default(),
                     ..Default::default()
                 }),
-                update_mask: Some(prost_types::FieldMask { paths }),
+                update_mask: Some(crate::grpc::wkt::FieldMask { paths }),
             };
             let r = c
                 .inner

@@ -212,7 +212,11 @@ async fn mint_online(conn: &Connection, spec: TokenSpec) -> Result<(), String> {
     let mut c = Client::connect(conn).await?;
     let expire_time = spec.expires_in.map(|d| {
         let at = std::time::SystemTime::now() + d;
-        prost_types::Timestamp::from(at)
+        let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        crate::grpc::wkt::Timestamp {
+            seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+        }
     });
     let msg = pb::CreateAdminTokenRequest {
         name: spec.name,

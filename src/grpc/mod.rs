@@ -1,6 +1,7 @@
 //! The gRPC surface. The only module that knows prost types.
 
 mod admin;
+mod connect;
 mod convert;
 mod error;
 mod ext_authz;
@@ -9,8 +10,10 @@ pub mod fuzz;
 mod presented;
 mod verify;
 mod watch;
+pub mod wkt;
 
 pub use admin::AdminService;
+pub use connect::ConnectLayer;
 /// Restrictions between their wire form and the JSON form of the import
 /// file (the CLI's `key import` and `key export`).
 pub use convert::{restrictions as restrictions_from_pb, to_restrictions as restrictions_to_pb};
@@ -21,6 +24,8 @@ pub use verify::VerifyService;
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("keysmith.v1");
+    // proto3's canonical JSON mapping of every message (pbjson).
+    include!(concat!(env!("OUT_DIR"), "/keysmith.v1.serde.rs"));
 
     /// Encoded descriptors of `keysmith.v1`, served by reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

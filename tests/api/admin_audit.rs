@@ -94,7 +94,7 @@ async fn webhook_admin_changes_are_audited_with_the_token(backend: Backend) {
             events: vec!["key.revoked".into()],
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["url".into(), "events".into()],
         }),
     };
@@ -180,7 +180,7 @@ async fn webhook_admin_changes_are_audited_with_the_token(backend: Backend) {
 async fn stale_policy_changes_are_audited_with_the_token(backend: Backend) {
     let app = spawn_with(backend, |_| {}).await;
     let (mut admin, actor) = acting_admin(&app).await;
-    let days = |d: i64| prost_types::Duration {
+    let days = |d: i64| pbjson_types::Duration {
         seconds: d * 86_400,
         nanos: 0,
     };
@@ -266,7 +266,7 @@ async fn key_admin_changes_are_audited_with_the_token(backend: Backend) {
             name: "renamed".into(),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["name".into()],
         }),
     };

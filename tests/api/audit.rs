@@ -21,7 +21,7 @@ async fn every_mutation_is_audited_with_actor_and_changes(backend: Backend) {
                 scopes: vec!["a:read".into()],
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
+            update_mask: Some(keysmith::grpc::wkt::FieldMask {
                 paths: vec!["scopes".into()],
             }),
         })
@@ -241,31 +241,32 @@ async fn editing_an_audit_row_breaks_the_chain_at_that_row(backend: Backend) {
 async fn audit_events_filter_by_action_and_time(backend: Backend) {
     let app = spawn(backend).await;
     let mut admin = app.admin.clone();
-    let before = prost_types::Timestamp {
+    let before = keysmith::grpc::wkt::Timestamp {
         seconds: 1,
         nanos: 0,
     };
     let a = app.create_with_scopes(&[]).await.key.expect("key");
     app.revoke(&a.id).await;
     let created_at = a.create_time.expect("time");
-    let list =
-        |action: &str, from: Option<prost_types::Timestamp>, to: Option<prost_types::Timestamp>| {
-            let mut admin = admin.clone();
-            let req = pb::ListAuditEventsRequest {
-                action: action.into(),
-                from,
-                to,
-                ..Default::default()
-            };
-            async move {
-                admin
-                    .list_audit_events(req)
-                    .await
-                    .expect("list")
-                    .into_inner()
-                    .events
-            }
+    let list = |action: &str,
+                from: Option<keysmith::grpc::wkt::Timestamp>,
+                to: Option<keysmith::grpc::wkt::Timestamp>| {
+        let mut admin = admin.clone();
+        let req = pb::ListAuditEventsRequest {
+            action: action.into(),
+            from,
+            to,
+            ..Default::default()
         };
+        async move {
+            admin
+                .list_audit_events(req)
+                .await
+                .expect("list")
+                .into_inner()
+                .events
+        }
+    };
     assert_eq!(list("key.revoked", None, None).await.len(), 1);
     assert_eq!(list("key.created", None, None).await.len(), 1);
     assert_eq!(list("", Some(created_at), None).await.len(), 2);

@@ -98,7 +98,7 @@ async fn create_names_the_bad_field(backend: Backend) {
         ),
         (
             pb::CreateKeyRequest {
-                expire_time: Some(prost_types::Timestamp {
+                expire_time: Some(keysmith::grpc::wkt::Timestamp {
                     seconds: 1_000,
                     nanos: 0,
                 }),
@@ -108,7 +108,7 @@ async fn create_names_the_bad_field(backend: Backend) {
         ),
         (
             pb::CreateKeyRequest {
-                ttl: Some(prost_types::Duration {
+                ttl: Some(pbjson_types::Duration {
                     seconds: -5,
                     nanos: 0,
                 }),
@@ -118,7 +118,7 @@ async fn create_names_the_bad_field(backend: Backend) {
         ),
         (
             pb::CreateKeyRequest {
-                ttl: Some(prost_types::Duration {
+                ttl: Some(pbjson_types::Duration {
                     seconds: i64::MAX,
                     nanos: 0,
                 }),
@@ -183,7 +183,7 @@ async fn ids_grace_and_paging_are_checked(backend: Backend) {
 
     let negative = pb::RotateKeyRequest {
         id: id.clone(),
-        grace_period: Some(prost_types::Duration {
+        grace_period: Some(pbjson_types::Duration {
             seconds: -1,
             nanos: 0,
         }),
@@ -196,7 +196,7 @@ async fn ids_grace_and_paging_are_checked(backend: Backend) {
     );
     let huge = pb::RotateKeyRequest {
         id: id.clone(),
-        grace_period: Some(prost_types::Duration {
+        grace_period: Some(pbjson_types::Duration {
             seconds: 400 * 86_400,
             nanos: 0,
         }),
@@ -249,7 +249,7 @@ async fn update_mask_is_checked(backend: Backend) {
             id: id.clone(),
             ..key
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: paths.into_iter().map(String::from).collect(),
         }),
     };

@@ -17,7 +17,7 @@ fn narrow(id: &str, scopes: &[&str]) -> pb::UpdateKeyspaceRequest {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["scopes".into()],
         }),
     }

@@ -39,11 +39,11 @@ async fn noted_key(app: &TestApp) -> (String, String) {
     (created.key.expect("key").id, created.secret)
 }
 
-fn in_a_day() -> prost_types::Timestamp {
+fn in_a_day() -> keysmith::grpc::wkt::Timestamp {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock");
-    prost_types::Timestamp {
+    keysmith::grpc::wkt::Timestamp {
         seconds: now.as_secs() as i64 + 86_400,
         nanos: 0,
     }

@@ -20,7 +20,7 @@ fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-fn hex_format(retire: Option<prost_types::Timestamp>) -> pb::LegacyFormat {
+fn hex_format(retire: Option<keysmith::grpc::wkt::Timestamp>) -> pb::LegacyFormat {
     pb::LegacyFormat {
         name: "acme-v1".into(),
         prefix: "acme_live_".into(),
@@ -215,7 +215,7 @@ async fn a_bad_entry_refuses_its_batch(backend: Backend) {
     let app = spawn(backend).await;
     let ks = legacy_keyspace(&app).await;
     let good = by_raw(&old_key(1), "acct_a");
-    let future = prost_types::Timestamp {
+    let future = keysmith::grpc::wkt::Timestamp {
         seconds: 4_000_000_000,
         nanos: 0,
     };
@@ -321,7 +321,7 @@ async fn a_retired_format_is_refused_and_rotation_moves_to_a_native_key(backend:
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs() as i64;
-    let retire = prost_types::Timestamp {
+    let retire = keysmith::grpc::wkt::Timestamp {
         seconds: now - 1,
         nanos: 0,
     };
@@ -333,7 +333,7 @@ async fn a_retired_format_is_refused_and_rotation_moves_to_a_native_key(backend:
                 legacy_formats: vec![hex_format(Some(retire))],
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
+            update_mask: Some(keysmith::grpc::wkt::FieldMask {
                 paths: vec!["legacy_formats".into()],
             }),
         })
@@ -454,7 +454,7 @@ async fn a_limited_token_imports_within_its_reach(backend: Backend) {
         "owner_id",
     );
     let revoked = pb::ImportedKey {
-        revoke_time: Some(prost_types::Timestamp {
+        revoke_time: Some(keysmith::grpc::wkt::Timestamp {
             seconds: 1_700_000_000,
             nanos: 0,
         }),

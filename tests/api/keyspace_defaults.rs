@@ -115,7 +115,7 @@ async fn the_maximum_lifetime_is_enforced(backend: Backend) {
         owner_id: "acct_1".into(),
         keyspace: ks.id.clone(),
         ttl: ttl.map(secs),
-        expire_time: at.map(|s| prost_types::Timestamp {
+        expire_time: at.map(|s| keysmith::grpc::wkt::Timestamp {
             seconds: s,
             nanos: 0,
         }),
@@ -152,7 +152,7 @@ async fn the_maximum_lifetime_is_enforced(backend: Backend) {
     assert!(hour.into_inner().key.expect("key").expire_time.is_some());
     // UpdateKey cannot lift the limit either: not beyond it, not removed.
     for expire_time in [
-        Some(prost_types::Timestamp {
+        Some(keysmith::grpc::wkt::Timestamp {
             seconds: now + 2 * day,
             nanos: 0,
         }),
@@ -164,7 +164,7 @@ async fn the_maximum_lifetime_is_enforced(backend: Backend) {
                 expire_time,
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
+            update_mask: Some(keysmith::grpc::wkt::FieldMask {
                 paths: vec!["expire_time".into()],
             }),
         };

@@ -20,7 +20,7 @@ async fn bad_keyspace_input_is_refused_naming_the_field(backend: Backend) {
     let app = spawn(backend).await;
     let mut admin = app.admin.clone();
     let taken = keyspace(&app, "taken", Default::default()).await;
-    let duration = |seconds| prost_types::Duration { seconds, nanos: 0 };
+    let duration = |seconds| pbjson_types::Duration { seconds, nanos: 0 };
     let cases: Vec<(pb::CreateKeyspaceRequest, Code, &str)> = vec![
         (create(""), Code::InvalidArgument, "prefix"),
         (create("Acme"), Code::InvalidArgument, "prefix"),
@@ -166,7 +166,7 @@ async fn bad_keyspace_input_is_refused_naming_the_field(backend: Backend) {
             prefix: "Bad".into(),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: paths.iter().map(|p| p.to_string()).collect(),
         }),
     };
@@ -253,7 +253,7 @@ async fn keys_draw_their_scopes_from_the_catalogue(backend: Backend) {
             scopes: vec!["admin".into()],
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["scopes".into()],
         }),
     };

@@ -42,8 +42,8 @@ pub(crate) async fn key_in(app: &TestApp, keyspace: &str) -> pb::CreateKeyRespon
     .await
 }
 
-pub(crate) fn secs(s: i64) -> prost_types::Duration {
-    prost_types::Duration {
+pub(crate) fn secs(s: i64) -> pbjson_types::Duration {
+    pbjson_types::Duration {
         seconds: s,
         nanos: 0,
     }
@@ -238,7 +238,7 @@ async fn the_prefix_is_final_once_the_keyspace_holds_keys(backend: Backend) {
             prefix: prefix.into(),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: paths.iter().map(|p| p.to_string()).collect(),
         }),
     };
@@ -287,7 +287,7 @@ async fn the_prefix_is_final_once_the_keyspace_holds_keys(backend: Backend) {
             prefix: "dflt".into(),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["prefix".into()],
         }),
     };

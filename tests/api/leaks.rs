@@ -602,14 +602,14 @@ async fn report_leaked_key_ends_the_key_and_its_self_made_successors(backend: Ba
         .and_then(|k| k.create_time)
         .expect("create time");
     let later_ms = made.seconds * 1000 + i64::from(made.nanos) / 1_000_000 + 1;
-    let later = prost_types::Timestamp {
+    let later = keysmith::grpc::wkt::Timestamp {
         seconds: later_ms / 1000,
         nanos: i32::try_from(later_ms % 1000).unwrap() * 1_000_000,
     };
     while keysmith::domain::Timestamp::now().as_millis() <= later_ms {
         tokio::task::yield_now().await;
     }
-    let future = prost_types::Timestamp {
+    let future = keysmith::grpc::wkt::Timestamp {
         seconds: later.seconds + 3600,
         nanos: 0,
     };

@@ -15,6 +15,7 @@ mod canonical;
 mod catalogue;
 mod cli;
 mod cli_import;
+mod connect;
 mod crash;
 mod crash_bounds;
 mod deploy_files;

@@ -50,7 +50,7 @@ pub const CALLS: &[(&str, &str, Call)] = &[
                     name: "renamed".into(),
                     ..Default::default()
                 }),
-                update_mask: Some(prost_types::FieldMask {
+                update_mask: Some(keysmith::grpc::wkt::FieldMask {
                     paths: vec!["name".into()],
                 }),
             };
@@ -212,7 +212,7 @@ pub const CALLS: &[(&str, &str, Call)] = &[
         Box::pin(async move {
             let req = pb::OwnerStalePolicy {
                 owner_id: "acct_perm".into(),
-                flag_after: Some(prost_types::Duration {
+                flag_after: Some(pbjson_types::Duration {
                     seconds: 86_400,
                     nanos: 0,
                 }),
@@ -273,7 +273,7 @@ pub const CALLS: &[(&str, &str, Call)] = &[
                     name: "renamed".into(),
                     ..Default::default()
                 }),
-                update_mask: Some(prost_types::FieldMask {
+                update_mask: Some(keysmith::grpc::wkt::FieldMask {
                     paths: vec!["name".into()],
                 }),
             };
@@ -320,7 +320,7 @@ pub const CALLS: &[(&str, &str, Call)] = &[
                     description: "changed".into(),
                     ..Default::default()
                 }),
-                update_mask: Some(prost_types::FieldMask {
+                update_mask: Some(keysmith::grpc::wkt::FieldMask {
                     paths: vec!["description".into()],
                 }),
             };
@@ -406,7 +406,7 @@ pub const CALLS: &[(&str, &str, Call)] = &[
             let req = pb::UpdateOwnerRequest {
                 owner_id: "acct_perm".into(),
                 metadata: [("plan".to_string(), "free".to_string())].into(),
-                update_mask: Some(prost_types::FieldMask {
+                update_mask: Some(keysmith::grpc::wkt::FieldMask {
                     paths: vec!["metadata".into()],
                 }),
                 ..Default::default()

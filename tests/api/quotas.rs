@@ -8,8 +8,8 @@ use keysmith::grpc::pb::{self, VerifyCode};
 
 use crate::helpers::{Backend, TestApp, assert_status, eventually, spawn};
 
-fn period(secs: i64) -> Option<prost_types::Duration> {
-    Some(prost_types::Duration {
+fn period(secs: i64) -> Option<pbjson_types::Duration> {
+    Some(pbjson_types::Duration {
         seconds: secs,
         nanos: 0,
     })
@@ -215,7 +215,7 @@ async fn an_owners_credits_and_metadata_are_shared_by_its_keys(backend: Backend)
         metadata,
         credits: Some(credits(3)),
         limits: vec![limit("requests", 1000, 60)],
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["metadata".into(), "credits".into(), "limits".into()],
         }),
         ..Default::default()
@@ -388,7 +388,7 @@ async fn an_owner_holds_its_stale_policy(backend: Backend) {
             flag_after: period(86_400 * 30),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["stale_policy".into()],
         }),
         ..Default::default()
@@ -415,7 +415,7 @@ async fn an_owner_holds_its_stale_policy(backend: Backend) {
     );
     let clear = pb::UpdateOwnerRequest {
         owner_id: "acct_stale".into(),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["stale_policy".into()],
         }),
         ..Default::default()
@@ -435,7 +435,7 @@ async fn an_owner_holds_its_stale_policy(backend: Backend) {
             flag_after: period(86_400),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["stale_policy".into()],
         }),
         ..Default::default()
@@ -506,7 +506,7 @@ async fn limited_tokens_reach_only_their_owners(backend: Backend) {
         owner_id: "acct_secret".into(),
         metadata: [("notes".to_string(), "internal".to_string())].into(),
         credits: Some(credits(5)),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["metadata".into(), "credits".into()],
         }),
         ..Default::default()

@@ -46,11 +46,14 @@ async fn replay_configured(
     configure: impl FnOnce(&mut keysmith::Config),
 ) -> (TestApp, std::process::Output) {
     let which = Command::new("sh")
-        .args(["-c", "command -v grpcurl && command -v jq"])
+        .args([
+            "-c",
+            "command -v grpcurl && command -v jq && command -v curl",
+        ])
         .output();
     assert!(
         which.is_ok_and(|o| o.status.success()),
-        "grpcurl and jq are needed; scripts/test installs them"
+        "grpcurl, jq and curl are needed; scripts/test installs them"
     );
     // The README runs next to a default `keysmith serve`: SQLite in ./keysmith-data.
     let db = TestDb::new(Backend::Sqlite).await;
@@ -113,6 +116,29 @@ async fn readme_grpcurl_session_works_verbatim() {
             "VERIFY_CODE_REVOKED", // old key, revoked
             "VERIFY_CODE_VALID",   // successor unaffected
         ],
+        "stdout:\n{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_curl_session_works_verbatim() {
+    let stdout = replay("curl-session").await;
+    assert_eq!(
+        codes(&stdout),
+        [
+            "VERIFY_CODE_VALID",   // created and verified over JSON
+            "VERIFY_CODE_REVOKED", // revoked over JSON
+        ],
+        "stdout:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""ownerId": "acct_123""#),
+        "stdout:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            r#"{"code":"unauthenticated","message":"missing or invalid admin token"}401"#
+        ),
         "stdout:\n{stdout}"
     );
 }

@@ -118,7 +118,7 @@ async fn rate_limit_denies_with_retry_after(backend: Backend) {
         pb::Restrictions {
             rate_limit: Some(pb::RateLimit {
                 requests: 1,
-                period: Some(prost_types::Duration {
+                period: Some(pbjson_types::Duration {
                     seconds: 3600,
                     nanos: 0,
                 }),
@@ -248,7 +248,7 @@ async fn restrictions_are_validated_and_updatable(backend: Backend) {
             id: id.clone(),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["restrictions".into()],
         }),
     };
@@ -264,7 +264,7 @@ async fn restrictions_are_validated_and_updatable(backend: Backend) {
             restrictions: Some(ip(&["192.0.2.0/24"])),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["restrictions".into()],
         }),
     };

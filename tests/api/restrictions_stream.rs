@@ -23,7 +23,7 @@ async fn set_restrictions(app: &TestApp, id: &str, r: pb::Restrictions) {
             restrictions: Some(r),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["restrictions".into()],
         }),
     };
@@ -71,7 +71,7 @@ async fn restrictions_changes_reach_the_default_stream(backend: Backend) {
 
     let rate = pb::RateLimit {
         requests: 10,
-        period: Some(prost_types::Duration {
+        period: Some(pbjson_types::Duration {
             seconds: 60,
             nanos: 0,
         }),

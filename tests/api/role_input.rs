@@ -47,7 +47,7 @@ async fn bad_role_input_is_refused_naming_the_field(backend: Backend) {
             roles: vec!["reader".into(), "gone".into()],
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["roles".into()],
         }),
     };
@@ -161,7 +161,7 @@ async fn bad_role_input_is_refused_naming_the_field(backend: Backend) {
         "update_mask",
     );
     let mut rename = scopes_update(DEFAULT_KS, "reader", &["a:b"]);
-    rename.update_mask = Some(prost_types::FieldMask {
+    rename.update_mask = Some(keysmith::grpc::wkt::FieldMask {
         paths: vec!["name".into()],
     });
     assert_status(

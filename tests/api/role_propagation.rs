@@ -133,7 +133,7 @@ async fn a_role_change_reaches_every_key_holding_it(backend: Backend) {
             description: "renamed team".into(),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["description".into()],
         }),
     };

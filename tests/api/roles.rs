@@ -55,7 +55,7 @@ pub(crate) fn scopes_update(ks: &str, name: &str, scopes: &[&str]) -> pb::Update
             scopes: strings(scopes),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["scopes".into()],
         }),
     }
@@ -130,7 +130,7 @@ async fn a_role_grants_its_scopes_to_verify(backend: Backend) {
             id: id.clone(),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["roles".into()],
         }),
     };

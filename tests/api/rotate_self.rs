@@ -15,11 +15,11 @@ use crate::{
 
 pub const HOUR: i64 = 3600;
 
-pub fn secs(seconds: i64) -> prost_types::Duration {
-    prost_types::Duration { seconds, nanos: 0 }
+pub fn secs(seconds: i64) -> pbjson_types::Duration {
+    pbjson_types::Duration { seconds, nanos: 0 }
 }
 
-fn millis(t: &prost_types::Timestamp) -> i64 {
+fn millis(t: &keysmith::grpc::wkt::Timestamp) -> i64 {
     t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
 }
 
@@ -286,7 +286,7 @@ async fn successor_never_outlives_the_key_it_replaced(backend: Backend) {
     assert_eq!(millis(c_key.expire_time.as_ref().expect("expiry")), end);
 
     // Only an admin's explicit expiry moves it, and successors keep that.
-    let later = prost_types::Timestamp {
+    let later = keysmith::grpc::wkt::Timestamp {
         seconds: (t0 + 90 * DAY_MS) / 1000,
         nanos: 0,
     };
@@ -296,7 +296,7 @@ async fn successor_never_outlives_the_key_it_replaced(backend: Backend) {
             expire_time: Some(later),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["expire_time".into()],
         }),
     };

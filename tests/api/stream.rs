@@ -138,7 +138,7 @@ async fn filters_and_all_changes(backend: Backend) {
                 scopes: vec!["a:read".into()],
                 ..Default::default()
             }),
-            update_mask: Some(prost_types::FieldMask {
+            update_mask: Some(keysmith::grpc::wkt::FieldMask {
                 paths: vec!["scopes".into()],
             }),
         })

@@ -206,7 +206,7 @@ async fn an_update_outside_the_limits_says_nothing_of_the_key(backend: Backend) 
                 id: theirs.clone(),
                 ..key
             }),
-            update_mask: Some(prost_types::FieldMask {
+            update_mask: Some(keysmith::grpc::wkt::FieldMask {
                 paths: names(paths),
             }),
         };

@@ -144,7 +144,7 @@ async fn an_expired_token_is_refused_like_an_unknown_one(backend: Backend) {
     .await;
     let hour = now.load(Ordering::SeqCst) / 1000 + 3600;
     let req = pb::CreateAdminTokenRequest {
-        expire_time: Some(prost_types::Timestamp {
+        expire_time: Some(keysmith::grpc::wkt::Timestamp {
             seconds: hour,
             nanos: 0,
         }),

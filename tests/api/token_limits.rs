@@ -86,7 +86,7 @@ async fn a_token_limited_to_owners_sees_nothing_of_the_others(backend: Backend) 
         "never listed, never counted"
     );
     let stale = c.list_stale_keys(pb::ListStaleKeysRequest {
-        unused_for: Some(prost_types::Duration {
+        unused_for: Some(pbjson_types::Duration {
             seconds: 0,
             nanos: 0,
         }),
@@ -104,7 +104,7 @@ async fn a_token_limited_to_owners_sees_nothing_of_the_others(backend: Backend) 
             name: "taken".into(),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["name".into()],
         }),
     };
@@ -186,11 +186,11 @@ async fn a_token_limited_to_owners_sees_nothing_of_the_others(backend: Backend) 
 
 async fn a_stronger_token_is_refused_on_the_field_that_asks(backend: Backend) {
     let app = spawn(backend).await;
-    let in_an_hour = prost_types::Timestamp {
+    let in_an_hour = keysmith::grpc::wkt::Timestamp {
         seconds: keysmith::domain::Timestamp::now().as_millis() / 1000 + 3600,
         nanos: 0,
     };
-    let later = prost_types::Timestamp {
+    let later = keysmith::grpc::wkt::Timestamp {
         seconds: in_an_hour.seconds + 60,
         ..in_an_hour
     };

@@ -152,7 +152,7 @@ async fn special_purpose_literals_are_refused_in_every_spelling(backend: Backend
             url: "http://[::ffff:7f00:1]/".into(),
             ..Default::default()
         }),
-        update_mask: Some(prost_types::FieldMask {
+        update_mask: Some(keysmith::grpc::wkt::FieldMask {
             paths: vec!["url".into()],
         }),
     };

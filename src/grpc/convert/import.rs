@@ -106,7 +106,7 @@ fn entry(at: &str, k: pb::ImportedKey) -> Result<ImportEntry> {
             "usage limits and credits are set after import (UpdateKey, the credits API)",
         ));
     }
-    let ts = |name: &str, t: Option<prost_types::Timestamp>| {
+    let ts = |name: &str, t: Option<crate::grpc::wkt::Timestamp>| {
         t.map(|t| timestamp(&f(name), t)).transpose()
     };
     Ok(ImportEntry {

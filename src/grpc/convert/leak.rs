@@ -61,7 +61,7 @@ pub fn to_leak_response(r: &LeakResponse) -> pb::LeakResponse {
 pub fn report(
     url: &str,
     source: &str,
-    leaked_time: Option<prost_types::Timestamp>,
+    leaked_time: Option<crate::grpc::wkt::Timestamp>,
 ) -> Result<LeakReport> {
     Ok(LeakReport {
         finder: LeakFinder::Report,

@@ -61,8 +61,8 @@ use crate::{
 /// Earliest and latest instants accepted: years 1970 to 9999.
 const MAX_SECONDS: i64 = 253_402_300_799;
 
-pub fn timestamp(field: &str, t: prost_types::Timestamp) -> Result<Timestamp> {
-    let prost_types::Timestamp { seconds, nanos } = t;
+pub fn timestamp(field: &str, t: crate::grpc::wkt::Timestamp) -> Result<Timestamp> {
+    let crate::grpc::wkt::Timestamp { seconds, nanos } = t;
     if !(0..=MAX_SECONDS).contains(&seconds) || !(0..1_000_000_000).contains(&nanos) {
         return Err(Error::invalid(
             field,
@@ -74,16 +74,16 @@ pub fn timestamp(field: &str, t: prost_types::Timestamp) -> Result<Timestamp> {
     ))
 }
 
-pub fn to_timestamp(t: Timestamp) -> prost_types::Timestamp {
+pub fn to_timestamp(t: Timestamp) -> crate::grpc::wkt::Timestamp {
     let ms = t.as_millis();
-    prost_types::Timestamp {
+    crate::grpc::wkt::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
 }
 
-pub fn duration(field: &str, d: prost_types::Duration) -> Result<Duration> {
-    let prost_types::Duration { seconds, nanos } = d;
+pub fn duration(field: &str, d: pbjson_types::Duration) -> Result<Duration> {
+    let pbjson_types::Duration { seconds, nanos } = d;
     if seconds < 0 || !(0..1_000_000_000).contains(&nanos) {
         return Err(Error::invalid(field, "must not be negative"));
     }
@@ -117,7 +117,7 @@ pub fn reason(field: &str, s: &str) -> Result<Reason> {
 /// An update request's field mask: at least one path, each one of
 /// `updatable` and named once.
 pub(crate) fn update_paths(
-    mask: Option<prost_types::FieldMask>,
+    mask: Option<crate::grpc::wkt::FieldMask>,
     updatable: &[&str],
 ) -> Result<Vec<String>> {
     let paths = mask.map(|m| m.paths).unwrap_or_default();
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn timestamps_round_trip_at_millisecond_precision() {
-        let t = prost_types::Timestamp {
+        let t = crate::grpc::wkt::Timestamp {
             seconds: 1_700_000_000,
             nanos: 123_000_000,
         };
@@ -215,17 +215,17 @@ mod tests {
 
     #[test]
     fn out_of_range_times_and_negative_durations_are_rejected() {
-        let bad = prost_types::Timestamp {
+        let bad = crate::grpc::wkt::Timestamp {
             seconds: -1,
             nanos: 0,
         };
         assert!(timestamp("t", bad).is_err());
-        let bad = prost_types::Timestamp {
+        let bad = crate::grpc::wkt::Timestamp {
             seconds: 0,
             nanos: -5,
         };
         assert!(timestamp("t", bad).is_err());
-        let bad = prost_types::Duration {
+        let bad = pbjson_types::Duration {
             seconds: -1,
             nanos: 0,
         };

@@ -39,8 +39,8 @@ fn counts(c: &UsageCounts) -> pb::UsageCounts {
 
 /// An optional time range from a request.
 pub fn range(
-    from: Option<prost_types::Timestamp>,
-    to: Option<prost_types::Timestamp>,
+    from: Option<crate::grpc::wkt::Timestamp>,
+    to: Option<crate::grpc::wkt::Timestamp>,
 ) -> Result<(Option<Timestamp>, Option<Timestamp>)> {
     Ok((
         from.map(|t| timestamp("from", t)).transpose()?,
@@ -74,7 +74,7 @@ pub fn overlap(o: Overlap) -> pb::GetRotationOverlapResponse {
         new_key: Some(counts(&o.new_usage)),
         old_last_used_time: o.old.last_used_at.map(to_timestamp),
         new_last_used_time: o.new.last_used_at.map(to_timestamp),
-        end_grace_when_idle: o.old.end_grace_when_idle.map(|d| prost_types::Duration {
+        end_grace_when_idle: o.old.end_grace_when_idle.map(|d| pbjson_types::Duration {
             seconds: d.as_secs() as i64,
             nanos: d.subsec_nanos() as i32,
         }),
