@@ -18,7 +18,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(["keysmith/v1/keysmith.proto"], ["proto"])?;
     let encoded = fds.encode_to_vec();
     std::fs::write(out.join("keysmith_descriptor.bin"), &encoded)?;
-    std::fs::write(out.join("connect_methods.rs"), methods(&fds)?)?;
+    let mut connect = methods(&fds)?;
+    connect.push_str(&field_names(&fds));
+    std::fs::write(out.join("connect_methods.rs"), connect)?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
@@ -63,6 +65,51 @@ fn methods(fds: &prost_types::FileDescriptorSet) -> Result<String, String> {
     }
     rs.push_str("];\n");
     Ok(rs)
+}
+
+/// `FIELD_NAMES`: every field name of the package's messages, as the proto
+/// and as JSON spell it, sorted: an error may name a JSON key that is one
+/// of them, and says no more of any other (a map's keys are input).
+fn field_names(fds: &prost_types::FileDescriptorSet) -> String {
+    fn walk(m: &prost_types::DescriptorProto, names: &mut Vec<String>) {
+        for f in &m.field {
+            names.push(f.name().to_owned());
+            names.push(lower_camel(f.name()));
+        }
+        for nested in &m.nested_type {
+            walk(nested, names);
+        }
+    }
+    let mut names = Vec::new();
+    let files = fds.file.iter().filter(|f| f.package() == PACKAGE);
+    for m in files.flat_map(|f| &f.message_type) {
+        walk(m, &mut names);
+    }
+    names.sort();
+    names.dedup();
+    let mut rs = String::from("pub(super) const FIELD_NAMES: &[&str] = &[\n");
+    for n in names {
+        writeln!(rs, "    {n:?},").ok();
+    }
+    rs.push_str("];\n");
+    rs
+}
+
+/// `expire_time` as `expireTime`: the JSON name proto3 gives a field.
+fn lower_camel(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                out.extend(c.to_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `.keysmith.v1.CreateKeyRequest` as `CreateKeyRequest`: a top-level

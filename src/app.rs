@@ -34,11 +34,6 @@ use crate::{
 
 mod reflection;
 
-/// How much larger a Connect JSON body may be than the protobuf cap of its
-/// listener: JSON spells out field names, and base64 and decimal digits
-/// take more room than bytes and varints.
-const JSON_PER_PROTO: usize = 4;
-
 /// What the verify listener serves, and so what its reflection lists.
 const VERIFY_SERVICES: &[&str] = &[
     pb::key_verify_server::SERVICE_NAME,
@@ -310,7 +305,11 @@ impl App {
             admin_server = admin_server.tls_config(tls.admin.clone())?;
         }
         let verify = verify_server
-            .layer(ConnectLayer::new(MAX_VERIFY_MESSAGE * JSON_PER_PROTO))
+            .layer(ConnectLayer::new(
+                &[pb::key_verify_server::SERVICE_NAME],
+                MAX_VERIFY_MESSAGE,
+                self.config.verify_limits.call_timeout,
+            ))
             .layer(GrpcWebLayer::new())
             .add_service(health.clone())
             .add_service(reflection::v1(VERIFY_SERVICES)?)
@@ -327,7 +326,11 @@ impl App {
                 stop.clone().cancelled_owned(),
             );
         let admin = admin_server
-            .layer(ConnectLayer::new(MAX_ADMIN_MESSAGE * JSON_PER_PROTO))
+            .layer(ConnectLayer::new(
+                &[pb::key_admin_server::SERVICE_NAME],
+                MAX_ADMIN_MESSAGE,
+                self.config.admin_limits.call_timeout,
+            ))
             .layer(GrpcWebLayer::new())
             .add_service(health)
             .add_service(reflection::v1(&[pb::key_admin_server::SERVICE_NAME])?)

@@ -126,6 +126,20 @@ async fn json_calls_are_the_grpc_handlers(backend: Backend) {
     assert_eq!(v["code"], "VERIFY_CODE_REVOKED");
     assert_eq!(app.verify_code(&secret).await, pb::VerifyCode::Revoked);
 
+    // A deadline the call meets changes nothing.
+    let on_time = Client::new()
+        .post(format!(
+            "http://{}/keysmith.v1.KeyVerify/Verify",
+            app.verify_channel_addr()
+        ))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("connect-timeout-ms", "10000")
+        .body(json!({"key": secret}).to_string())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(on_time.status(), StatusCode::OK);
+
     // HTTP/2 (h2c, prior knowledge) carries the same calls.
     let h2 = Client::builder()
         .http2_prior_knowledge()

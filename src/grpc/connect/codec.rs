@@ -110,7 +110,15 @@ fn described<M>(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
         if !path.is_empty() && !matches!(segment, Segment::Seq { .. }) {
             path.push('.');
         }
-        path.push_str(&segment.to_string());
+        match segment {
+            // A map's keys are input: only a field's name is spelled out.
+            Segment::Map { key } | Segment::Enum { variant: key }
+                if super::FIELD_NAMES.binary_search(&key.as_str()).is_err() =>
+            {
+                path.push_str("{…}");
+            }
+            segment => path.push_str(&segment.to_string()),
+        }
     }
     let field = if path.is_empty() {
         String::new()
@@ -126,7 +134,8 @@ fn described<M>(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
         serde_json::error::Category::Data => {
             let text = inner.to_string();
             let text = text.split(" at line ").next().unwrap_or_default();
-            let (what, expected) = match text.split_once(", expected ") {
+            // The last ", expected": the input quoted before it may hold one.
+            let (what, expected) = match text.rsplit_once(", expected ") {
                 Some((what, expected)) => (what, Some(expected)),
                 None => (text, None),
             };
@@ -147,5 +156,73 @@ fn described<M>(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
                 .unwrap_or_default();
             format!("{field}{kind}{expected} in {} ({place})", name::<M>())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grpc::pb;
+
+    fn refusal<M: Message + Default + DeserializeOwned>(body: &str) -> String {
+        from_json::<M>(Encoding::Json, body.as_bytes()).expect_err("refused")
+    }
+
+    /// Input in a map's keys, in a wrongly typed value or after a decoy
+    /// `, expected ` never comes back; the field it was in does.
+    #[test]
+    fn an_error_names_the_field_and_never_the_input() {
+        let secret = "sk_live_9fQ3xVbWq2LmN8rTzK4pYc1HdE7sGjA0uR5oXiB6nMw";
+        for (body, field) in [
+            (
+                format!(r#"{{"metadata": {{"{secret}": 1}}}}"#),
+                "field metadata.{…}:",
+            ),
+            (
+                format!(r#"{{"ownerId": 1, "metadata": {{"{secret}": "x"}}}}"#),
+                "field ownerId:",
+            ),
+            (
+                format!(r#"{{"scopes": "{secret}, expected {secret}"}}"#),
+                "field scopes:",
+            ),
+            (format!(r#"{{"type": "{secret}"}}"#), "field type:"),
+            (format!(r#"{{"{secret}": true}}"#), "unknown field"),
+            (
+                format!(r#"{{"expireTime": "{secret}"}}"#),
+                "field expireTime:",
+            ),
+        ] {
+            let message = refusal::<pb::CreateKeyRequest>(&body);
+            assert!(!message.contains(&secret[8..20]), "{body}: {message}");
+            assert!(
+                message.contains(field),
+                "{body}: `{message}` should say `{field}`"
+            );
+        }
+    }
+
+    #[test]
+    fn json_and_protobuf_bodies_carry_the_same_message() {
+        let want = pb::VerifyRequest {
+            key: "k".into(),
+            required_scopes: vec!["a".into()],
+            ..Default::default()
+        };
+        let from_json = from_json::<pb::VerifyRequest>(
+            Encoding::Json,
+            br#"{"key": "k", "required_scopes": ["a"]}"#,
+        )
+        .expect("json");
+        assert_eq!(
+            pb::VerifyRequest::decode(&from_json[..]).expect("decode"),
+            want
+        );
+        let proto = want.encode_to_vec();
+        assert_eq!(
+            super::from_json::<pb::VerifyRequest>(Encoding::Proto, &proto).expect("proto"),
+            proto
+        );
+        assert!(super::from_json::<pb::VerifyRequest>(Encoding::Proto, &[0xff, 0xff]).is_err());
     }
 }

@@ -13,11 +13,14 @@
 
 mod codec;
 mod reply;
+#[cfg(test)]
+mod tests;
 
 use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -46,19 +49,62 @@ struct Unary {
     response: fn(Encoding, &[u8]) -> Result<Vec<u8>, String>,
 }
 
-fn method(path: &str) -> Option<&'static Method> {
-    METHODS.iter().find(|m| m.path == path)
-}
+/// How much larger a JSON body may be than the protobuf cap of its
+/// listener: JSON spells out field names, and base64 and decimal digits
+/// take more room than bytes and varints.
+const JSON_PER_PROTO: usize = 4;
 
-/// Wraps a listener's gRPC routes; `max_body` caps a Connect request body.
+/// What a listener serves over Connect, and its bounds.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectLayer {
-    max_body: usize,
+    limits: Limits,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// The listener's services, by full name (`keysmith.v1.KeyVerify`).
+    services: &'static [&'static str],
+    /// The listener's protobuf message cap; a JSON body may be
+    /// [`JSON_PER_PROTO`] times as large.
+    max_message: usize,
+    /// The longest a call may take here: a Connect call ends a little
+    /// before the listener's own deadline, so its client reads Connect's
+    /// `deadline_exceeded`, not the bare gRPC status tonic would send.
+    budget: Duration,
 }
 
 impl ConnectLayer {
-    pub fn new(max_body: usize) -> Self {
-        Self { max_body }
+    pub fn new(
+        services: &'static [&'static str],
+        max_message: usize,
+        call_timeout: Duration,
+    ) -> Self {
+        let margin = (call_timeout / 10).min(Duration::from_millis(250));
+        Self {
+            limits: Limits {
+                services,
+                max_message,
+                budget: call_timeout.saturating_sub(margin),
+            },
+        }
+    }
+}
+
+impl Limits {
+    /// The method at `path`, when this listener serves its service.
+    fn method(&self, path: &str) -> Option<&'static Method> {
+        let service = path.strip_prefix('/')?.split('/').next()?;
+        if !self.services.contains(&service) {
+            return None;
+        }
+        METHODS.iter().find(|m| m.path == path)
+    }
+
+    fn max_body(&self, encoding: Encoding) -> usize {
+        match encoding {
+            Encoding::Json => self.max_message.saturating_mul(JSON_PER_PROTO),
+            Encoding::Proto => self.max_message,
+        }
     }
 }
 
@@ -68,7 +114,7 @@ impl<S> Layer<S> for ConnectLayer {
     fn layer(&self, inner: S) -> Connect<S> {
         Connect {
             inner,
-            max_body: self.max_body,
+            limits: self.limits,
         }
     }
 }
@@ -76,7 +122,7 @@ impl<S> Layer<S> for ConnectLayer {
 #[derive(Clone, Debug)]
 pub struct Connect<S> {
     inner: S,
-    max_body: usize,
+    limits: Limits,
 }
 
 type Answer<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
@@ -96,7 +142,7 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let route = match route(&req) {
+        let route = match route(&self.limits, &req) {
             Route::Grpc => return Either::Left(self.inner.call(req)),
             Route::Refused(reply) => return Either::Right(Box::pin(async { Ok(reply) })),
             Route::Unary(unary, encoding) => (unary, encoding),
@@ -104,9 +150,9 @@ where
         // The ready service answers this call; a clone waits for the next.
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
-        let max_body = self.max_body;
+        let limits = self.limits;
         Either::Right(Box::pin(async move {
-            Ok(match unary_call(inner, route, req, max_body).await {
+            Ok(match unary_call(inner, route, req, limits).await {
                 Ok(reply) => reply,
                 Err(Stop::Reply(reply)) => reply,
                 Err(Stop::Inner(e)) => return Err(e),
@@ -124,7 +170,7 @@ enum Route {
     Unary(&'static Unary, Encoding),
 }
 
-fn route(req: &Request<Body>) -> Route {
+fn route(limits: &Limits, req: &Request<Body>) -> Route {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -135,7 +181,7 @@ fn route(req: &Request<Body>) -> Route {
     }
     let encoding = content_type.and_then(Encoding::of);
     let path = req.uri().path();
-    let Some(method) = method(path) else {
+    let Some(method) = limits.method(path) else {
         return match encoding {
             Some(_) if req.method() == HttpMethod::POST => Route::Refused(reply::error_at(
                 StatusCode::NOT_FOUND,
@@ -185,35 +231,72 @@ impl<E> From<Response<Body>> for Stop<E> {
 }
 
 async fn unary_call<S>(
-    mut inner: S,
+    inner: S,
     (unary, encoding): (&'static Unary, Encoding),
     req: Request<Body>,
-    max_body: usize,
+    limits: Limits,
 ) -> Result<Response<Body>, Stop<S::Error>>
 where
     S: Service<Request<Body>, Response = Response<Body>>,
 {
     let (mut parts, body) = req.into_parts();
-    grpc_headers(&mut parts.headers)?;
+    let asked = grpc_headers(&mut parts.headers).map_err(|(code, m)| reply::error(code, m))?;
+    let deadline = asked.map_or(limits.budget, |t| t.min(limits.budget));
     // gRPC is HTTP/2; a Connect call may have come over HTTP/1.1.
     parts.version = http::Version::HTTP_2;
-    let body = match Limited::new(body, max_body).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(reply::error_at(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Code::ResourceExhausted,
-                &format!("the request body is over {max_body} bytes"),
-            )
-            .into());
+    let call = async {
+        let max_body = limits.max_body(encoding);
+        let body = read_body(body, max_body).await?;
+        let proto = (unary.request)(encoding, &body)
+            .map_err(|m| reply::error(Code::InvalidArgument, &m))?;
+        if proto.len() > limits.max_message {
+            return Err(too_large(limits.max_message).into());
         }
-        Err(_) => {
-            return Err(reply::error(Code::Cancelled, "the request body was cut off").into());
-        }
+        grpc_call(
+            inner,
+            unary,
+            encoding,
+            Request::from_parts(parts, Body::new(Full::new(frame(&proto)))),
+        )
+        .await
     };
-    let proto =
-        (unary.request)(encoding, &body).map_err(|m| reply::error(Code::InvalidArgument, &m))?;
-    let call = Request::from_parts(parts, Body::new(Full::new(frame(&proto))));
+    match tokio::time::timeout(deadline, call).await {
+        Ok(answer) => answer,
+        Err(_) => Err(reply::error(
+            Code::DeadlineExceeded,
+            "the call did not finish within its deadline",
+        )
+        .into()),
+    }
+}
+
+fn too_large(max: usize) -> Response<Body> {
+    reply::error_at(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Code::ResourceExhausted,
+        &format!("the request is over {max} bytes"),
+    )
+}
+
+/// The request body, whole, or the reply that refuses it.
+async fn read_body<E>(body: Body, max: usize) -> Result<Bytes, Stop<E>> {
+    match Limited::new(body, max).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(max).into()),
+        Err(_) => Err(reply::error(Code::Cancelled, "the request body was cut off").into()),
+    }
+}
+
+/// The gRPC call, and its answer as Connect's.
+async fn grpc_call<S>(
+    mut inner: S,
+    unary: &'static Unary,
+    encoding: Encoding,
+    call: Request<Body>,
+) -> Result<Response<Body>, Stop<S::Error>>
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+{
     let answer = inner.call(call).await.map_err(Stop::Inner)?;
     let (parts, body) = answer.into_parts();
     let Ok(collected) = body.collect().await else {
@@ -242,24 +325,30 @@ where
     ))
 }
 
+/// Why a request is refused, for [`reply::error`].
+type Refusal = (Code, &'static str);
+
 /// The Connect request's headers as a gRPC call's: its metadata stays
-/// (`authorization`, `x-request-id`, …), and `Connect-Timeout-Ms` becomes
-/// `grpc-timeout`.
-fn grpc_headers(headers: &mut http::HeaderMap) -> Result<(), Response<Body>> {
+/// (`authorization`, `x-request-id`, …); the `Connect-Timeout-Ms` it
+/// asked for, if any.
+fn grpc_headers(headers: &mut http::HeaderMap) -> Result<Option<Duration>, Refusal> {
+    if headers.keys().any(|n| n.as_str().starts_with("grpc-")) {
+        return Err((
+            Code::InvalidArgument,
+            "a Connect call carries no grpc- headers (for a deadline, send connect-timeout-ms)",
+        ));
+    }
     if let Some(v) = headers.get("connect-protocol-version")
         && v != "1"
     {
-        return Err(reply::error(
-            Code::InvalidArgument,
-            "connect-protocol-version must be 1",
-        ));
+        return Err((Code::InvalidArgument, "connect-protocol-version must be 1"));
     }
     for name in [
         header::CONTENT_ENCODING.as_str(),
         "connect-content-encoding",
     ] {
         if headers.get(name).is_some_and(|v| v != "identity") {
-            return Err(reply::error(
+            return Err((
                 Code::Unimplemented,
                 "compressed request bodies are not accepted",
             ));
@@ -275,7 +364,7 @@ fn grpc_headers(headers: &mut http::HeaderMap) -> Result<(), Response<Body>> {
                 .and_then(|s| s.parse::<u64>().ok())
                 .filter(|ms| *ms > 0);
             let Some(ms) = ms else {
-                return Err(reply::error(
+                return Err((
                     Code::InvalidArgument,
                     "connect-timeout-ms must be a positive whole number of at most 10 digits",
                 ));
@@ -303,12 +392,7 @@ fn grpc_headers(headers: &mut http::HeaderMap) -> Result<(), Response<Body>> {
         HeaderValue::from_static("application/grpc"),
     );
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
-    if let Some(ms) = timeout
-        && let Ok(v) = HeaderValue::try_from(format!("{ms}m"))
-    {
-        headers.insert("grpc-timeout", v);
-    }
-    Ok(())
+    Ok(timeout.map(Duration::from_millis))
 }
 
 /// One uncompressed gRPC message frame.

@@ -130,7 +130,9 @@ pub(crate) fn update_paths(
     for (i, path) in paths.iter().enumerate() {
         let field = || format!("update_mask.paths[{i}]");
         if !updatable.contains(&path.as_str()) {
-            let reason = format!("`{path}` cannot be updated; use {}", updatable.join(", "));
+            // Not the path itself: whatever was sent there comes back in
+            // no error message.
+            let reason = format!("cannot be updated; use {}", updatable.join(", "));
             return Err(Error::invalid(field(), reason));
         }
         if paths[..i].contains(path) {
