@@ -24,12 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        // The well-known types with serde: prost's own have none. Two are
-        // keysmith's (src/grpc/wkt.rs), the rest from pbjson-types.
+        // The well-known types with the JSON mapping's serde (prost's own
+        // have none): keysmith's, in src/grpc/wkt.rs.
         .compile_well_known_types(true)
-        .extern_path(".google.protobuf.Timestamp", "crate::grpc::wkt::Timestamp")
-        .extern_path(".google.protobuf.FieldMask", "crate::grpc::wkt::FieldMask")
-        .extern_path(".google.protobuf", "::pbjson_types")
+        .extern_path(".google.protobuf", "crate::grpc::wkt")
         .compile_fds(fds)?;
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?

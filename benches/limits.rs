@@ -47,7 +47,7 @@ fn limit(name: &str, requests: u32, secs: i64) -> pb::NamedLimit {
     pb::NamedLimit {
         name: name.into(),
         requests,
-        period: Some(pbjson_types::Duration {
+        period: Some(keysmith::grpc::wkt::Duration {
             seconds: secs,
             nanos: 0,
         }),

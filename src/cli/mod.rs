@@ -57,8 +57,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
-fn pb_duration(d: Duration) -> pbjson_types::Duration {
-    pbjson_types::Duration {
+fn pb_duration(d: Duration) -> crate::grpc::wkt::Duration {
+    crate::grpc::wkt::Duration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
     }

@@ -105,3 +105,11 @@ pub fn admin_requests(bytes: &[u8]) -> usize {
     }
     ok
 }
+
+/// Takes `bytes` as the JSON and as the protobuf body of every unary
+/// method's Connect request, and each request that carries over as its
+/// JSON answer would be written: nothing may panic, whatever the bytes.
+/// Returns how many carried over.
+pub fn connect_bodies(bytes: &[u8]) -> usize {
+    super::connect::fuzz_bodies(bytes)
+}

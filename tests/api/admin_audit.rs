@@ -180,7 +180,7 @@ async fn webhook_admin_changes_are_audited_with_the_token(backend: Backend) {
 async fn stale_policy_changes_are_audited_with_the_token(backend: Backend) {
     let app = spawn_with(backend, |_| {}).await;
     let (mut admin, actor) = acting_admin(&app).await;
-    let days = |d: i64| pbjson_types::Duration {
+    let days = |d: i64| keysmith::grpc::wkt::Duration {
         seconds: d * 86_400,
         nanos: 0,
     };

@@ -62,7 +62,7 @@ async fn expiry_notices_fire_once_at_each_lead(backend: Backend) {
     .await;
     let req = pb::CreateKeyRequest {
         owner_id: "acct_1".into(),
-        ttl: Some(pbjson_types::Duration {
+        ttl: Some(keysmith::grpc::wkt::Duration {
             seconds: 20 * 86_400,
             nanos: 0,
         }),
@@ -350,7 +350,7 @@ async fn two_replicas_send_each_notice_once() {
         async move {
             let req = pb::CreateKeyRequest {
                 owner_id: "acct_1".into(),
-                ttl: Some(pbjson_types::Duration {
+                ttl: Some(keysmith::grpc::wkt::Duration {
                     seconds: days * 86_400,
                     nanos: 0,
                 }),
@@ -401,7 +401,7 @@ async fn a_keys_own_rotation_policy_wins(backend: Backend) {
         .await;
     let weekly = app
         .create(policy(pb::RotationPolicy {
-            every: Some(pbjson_types::Duration {
+            every: Some(keysmith::grpc::wkt::Duration {
                 seconds: 7 * 86_400,
                 nanos: 0,
             }),
@@ -444,7 +444,7 @@ async fn a_keys_own_rotation_policy_wins(backend: Backend) {
 
     // A bad policy is refused, naming the field.
     let bad = policy(pb::RotationPolicy {
-        every: Some(pbjson_types::Duration {
+        every: Some(keysmith::grpc::wkt::Duration {
             seconds: 60,
             nanos: 0,
         }),
@@ -465,7 +465,7 @@ async fn an_owners_stale_thresholds_replace_the_servers(backend: Backend) {
     })
     .await;
     let days = |d: i64| {
-        Some(pbjson_types::Duration {
+        Some(keysmith::grpc::wkt::Duration {
             seconds: d * 86_400,
             nanos: 0,
         })

@@ -108,7 +108,7 @@ async fn create_names_the_bad_field(backend: Backend) {
         ),
         (
             pb::CreateKeyRequest {
-                ttl: Some(pbjson_types::Duration {
+                ttl: Some(keysmith::grpc::wkt::Duration {
                     seconds: -5,
                     nanos: 0,
                 }),
@@ -118,7 +118,7 @@ async fn create_names_the_bad_field(backend: Backend) {
         ),
         (
             pb::CreateKeyRequest {
-                ttl: Some(pbjson_types::Duration {
+                ttl: Some(keysmith::grpc::wkt::Duration {
                     seconds: i64::MAX,
                     nanos: 0,
                 }),
@@ -183,7 +183,7 @@ async fn ids_grace_and_paging_are_checked(backend: Backend) {
 
     let negative = pb::RotateKeyRequest {
         id: id.clone(),
-        grace_period: Some(pbjson_types::Duration {
+        grace_period: Some(keysmith::grpc::wkt::Duration {
             seconds: -1,
             nanos: 0,
         }),
@@ -196,7 +196,7 @@ async fn ids_grace_and_paging_are_checked(backend: Backend) {
     );
     let huge = pb::RotateKeyRequest {
         id: id.clone(),
-        grace_period: Some(pbjson_types::Duration {
+        grace_period: Some(keysmith::grpc::wkt::Duration {
             seconds: 400 * 86_400,
             nanos: 0,
         }),

@@ -120,7 +120,7 @@ async fn expiring_notices(store: &dyn Store) -> HashMap<String, usize> {
 async fn create_expiring(admin: &Admin) -> String {
     let req = pb::CreateKeyRequest {
         owner_id: "acct_notices".into(),
-        ttl: Some(pbjson_types::Duration {
+        ttl: Some(keysmith::grpc::wkt::Duration {
             seconds: 10 * 86_400,
             nanos: 0,
         }),

@@ -148,7 +148,7 @@ async fn denies_with_the_right_http_status(backend: Backend) {
                 }),
                 rate_limit: Some(pb::RateLimit {
                     requests: 1,
-                    period: Some(pbjson_types::Duration {
+                    period: Some(keysmith::grpc::wkt::Duration {
                         seconds: 3600,
                         nanos: 0,
                     }),

@@ -303,7 +303,7 @@ async fn receipt(app: &TestApp, id: &str) -> pb::Propagation {
         id: id.into(),
         reason: "test".into(),
         wait_for_propagation: true,
-        propagation_timeout: Some(pbjson_types::Duration {
+        propagation_timeout: Some(keysmith::grpc::wkt::Duration {
             seconds: 0,
             nanos: 300_000_000,
         }),

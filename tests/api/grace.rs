@@ -19,11 +19,11 @@ async fn rotate_ending_grace_when_idle(
     let old = app.create_with_scopes(&[]).await;
     let req = pb::RotateKeyRequest {
         id: old.key.as_ref().expect("key").id.clone(),
-        grace_period: Some(pbjson_types::Duration {
+        grace_period: Some(keysmith::grpc::wkt::Duration {
             seconds: 7 * 86_400,
             nanos: 0,
         }),
-        end_grace_when_idle: Some(pbjson_types::Duration {
+        end_grace_when_idle: Some(keysmith::grpc::wkt::Duration {
             seconds: 3600,
             nanos: 0,
         }),

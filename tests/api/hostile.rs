@@ -231,7 +231,7 @@ async fn hostile_admin_inputs_are_refused_and_nothing_is_written(backend: Backen
         ),
         (
             pb::CreateKeyRequest {
-                ttl: Some(pbjson_types::Duration {
+                ttl: Some(keysmith::grpc::wkt::Duration {
                     seconds: -1,
                     nanos: 0,
                 }),
@@ -241,7 +241,7 @@ async fn hostile_admin_inputs_are_refused_and_nothing_is_written(backend: Backen
         ),
         (
             pb::CreateKeyRequest {
-                ttl: Some(pbjson_types::Duration {
+                ttl: Some(keysmith::grpc::wkt::Duration {
                     seconds: 0,
                     nanos: -5,
                 }),
@@ -251,7 +251,7 @@ async fn hostile_admin_inputs_are_refused_and_nothing_is_written(backend: Backen
         ),
         (
             pb::CreateKeyRequest {
-                ttl: Some(pbjson_types::Duration {
+                ttl: Some(keysmith::grpc::wkt::Duration {
                     seconds: i64::MAX,
                     nanos: 999_999_999,
                 }),
@@ -295,7 +295,7 @@ async fn hostile_admin_inputs_are_refused_and_nothing_is_written(backend: Backen
     );
     let rotate = |seconds| pb::RotateKeyRequest {
         id: "key_01aaaaaaaaaaaaaaaaaaaaaaaa".into(),
-        grace_period: Some(pbjson_types::Duration { seconds, nanos: 0 }),
+        grace_period: Some(keysmith::grpc::wkt::Duration { seconds, nanos: 0 }),
         ..Default::default()
     };
     for seconds in [-1, i64::MIN, i64::MAX] {

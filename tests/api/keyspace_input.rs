@@ -20,7 +20,7 @@ async fn bad_keyspace_input_is_refused_naming_the_field(backend: Backend) {
     let app = spawn(backend).await;
     let mut admin = app.admin.clone();
     let taken = keyspace(&app, "taken", Default::default()).await;
-    let duration = |seconds| pbjson_types::Duration { seconds, nanos: 0 };
+    let duration = |seconds| keysmith::grpc::wkt::Duration { seconds, nanos: 0 };
     let cases: Vec<(pb::CreateKeyspaceRequest, Code, &str)> = vec![
         (create(""), Code::InvalidArgument, "prefix"),
         (create("Acme"), Code::InvalidArgument, "prefix"),

@@ -42,8 +42,8 @@ pub(crate) async fn key_in(app: &TestApp, keyspace: &str) -> pb::CreateKeyRespon
     .await
 }
 
-pub(crate) fn secs(s: i64) -> pbjson_types::Duration {
-    pbjson_types::Duration {
+pub(crate) fn secs(s: i64) -> keysmith::grpc::wkt::Duration {
+    keysmith::grpc::wkt::Duration {
         seconds: s,
         nanos: 0,
     }

@@ -65,7 +65,7 @@ async fn rotation_overlaps_then_links_both_keys(backend: Backend) {
         .clone()
         .rotate_key(pb::RotateKeyRequest {
             id: old_id.clone(),
-            grace_period: Some(pbjson_types::Duration {
+            grace_period: Some(keysmith::grpc::wkt::Duration {
                 seconds: 3600,
                 nanos: 0,
             }),
@@ -124,7 +124,7 @@ async fn zero_grace_expires_the_old_key_at_once(backend: Backend) {
         .clone()
         .rotate_key(pb::RotateKeyRequest {
             id: old.key.expect("key").id,
-            grace_period: Some(pbjson_types::Duration::default()),
+            grace_period: Some(keysmith::grpc::wkt::Duration::default()),
             ..Default::default()
         })
         .await
@@ -279,7 +279,7 @@ async fn expiry_is_judged_at_verify_time(backend: Backend) {
     let created = app
         .create(pb::CreateKeyRequest {
             owner_id: "acct_1".into(),
-            ttl: Some(pbjson_types::Duration {
+            ttl: Some(keysmith::grpc::wkt::Duration {
                 seconds: 1,
                 nanos: 0,
             }),

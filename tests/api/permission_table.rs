@@ -212,7 +212,7 @@ pub const CALLS: &[(&str, &str, Call)] = &[
         Box::pin(async move {
             let req = pb::OwnerStalePolicy {
                 owner_id: "acct_perm".into(),
-                flag_after: Some(pbjson_types::Duration {
+                flag_after: Some(keysmith::grpc::wkt::Duration {
                     seconds: 86_400,
                     nanos: 0,
                 }),

@@ -210,7 +210,7 @@ async fn sigterm_drains_in_flight_calls(backend: crate::helpers::Backend) {
         id: id.clone(),
         reason: "drain test".into(),
         wait_for_propagation: true,
-        propagation_timeout: Some(pbjson_types::Duration {
+        propagation_timeout: Some(keysmith::grpc::wkt::Duration {
             seconds: 4,
             nanos: 0,
         }),

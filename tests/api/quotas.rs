@@ -8,8 +8,8 @@ use keysmith::grpc::pb::{self, VerifyCode};
 
 use crate::helpers::{Backend, TestApp, assert_status, eventually, spawn};
 
-fn period(secs: i64) -> Option<pbjson_types::Duration> {
-    Some(pbjson_types::Duration {
+fn period(secs: i64) -> Option<keysmith::grpc::wkt::Duration> {
+    Some(keysmith::grpc::wkt::Duration {
         seconds: secs,
         nanos: 0,
     })

@@ -56,7 +56,7 @@ async fn three_replicas_see_creations_and_revocations() {
         id,
         reason: "leaked".into(),
         wait_for_propagation: true,
-        propagation_timeout: Some(pbjson_types::Duration {
+        propagation_timeout: Some(keysmith::grpc::wkt::Duration {
             seconds: 10,
             nanos: 0,
         }),
@@ -328,7 +328,7 @@ async fn log_rolled_back_under_two_replicas_is_reloaded() {
         id: second,
         reason: "leaked".into(),
         wait_for_propagation: true,
-        propagation_timeout: Some(pbjson_types::Duration {
+        propagation_timeout: Some(keysmith::grpc::wkt::Duration {
             seconds: 10,
             nanos: 0,
         }),

@@ -118,7 +118,7 @@ async fn rate_limit_denies_with_retry_after(backend: Backend) {
         pb::Restrictions {
             rate_limit: Some(pb::RateLimit {
                 requests: 1,
-                period: Some(pbjson_types::Duration {
+                period: Some(keysmith::grpc::wkt::Duration {
                     seconds: 3600,
                     nanos: 0,
                 }),

@@ -71,7 +71,7 @@ async fn restrictions_changes_reach_the_default_stream(backend: Backend) {
 
     let rate = pb::RateLimit {
         requests: 10,
-        period: Some(pbjson_types::Duration {
+        period: Some(keysmith::grpc::wkt::Duration {
             seconds: 60,
             nanos: 0,
         }),

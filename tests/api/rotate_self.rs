@@ -15,8 +15,8 @@ use crate::{
 
 pub const HOUR: i64 = 3600;
 
-pub fn secs(seconds: i64) -> pbjson_types::Duration {
-    pbjson_types::Duration { seconds, nanos: 0 }
+pub fn secs(seconds: i64) -> keysmith::grpc::wkt::Duration {
+    keysmith::grpc::wkt::Duration { seconds, nanos: 0 }
 }
 
 fn millis(t: &keysmith::grpc::wkt::Timestamp) -> i64 {

@@ -86,7 +86,7 @@ async fn a_token_limited_to_owners_sees_nothing_of_the_others(backend: Backend) 
         "never listed, never counted"
     );
     let stale = c.list_stale_keys(pb::ListStaleKeysRequest {
-        unused_for: Some(pbjson_types::Duration {
+        unused_for: Some(keysmith::grpc::wkt::Duration {
             seconds: 0,
             nanos: 0,
         }),

@@ -150,7 +150,7 @@ async fn stale_keys_are_exactly_the_unused_ones(backend: Backend) {
         let mut admin = app.admin.clone();
         async move {
             let req = pb::ListStaleKeysRequest {
-                unused_for: unused_for.map(|d| pbjson_types::Duration {
+                unused_for: unused_for.map(|d| keysmith::grpc::wkt::Duration {
                     seconds: d * 86_400,
                     nanos: 0,
                 }),

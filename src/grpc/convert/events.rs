@@ -61,8 +61,8 @@ pub fn key_event(c: &Change) -> pb::KeyEvent {
     }
 }
 
-fn duration(d: std::time::Duration) -> pbjson_types::Duration {
-    pbjson_types::Duration {
+fn duration(d: std::time::Duration) -> crate::grpc::wkt::Duration {
+    crate::grpc::wkt::Duration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
     }

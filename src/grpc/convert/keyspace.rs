@@ -61,7 +61,7 @@ fn catalogue(field: &str, raw: Vec<String>) -> Result<Vec<Scope>> {
 
 fn bounded(
     field: String,
-    d: Option<pbjson_types::Duration>,
+    d: Option<crate::grpc::wkt::Duration>,
     max: std::time::Duration,
     max_text: &str,
 ) -> Result<Option<std::time::Duration>> {
@@ -130,7 +130,7 @@ fn defaults(field: &str, d: Option<pb::KeyspaceDefaults>) -> Result<KeyspaceDefa
 }
 
 fn to_defaults(d: &KeyspaceDefaults) -> pb::KeyspaceDefaults {
-    let dur = |d: std::time::Duration| pbjson_types::Duration {
+    let dur = |d: std::time::Duration| crate::grpc::wkt::Duration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
     };

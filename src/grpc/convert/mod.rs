@@ -82,8 +82,8 @@ pub fn to_timestamp(t: Timestamp) -> crate::grpc::wkt::Timestamp {
     }
 }
 
-pub fn duration(field: &str, d: pbjson_types::Duration) -> Result<Duration> {
-    let pbjson_types::Duration { seconds, nanos } = d;
+pub fn duration(field: &str, d: crate::grpc::wkt::Duration) -> Result<Duration> {
+    let crate::grpc::wkt::Duration { seconds, nanos } = d;
     if seconds < 0 || !(0..1_000_000_000).contains(&nanos) {
         return Err(Error::invalid(field, "must not be negative"));
     }
@@ -227,7 +227,7 @@ mod tests {
             nanos: -5,
         };
         assert!(timestamp("t", bad).is_err());
-        let bad = pbjson_types::Duration {
+        let bad = crate::grpc::wkt::Duration {
             seconds: -1,
             nanos: 0,
         };

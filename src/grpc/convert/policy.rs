@@ -4,8 +4,8 @@ use crate::{
     error::{Error, Result},
 };
 
-fn to_duration(d: std::time::Duration) -> pbjson_types::Duration {
-    pbjson_types::Duration {
+fn to_duration(d: std::time::Duration) -> crate::grpc::wkt::Duration {
+    crate::grpc::wkt::Duration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
     }

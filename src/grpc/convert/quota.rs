@@ -58,7 +58,7 @@ pub fn to_named_limits(limits: &Limits) -> Vec<pb::NamedLimit> {
         .map(|l| pb::NamedLimit {
             name: l.name.as_str().to_owned(),
             requests: l.rate.requests(),
-            period: Some(pbjson_types::Duration {
+            period: Some(crate::grpc::wkt::Duration {
                 seconds: l.rate.period().as_secs() as i64,
                 nanos: l.rate.period().subsec_nanos() as i32,
             }),
@@ -93,7 +93,7 @@ fn to_refill(r: &Refill) -> pb::CreditRefill {
         interval: Some(match r.interval() {
             RefillInterval::Daily => Interval::Daily(true),
             RefillInterval::Monthly { day } => Interval::MonthlyDay(u32::from(day)),
-            RefillInterval::Every(d) => Interval::Every(pbjson_types::Duration {
+            RefillInterval::Every(d) => Interval::Every(crate::grpc::wkt::Duration {
                 seconds: d.as_secs() as i64,
                 nanos: d.subsec_nanos() as i32,
             }),

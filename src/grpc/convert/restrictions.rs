@@ -132,7 +132,7 @@ pub fn to_restrictions(r: &Restrictions) -> Option<pb::Restrictions> {
         }),
         rate_limit: r.rate_limit.as_ref().map(|x| pb::RateLimit {
             requests: x.allow.requests(),
-            period: Some(pbjson_types::Duration {
+            period: Some(crate::grpc::wkt::Duration {
                 seconds: x.allow.period().as_secs() as i64,
                 nanos: x.allow.period().subsec_nanos() as i32,
             }),

@@ -38,7 +38,7 @@ pub(super) fn to_rotation(r: KeyRotation) -> pb::RotationPolicy {
             ..Default::default()
         },
         KeyRotation::Every { every, expire } => pb::RotationPolicy {
-            every: Some(pbjson_types::Duration {
+            every: Some(crate::grpc::wkt::Duration {
                 seconds: every.as_secs() as i64,
                 nanos: 0,
             }),

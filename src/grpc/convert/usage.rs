@@ -74,10 +74,13 @@ pub fn overlap(o: Overlap) -> pb::GetRotationOverlapResponse {
         new_key: Some(counts(&o.new_usage)),
         old_last_used_time: o.old.last_used_at.map(to_timestamp),
         new_last_used_time: o.new.last_used_at.map(to_timestamp),
-        end_grace_when_idle: o.old.end_grace_when_idle.map(|d| pbjson_types::Duration {
-            seconds: d.as_secs() as i64,
-            nanos: d.subsec_nanos() as i32,
-        }),
+        end_grace_when_idle: o
+            .old
+            .end_grace_when_idle
+            .map(|d| crate::grpc::wkt::Duration {
+                seconds: d.as_secs() as i64,
+                nanos: d.subsec_nanos() as i32,
+            }),
     }
 }
 

@@ -101,7 +101,7 @@ pub fn verify_response(o: &Outcome<'_>) -> pb::VerifyResponse {
             .map(|c| code(c).into())
             .collect(),
         rate_limit_remaining: o.rate_limit_remaining,
-        retry_after: o.retry_after.map(|d| pbjson_types::Duration {
+        retry_after: o.retry_after.map(|d| crate::grpc::wkt::Duration {
             seconds: d.as_secs() as i64,
             nanos: d.subsec_nanos() as i32,
         }),
