@@ -10,6 +10,21 @@ use prost::Message;
 
 const PACKAGE: &str = "keysmith.v1";
 
+/// The messages with a key, token or signing secret in a field, and the
+/// oneof that holds an imported key's raw value: their `Debug` is
+/// keysmith's, which leaves the secret out.
+const SECRET_BEARING: [&str; 9] = [
+    ".keysmith.v1.VerifyRequest",
+    ".keysmith.v1.LookupKeyRequest",
+    ".keysmith.v1.ReportLeakedKeyRequest",
+    ".keysmith.v1.ImportedKey",
+    ".keysmith.v1.ImportedKey.secret",
+    ".keysmith.v1.CreateKeyResponse",
+    ".keysmith.v1.RotateKeyResponse",
+    ".keysmith.v1.CreateAdminTokenResponse",
+    ".keysmith.v1.CreateWebhookEndpointResponse",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=migrations");
@@ -28,6 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // have none): keysmith's, in src/grpc/wkt.rs.
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "crate::grpc::wkt")
+        // Messages that carry a secret print it redacted (src/grpc/redact.rs).
+        .skip_debug(SECRET_BEARING)
         .compile_fds(fds)?;
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?

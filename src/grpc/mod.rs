@@ -8,6 +8,7 @@ mod ext_authz;
 #[doc(hidden)]
 pub mod fuzz;
 mod presented;
+mod redact;
 mod verify;
 mod watch;
 pub mod wkt;
