@@ -8,6 +8,11 @@ use std::{env, fmt::Write as _, path::PathBuf};
 
 use prost::Message;
 
+#[path = "src/grpc/json_name.rs"]
+mod json_name;
+
+use json_name::lower_camel;
+
 const PACKAGE: &str = "keysmith.v1";
 
 /// The messages with a key, token or signing secret in a field, and the
@@ -108,23 +113,6 @@ fn field_names(fds: &prost_types::FileDescriptorSet) -> String {
     }
     rs.push_str("];\n");
     rs
-}
-
-/// `expire_time` as `expireTime`: the JSON name proto3 gives a field.
-fn lower_camel(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut upper = false;
-    for c in name.chars() {
-        match c {
-            '_' => upper = true,
-            c if upper => {
-                out.extend(c.to_uppercase());
-                upper = false;
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `.keysmith.v1.CreateKeyRequest` as `CreateKeyRequest`: a top-level

@@ -47,13 +47,14 @@ json_bench() {
     (cd "$dir" && exec env -u DATABASE_URL "$bin" serve \
         --verify-addr "127.0.0.1:$vport" --admin-addr "127.0.0.1:$aport" >serve.log 2>&1) &
     local server=$!
-    trap 'kill $server 2>/dev/null; rm -rf "$dir"' RETURN
+    # Expanded now: the trap runs after this function's locals are gone.
+    trap "kill $server 2>/dev/null; rm -rf '$dir'; trap - RETURN" RETURN
     for _ in $(seq 1 300); do
         (exec 3<>"/dev/tcp/127.0.0.1/$vport") 2>/dev/null && break
         sleep 0.1
     done
     local token secret
-    token=$(cd "$dir" && env -u DATABASE_URL "$bin" admin-token create | tail -n1)
+    token=$(cd "$dir" && env -u DATABASE_URL "$bin" admin-token create 2>/dev/null | tail -n1)
     secret=$(curl -sS "127.0.0.1:$aport/keysmith.v1.KeyAdmin/CreateKey" \
         -H "authorization: Bearer $token" -H 'content-type: application/json' \
         -d '{"ownerId": "acct_bench", "name": "bench", "scopes": ["invoices:read"]}' |

@@ -7,6 +7,7 @@ mod error;
 mod ext_authz;
 #[doc(hidden)]
 pub mod fuzz;
+mod json_name;
 mod presented;
 mod redact;
 mod verify;

@@ -11,6 +11,8 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
+use super::json_name::lower_camel;
+
 /// A point in time: seconds and nanoseconds since the Unix epoch, in UTC.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Timestamp {
@@ -167,23 +169,6 @@ impl<'de> Deserialize<'de> for FieldMask {
         }
         d.deserialize_str(Paths)
     }
-}
-
-/// `expire_time` as `expireTime` (each dotted part on its own).
-fn lower_camel(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut upper = false;
-    for c in path.chars() {
-        match c {
-            '_' => upper = true,
-            c if upper => {
-                out.extend(c.to_uppercase());
-                upper = false;
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `expireTime` as `expire_time`.
