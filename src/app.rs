@@ -5,7 +5,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig, server::TcpIncoming};
+use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tonic_web::GrpcWebLayer;
 
@@ -33,6 +33,12 @@ use crate::{
 };
 
 mod reflection;
+mod tls;
+
+use tls::Tls;
+
+/// A listener's server, running until its shutdown.
+type Serving = std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
 
 /// What the verify listener serves, and so what its reflection lists.
 const VERIFY_SERVICES: &[&str] = &[
@@ -55,8 +61,8 @@ pub enum AppError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("cannot make the page token key: {0}")]
     Randomness(#[from] crate::domain::RandomnessError),
-    #[error("public listener TLS: {0}")]
-    PublicTls(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("public listener: {0}")]
     Public(#[from] crate::public::signing::FetchError),
     #[error("cannot read {path}: {source}")]
@@ -64,59 +70,6 @@ pub enum AppError {
         path: String,
         source: std::io::Error,
     },
-}
-
-/// The TLS settings of each listener, read from the configured PEM files.
-struct Tls {
-    verify: ServerTlsConfig,
-    admin: ServerTlsConfig,
-    /// The public listener's (HTTP/1.1), from the same certificate.
-    public: tokio_rustls::TlsAcceptor,
-}
-
-/// A rustls acceptor for the public listener, from PEM files.
-fn public_tls(cert: &[u8], key: &[u8]) -> Result<tokio_rustls::TlsAcceptor, AppError> {
-    use tokio_rustls::rustls::{
-        self,
-        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
-    };
-    let bad = |e: &dyn std::fmt::Display| AppError::PublicTls(e.to_string());
-    let certs = CertificateDer::pem_slice_iter(cert)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(&e))?;
-    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| bad(&e))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(&e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| bad(&e))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
-
-fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, AppError> {
-    std::fs::read(path).map_err(|source| AppError::TlsFile {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-fn load_tls(config: &crate::config::TlsConfig) -> Result<Tls, AppError> {
-    let (cert, key) = (read_pem(&config.cert)?, read_pem(&config.key)?);
-    let public = public_tls(&cert, &key)?;
-    let identity = Identity::from_pem(cert, key);
-    let admin = ServerTlsConfig::new().identity(identity.clone());
-    let mut verify = ServerTlsConfig::new().identity(identity);
-    if let Some(ca) = &config.verify_client_ca {
-        verify = verify.client_ca_root(Certificate::from_pem(read_pem(ca)?));
-    }
-    Ok(Tls {
-        verify,
-        admin,
-        public,
-    })
 }
 
 /// Opens the configured store, applying migrations when asked.
@@ -207,7 +160,7 @@ impl App {
             auth,
             usage,
             limiter,
-            tls: config.tls.as_ref().map(load_tls).transpose()?,
+            tls: config.tls.as_ref().map(tls::load).transpose()?,
         })
     }
 
@@ -296,15 +249,7 @@ impl App {
         });
         let verify_service = VerifyService::new(verifier.clone(), watcher, gate.clone());
         let ext_authz = ExtAuthzService::new(verifier, &self.config.ext_authz_key_header, gate);
-        let (mut verify_server, mut admin_server) = (
-            server(&self.config.verify_limits),
-            server(&self.config.admin_limits),
-        );
-        if let Some(tls) = &self.tls {
-            verify_server = verify_server.tls_config(tls.verify.clone())?;
-            admin_server = admin_server.tls_config(tls.admin.clone())?;
-        }
-        let verify = verify_server
+        let verify = server(&self.config.verify_limits)
             .layer(ConnectLayer::new(
                 &[pb::key_verify_server::SERVICE_NAME],
                 MAX_VERIFY_MESSAGE,
@@ -320,12 +265,18 @@ impl App {
             .add_service(
                 AuthorizationServer::new(ext_authz)
                     .max_decoding_message_size(MAX_EXT_AUTHZ_MESSAGE),
-            )
-            .serve_with_incoming_shutdown(
-                incoming(self.verify_listener, &self.config.verify_limits),
-                stop.clone().cancelled_owned(),
             );
-        let admin = admin_server
+        let tcp = incoming(self.verify_listener, &self.config.verify_limits);
+        let verify: Serving = match &self.tls {
+            Some(tls) => Box::pin(verify.serve_with_incoming_shutdown(
+                tls::incoming(tcp, tls.verify.clone()),
+                stop.clone().cancelled_owned(),
+            )),
+            None => {
+                Box::pin(verify.serve_with_incoming_shutdown(tcp, stop.clone().cancelled_owned()))
+            }
+        };
+        let admin = server(&self.config.admin_limits)
             .layer(ConnectLayer::new(
                 &[pb::key_admin_server::SERVICE_NAME],
                 MAX_ADMIN_MESSAGE,
@@ -342,11 +293,17 @@ impl App {
                     webhooks,
                 ))
                 .max_decoding_message_size(MAX_ADMIN_MESSAGE),
-            )
-            .serve_with_incoming_shutdown(
-                incoming(self.admin_listener, &self.config.admin_limits),
-                stop.clone().cancelled_owned(),
             );
+        let tcp = incoming(self.admin_listener, &self.config.admin_limits);
+        let admin: Serving = match &self.tls {
+            Some(tls) => Box::pin(admin.serve_with_incoming_shutdown(
+                tls::incoming(tcp, tls.admin.clone()),
+                stop.clone().cancelled_owned(),
+            )),
+            None => {
+                Box::pin(admin.serve_with_incoming_shutdown(tcp, stop.clone().cancelled_owned()))
+            }
+        };
         tracing::info!(
             %verify_addr,
             %admin_addr,

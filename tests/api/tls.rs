@@ -140,6 +140,43 @@ async fn tls_and_mtls_handshakes() {
             .await
             .is_ok()
     );
+    // JSON over TLS on HTTP/1.1 as well as HTTP/2: ALPN offers both, so
+    // a client that speaks only HTTP/1.1 (Node's fetch) gets in too.
+    let addr: std::net::SocketAddr = admin_addr.parse().expect("addr");
+    for http1 in [true, false] {
+        let mut client = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("ca"),
+            )
+            .resolve("localhost", addr);
+        client = if http1 {
+            client.http1_only()
+        } else {
+            client.http2_prior_knowledge()
+        };
+        let resp = client
+            .build()
+            .expect("client")
+            .post(format!(
+                "https://localhost:{}/keysmith.v1.KeyAdmin/ListKeys",
+                addr.port()
+            ))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .expect("JSON over TLS");
+        let version = if http1 {
+            reqwest::Version::HTTP_11
+        } else {
+            reqwest::Version::HTTP_2
+        };
+        assert_eq!(resp.version(), version);
+        assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+        let body = resp.text().await.expect("body");
+        assert!(body.contains(r#""code":"unauthenticated""#), "{body}");
+    }
+
     // And plaintext does not get an answer.
     let plain = Channel::from_shared(format!("http://{admin_addr}"))
         .expect("uri")
