@@ -373,9 +373,17 @@ impl Limiter {
         for (pool, cost) in &pools {
             pool.demand.fetch_add((*cost).max(1), Relaxed);
         }
+        let leased: Vec<Arc<Pool>> = pools.iter().map(|(p, _)| Arc::clone(p)).collect();
         let all = async {
             for (pool, cost) in pools {
                 keeper::fetch(self, &pool, cost, true).await;
+                // The call is still using what it leased: a lease slow
+                // enough to outlast the keeper's idle time (SQLite's one
+                // writer, busy) must not see its block given back before
+                // the call takes from it.
+                for p in leased.iter() {
+                    p.touch(self.clock.now().as_millis());
+                }
                 if pool.is_cold() {
                     // The store did not answer with a grant.
                     return false;

@@ -96,9 +96,7 @@ impl Pool {
     /// of 0 takes nothing and passes while anything is left.
     pub fn take(&self, cost: i64, now_ms: i64) -> Take {
         // Any call keeps the pool in use, so the keeper leaves its block.
-        if self.last_use.load(Relaxed) < now_ms {
-            self.last_use.store(now_ms, Relaxed);
-        }
+        self.touch(now_ms);
         if self.is_cold() {
             return Take::Lease;
         }
@@ -157,6 +155,11 @@ impl Pool {
     }
 
     /// Forgets the lease (an admin change ended it): the next call leases anew.
+    /// A call is using the pool at `now_ms`: the keeper leaves its block.
+    pub(super) fn touch(&self, now_ms: i64) {
+        self.last_use.fetch_max(now_ms, Relaxed);
+    }
+
     pub(super) fn reset(&self) {
         self.held.store(0, Relaxed);
         self.unsettled.store(0, Relaxed);
