@@ -15,15 +15,14 @@ use json_name::lower_camel;
 
 const PACKAGE: &str = "keysmith.v1";
 
-/// The messages with a key, token or signing secret in a field, and the
-/// oneof that holds an imported key's raw value: their `Debug` is
-/// keysmith's, which leaves the secret out.
-const SECRET_BEARING: [&str; 9] = [
+/// The messages with a key, token or signing secret in a field: their
+/// `Debug` is keysmith's, which leaves the secret out (prost skips a
+/// message's oneofs with it, so `ImportedKey`'s raw value is covered too).
+const SECRET_BEARING: [&str; 8] = [
     ".keysmith.v1.VerifyRequest",
     ".keysmith.v1.LookupKeyRequest",
     ".keysmith.v1.ReportLeakedKeyRequest",
     ".keysmith.v1.ImportedKey",
-    ".keysmith.v1.ImportedKey.secret",
     ".keysmith.v1.CreateKeyResponse",
     ".keysmith.v1.RotateKeyResponse",
     ".keysmith.v1.CreateAdminTokenResponse",

@@ -40,7 +40,7 @@ impl fmt::Debug for pb::ReportLeakedKeyRequest {
             .field("key", &REDACTED)
             .field("url", &self.url)
             .field("source", &self.source)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -76,8 +76,8 @@ impl<'de> Deserialize<'de> for Timestamp {
 impl Serialize for Duration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (seconds, nanos) = (self.seconds, self.nanos);
-        if seconds.abs() > MAX_DURATION_SECONDS
-            || nanos.abs() > 999_999_999
+        if seconds.unsigned_abs() > MAX_DURATION_SECONDS.unsigned_abs()
+            || nanos.unsigned_abs() > 999_999_999
             || (seconds != 0 && nanos != 0 && (seconds < 0) != (nanos < 0))
         {
             return Err(serde::ser::Error::custom("duration out of range"));
@@ -226,6 +226,15 @@ mod tests {
                 nanos: 500_000_000
             }
         );
+        // Out of range, at the extremes too: an error, never an overflow.
+        for (seconds, nanos) in [
+            (i64::MIN, 0),
+            (0, i32::MIN),
+            (MAX_DURATION_SECONDS + 1, 0),
+            (1, -1),
+        ] {
+            assert!(serde_json::to_string(&Duration { seconds, nanos }).is_err());
+        }
         for bad in [
             "--9223372036854775808s",
             "9223372036854775808s",

@@ -154,12 +154,12 @@ impl Pool {
         self.held.swap(0, Relaxed)
     }
 
-    /// Forgets the lease (an admin change ended it): the next call leases anew.
     /// A call is using the pool at `now_ms`: the keeper leaves its block.
     pub(super) fn touch(&self, now_ms: i64) {
         self.last_use.fetch_max(now_ms, Relaxed);
     }
 
+    /// Forgets the lease (an admin change ended it): the next call leases anew.
     pub(super) fn reset(&self) {
         self.held.store(0, Relaxed);
         self.unsettled.store(0, Relaxed);
