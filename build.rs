@@ -76,8 +76,8 @@ fn methods(fds: &prost_types::FileDescriptorSet) -> Result<String, String> {
             let (input, output) = (rust_type(m.input_type())?, rust_type(m.output_type())?);
             writeln!(
                 rs,
-                "    Method {{ path: {path:?}, unary: Some(Unary {{ request: from_json::<pb::{input}>, \
-                 response: to_json::<pb::{output}> }}) }},"
+                "    Method {{ path: {path:?}, unary: Some(Unary {{ request: request::<pb::{input}>, \
+                 response: answer::<pb::{output}> }}) }},"
             )
             .ok();
         }

@@ -42,13 +42,6 @@ pub(super) struct Tls {
     pub public: TlsAcceptor,
 }
 
-fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, AppError> {
-    std::fs::read(path).map_err(|source| AppError::TlsFile {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
 /// A PEM file's bytes, and what to call it in an error.
 struct Pem {
     bytes: Vec<u8>,
@@ -57,8 +50,12 @@ struct Pem {
 
 impl Pem {
     fn read(what: &str, path: &std::path::Path) -> Result<Self, AppError> {
+        let bytes = std::fs::read(path).map_err(|source| AppError::TlsFile {
+            path: path.display().to_string(),
+            source,
+        })?;
         Ok(Self {
-            bytes: read_pem(path)?,
+            bytes,
             what: format!("{what} {}", path.display()),
         })
     }

@@ -381,8 +381,9 @@ impl Limiter {
                 // enough to outlast the keeper's idle time (SQLite's one
                 // writer, busy) must not see its block given back before
                 // the call takes from it.
-                for p in leased.iter() {
-                    p.touch(self.clock.now().as_millis());
+                let now_ms = self.clock.now().as_millis();
+                for p in &leased {
+                    p.touch(now_ms);
                 }
                 if pool.is_cold() {
                     // The store did not answer with a grant.

@@ -40,7 +40,7 @@ impl Encoding {
 
 /// The protobuf encoding of a request body: an error names what is wrong
 /// with it, for INVALID_ARGUMENT.
-pub(super) fn from_json<M>(encoding: Encoding, body: &[u8]) -> Result<Vec<u8>, String>
+pub(super) fn request<M>(encoding: Encoding, body: &[u8]) -> Result<Vec<u8>, String>
 where
     M: Message + Default + DeserializeOwned,
 {
@@ -66,7 +66,7 @@ where
 }
 
 /// A handler's protobuf answer in `encoding`.
-pub(super) fn to_json<M>(encoding: Encoding, proto: &[u8]) -> Result<Vec<u8>, String>
+pub(super) fn answer<M>(encoding: Encoding, proto: &[u8]) -> Result<Vec<u8>, String>
 where
     M: Message + Default + Serialize,
 {
@@ -165,7 +165,7 @@ mod tests {
     use crate::grpc::pb;
 
     fn refusal<M: Message + Default + DeserializeOwned>(body: &str) -> String {
-        from_json::<M>(Encoding::Json, body.as_bytes()).expect_err("refused")
+        request::<M>(Encoding::Json, body.as_bytes()).expect_err("refused")
     }
 
     /// Input in a map's keys, in a wrongly typed value or after a decoy
@@ -209,7 +209,7 @@ mod tests {
             required_scopes: vec!["a".into()],
             ..Default::default()
         };
-        let from_json = from_json::<pb::VerifyRequest>(
+        let from_json = request::<pb::VerifyRequest>(
             Encoding::Json,
             br#"{"key": "k", "required_scopes": ["a"]}"#,
         )
@@ -220,9 +220,9 @@ mod tests {
         );
         let proto = want.encode_to_vec();
         assert_eq!(
-            super::from_json::<pb::VerifyRequest>(Encoding::Proto, &proto).expect("proto"),
+            request::<pb::VerifyRequest>(Encoding::Proto, &proto).expect("proto"),
             proto
         );
-        assert!(super::from_json::<pb::VerifyRequest>(Encoding::Proto, &[0xff, 0xff]).is_err());
+        assert!(request::<pb::VerifyRequest>(Encoding::Proto, &[0xff, 0xff]).is_err());
     }
 }

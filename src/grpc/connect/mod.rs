@@ -30,7 +30,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use tonic::{Code, Status, body::Body};
 use tower::{Layer, Service};
 
-use self::codec::{Encoding, from_json, to_json};
+use self::codec::{Encoding, answer, request};
 use super::pb;
 
 include!(concat!(env!("OUT_DIR"), "/connect_methods.rs"));
@@ -327,10 +327,11 @@ where
         Some(s) => return Err(reply::error(s.code(), s.message()).into()),
         None => return Err(reply::error(Code::Internal, "the answer had no status").into()),
     }
-    let Some(message) = unframe(&collected.to_bytes()) else {
+    let framed = collected.to_bytes();
+    let Some(message) = unframe(&framed) else {
         return Err(reply::error(Code::Internal, "the answer was not one message").into());
     };
-    let body = (unary.response)(encoding, &message).map_err(|e| {
+    let body = (unary.response)(encoding, message).map_err(|e| {
         tracing::error!(error = %e, "a gRPC answer did not carry over to JSON");
         reply::error(Code::Internal, "internal error")
     })?;
@@ -422,9 +423,9 @@ fn frame(message: &[u8]) -> Bytes {
 }
 
 /// The message of a body that is exactly one uncompressed frame.
-fn unframe(body: &[u8]) -> Option<Bytes> {
+fn unframe(body: &[u8]) -> Option<&[u8]> {
     let (&flag, rest) = body.split_first()?;
     let (len, message) = rest.split_at_checked(4)?;
     let len = usize::try_from(u32::from_be_bytes(len.try_into().ok()?)).ok()?;
-    (flag == 0 && message.len() == len).then(|| Bytes::copy_from_slice(message))
+    (flag == 0 && message.len() == len).then_some(message)
 }
